@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the consumer tests drive, when they are missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have skopeo || need+=(skopeo)
+have umoci || need+=(umoci)
+have containerd || need+=(containerd)
+have ctr || need+=(containerd)
+have dockerd || need+=(docker.io)
+have podman || need+=(podman)
+have bsdcpio || need+=(libarchive-tools)
+have cpio || need+=(cpio)
+have e2fsck || need+=(e2fsprogs)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing: ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,410 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { LapinError, UsageError, formatPosition } from './errors.js';
+import { writeArchive, writeArchiveFile } from './export/archive.js';
+import { trackTemporary, untrackTemporary } from './export/atomic.js';
+import { writeLayoutDirectory } from './export/layout-dir.js';
+import { writeLocalDirectory } from './export/local-dir.js';
+import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
+import { BlobStore } from './image/blob-store.js';
+import { applyCopy, type CopyEnvironment } from './image/copy.js';
+import { ImageFilesystem, treePath } from './image/filesystem.js';
+import {
+  MEDIA_TYPE_CONFIG,
+  MEDIA_TYPE_MANIFEST,
+  imageConfigJson,
+  manifestJson,
+  partitionLayers,
+  type Descriptor,
+  type Image,
+  type Platform,
+} from './image/image.js';
+import { readKernelInfo } from './image/kernel-arch.js';
+import { writeLayer, type Compression, type LayerBlob } from './image/layer.js';
+import { formatReference, parseReference } from './image/reference.js';
+import type { Finding } from './plan/rules.js';
+import { FILE_KEYS } from './plan/rules.js';
+import { finalizeMetadata } from './plan/finalize.js';
+import type { Architecture, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
+import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
+import { writeCpioNewc } from './rootfs/cpio.js';
+
+/** Where a build's image goes (buildx's --output). */
+export type OutputSpec =
+  | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
+  | { type: 'local'; dest: string };
+
+export interface BuildEvent {
+  kind: 'step' | 'warning';
+  message: string;
+}
+
+export interface BuildOptions {
+  /** Build context directory; files are read only from inside it. Default ".". */
+  context?: string;
+  /** Definition file; looked up in the context when absent. */
+  file?: string;
+  syntax?: Syntax;
+  /** Image names (NAME[:TAG]); args.nix may supply one. */
+  tags?: string[];
+  /** Default: an archive named after the image in the current directory. */
+  outputs?: OutputSpec[];
+  buildArgs?: Record<string, string>;
+  annotations?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** "linux/amd64" or "linux/arm64". */
+  platform?: string;
+  /** Time written into layers and the config, in seconds; SOURCE_DATE_EPOCH or 0 by default. */
+  sourceDateEpoch?: number;
+  /** "warn" turns refusals under urunc's rules into warnings, for guests newer than lapin. */
+  uruncChecks?: 'error' | 'warn';
+  compression?: Compression;
+  compressionLevel?: number;
+  /** Where `dest: "-"` archives go. */
+  stdout?: Writable;
+  /** Current directory for relative paths and default outputs. */
+  cwd?: string;
+  onEvent?: (event: BuildEvent) => void;
+}
+
+export interface BuildResult {
+  /** Manifest digest. */
+  digest: string;
+  configDigest: string;
+  manifest: Descriptor;
+  names: string[];
+  platform: Platform;
+  urunc: Record<string, string>;
+  outputs: Array<{ type: string; dest: string }>;
+  warnings: string[];
+  syntax: Syntax;
+  file: string;
+}
+
+const PLATFORMS: Record<string, Architecture> = { 'linux/amd64': 'amd64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
+
+/** Builds an image from a bunnyfile, Containerfile or args.nix and writes it to its outputs. */
+export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  const cwd = options.cwd ?? process.cwd();
+  const contextDir = path.resolve(cwd, options.context ?? '.');
+  const warnings: string[] = [];
+  const emit = (event: BuildEvent): void => {
+    if (event.kind === 'warning') warnings.push(event.message);
+    options.onEvent?.(event);
+  };
+
+  const contextStats = await stat(contextDir).catch(() => undefined);
+  if (!contextStats?.isDirectory()) throw new UsageError(`build context ${contextDir} is not a directory`);
+  const file = await locateDefinition(contextDir, options.file, cwd);
+  const displayFile = displayPath(file, cwd);
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
+  });
+  const syntax = options.syntax ?? detectSyntax(displayFile, text);
+  const plan = compile(text, displayFile, syntax, options.buildArgs ?? {});
+  emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
+
+  const names = imageNames(plan, options.tags ?? []);
+  const mtime = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
+  const metadata = finalizeMetadata(plan, {
+    ...(options.annotations ? { annotations: options.annotations } : {}),
+    ...(options.labels ? { labels: options.labels } : {}),
+  });
+  const findings: Finding[] = [...metadata.findings];
+
+  refuseRegistryBases(plan);
+
+  const staging = path.join(os.tmpdir(), `lapin-${process.pid}-${randomBytes(6).toString('hex')}`);
+  trackTemporary(staging);
+  try {
+    await mkdir(staging, { recursive: true });
+    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging });
+    if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
+    const urunc = uruncJson(metadata.urunc);
+    rootfs.put({ type: 'file', path: URUNC_JSON_PATH, mode: 0o644, uid: 0, gid: 0, mtime, size: urunc.length, source: { kind: 'bytes', data: urunc } });
+
+    for (const key of FILE_KEYS) {
+      const value = metadata.urunc[key];
+      if (value === undefined) continue;
+      const node = rootfs.resolve(value);
+      if (node?.type !== 'file') {
+        const at = metadata.uruncAt[key];
+        findings.push({
+          severity: 'error',
+          message: `com.urunc.unikernel.${key} names ${value}, which ${node ? 'is not a regular file' : 'is not in the image'}`,
+          ...(at ? { at } : {}),
+          hint: 'copy the file there, or point the value at where it is',
+        });
+      }
+    }
+
+    const platform = await decidePlatform(plan, options.platform, rootfs, metadata.urunc.binary, emit);
+    reportFindings(findings, options.uruncChecks ?? 'error', emit);
+
+    const store = new BlobStore(path.join(staging, 'blobs'));
+    const image = await writeImage({ plan, rootfs, metadata, store, platform, names, mtime, options, emit });
+
+    const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
+    const written: Array<{ type: string; dest: string }> = [];
+    for (const output of outputs) {
+      const dest = output.dest === '-' ? '-' : path.resolve(cwd, output.dest);
+      if (output.type === 'local') {
+        if (dest === '-') throw new UsageError('type=local needs a directory as dest');
+        await writeLocalDirectory(rootfs.list(), dest);
+      } else if (output.tar === false) {
+        if (dest === '-') throw new UsageError('tar=false needs a directory as dest');
+        await writeLayoutDirectory(image, dest);
+      } else if (dest === '-') {
+        if (!options.stdout) throw new UsageError('dest=- needs a stdout stream');
+        await writeArchive(image, options.stdout, mtime);
+      } else {
+        await writeArchiveFile(image, dest, mtime);
+      }
+      written.push({ type: output.type, dest });
+      emit({ kind: 'step', message: `wrote ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });
+    }
+
+    return {
+      digest: image.manifest.digest,
+      configDigest: image.config.digest,
+      manifest: image.manifest,
+      names,
+      platform,
+      urunc: metadata.urunc,
+      outputs: written,
+      warnings,
+      syntax,
+      file: displayFile,
+    };
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+    untrackTemporary(staging);
+  }
+}
+
+async function locateDefinition(contextDir: string, file: string | undefined, cwd: string): Promise<string> {
+  if (file !== undefined) {
+    const resolved = path.resolve(cwd, file);
+    const stats = await stat(resolved).catch(() => undefined);
+    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory' });
+    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`);
+    return resolved;
+  }
+  for (const name of DEFAULT_FILE_NAMES) {
+    const candidate = path.join(contextDir, name);
+    if ((await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
+  }
+  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, { hint: 'pass -f FILE' });
+}
+
+function sourceDateEpochFromEnv(): number {
+  const raw = process.env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH=${raw} is not a number of seconds`);
+  return Number(raw);
+}
+
+function imageNames(plan: BuildPlan, tags: string[]): string[] {
+  const given = [...tags];
+  if (given.length === 0 && plan.name) given.push(plan.tag ? `${plan.name.value}:${plan.tag.value}` : plan.name.value);
+  const names: string[] = [];
+  for (const tag of given) {
+    let reference;
+    try {
+      reference = parseReference(tag);
+    } catch (error) {
+      if (plan.name && tags.length === 0 && error instanceof LapinError) {
+        throw new LapinError(error.message, { ...(plan.name.at ? { at: plan.name.at } : {}), ...(error.hint ? { hint: error.hint } : {}) });
+      }
+      throw error;
+    }
+    const name = formatReference(reference);
+    if (!names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+function refuseRegistryBases(plan: BuildPlan): void {
+  for (const base of [plan.base, ...plan.stages.map((s) => s.base)]) {
+    if (base.kind === 'image') {
+      throw new LapinError(`building on the image ${base.reference} needs pulling from a registry, which lapin cannot do yet`, {
+        ...(base.at ? { at: base.at } : {}),
+        hint: 'use a kernel and files from the build context (FROM scratch, kernel.from: local)',
+      });
+    }
+  }
+}
+
+interface AssembleContext {
+  contextDir: string;
+  mtime: number;
+  staging: string;
+}
+
+/** Runs the plan's stages and final operations into an in-memory tree. */
+async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Promise<ImageFilesystem> {
+  const stages = new Map<string, ImageFilesystem>();
+  const env: CopyEnvironment = { contextDir: context.contextDir, stages, mtime: context.mtime };
+  for (const [index, stage] of plan.stages.entries()) {
+    const fs = new ImageFilesystem({ mtime: context.mtime });
+    await applyOps(fs, stage.ops, env, context);
+    stages.set(String(index), fs);
+    if (stage.name) stages.set(stage.name, fs);
+  }
+  const rootfs = new ImageFilesystem({ mtime: context.mtime });
+  await applyOps(rootfs, plan.ops, env, context);
+  return rootfs;
+}
+
+async function applyOps(target: ImageFilesystem, ops: FsOp[], env: CopyEnvironment, context: AssembleContext): Promise<void> {
+  for (const op of ops) {
+    if (op.kind === 'copy') await applyCopy(target, op, env);
+    else await applyInitrd(target, op, env, context);
+  }
+}
+
+/** Builds a newc initrd from the op's entries and places it in the image. */
+async function applyInitrd(target: ImageFilesystem, op: InitrdOp, env: CopyEnvironment, context: AssembleContext): Promise<void> {
+  const initrd = new ImageFilesystem({ mtime: context.mtime });
+  for (const entry of op.entries) await applyCopy(initrd, entry, env);
+  const file = path.join(context.staging, `initrd-${randomBytes(6).toString('hex')}.cpio`);
+  const { size } = await writeCpioNewc(initrd.list(), createWriteStream(file));
+  target.put(
+    { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size, source: { kind: 'path', path: file } },
+    op.at,
+  );
+}
+
+async function decidePlatform(
+  plan: BuildPlan,
+  requested: string | undefined,
+  rootfs: ImageFilesystem,
+  binary: string | undefined,
+  emit: (event: BuildEvent) => void,
+): Promise<Platform> {
+  let flagArchitecture: Architecture | undefined;
+  if (requested !== undefined) {
+    flagArchitecture = PLATFORMS[requested];
+    if (!flagArchitecture) throw new UsageError(`unsupported platform ${requested}`, `use ${Object.keys(PLATFORMS).slice(0, 2).join(' or ')}`);
+  }
+  const declared = plan.architecture;
+  if (flagArchitecture && declared && declared.value !== flagArchitecture) {
+    throw new LapinError(`--platform ${requested} contradicts architecture ${declared.value} in the file`, {
+      ...(declared.at ? { at: declared.at } : {}),
+      hint: 'drop one of them',
+    });
+  }
+  const chosen = flagArchitecture ?? declared?.value;
+  let detected: string | undefined;
+  const kernel = binary === undefined ? undefined : rootfs.resolve(binary);
+  if (kernel?.type === 'file' && kernel.source.kind === 'path') {
+    const info = await readKernelInfo(kernel.source.path);
+    detected = info.architecture;
+    if (detected !== undefined) emit({ kind: 'step', message: `kernel ${binary}: ${info.detail}` });
+  }
+  if (chosen !== undefined) {
+    if (detected !== undefined && detected !== chosen) {
+      const where = declared?.at ? `${formatPosition(declared.at)}: ` : '';
+      emit({ kind: 'warning', message: `${where}the kernel is built for ${detected} but the image is declared ${chosen}` });
+    }
+    return { os: 'linux', architecture: chosen };
+  }
+  if (detected === 'amd64' || detected === 'arm64') return { os: 'linux', architecture: detected };
+  return { os: 'linux', architecture: 'amd64' };
+}
+
+function reportFindings(findings: Finding[], mode: 'error' | 'warn', emit: (event: BuildEvent) => void): void {
+  const describe = (f: Finding): string => `${f.at ? `${formatPosition(f.at)}: ` : ''}${f.message}${f.hint ? ` (${f.hint})` : ''}`;
+  const errors = findings.filter((f) => f.severity === 'error');
+  for (const f of findings) {
+    if (f.severity === 'warning' || mode === 'warn') emit({ kind: 'warning', message: describe(f) });
+  }
+  if (errors.length > 0 && mode === 'error') {
+    const [first, ...rest] = errors;
+    const f = first as Finding;
+    const more = rest.length > 0 ? `\n${rest.map(describe).join('\n')}` : '';
+    throw new LapinError(`${f.message}${f.hint ? ` (${f.hint})` : ''}${more}`, {
+      ...(f.at ? { at: f.at } : {}),
+      hint: 'urunc would refuse this image; --urunc-checks=warn builds it anyway',
+    });
+  }
+}
+
+interface WriteImageInput {
+  plan: BuildPlan;
+  rootfs: ImageFilesystem;
+  metadata: ReturnType<typeof finalizeMetadata>;
+  store: BlobStore;
+  platform: Platform;
+  names: string[];
+  mtime: number;
+  options: BuildOptions;
+  emit: (event: BuildEvent) => void;
+}
+
+async function writeImage(input: WriteImageInput): Promise<Image> {
+  const { rootfs, metadata, store, platform, names, mtime, options } = input;
+  const pathsOf = (keys: readonly string[]): string[] =>
+    keys.map((k) => metadata.urunc[k]).filter((v): v is string => v !== undefined).map((v) => treePath(v));
+  const contents = partitionLayers(rootfs.list(), {
+    kernel: pathsOf(['binary']),
+    rootfs: pathsOf(['initrd', 'block']),
+    metadata: [URUNC_JSON_PATH],
+  });
+  const layers: LayerBlob[] = [];
+  for (const content of contents) {
+    const layer = await writeLayer(content.nodes, store, {
+      compression: options.compression ?? 'gzip',
+      ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
+    });
+    layers.push(layer);
+    input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes)` });
+  }
+  const created = new Date(mtime * 1000).toISOString().replace(/\.000Z$/, 'Z');
+  const configBytes = imageConfigJson({
+    platform,
+    created,
+    config: metadata.config,
+    diffIds: layers.map((l) => l.diffId),
+    history: contents.map((c) => `lapin: ${c.description}`),
+  });
+  const configBlob = await store.putBytes(configBytes);
+  const config: Descriptor = { mediaType: MEDIA_TYPE_CONFIG, ...configBlob };
+  const manifestBytes = manifestJson(config, layers, metadata.annotations);
+  const manifestBlob = await store.putBytes(manifestBytes);
+  return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, config, layers, platform, names };
+}
+
+function describeOutput(output: OutputSpec): string {
+  if (output.type === 'local') return 'rootfs directory';
+  return output.tar === false ? 'OCI layout directory' : `${output.type} archive`;
+}
+
+/** Relative to cwd when inside it, absolute otherwise. */
+function displayPath(p: string, cwd: string): string {
+  const relative = path.relative(cwd, p);
+  return relative === '' || relative.startsWith('..') ? p : relative;
+}
+
+function defaultOutput(names: string[], cwd: string): OutputSpec {
+  const first = names[0];
+  if (first === undefined) return { type: 'oci', dest: path.join(cwd, 'image.tar') };
+  const ref = parseReference(first);
+  const repo = ref.path.split('/').at(-1) as string;
+  return { type: 'oci', dest: path.join(cwd, `${repo}-${ref.tag}.tar`) };
+}
+
+/** Writes buildx-style build metadata. */
+export async function writeMetadataFile(file: string, result: BuildResult): Promise<void> {
+  const document = {
+    'containerimage.digest': result.digest,
+    'containerimage.config.digest': result.configDigest,
+    'containerimage.descriptor': { ...result.manifest, platform: result.platform },
+    'image.name': result.names.join(','),
+  };
+  await writeFile(file, `${JSON.stringify(document, null, 2)}\n`);
+}

@@ -1,0 +1,43 @@
+import { chmod, copyFile, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FsNode } from '../image/tree.js';
+import { writeAtomically } from './atomic.js';
+
+/**
+ * Writes the image's final rootfs as plain files (buildx's `type=local`).
+ * Ownership is kept only when running as root, as buildx does.
+ */
+export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string): Promise<void> {
+  await writeAtomically(dest, async (root) => {
+    await mkdir(root, { recursive: true });
+    const directories: FsNode[] = [];
+    for (const node of nodes) {
+      const target = path.join(root, ...node.path.split('/'));
+      switch (node.type) {
+        case 'dir':
+          await mkdir(target, { recursive: true });
+          directories.push(node);
+          break;
+        case 'file':
+          if (node.source.kind === 'path') await copyFile(node.source.path, target);
+          else await writeFile(target, node.source.data);
+          await chmod(target, node.mode);
+          await utimes(target, node.mtime, node.mtime);
+          break;
+        case 'symlink':
+          await symlink(node.target, target);
+          await lutimes(target, node.mtime, node.mtime).catch(() => undefined);
+          break;
+        case 'hardlink':
+          await link(path.join(root, ...node.target.split('/')), target);
+          break;
+      }
+    }
+    // Directory modes and times last: writing children would change them.
+    for (const dir of directories.reverse()) {
+      const target = path.join(root, ...dir.path.split('/'));
+      await chmod(target, dir.mode);
+      await utimes(target, dir.mtime, dir.mtime);
+    }
+  });
+}

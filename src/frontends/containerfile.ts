@@ -1,0 +1,1123 @@
+/**
+ * The Containerfile frontend: Dockerfile syntax compiled into a BuildPlan,
+ * limited to what packaging pre-built files needs (FROM, COPY/ADD of local
+ * files, LABEL, ENV, ARG, CMD, ENTRYPOINT and the other config instructions).
+ *
+ * Lines, continuations, comments, parser directives, flags and words follow
+ * BuildKit's Dockerfile parser (moby/buildkit frontend/dockerfile/parser and
+ * instructions), so a file means here what it means to `docker buildx build`.
+ * Anything that would run a command (RUN) or needs a registry is refused with
+ * the position of the offending text.
+ */
+import { LapinError, type SourcePosition } from '../errors.js';
+import {
+  emptyConfig,
+  type Architecture,
+  type BasePlan,
+  type BuildPlan,
+  type ConfigPlan,
+  type CopyOp,
+  type FsOp,
+  type Located,
+  type StagePlan,
+  type UruncInput,
+} from '../plan/types.js';
+import { shortUruncKey } from '../plan/urunc-keys.js';
+import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
+
+const KEYWORDS = new Set([
+  'ADD',
+  'ARG',
+  'CMD',
+  'COPY',
+  'ENTRYPOINT',
+  'ENV',
+  'EXPOSE',
+  'FROM',
+  'HEALTHCHECK',
+  'LABEL',
+  'MAINTAINER',
+  'ONBUILD',
+  'RUN',
+  'SHELL',
+  'STOPSIGNAL',
+  'USER',
+  'VOLUME',
+  'WORKDIR',
+]);
+
+/** Parser directives BuildKit knows; any other `# key=value` line ends the directives. */
+const DIRECTIVES = new Set(['escape', 'syntax', 'check']);
+const DIRECTIVE_LINE = /^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$/;
+const STAGE_NAME = /^[a-z][a-z0-9-_.]*$/;
+const DEFAULT_SHELL = ['/bin/sh', '-c'];
+const MAX_ID = 4294967295;
+
+/** Go's unicode.IsSpace, which BuildKit uses to trim lines and split words. */
+function isSpace(char: string | undefined): boolean {
+  return char !== undefined && /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/.test(char);
+}
+
+/** BuildKit's `[\t\v\f\r ]`, which separates an instruction from its arguments and plain words. */
+function isWordSeparator(char: string | undefined): boolean {
+  return char === ' ' || char === '\t' || char === '\v' || char === '\f' || char === '\r';
+}
+
+/** One instruction with its continuation lines joined, and where each character came from. */
+class LogicalLine {
+  text = '';
+  private readonly lines: number[] = [];
+  private readonly columns: number[] = [];
+
+  constructor(private readonly file: string) {}
+
+  append(physical: string, line: number, from: number, to: number): void {
+    for (let index = from; index < to; index += 1) {
+      this.text += physical[index] ?? '';
+      this.lines.push(line);
+      this.columns.push(index + 1);
+    }
+  }
+
+  /** The source position of `text[index]`; past the end, just after the last character. */
+  at(index: number): SourcePosition {
+    const clamped = Math.max(0, Math.min(index, this.text.length));
+    if (clamped < this.text.length) {
+      return { file: this.file, line: this.lines[clamped] ?? 1, column: this.columns[clamped] ?? 1 };
+    }
+    const last = this.text.length - 1;
+    return { file: this.file, line: this.lines[last] ?? 1, column: (this.columns[last] ?? 0) + 1 };
+  }
+}
+
+interface RawFlag {
+  /** `--name=value` with quotes and escapes removed, as BuildKit extracts it. */
+  text: string;
+  index: number;
+}
+
+interface Instruction {
+  keyword: string;
+  written: string;
+  line: LogicalLine;
+  at: SourcePosition;
+  flags: RawFlag[];
+  /** The arguments after the flags. */
+  args: string;
+  /** Index of `args` in `line.text`. */
+  argsStart: number;
+}
+
+interface Word {
+  text: string;
+  /** Index in the instruction's `line.text`. */
+  index: number;
+}
+
+interface NameValue {
+  name: Word;
+  value: Word;
+}
+
+type FlagKind = 'string' | 'bool';
+
+interface Flag {
+  name: string;
+  value: string;
+  at: SourcePosition;
+  index: number;
+}
+
+interface Stage {
+  index: number;
+  name?: string;
+  base: BasePlan;
+  ops: FsOp[];
+  at: SourcePosition;
+  config: ConfigPlan;
+  urunc: UruncInput;
+  env: Map<string, string>;
+  args: Map<string, string | undefined>;
+  workdir: string;
+  shell: string[];
+  architecture?: Located<Architecture>;
+}
+
+/**
+ * Compiles a Containerfile into a BuildPlan. `buildArgs` are `--build-arg`
+ * values; they override ARG defaults and may set the predefined platform
+ * ARGs (TARGETPLATFORM, TARGETARCH, ...), which otherwise describe the host.
+ */
+export function parseContainerfile(text: string, file: string, buildArgs: Record<string, string> = {}): BuildPlan {
+  const { escapeToken, lines } = splitLogicalLines(text, file);
+  const instructions = lines.map(splitInstruction);
+  if (instructions.length === 0) {
+    throw new LapinError(`${file} has no instructions`, {
+      hint: 'a Containerfile starts with FROM scratch, then COPY and LABEL',
+    });
+  }
+  const compiler = new Compiler(file, escapeToken, buildArgs, instructions);
+  for (const instruction of instructions) compiler.dispatch(instruction);
+  return compiler.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Lines
+
+/**
+ * Splits the text into instructions: drops comment and blank lines, joins
+ * lines ending in the escape character with the next non-comment, non-blank
+ * line, and reads the parser directives at the top.
+ */
+function splitLogicalLines(text: string, file: string): { escapeToken: string; lines: LogicalLine[] } {
+  const physical = text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  let escapeToken = '\\';
+  let continuation = continuationPattern(escapeToken);
+  let directivesDone = false;
+  const seenDirectives = new Set<string>();
+
+  const readDirective = (token: string, line: number): void => {
+    if (directivesDone) return;
+    const match = DIRECTIVE_LINE.exec(token);
+    const key = match?.[1]?.toLowerCase();
+    if (match === null || key === undefined || !DIRECTIVES.has(key)) {
+      directivesDone = true;
+      return;
+    }
+    const at = { file, line, column: 1 };
+    if (seenDirectives.has(key)) throw new LapinError(`only one ${key} parser directive can be used`, { at });
+    seenDirectives.add(key);
+    if (key === 'escape') {
+      const value = match[2] ?? '';
+      if (value !== '`' && value !== '\\') {
+        throw new LapinError(`invalid escape directive '${value}'`, { at, hint: 'the escape character is \\ or `' });
+      }
+      escapeToken = value;
+      continuation = continuationPattern(escapeToken);
+    }
+  };
+
+  /** Where the kept text of a line ends, and whether the line continues. */
+  const trimContinuation = (line: string, from: number): { end: number; continues: boolean } => {
+    const match = continuation.exec(line.slice(from));
+    return match === null ? { end: line.length, continues: false } : { end: from + match.index, continues: true };
+  };
+
+  const lines: LogicalLine[] = [];
+  let next = 0;
+  while (next < physical.length) {
+    const raw = physical[next] ?? '';
+    next += 1;
+    let start = next === 1 && raw.startsWith('\uFEFF') ? 1 : 0;
+    while (start < raw.length && isSpace(raw[start])) start += 1;
+    readDirective(raw.slice(start), next);
+    if (raw[start] === '#') continue;
+
+    let { end, continues } = trimContinuation(raw, start);
+    if (!continues && end === start) continue;
+    const logical = new LogicalLine(file);
+    logical.append(raw, next, start, end);
+    while (continues && next < physical.length) {
+      const following = physical[next] ?? '';
+      next += 1;
+      readDirective(following, next);
+      let firstText = 0;
+      while (firstText < following.length && isSpace(following[firstText])) firstText += 1;
+      // Comment and blank lines inside a continuation are skipped, as BuildKit does.
+      if (firstText === following.length || following[firstText] === '#') continue;
+      ({ end, continues } = trimContinuation(following, 0));
+      logical.append(following, next, 0, end);
+    }
+    if (Array.from(logical.text).every((char) => isSpace(char))) continue;
+    lines.push(logical);
+  }
+  return { escapeToken, lines };
+}
+
+function continuationPattern(escapeToken: string): RegExp {
+  return new RegExp(`\\${escapeToken}[ \\t]*$`);
+}
+
+/** Splits a logical line into keyword, flags and arguments. */
+function splitInstruction(line: LogicalLine): Instruction {
+  const text = line.text;
+  let start = 0;
+  while (isSpace(text[start])) start += 1;
+  let end = text.length;
+  while (end > start && isSpace(text[end - 1])) end -= 1;
+  let keywordEnd = start;
+  while (keywordEnd < end && !isWordSeparator(text[keywordEnd])) keywordEnd += 1;
+  let restStart = keywordEnd;
+  while (restStart < end && isWordSeparator(text[restStart])) restStart += 1;
+  const rest = text.slice(restStart, end);
+  const { flags, argsOffset } = extractFlags(rest);
+  const written = text.slice(start, keywordEnd);
+  return {
+    keyword: written.toUpperCase(),
+    written,
+    line,
+    at: line.at(start),
+    flags: flags.map((flag) => ({ text: flag.text, index: restStart + flag.index })),
+    args: rest.slice(argsOffset),
+    argsStart: restStart + argsOffset,
+  };
+}
+
+/**
+ * Takes the leading `--flag[=value]` words off the arguments, removing quotes
+ * and backslash escapes from them as BuildKit's extractBuilderFlags does.
+ */
+function extractFlags(rest: string): { flags: RawFlag[]; argsOffset: number } {
+  const flags: RawFlag[] = [];
+  let phase: 'spaces' | 'word' | 'quote' = 'spaces';
+  let word = '';
+  let wordStart = 0;
+  let quote = '';
+  let blankOK = false;
+  const skipSpaces = (from: number): number => {
+    let position = from;
+    while (isSpace(rest[position])) position += 1;
+    return position;
+  };
+  for (let position = 0; position <= rest.length; position += 1) {
+    const char = rest[position] ?? '';
+    if (phase === 'spaces') {
+      if (position === rest.length) break;
+      if (isSpace(char)) continue;
+      if (char !== '-' || rest[position + 1] !== '-') return { flags, argsOffset: position };
+      phase = 'word';
+      wordStart = position;
+    }
+    if (position === rest.length) {
+      if (word !== '--' && (blankOK || word.length > 0)) flags.push({ text: word, index: wordStart });
+      break;
+    }
+    if (phase === 'word') {
+      if (isSpace(char)) {
+        phase = 'spaces';
+        // A lone "--" ends the flags.
+        if (word === '--') return { flags, argsOffset: skipSpaces(position) };
+        if (blankOK || word.length > 0) flags.push({ text: word, index: wordStart });
+        word = '';
+        blankOK = false;
+        continue;
+      }
+      if (char === "'" || char === '"') {
+        quote = char;
+        blankOK = true;
+        phase = 'quote';
+        continue;
+      }
+      if (char === '\\') {
+        if (position + 1 === rest.length) continue;
+        position += 1;
+        word += rest[position] ?? '';
+        continue;
+      }
+      word += char;
+      continue;
+    }
+    if (char === quote) {
+      phase = 'word';
+      continue;
+    }
+    if (char === '\\') {
+      if (position + 1 === rest.length) {
+        phase = 'word';
+        continue;
+      }
+      position += 1;
+      word += rest[position] ?? '';
+      continue;
+    }
+    word += char;
+  }
+  return { flags, argsOffset: rest.length };
+}
+
+// ---------------------------------------------------------------------------
+// Words
+
+/** Arguments split at whitespace, quotes not considered (FROM, COPY, EXPOSE, VOLUME). */
+function plainWords(instruction: Instruction): Word[] {
+  const words: Word[] = [];
+  const { args, argsStart } = instruction;
+  let position = 0;
+  while (position < args.length) {
+    while (position < args.length && isWordSeparator(args[position])) position += 1;
+    const start = position;
+    while (position < args.length && !isWordSeparator(args[position])) position += 1;
+    if (position > start) words.push({ text: args.slice(start, position), index: argsStart + start });
+  }
+  return words;
+}
+
+/**
+ * Arguments split at whitespace outside quotes, quotes and escapes kept for
+ * the word processing that follows (ARG, ENV, LABEL): BuildKit's parseWords.
+ */
+function quotedWords(instruction: Instruction, escapeToken: string): Word[] {
+  const words: Word[] = [];
+  const { args, argsStart } = instruction;
+  let phase: 'spaces' | 'word' | 'quote' = 'spaces';
+  let quote = '';
+  let blankOK = false;
+  let word = '';
+  let wordStart = 0;
+  for (let position = 0; position <= args.length; position += 1) {
+    let char = args[position] ?? '';
+    if (phase === 'spaces') {
+      if (position === args.length) break;
+      if (isSpace(char)) continue;
+      phase = 'word';
+      wordStart = position;
+    }
+    if (position === args.length) {
+      if (blankOK || word.length > 0) words.push({ text: word, index: argsStart + wordStart });
+      break;
+    }
+    if (phase === 'word') {
+      if (isSpace(char)) {
+        phase = 'spaces';
+        if (blankOK || word.length > 0) words.push({ text: word, index: argsStart + wordStart });
+        word = '';
+        blankOK = false;
+        continue;
+      }
+      if (char === "'" || char === '"') {
+        quote = char;
+        blankOK = true;
+        phase = 'quote';
+      }
+      if (char === escapeToken) {
+        if (position + 1 === args.length) continue;
+        word += char;
+        position += 1;
+        char = args[position] ?? '';
+      }
+      word += char;
+      continue;
+    }
+    if (char === quote) phase = 'word';
+    if (char === escapeToken && quote !== "'") {
+      if (position + 1 === args.length) {
+        phase = 'word';
+        continue;
+      }
+      word += char;
+      position += 1;
+      char = args[position] ?? '';
+    }
+    word += char;
+  }
+  return words;
+}
+
+/**
+ * The JSON array form (`["a", "b"]`) when the arguments are one; undefined
+ * when they are not JSON. An array holding anything but strings is an error.
+ */
+function jsonArray(instruction: Instruction): string[] | undefined {
+  const text = instruction.args.trimStart();
+  if (!text.startsWith('[')) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed)) return undefined;
+  const strings: string[] = [];
+  for (const item of parsed as unknown[]) {
+    if (typeof item !== 'string') {
+      throw new LapinError(`${instruction.keyword} in JSON form takes an array of strings only`, {
+        at: instruction.line.at(instruction.argsStart),
+      });
+    }
+    strings.push(item);
+  }
+  return strings;
+}
+
+/** Go's path.Clean for "/"-separated paths. */
+function cleanPath(path: string): string {
+  const rooted = path.startsWith('/');
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
+      else if (!rooted) parts.push('..');
+      continue;
+    }
+    parts.push(part);
+  }
+  const joined = parts.join('/');
+  if (rooted) return '/' + joined;
+  return joined === '' ? '.' : joined;
+}
+
+/** Sets a key on a plain record without tripping over `__proto__` and friends. */
+function setEntry<T>(record: Partial<Record<string, T>>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function hostPlatform(): string {
+  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
+  return `linux/${arch}`;
+}
+
+/** Values of the predefined platform ARGs, from `buildArgs` where given. */
+function platformArgs(buildArgs: Record<string, string>): Map<string, string> {
+  const given = (name: string): string | undefined => (Object.hasOwn(buildArgs, name) ? buildArgs[name] : undefined);
+  const values = new Map<string, string>();
+  for (const prefix of ['BUILD', 'TARGET']) {
+    const platform = given(`${prefix}PLATFORM`) ?? hostPlatform();
+    const parts = platform.split('/');
+    const [os, arch, variant] = parts.length === 1 ? ['linux', parts[0], undefined] : parts;
+    values.set(`${prefix}PLATFORM`, platform);
+    values.set(`${prefix}OS`, given(`${prefix}OS`) ?? os ?? '');
+    values.set(`${prefix}ARCH`, given(`${prefix}ARCH`) ?? arch ?? '');
+    values.set(`${prefix}VARIANT`, given(`${prefix}VARIANT`) ?? variant ?? '');
+  }
+  return values;
+}
+
+/** The architecture a `--platform` value names, if lapin can build it. */
+function platformArchitecture(platform: string): Architecture | undefined {
+  const parts = platform.toLowerCase().split('/');
+  const [os, arch, variant] = parts.length === 1 ? ['linux', parts[0], undefined] : parts;
+  if (os !== 'linux' || parts.length > 3) return undefined;
+  if ((arch === 'amd64' || arch === 'x86_64' || arch === 'x86-64') && (variant === undefined || /^v[1-4]$/.test(variant))) {
+    return 'amd64';
+  }
+  if ((arch === 'arm64' || arch === 'aarch64') && (variant === undefined || variant === 'v8')) return 'arm64';
+  return undefined;
+}
+
+/** bunny's values for urunc labels a Containerfile leaves out. */
+function withBunnyDefaults(urunc: UruncInput): UruncInput {
+  const result: UruncInput = { ...urunc };
+  if (result.unikernelType === undefined) result.unikernelType = { value: 'linux' };
+  if (result.hypervisor === undefined) result.hypervisor = { value: 'qemu' };
+  const useDMBlockGiven = (result.useDMBlock?.value ?? '') !== '';
+  if (result.mountRootfs === undefined && !useDMBlockGiven) {
+    const hasInitrd = (result.initrd?.value ?? '') !== '';
+    const blockIsRoot = result.blkMntPoint?.value === '/';
+    result.mountRootfs = { value: hasInitrd || blockIsRoot ? 'false' : 'true' };
+  }
+  return result;
+}
+
+/** A Linux signal name (with or without SIG) or number, as STOPSIGNAL takes. */
+const SIGNALS = new Set([
+  'ABRT', 'ALRM', 'BUS', 'CHLD', 'CLD', 'CONT', 'FPE', 'HUP', 'ILL', 'INT', 'IO', 'IOT', 'KILL', 'PIPE', 'POLL',
+  'PROF', 'PWR', 'QUIT', 'SEGV', 'STKFLT', 'STOP', 'SYS', 'TERM', 'TRAP', 'TSTP', 'TTIN', 'TTOU', 'URG', 'USR1',
+  'USR2', 'VTALRM', 'WINCH', 'XCPU', 'XFSZ', 'RTMIN', 'RTMAX',
+]);
+
+function isSignal(value: string): boolean {
+  if (/^\d+$/.test(value)) return Number(value) >= 1 && Number(value) <= 64;
+  const name = value.toUpperCase().replace(/^SIG/, '');
+  if (SIGNALS.has(name)) return true;
+  const realtime = /^RTMIN\+(\d+)$|^RTMAX-(\d+)$/.exec(name);
+  return realtime !== null && Number(realtime[1] ?? realtime[2]) <= 30;
+}
+
+// ---------------------------------------------------------------------------
+// Instructions
+
+class Compiler {
+  private readonly globalArgs = new Map<string, string | undefined>();
+  private readonly platformValues: Map<string, string>;
+  private readonly stages: Stage[] = [];
+  private current: Stage | undefined;
+  /** Every `AS name`, so COPY --from can tell a later stage from an image. */
+  private readonly allStageNames = new Set<string>();
+
+  constructor(
+    private readonly file: string,
+    private readonly escapeToken: string,
+    private readonly buildArgs: Record<string, string>,
+    instructions: Instruction[],
+  ) {
+    this.platformValues = platformArgs(buildArgs);
+    for (const instruction of instructions) {
+      if (instruction.keyword !== 'FROM') continue;
+      const words = plainWords(instruction);
+      if (words.length === 3) this.allStageNames.add(words[2]?.text.toLowerCase() ?? '');
+    }
+  }
+
+  dispatch(instruction: Instruction): void {
+    const { keyword } = instruction;
+    if (!KEYWORDS.has(keyword)) {
+      throw new LapinError(`unknown instruction: ${instruction.written}`, { at: instruction.at });
+    }
+    if (keyword === 'RUN') {
+      throw new LapinError('not supported: RUN executes commands; lapin packages pre-built artifacts', {
+        at: instruction.at,
+        hint: 'build the artifact beforehand and COPY it into the image',
+      });
+    }
+    if (keyword === 'FROM') return this.from(instruction);
+    if (keyword === 'ARG') return this.arg(instruction, this.current);
+    const stage = this.current;
+    if (stage === undefined) {
+      throw new LapinError(`${keyword} before the first FROM; only ARG may come before FROM`, { at: instruction.at });
+    }
+    switch (keyword) {
+      case 'COPY':
+        return this.copy(instruction, stage, false);
+      case 'ADD':
+        return this.copy(instruction, stage, true);
+      case 'LABEL':
+        return this.label(instruction, stage);
+      case 'ENV':
+        return this.env(instruction, stage);
+      case 'CMD':
+      case 'ENTRYPOINT':
+        return this.command(instruction, stage);
+      case 'SHELL':
+        return this.shell(instruction, stage);
+      case 'WORKDIR':
+        return this.workdir(instruction, stage);
+      case 'USER':
+        return this.user(instruction, stage);
+      case 'EXPOSE':
+        return this.expose(instruction, stage);
+      case 'STOPSIGNAL':
+        return this.stopSignal(instruction, stage);
+      case 'VOLUME':
+        return this.volume(instruction, stage);
+      case 'MAINTAINER':
+        return this.maintainer(instruction, stage);
+      case 'HEALTHCHECK':
+        return this.healthcheck(instruction);
+      default:
+        throw new LapinError(
+          'not supported: ONBUILD; its instructions run when another build starts FROM this image',
+          { at: instruction.at, hint: 'remove the ONBUILD line' },
+        );
+    }
+  }
+
+  finish(): BuildPlan {
+    const final = this.current;
+    if (final === undefined) {
+      throw new LapinError(`${this.file} has no FROM instruction`, {
+        hint: 'a Containerfile starts with FROM scratch, then COPY and LABEL',
+      });
+    }
+    const stages: StagePlan[] = this.stages.map((stage) => ({
+      ...(stage.name === undefined ? {} : { name: stage.name }),
+      base: stage.base,
+      ops: stage.ops,
+      at: stage.at,
+    }));
+    return {
+      syntax: 'containerfile',
+      file: this.file,
+      ...(final.architecture === undefined ? {} : { architecture: final.architecture }),
+      base: final.base,
+      stages,
+      ops: final.ops,
+      config: final.config,
+      urunc: withBunnyDefaults(final.urunc),
+      annotations: {},
+    };
+  }
+
+  // --- helpers
+
+  private at(instruction: Instruction, index: number): SourcePosition {
+    return instruction.line.at(index);
+  }
+
+  /** Quote removal and variable expansion of one word; errors point into the word. */
+  private expand(text: string, lookup: VariableLookup, at: (offset: number) => SourcePosition): string {
+    try {
+      return processWord(text, lookup, this.escapeToken);
+    } catch (error) {
+      if (error instanceof ShellWordError) throw new LapinError(`${error.message} in ${text}`, { at: at(error.offset) });
+      throw error;
+    }
+  }
+
+  private expandWord(instruction: Instruction, word: Word, lookup: VariableLookup): string {
+    return this.expand(word.text, lookup, (offset) => this.at(instruction, word.index + offset));
+  }
+
+  private expandFlag(flag: Flag, lookup: VariableLookup): string {
+    return this.expand(flag.value, lookup, () => flag.at);
+  }
+
+  private globalLookup(): VariableLookup {
+    return (name) => this.globalArgs.get(name) ?? this.platformValues.get(name);
+  }
+
+  private stageLookup(stage: Stage): VariableLookup {
+    return (name) => (stage.env.has(name) ? stage.env.get(name) : stage.args.get(name));
+  }
+
+  private buildArg(name: string): string | undefined {
+    return Object.hasOwn(this.buildArgs, name) ? this.buildArgs[name] : undefined;
+  }
+
+  /** Parses the instruction's flags against the ones it accepts. */
+  private takeFlags(instruction: Instruction, accepted: Record<string, FlagKind>): Map<string, Flag> {
+    const flags = new Map<string, Flag>();
+    for (const raw of instruction.flags) {
+      const at = this.at(instruction, raw.index);
+      const body = raw.text.slice(2);
+      const equals = body.indexOf('=');
+      const name = equals < 0 ? body : body.slice(0, equals);
+      const kind = Object.hasOwn(accepted, name) ? accepted[name] : undefined;
+      if (kind === undefined) {
+        throw new LapinError(`unknown flag --${name} for ${instruction.keyword}`, { at });
+      }
+      if (flags.has(name)) throw new LapinError(`flag --${name} given twice`, { at });
+      let value = equals < 0 ? undefined : body.slice(equals + 1);
+      if (kind === 'string' && value === undefined) {
+        throw new LapinError(`flag --${name} needs a value: --${name}=<value>`, { at });
+      }
+      if (kind === 'bool') {
+        const parsed = parseBool(value ?? 'true');
+        if (parsed === undefined) throw new LapinError(`flag --${name} takes true or false, not ${value}`, { at });
+        value = String(parsed);
+      }
+      flags.set(name, { name, value: value ?? '', at, index: raw.index });
+    }
+    return flags;
+  }
+
+  /** NAME=VALUE pairs of ENV and LABEL, or the legacy `NAME VALUE` form. */
+  private nameValues(instruction: Instruction): NameValue[] {
+    const words = quotedWords(instruction, this.escapeToken);
+    const first = words[0];
+    if (first === undefined) {
+      throw new LapinError(`${instruction.keyword} needs at least one name=value pair`, { at: instruction.at });
+    }
+    if (!first.text.includes('=')) {
+      // Legacy form: the name, then everything after the first run of whitespace.
+      const { args, argsStart } = instruction;
+      let nameEnd = 0;
+      while (nameEnd < args.length && !isWordSeparator(args[nameEnd])) nameEnd += 1;
+      let valueStart = nameEnd;
+      while (valueStart < args.length && isWordSeparator(args[valueStart])) valueStart += 1;
+      if (nameEnd === args.length) {
+        throw new LapinError(`${instruction.keyword} ${args} has no value`, {
+          at: this.at(instruction, argsStart),
+          hint: `write ${instruction.keyword} ${args}=<value>`,
+        });
+      }
+      return [
+        {
+          name: { text: args.slice(0, nameEnd), index: argsStart },
+          value: { text: args.slice(valueStart), index: argsStart + valueStart },
+        },
+      ];
+    }
+    return words.map((word) => {
+      const equals = word.text.indexOf('=');
+      if (equals < 0) {
+        throw new LapinError(`expected name=value, found ${word.text}`, { at: this.at(instruction, word.index) });
+      }
+      return {
+        name: { text: word.text.slice(0, equals), index: word.index },
+        value: { text: word.text.slice(equals + 1), index: word.index + equals + 1 },
+      };
+    });
+  }
+
+  /** The whole argument text as one word (WORKDIR, USER, STOPSIGNAL). */
+  private singleArgument(instruction: Instruction, stage: Stage, what: string): string {
+    if (instruction.args === '') throw new LapinError(`${instruction.keyword} needs ${what}`, { at: instruction.at });
+    const value = this.expandWord(instruction, { text: instruction.args, index: instruction.argsStart }, this.stageLookup(stage));
+    if (value === '') {
+      throw new LapinError(`${instruction.keyword} is empty after variable expansion`, {
+        at: this.at(instruction, instruction.argsStart),
+      });
+    }
+    return value;
+  }
+
+  // --- FROM and ARG
+
+  private from(instruction: Instruction): void {
+    const flags = this.takeFlags(instruction, { platform: 'string' });
+    const words = plainWords(instruction);
+    const image = words[0];
+    const asWord = words[1];
+    if (image === undefined || !(words.length === 1 || (words.length === 3 && asWord?.text.toLowerCase() === 'as'))) {
+      throw new LapinError('FROM takes an image and an optional stage name: FROM <image> [AS <name>]', {
+        at: asWord === undefined ? instruction.at : this.at(instruction, asWord.index),
+      });
+    }
+    const lookup = this.globalLookup();
+    const reference = this.expandWord(instruction, image, lookup);
+    const imageAt = this.at(instruction, image.index);
+    if (reference === '') throw new LapinError('FROM names no image after variable expansion', { at: imageAt });
+
+    let name: string | undefined;
+    const nameWord = words[2];
+    if (nameWord !== undefined) {
+      name = nameWord.text.toLowerCase();
+      const nameAt = this.at(instruction, nameWord.index);
+      if (!STAGE_NAME.test(name)) {
+        throw new LapinError(`invalid stage name ${nameWord.text}`, {
+          at: nameAt,
+          hint: "a stage name starts with a letter and has only letters, digits, '-', '_' and '.'",
+        });
+      }
+      if (this.stages.some((stage) => stage.name === name)) {
+        throw new LapinError(`duplicate stage name ${name}`, { at: nameAt });
+      }
+    }
+    const earlier = this.stages.find((stage) => stage.name === reference.toLowerCase());
+    if (earlier !== undefined) {
+      throw new LapinError(`FROM ${reference} is not supported yet: a stage cannot start from another stage`, {
+        at: imageAt,
+        hint: `start from scratch and COPY --from=${earlier.name} what you need`,
+      });
+    }
+    const base: BasePlan = reference === 'scratch' ? { kind: 'scratch' } : { kind: 'image', reference, at: imageAt };
+
+    let architecture: Located<Architecture> | undefined;
+    const platform = flags.get('platform');
+    if (platform !== undefined && !/^\$\{?(BUILD|TARGET)PLATFORM\}?$/.test(platform.value)) {
+      const value = this.expandFlag(platform, lookup);
+      const arch = platformArchitecture(value);
+      if (arch === undefined) {
+        throw new LapinError(`unsupported platform ${value}`, {
+          at: platform.at,
+          hint: 'lapin builds linux/amd64 and linux/arm64 images',
+        });
+      }
+      architecture = { value: arch, at: platform.at };
+    }
+
+    if (this.current !== undefined) this.stages.push(this.current);
+    this.current = {
+      index: this.stages.length,
+      ...(name === undefined ? {} : { name }),
+      base,
+      ops: [],
+      at: instruction.at,
+      config: emptyConfig(),
+      urunc: {},
+      env: new Map(),
+      args: new Map(),
+      workdir: '/',
+      shell: DEFAULT_SHELL,
+      ...(architecture === undefined ? {} : { architecture }),
+    };
+  }
+
+  /** ARG before FROM declares a global (usable in FROM); inside a stage it brings a value into scope. */
+  private arg(instruction: Instruction, stage: Stage | undefined): void {
+    this.takeFlags(instruction, {});
+    const words = quotedWords(instruction, this.escapeToken);
+    if (words.length === 0) throw new LapinError('ARG needs a name: ARG <name>[=<default>]', { at: instruction.at });
+    for (const word of words) {
+      const equals = word.text.indexOf('=');
+      const name = equals < 0 ? word.text : word.text.slice(0, equals);
+      if (name === '') throw new LapinError('ARG names cannot be blank', { at: this.at(instruction, word.index) });
+      const lookup = stage === undefined ? this.globalLookup() : this.stageLookup(stage);
+      let value = this.buildArg(name);
+      if (value === undefined && equals >= 0) {
+        value = this.expandWord(instruction, { text: word.text.slice(equals + 1), index: word.index + equals + 1 }, lookup);
+      }
+      if (stage === undefined) {
+        this.globalArgs.set(name, value ?? this.platformValues.get(name));
+      } else {
+        stage.args.set(name, value ?? this.globalArgs.get(name) ?? this.platformValues.get(name));
+      }
+    }
+  }
+
+  // --- filesystem
+
+  private copy(instruction: Instruction, stage: Stage, isAdd: boolean): void {
+    const keyword = instruction.keyword;
+    const flags = this.takeFlags(
+      instruction,
+      isAdd
+        ? { chown: 'string', chmod: 'string', link: 'bool', checksum: 'string', 'keep-git-dir': 'bool', exclude: 'string', unpack: 'bool' }
+        : { from: 'string', chown: 'string', chmod: 'string', link: 'bool', parents: 'bool', exclude: 'string' },
+    );
+    for (const name of ['checksum', 'keep-git-dir', 'unpack', 'parents', 'exclude']) {
+      const flag = flags.get(name);
+      if (flag !== undefined) {
+        throw new LapinError(`not supported: ${keyword} --${name}`, {
+          at: flag.at,
+          hint: name === 'exclude' || name === 'parents' ? 'list the files to copy explicitly' : 'remove the flag',
+        });
+      }
+    }
+    const json = jsonArray(instruction);
+    const words: Word[] =
+      json === undefined
+        ? plainWords(instruction)
+        : json.map((text) => ({ text, index: instruction.argsStart + instruction.args.indexOf('[') }));
+    const destinationWord = words[words.length - 1];
+    if (destinationWord === undefined || words.length < 2) {
+      throw new LapinError(`${keyword} needs a source and a destination: ${keyword} <source>... <destination>`, {
+        at: instruction.at,
+      });
+    }
+    const lookup = this.stageLookup(stage);
+    const sources: string[] = [];
+    for (const word of words.slice(0, -1)) {
+      const at = this.at(instruction, word.index);
+      if (word.text.startsWith('<<')) {
+        throw new LapinError(`not supported: here-documents in ${keyword}`, {
+          at,
+          hint: 'write the file into the build context and COPY it',
+        });
+      }
+      const source = this.expandWord(instruction, word, lookup);
+      if (source === '') throw new LapinError(`${keyword} source is empty after variable expansion`, { at });
+      if (/^(https?|git):\/\//i.test(source) || source.startsWith('git@')) {
+        throw new LapinError(`not supported: ${keyword} of a URL; lapin packages local pre-built artifacts`, {
+          at,
+          hint: 'download the file into the build context first and COPY it',
+        });
+      }
+      sources.push(source);
+    }
+    const destinationAt = this.at(instruction, destinationWord.index);
+    if (destinationWord.text.startsWith('<<')) {
+      throw new LapinError(`${keyword} cannot take a here-document as its destination`, { at: destinationAt });
+    }
+    const written = this.expandWord(instruction, destinationWord, lookup);
+    if (written === '') throw new LapinError(`${keyword} destination is empty after variable expansion`, { at: destinationAt });
+    const intoDirectory = written.endsWith('/') || written === '.' || written.endsWith('/.');
+    let destination = cleanPath(written.startsWith('/') ? written : `${stage.workdir}/${written}`);
+    if (intoDirectory && !destination.endsWith('/')) destination += '/';
+    if (sources.length > 1 && !destination.endsWith('/')) {
+      throw new LapinError(`${keyword} with more than one source needs a directory destination ending in /`, {
+        at: destinationAt,
+        hint: `write ${written}/`,
+      });
+    }
+
+    const op: CopyOp = { kind: 'copy', sources, destination, at: instruction.at };
+    if (isAdd) op.isAdd = true;
+    const from = flags.get('from');
+    if (from !== undefined) op.fromStage = this.fromStage(keyword, from, stage, lookup);
+    const chmod = flags.get('chmod');
+    if (chmod !== undefined) op.mode = this.mode(keyword, chmod, lookup);
+    const chown = flags.get('chown');
+    if (chown !== undefined) Object.assign(op, this.owner(keyword, chown, lookup));
+    stage.ops.push(op);
+  }
+
+  /** The stage a `--from` names: an earlier stage's name, or its index as a decimal string. */
+  private fromStage(keyword: string, flag: Flag, stage: Stage, lookup: VariableLookup): string {
+    const reference = this.expandFlag(flag, lookup);
+    if (/^\d+$/.test(reference)) {
+      const index = Number(reference);
+      if (index < stage.index) return String(index);
+      throw new LapinError(
+        index === stage.index
+          ? `${keyword} --from=${reference} refers to this stage itself`
+          : `${keyword} --from=${reference}: there is no stage ${reference} before this one`,
+        { at: flag.at },
+      );
+    }
+    const name = reference.toLowerCase();
+    if (this.stages.some((earlier) => earlier.name === name)) return name;
+    if (stage.name === name) throw new LapinError(`${keyword} --from=${reference} refers to this stage itself`, { at: flag.at });
+    if (this.allStageNames.has(name)) {
+      throw new LapinError(`${keyword} --from=${reference} refers to a stage defined later`, {
+        at: flag.at,
+        hint: `move stage ${name} before this one`,
+      });
+    }
+    throw new LapinError(`${keyword} --from=${reference} needs registry support; not available yet`, {
+      at: flag.at,
+      hint: 'put the files into the build context, or into an earlier stage of this file, and copy from there',
+    });
+  }
+
+  private mode(keyword: string, flag: Flag, lookup: VariableLookup): number {
+    const value = this.expandFlag(flag, lookup);
+    const mode = /^[0-7]+$/.test(value) ? parseInt(value, 8) : NaN;
+    if (!(mode <= 0o7777)) {
+      throw new LapinError(`${keyword} --chmod=${value} is not an octal mode`, { at: flag.at, hint: 'write e.g. --chmod=0755' });
+    }
+    return mode;
+  }
+
+  private owner(keyword: string, flag: Flag, lookup: VariableLookup): { uid: number; gid: number } {
+    const value = this.expandFlag(flag, lookup);
+    const parts = value.split(':');
+    if (parts.length > 2) {
+      throw new LapinError(`${keyword} --chown=${value} is not uid[:gid]`, { at: flag.at });
+    }
+    const id = (part: string, what: 'user' | 'group'): number => {
+      if (part === 'root') return 0;
+      if (/^\d+$/.test(part) && Number(part) <= MAX_ID) return Number(part);
+      if (part === '' || /^\d+$/.test(part)) {
+        throw new LapinError(`${keyword} --chown=${value} has an invalid ${what}`, { at: flag.at });
+      }
+      throw new LapinError(`${keyword} --chown=${value}: ${what} names need the image's /etc/passwd and /etc/group`, {
+        at: flag.at,
+        hint: 'use numeric ids, e.g. --chown=1000:1000 (root is accepted)',
+      });
+    };
+    const uid = id(parts[0] ?? '', 'user');
+    const gid = parts[1] === undefined ? uid : id(parts[1], 'group');
+    return { uid, gid };
+  }
+
+  // --- config
+
+  private label(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const lookup = this.stageLookup(stage);
+    for (const pair of this.nameValues(instruction)) {
+      const at = this.at(instruction, pair.name.index);
+      const name = this.expandWord(instruction, pair.name, lookup);
+      if (name === '') throw new LapinError('LABEL names cannot be blank', { at });
+      const value = this.expandWord(instruction, pair.value, lookup);
+      const short = shortUruncKey(name);
+      if (short === undefined) setEntry(stage.config.labels, name, value);
+      else setEntry(stage.urunc, short, { value, at });
+    }
+  }
+
+  private env(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    // All pairs see the variables as they were before this ENV, as in Docker.
+    const lookup = this.stageLookup({ ...stage, env: new Map(stage.env) });
+    const assignments = this.nameValues(instruction).map((pair) => {
+      const at = this.at(instruction, pair.name.index);
+      const name = this.expandWord(instruction, pair.name, lookup);
+      if (name === '') throw new LapinError('ENV names cannot be blank', { at });
+      return { name, value: this.expandWord(instruction, pair.value, lookup) };
+    });
+    for (const { name, value } of assignments) {
+      stage.env.set(name, value);
+      const entry = `${name}=${value}`;
+      const existing = stage.config.env.findIndex((line) => line.slice(0, line.indexOf('=')) === name);
+      if (existing < 0) stage.config.env.push(entry);
+      else stage.config.env[existing] = entry;
+    }
+  }
+
+  /** CMD and ENTRYPOINT: a JSON array as is, anything else run by the SHELL. */
+  private command(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    if (instruction.args === '') {
+      throw new LapinError(`${instruction.keyword} needs a command`, {
+        at: instruction.at,
+        hint: `write ${instruction.keyword} ["program", "argument"]`,
+      });
+    }
+    const value = jsonArray(instruction) ?? [...stage.shell, instruction.args];
+    const located = { value, at: instruction.at };
+    if (instruction.keyword === 'CMD') stage.config.cmd = located;
+    else stage.config.entrypoint = located;
+  }
+
+  private shell(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const value = jsonArray(instruction);
+    if (value === undefined || value.length === 0) {
+      throw new LapinError('SHELL takes a non-empty JSON array', {
+        at: instruction.at,
+        hint: 'write SHELL ["/bin/sh", "-c"]',
+      });
+    }
+    stage.shell = value;
+  }
+
+  private workdir(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const path = this.singleArgument(instruction, stage, 'a path');
+    stage.workdir = cleanPath(path.startsWith('/') ? path : `${stage.workdir}/${path}`);
+    stage.config.workingDir = stage.workdir;
+  }
+
+  private user(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    stage.config.user = this.singleArgument(instruction, stage, 'a user: USER <uid>[:<gid>]');
+  }
+
+  private expose(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const words = plainWords(instruction);
+    if (words.length === 0) throw new LapinError('EXPOSE needs at least one port', { at: instruction.at });
+    const lookup = this.stageLookup(stage);
+    for (const word of words) {
+      const at = this.at(instruction, word.index);
+      const spec = this.expandWord(instruction, word, lookup);
+      const match = /^(\d+)(?:-(\d+))?(?:\/([A-Za-z]+))?$/.exec(spec);
+      const first = Number(match?.[1]);
+      const last = match?.[2] === undefined ? first : Number(match[2]);
+      const protocol = (match?.[3] ?? 'tcp').toLowerCase();
+      if (match === null || !(first <= last && last <= 65535) || !['tcp', 'udp', 'sctp'].includes(protocol)) {
+        throw new LapinError(`invalid port ${spec}`, {
+          at,
+          hint: 'EXPOSE takes <port>[/tcp|udp|sctp] or <first>-<last>[/protocol]',
+        });
+      }
+      for (let port = first; port <= last; port += 1) {
+        const entry = `${port}/${protocol}`;
+        if (!stage.config.exposedPorts.includes(entry)) stage.config.exposedPorts.push(entry);
+      }
+    }
+  }
+
+  private stopSignal(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const signal = this.singleArgument(instruction, stage, 'a signal');
+    if (!isSignal(signal)) {
+      throw new LapinError(`unknown signal ${signal}`, {
+        at: this.at(instruction, instruction.argsStart),
+        hint: 'write a signal name such as SIGTERM, or its number',
+      });
+    }
+    stage.config.stopSignal = signal;
+  }
+
+  private volume(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    const json = jsonArray(instruction);
+    const words: Word[] =
+      json === undefined ? plainWords(instruction) : json.map((text) => ({ text, index: instruction.argsStart }));
+    if (words.length === 0) throw new LapinError('VOLUME needs at least one path', { at: instruction.at });
+    const lookup = this.stageLookup(stage);
+    for (const word of words) {
+      const path = this.expandWord(instruction, word, lookup);
+      if (path === '') {
+        throw new LapinError('VOLUME paths cannot be empty', { at: this.at(instruction, word.index) });
+      }
+      if (!stage.config.volumes.includes(path)) stage.config.volumes.push(path);
+    }
+  }
+
+  /** MAINTAINER is deprecated; its text is kept as the `maintainer` label Docker recommends instead. */
+  private maintainer(instruction: Instruction, stage: Stage): void {
+    this.takeFlags(instruction, {});
+    if (instruction.args === '') throw new LapinError('MAINTAINER needs a name', { at: instruction.at });
+    setEntry(stage.config.labels, 'maintainer', instruction.args);
+  }
+
+  private healthcheck(instruction: Instruction): void {
+    if (instruction.flags.length === 0 && instruction.args.toUpperCase() === 'NONE') return;
+    throw new LapinError('not supported: HEALTHCHECK; urunc runs no health checks inside a unikernel', {
+      at: instruction.at,
+      hint: 'remove it (HEALTHCHECK NONE is accepted)',
+    });
+  }
+}
+
+/** Go's strconv.ParseBool. */
+function parseBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
+}

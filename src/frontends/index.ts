@@ -1,0 +1,55 @@
+import path from 'node:path';
+import { LapinError, UsageError } from '../errors.js';
+import type { BuildPlan, Syntax } from '../plan/types.js';
+import { parseBunnyfile } from './bunnyfile.js';
+import { parseContainerfile } from './containerfile.js';
+import { parseArgsNix } from './nix.js';
+
+export const SYNTAXES: readonly Syntax[] = ['bunnyfile', 'containerfile', 'nix'];
+
+/** File names looked for in the context when -f is not given, in order. */
+export const DEFAULT_FILE_NAMES = ['bunnyfile', 'Containerfile', 'Dockerfile', 'args.nix'] as const;
+
+export function parseSyntaxName(name: string): Syntax {
+  const lower = name.toLowerCase();
+  if (lower === 'dockerfile') return 'containerfile';
+  if ((SYNTAXES as readonly string[]).includes(lower)) return lower as Syntax;
+  throw new UsageError(`unknown syntax ${JSON.stringify(name)}`, `use one of ${SYNTAXES.join(', ')}`);
+}
+
+/**
+ * Guesses the syntax from the file name, then from the content: Nix data
+ * starts with "{", a bunnyfile has a top-level "version:", and anything
+ * with a FROM instruction is a Containerfile.
+ */
+export function detectSyntax(file: string, text: string): Syntax {
+  const base = path.basename(file).toLowerCase();
+  if (base.endsWith('.nix')) return 'nix';
+  if (base.startsWith('bunnyfile') || base.endsWith('.bunnyfile') || base.endsWith('.yaml') || base.endsWith('.yml')) return 'bunnyfile';
+  if (base.startsWith('containerfile') || base.startsWith('dockerfile') || base.endsWith('.containerfile') || base.endsWith('.dockerfile')) {
+    return 'containerfile';
+  }
+  const meaningful = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#') && !line.startsWith('//'));
+  const first = meaningful[0] ?? '';
+  if (first.startsWith('{') || first.startsWith('/*')) return 'nix';
+  if (meaningful.some((line) => /^version\s*:/.test(line))) return 'bunnyfile';
+  if (meaningful.some((line) => /^(FROM|ARG)\s/i.test(line))) return 'containerfile';
+  throw new LapinError(`${file}: cannot tell which syntax this file is in`, {
+    hint: 'pass --syntax bunnyfile, --syntax containerfile or --syntax nix',
+  });
+}
+
+/** Compiles a definition file's text into a BuildPlan. */
+export function compile(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string> = {}): BuildPlan {
+  switch (syntax) {
+    case 'bunnyfile':
+      return parseBunnyfile(text, file);
+    case 'containerfile':
+      return parseContainerfile(text, file, buildArgs);
+    case 'nix':
+      return parseArgsNix(text, file);
+  }
+}

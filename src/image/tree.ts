@@ -1,0 +1,47 @@
+/**
+ * A filesystem tree as the layer, initrd and block writers consume it.
+ * Paths are relative to the root, "/"-separated, with no leading "/" and
+ * no "." or ".." segments (e.g. "unikernel/network.hvt").
+ */
+export type FileSource =
+  | { kind: 'path'; path: string }
+  | { kind: 'bytes'; data: Uint8Array };
+
+interface NodeBase {
+  path: string;
+  /** Permission bits only (0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+}
+
+export interface FileNode extends NodeBase {
+  type: 'file';
+  size: number;
+  source: FileSource;
+}
+
+export interface DirNode extends NodeBase {
+  type: 'dir';
+}
+
+export interface SymlinkNode extends NodeBase {
+  type: 'symlink';
+  /** The link text, stored as is. */
+  target: string;
+}
+
+export interface HardlinkNode extends NodeBase {
+  type: 'hardlink';
+  /** Tree path of the file this entry shares its data with; it comes earlier in order. */
+  target: string;
+}
+
+export type FsNode = FileNode | DirNode | SymlinkNode | HardlinkNode;
+
+/** Byte-wise order of paths, the order every writer emits entries in. */
+export function comparePaths(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}

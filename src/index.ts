@@ -1,0 +1,10 @@
+export { build, writeMetadataFile } from './build.js';
+export type { BuildEvent, BuildOptions, BuildResult, OutputSpec } from './build.js';
+export { LapinError, UsageError } from './errors.js';
+export type { SourcePosition } from './errors.js';
+export { compile, detectSyntax } from './frontends/index.js';
+export { finalizeMetadata } from './plan/finalize.js';
+export type { ImageMetadata, FinalConfig } from './plan/finalize.js';
+export { checkUruncValues, MONITOR_GUESTS } from './plan/rules.js';
+export type { Finding } from './plan/rules.js';
+export type { BuildPlan, Syntax, Architecture } from './plan/types.js';

@@ -1,0 +1,114 @@
+import type { SourcePosition } from '../errors.js';
+
+/** The input syntaxes lapin reads; each frontend compiles one into a BuildPlan. */
+export type Syntax = 'bunnyfile' | 'containerfile' | 'nix';
+
+export type Architecture = 'amd64' | 'arm64';
+
+/** A value as the user wrote it, with where they wrote it when known. */
+export interface Located<T> {
+  value: T;
+  at?: SourcePosition;
+}
+
+/**
+ * What a file goes into the image as. The image writer puts each role in its
+ * own layer so a registry can share an unchanged kernel between versions.
+ */
+export type LayerRole = 'kernel' | 'rootfs' | 'files';
+
+/**
+ * Copy from the build context (or from an earlier stage) into the image,
+ * with Dockerfile COPY semantics: sources may be globs; a directory source
+ * copies its contents; a destination ending in "/" (or several sources) means
+ * "into this directory".
+ */
+export interface CopyOp {
+  kind: 'copy';
+  /** Context-relative paths or globs, "/"-separated. */
+  sources: string[];
+  /** Absolute path in the image. */
+  destination: string;
+  /** Stage name whose filesystem the sources are read from; context when absent. */
+  fromStage?: string;
+  /** ADD: a local archive would be unpacked; the resolver refuses archives rather than guess. */
+  isAdd?: boolean;
+  /** Replace permission bits (COPY --chmod). */
+  mode?: number;
+  /** Owner (COPY --chown); 0:0 when absent. */
+  uid?: number;
+  gid?: number;
+  at?: SourcePosition;
+}
+
+/**
+ * Build a newc cpio initrd from files and write it into the image at
+ * `destination`. Entries follow CopyOp semantics, rooted in the initrd.
+ */
+export interface InitrdOp {
+  kind: 'initrd';
+  destination: string;
+  entries: CopyOp[];
+  at?: SourcePosition;
+}
+
+export type FsOp = CopyOp | InitrdOp;
+
+/** A filesystem built by a list of operations on top of a base. */
+export interface StagePlan {
+  /** Name for `COPY --from`; stages are also addressable by index. */
+  name?: string;
+  base: BasePlan;
+  ops: FsOp[];
+  at?: SourcePosition;
+}
+
+/** The image the build starts from. Only scratch is built today. */
+export type BasePlan =
+  | { kind: 'scratch' }
+  | { kind: 'image'; reference: string; at?: SourcePosition };
+
+/** The OCI image config values a file sets. */
+export interface ConfigPlan {
+  env: string[];
+  cmd?: Located<string[]>;
+  entrypoint?: Located<string[]>;
+  workingDir?: string;
+  user?: string;
+  exposedPorts: string[];
+  stopSignal?: string;
+  volumes: string[];
+  /** Labels other than urunc values. */
+  labels: Record<string, string>;
+}
+
+/**
+ * Short urunc keys (`unikernelType`, `binary`, ...) as the input gave them.
+ * The empty string means "given empty", which drops the key.
+ */
+export type UruncInput = Partial<Record<string, Located<string>>>;
+
+/** The one intermediate form every frontend compiles to. */
+export interface BuildPlan {
+  syntax: Syntax;
+  /** The definition file, for messages. */
+  file: string;
+  /** Default image name and tag, when the file names the image (args.nix). */
+  name?: Located<string>;
+  tag?: Located<string>;
+  /** Architecture the file declares. */
+  architecture?: Located<Architecture>;
+  base: BasePlan;
+  /** Earlier stages (multi-stage Containerfiles), in order. */
+  stages: StagePlan[];
+  /** The final image's filesystem operations on top of the base. */
+  ops: FsOp[];
+  config: ConfigPlan;
+  urunc: UruncInput;
+  /** Extra manifest annotations. */
+  annotations: Record<string, string>;
+}
+
+export function emptyConfig(): ConfigPlan {
+  return { env: [], exposedPorts: [], volumes: [], labels: {} };
+}

@@ -1,0 +1,17 @@
+import { fullUruncKey } from './urunc-keys.js';
+
+/** Where urunc looks for its values when the runtime spec has no annotations (docker). */
+export const URUNC_JSON_PATH = 'urunc.json';
+
+/**
+ * The /urunc.json urunc falls back to: full key names, every value base64
+ * (standard alphabet). Plain text would be mis-decoded whenever it happens
+ * to be valid base64 (e.g. "qemu"), so every value is encoded.
+ */
+export function uruncJson(values: Readonly<Record<string, string>>): Buffer {
+  const encoded: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    encoded[fullUruncKey(key)] = Buffer.from(value, 'utf8').toString('base64');
+  }
+  return Buffer.from(`${JSON.stringify(encoded, null, 2)}\n`);
+}
