@@ -42,24 +42,26 @@ pid_alive() { # pidfile program: also checks the program, as pids get reused
 
 containerd_answers() {
   # Without the socket check ctr waits 10s for a daemon that is not there.
-  [ -S "$ctrd_sock" ] && ctr --address "$ctrd_sock" --connect-timeout 2s version >/dev/null 2>&1
+  [ -S "$ctrd_sock" ] && timeout 10 ctr --address "$ctrd_sock" --connect-timeout 2s version >/dev/null 2>&1
 }
 
 dockerd_answers() {
-  [ -S "$docker_sock" ] && [ -n "$docker_bin" ] && "$docker_bin" -H "unix://$docker_sock" version >/dev/null 2>&1
+  [ -S "$docker_sock" ] && [ -n "$docker_bin" ] && timeout 10 "$docker_bin" -H "unix://$docker_sock" version >/dev/null 2>&1
 }
 
 wait_until() { # name(=program) probe log pidfile
   local name="$1" probe="$2" log="$3" pidfile="$4" deadline=$((SECONDS + wait_seconds))
   while ! "$probe"; do
-    if ! pid_alive "$pidfile" "$name"; then
+    # Plain kill -0: right after launch the process may not have exec'd yet.
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "services.sh: $name exited during start-up; last lines of $log:" >&2
       tail -n 30 "$log" >&2 || true
       exit 1
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "services.sh: $name did not answer within ${wait_seconds}s; last lines of $log:" >&2
+      echo "services.sh: $name did not answer within ${wait_seconds}s; stopping it; last lines of $log:" >&2
       tail -n 30 "$log" >&2 || true
+      stop_one "$name" "$pidfile" >/dev/null
       exit 1
     fi
     sleep 0.2

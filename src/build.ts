@@ -327,9 +327,9 @@ function reportFindings(findings: Finding[], mode: 'error' | 'warn', emit: (even
     const [first, ...rest] = errors;
     const f = first as Finding;
     const more = rest.length > 0 ? `\n${rest.map(describe).join('\n')}` : '';
-    throw new LapinError(`${f.message}${f.hint ? ` (${f.hint})` : ''}${more}`, {
+    throw new LapinError(`${f.message}${more}`, {
       ...(f.at ? { at: f.at } : {}),
-      hint: 'urunc would refuse this image; --urunc-checks=warn builds it anyway',
+      hint: `${f.hint ? `${f.hint}; ` : ''}--urunc-checks=warn builds it anyway`,
     });
   }
 }

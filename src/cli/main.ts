@@ -8,8 +8,8 @@ import { createReporter } from './progress.js';
 
 const VERSION = '0.1.0';
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 /** Parses repeated K=V options; `K` alone reads $K, as docker does for --build-arg. */
@@ -73,11 +73,11 @@ function integer(value: string): number {
 interface BuildCommandOptions {
   file?: string;
   syntax?: string;
-  tag: string[];
-  output: string[];
-  buildArg: string[];
-  annotation: string[];
-  label: string[];
+  tag?: string[];
+  output?: string[];
+  buildArg?: string[];
+  annotation?: string[];
+  label?: string[];
   platform?: string;
   metadataFile?: string;
   quiet?: boolean;
@@ -102,11 +102,11 @@ export function program(): Command {
     .argument('[context]', 'build context directory', '.')
     .option('-f, --file <path>', 'definition file (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
     .option('--syntax <syntax>', 'bunnyfile, containerfile or nix (default: detected)')
-    .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect, [])
-    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false]; dest=- writes to stdout; repeatable', collect, [])
-    .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect, [])
-    .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect, [])
-    .option('--label <key=value>', 'add an image label; repeatable', collect, [])
+    .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
+    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false]; dest=- writes to stdout; repeatable', collect)
+    .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect)
+    .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
+    .option('--label <key=value>', 'add an image label; repeatable', collect)
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
@@ -114,10 +114,8 @@ export function program(): Command {
     .option('--compression-level <n>', 'gzip level 1-9', integer)
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'quiet']).default('auto'))
     .option('-q, --quiet', 'print only the image digest')
-    .action(async (context: string, opts: BuildCommandOptions, command: Command) => {
-      const debug = Boolean(command.parent?.opts().debug);
-      void debug;
-      const outputs = opts.output.map(parseOutput);
+    .action(async (context: string, opts: BuildCommandOptions) => {
+      const outputs = (opts.output ?? []).map(parseOutput);
       const toStdout = outputs.some((o) => o.dest === '-');
       const quiet = opts.quiet === true || opts.progress === 'quiet';
       const reporter = createReporter({ quiet, plain: opts.progress === 'plain' });
@@ -128,11 +126,11 @@ export function program(): Command {
         context,
         ...(opts.file !== undefined ? { file: opts.file } : {}),
         ...(opts.syntax !== undefined ? { syntax: parseSyntaxName(opts.syntax) } : {}),
-        tags: opts.tag,
+        tags: opts.tag ?? [],
         outputs,
-        buildArgs: keyValues(opts.buildArg, '--build-arg', true),
-        annotations: keyValues(opts.annotation, '--annotation'),
-        labels: keyValues(opts.label, '--label'),
+        buildArgs: keyValues(opts.buildArg ?? [], '--build-arg', true),
+        annotations: keyValues(opts.annotation ?? [], '--annotation'),
+        labels: keyValues(opts.label ?? [], '--label'),
         ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
         uruncChecks: opts.uruncChecks,
         compression: opts.compression,

@@ -652,6 +652,11 @@ class Compiler {
     return this.expand(flag.value, lookup, () => flag.at);
   }
 
+  /** The stages before the next FROM: the finished ones and the current one. */
+  private definedStages(): Stage[] {
+    return this.current === undefined ? this.stages : [...this.stages, this.current];
+  }
+
   private globalLookup(): VariableLookup {
     return (name) => this.globalArgs.get(name) ?? this.platformValues.get(name);
   }
@@ -770,11 +775,11 @@ class Compiler {
           hint: "a stage name starts with a letter and has only letters, digits, '-', '_' and '.'",
         });
       }
-      if (this.stages.some((stage) => stage.name === name)) {
+      if (this.definedStages().some((stage) => stage.name === name)) {
         throw new LapinError(`duplicate stage name ${name}`, { at: nameAt });
       }
     }
-    const earlier = this.stages.find((stage) => stage.name === reference.toLowerCase());
+    const earlier = this.definedStages().find((stage) => stage.name === reference.toLowerCase());
     if (earlier !== undefined) {
       throw new LapinError(`FROM ${reference} is not supported yet: a stage cannot start from another stage`, {
         at: imageAt,

@@ -150,6 +150,7 @@ type ValueContext = 'file' | 'attribute' | 'list' | 'parens';
 interface AttrPathSegment {
   name: string;
   start: number;
+  at: SourcePosition;
 }
 
 interface IndStringPart {
@@ -298,6 +299,7 @@ class NixDataParser {
   private offset = 0;
   private depth = 0;
   private readonly lineStarts: number[] = [0];
+  private lastColumn: { offset: number; column: number } | undefined;
 
   constructor(
     private readonly text: string,
@@ -327,12 +329,15 @@ class NixDataParser {
       else high = mid - 1;
     }
     const lineStart = this.lineStarts[low] ?? 0;
-    let column = 1;
-    for (let i = lineStart; i < offset; i++) {
+    // Positions are mostly asked for in increasing order; resume from the last one.
+    const resume = this.lastColumn !== undefined && this.lastColumn.offset >= lineStart && this.lastColumn.offset <= offset;
+    let column = resume && this.lastColumn ? this.lastColumn.column : 1;
+    for (let i = resume && this.lastColumn ? this.lastColumn.offset : lineStart; i < offset; i++) {
       const code = this.text.charCodeAt(i);
       const continuesPair = code >= 0xdc00 && code <= 0xdfff && i > lineStart && this.isHighSurrogate(i - 1);
       if (!continuesPair) column++;
     }
+    this.lastColumn = { offset, column };
     return { file: this.file, line: low + 1, column };
   }
 
@@ -354,6 +359,8 @@ class NixDataParser {
   /** Skip whitespace and comments from the current offset. */
   private skipTrivia(): void {
     const text = this.text;
+    // Editors on some systems start a UTF-8 file with a byte order mark.
+    if (this.offset === 0 && text.charCodeAt(0) === 0xfeff) this.offset = 1;
     while (this.offset < text.length) {
       const ch = text[this.offset];
       if (ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r') {
@@ -448,13 +455,13 @@ class NixDataParser {
       if (context === 'list') {
         this.fail('a negative number in a list must be written in parentheses', token.start, 'write [ (-1) ] instead of [ -1 ]; in Nix a list item cannot start with "-"');
       }
+      const at = this.position(token.start);
       this.take();
       const operand = this.peek();
       if (operand.kind !== 'int' && operand.kind !== 'float') {
         this.unsupported('negation of a non-number ("-x")', token.start, 'only number literals may be negated, e.g. -1 or -2.5');
       }
       const literal = this.parsePrimary(context);
-      const at = this.position(token.start);
       if (literal.kind === 'int') return { kind: 'int', value: -literal.value, at };
       if (literal.kind === 'float') return { kind: 'float', value: -literal.value, at };
     }
@@ -608,7 +615,8 @@ class NixDataParser {
   private parseList(): NixList {
     const open = this.take();
     this.enter(open);
-    const items: NixValue[] = [];
+    const list: NixList = { kind: 'list', items: [], at: this.position(open.start) };
+    const items = list.items;
     while (true) {
       const token = this.peek();
       if (token.kind === 'punct' && token.text === ']') {
@@ -628,7 +636,7 @@ class NixDataParser {
       }
     }
     this.depth--;
-    return { kind: 'list', items, at: this.position(open.start) };
+    return list;
   }
 
   private parseSet(): NixSet {
@@ -689,9 +697,10 @@ class NixDataParser {
           this.fail(`'${token.text}' is a Nix keyword and cannot be an attribute name here`, token.start, `quote it: "${token.text}"`);
         }
         this.take();
-        segments.push({ name: token.text, start: token.start });
+        segments.push({ name: token.text, start: token.start, at: this.position(token.start) });
       } else if (token.kind === 'string-open') {
-        segments.push({ name: this.readString(), start: token.start });
+        const at = this.position(token.start);
+        segments.push({ name: this.readString(), start: token.start, at });
       } else if (token.kind === 'punct' && token.text === '${') {
         this.unsupported('dynamic attribute name ("${...}")', token.start, 'write the attribute name itself');
       } else {
@@ -711,7 +720,7 @@ class NixDataParser {
       const segment = path[i] as AttrPathSegment;
       const existing = target.attrs.get(segment.name);
       if (existing === undefined) {
-        const nested: NixSet = { kind: 'set', attrs: new Map(), at: this.position(segment.start) };
+        const nested: NixSet = { kind: 'set', attrs: new Map(), at: segment.at };
         target.attrs.set(segment.name, { name: segment.name, at: nested.at, value: nested });
         target = nested;
       } else if (existing.value.kind === 'set') {
@@ -723,7 +732,7 @@ class NixDataParser {
     const last = path[path.length - 1] as AttrPathSegment;
     const existing = target.attrs.get(last.name);
     if (existing === undefined) {
-      target.attrs.set(last.name, { name: last.name, at: this.position(last.start), value });
+      target.attrs.set(last.name, { name: last.name, at: last.at, value });
       return;
     }
     if (existing.value.kind === 'set' && value.kind === 'set') {
@@ -731,7 +740,8 @@ class NixDataParser {
       for (const [name, attribute] of value.attrs) {
         const clash = existing.value.attrs.get(name);
         if (clash !== undefined) {
-          this.failDuplicate([...path, { name, start: this.offsetOf(attribute.at) }], { name, start: this.offsetOf(attribute.at) }, clash.at);
+          const segment = { name, start: this.offsetOf(attribute.at), at: attribute.at };
+          this.failDuplicate([...path, segment], segment, clash.at);
         }
         existing.value.attrs.set(name, attribute);
       }

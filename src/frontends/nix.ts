@@ -106,9 +106,14 @@ export function parseArgsNix(text: string, file: string): BuildPlan {
         break;
       }
       default:
+        // Early bunix args.nix files put the urunc keys at the top level.
+        if (isUruncKey(name)) {
+          setUrunc(plan, uruncGivenAt, name, { name, at: attribute.at, value }, 'attribute');
+          break;
+        }
         throw new LapinError(`unknown args.nix attribute '${name}'`, {
           at: attribute.at,
-          hint: `known attributes: ${TOP_LEVEL_KEYS.join(', ')}`,
+          hint: `known attributes: ${TOP_LEVEL_KEYS.join(', ')} (and the urunc keys, preferably inside annotations)`,
         });
     }
   }

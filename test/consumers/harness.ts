@@ -246,7 +246,7 @@ export function normalizeImagePath(path: string): string {
 
 const sha256Hex = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-function fileTypeOfTarHeader(type: tar.Headers['type']): FileType {
+function fileTypeOfTarHeader(type: tar.Header['type']): FileType {
   switch (type) {
     case 'file':
     case 'contiguous-file':
@@ -271,7 +271,8 @@ export function fileTreeFromTar(stream: NodeJS.ReadableStream): Promise<FileTree
       const chunks: Buffer[] = [];
       const hash = createHash('sha256');
       let kept = 0;
-      body.on('data', (chunk: Buffer) => {
+      body.on('data', (data: unknown) => {
+        const chunk = data as Buffer;
         hash.update(chunk);
         kept += chunk.length;
         if (kept <= keepContentsUpTo) chunks.push(chunk);
@@ -651,10 +652,12 @@ export interface CtrImportResult {
   names: string[];
   images: CtrImage[];
   output: string;
-  /** The image's root file system, via `ctr images mount` (needs unpack). */
+  /** The image's root file system, via `ctr images mount` (which unpacks first if needed). */
   files(name?: string): Promise<FileTree>;
   /** Raw bytes of a blob in the content store. */
   content(digest: string): Promise<Buffer>;
+  /** Keys of the snapshots (chain IDs once unpacked) in the namespace. */
+  snapshots(): Promise<string[]>;
   cleanup(): Promise<void>;
 }
 
@@ -774,7 +777,16 @@ export async function ctrImport(archive: string, options: CtrImportOptions = {})
       await rm(target, { recursive: true, force: true });
     }
   };
-  return { namespace, names, images, output, files, content: (digest) => ctrContent(namespace, digest), cleanup };
+  const snapshots = async (): Promise<string[]> => {
+    const { stdout: listing } = await ctr(namespace, ['snapshots', '--snapshotter', snapshotter, 'ls']);
+    return listing
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/)[0] ?? '')
+      .filter((key) => key !== '')
+      .sort();
+  };
+  return { namespace, names, images, output, files, content: (digest) => ctrContent(namespace, digest), snapshots, cleanup };
 }
 
 // ---------------------------------------------------------------------------

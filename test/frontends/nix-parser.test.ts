@@ -93,6 +93,11 @@ describe('nix data parser: values', () => {
     assert.deepEqual(parse('{ a = "x#y"; b = "/* no */"; }'), { a: 'x#y', b: '/* no */' });
   });
 
+  test('a leading byte order mark is ignored', () => {
+    assert.deepEqual(parse('\ufeff{ a = 1; }'), { a: 1n });
+    errorAt('{ a = \ufeff1; }', 1, 7, /U\+FEFF/);
+  });
+
   test('parentheses around data are accepted', () => {
     assert.deepEqual(parse('({ a = ("x"); })'), { a: 'x' });
   });

@@ -150,6 +150,16 @@ describe('args.nix: annotations', () => {
     errorAt('{ annotations = { "com.urunc.unikernel.nope" = "x"; }; }', 1, 19, /unknown annotation 'com\.urunc\.unikernel\.nope'/);
   });
 
+  test('urunc keys at the top level (early bunix layout) are read too', () => {
+    const text = '# args.nix\n{\n  unikernelType = "rumprun";\n  hypervisor = "hvt";\n  block = "";\n}\n';
+    assert.deepEqual(plan(text).urunc, {
+      unikernelType: { value: 'rumprun', at: at(3, 19) },
+      hypervisor: { value: 'hvt', at: at(4, 16) },
+      block: { value: '', at: at(5, 11) },
+    });
+    errorAt('{ binary = "/a"; annotations.binary = "/b"; }', 1, 30, /'binary' given twice \(first at args\.nix:1:3\)/);
+  });
+
   test('the same key given by short and full name is refused', () => {
     errorAt('{ annotations = { binary = "/a"; "com.urunc.unikernel.binary" = "/b"; }; }', 1, 34, /'binary' given twice \(first at args\.nix:1:19\)/);
   });
