@@ -41,7 +41,7 @@ describe('the seed example in three syntaxes', () => {
       const manifest = JSON.parse(archive.blob(result.digest).toString());
       const config = JSON.parse(archive.blob(manifest.config.digest).toString());
       const dockerManifest = JSON.parse(archive.text('manifest.json'));
-      assert.deepEqual(dockerManifest[0].RepoTags, [NAME]);
+      assert.deepEqual(dockerManifest[0].RepoTags, [`docker.io/${NAME}`]);
       assert.equal(dockerManifest[0].Config, `blobs/sha256/${manifest.config.digest.slice(7)}`);
       assert.deepEqual(JSON.parse(archive.text('repositories')), { 'urunc/prebuilt/network-mirage-hvt': { test: config.rootfs.diff_ids.at(-1).slice(7) } });
 

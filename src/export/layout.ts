@@ -42,7 +42,8 @@ export function blobPaths(image: Image): Array<{ digest: string; size: number; l
 export function dockerManifestJson(image: Image): Buffer {
   const entry = {
     Config: `blobs/sha256/${digestHex(image.config.digest)}`,
-    RepoTags: image.names.length > 0 ? image.names.map((n) => familiarName(parseReference(n))) : null,
+    // Fully qualified: podman reads this file for multi-name archives and would prefix short names with localhost/.
+    RepoTags: image.names.length > 0 ? image.names : null,
     Layers: image.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`),
   };
   return Buffer.from(JSON.stringify([entry]));

@@ -112,6 +112,8 @@ interface Word {
   text: string;
   /** Index in the instruction's `line.text`. */
   index: number;
+  /** Set for JSON array items, whose text differs from the source: errors point at the array. */
+  fromJson?: boolean;
 }
 
 interface NameValue {
@@ -594,6 +596,7 @@ class Compiler {
         return this.maintainer(instruction, stage);
       case 'HEALTHCHECK':
         return this.healthcheck(instruction);
+      case 'ONBUILD':
       default:
         throw new LapinError(
           'not supported: ONBUILD; its instructions run when another build starts FROM this image',
@@ -639,13 +642,13 @@ class Compiler {
     try {
       return processWord(text, lookup, this.escapeToken);
     } catch (error) {
-      if (error instanceof ShellWordError) throw new LapinError(`${error.message} in ${text}`, { at: at(error.offset) });
+      if (error instanceof ShellWordError) throw new LapinError(`${error.message} in "${text}"`, { at: at(error.offset) });
       throw error;
     }
   }
 
   private expandWord(instruction: Instruction, word: Word, lookup: VariableLookup): string {
-    return this.expand(word.text, lookup, (offset) => this.at(instruction, word.index + offset));
+    return this.expand(word.text, lookup, (offset) => this.at(instruction, word.index + (word.fromJson ? 0 : offset)));
   }
 
   private expandFlag(flag: Flag, lookup: VariableLookup): string {
@@ -864,7 +867,7 @@ class Compiler {
     const words: Word[] =
       json === undefined
         ? plainWords(instruction)
-        : json.map((text) => ({ text, index: instruction.argsStart + instruction.args.indexOf('[') }));
+        : json.map((text) => ({ text, index: instruction.argsStart + instruction.args.indexOf('['), fromJson: true }));
     const destinationWord = words[words.length - 1];
     if (destinationWord === undefined || words.length < 2) {
       throw new LapinError(`${keyword} needs a source and a destination: ${keyword} <source>... <destination>`, {
@@ -1069,9 +1072,11 @@ class Compiler {
           hint: 'EXPOSE takes <port>[/tcp|udp|sctp] or <first>-<last>[/protocol]',
         });
       }
+      const known = new Set(stage.config.exposedPorts);
       for (let port = first; port <= last; port += 1) {
         const entry = `${port}/${protocol}`;
-        if (!stage.config.exposedPorts.includes(entry)) stage.config.exposedPorts.push(entry);
+        if (!known.has(entry)) stage.config.exposedPorts.push(entry);
+        known.add(entry);
       }
     }
   }
@@ -1092,7 +1097,9 @@ class Compiler {
     this.takeFlags(instruction, {});
     const json = jsonArray(instruction);
     const words: Word[] =
-      json === undefined ? plainWords(instruction) : json.map((text) => ({ text, index: instruction.argsStart }));
+      json === undefined
+        ? plainWords(instruction)
+        : json.map((text) => ({ text, index: instruction.argsStart + instruction.args.indexOf('['), fromJson: true }));
     if (words.length === 0) throw new LapinError('VOLUME needs at least one path', { at: instruction.at });
     const lookup = this.stageLookup(stage);
     for (const word of words) {

@@ -150,7 +150,7 @@ class WordLexer {
     }
     this.next();
     const first = this.peek();
-    if (first === undefined) throw new ShellWordError("missing '}' in ${...}", dollarAt);
+    if (first === undefined) throw new ShellWordError("missing '}'", dollarAt);
     if (first === '{' || first === '}' || first === ':') {
       throw new ShellWordError('bad substitution', dollarAt);
     }
@@ -158,7 +158,7 @@ class WordLexer {
     let modifier = this.next();
     let modifierText = modifier ?? '';
     let nullIsUnset = false;
-    if (modifier === undefined) throw new ShellWordError("missing '}' in ${...}", dollarAt);
+    if (modifier === undefined) throw new ShellWordError("missing '}'", dollarAt);
     if (modifier === '}') return this.lookup(name) ?? '';
     if (modifier === '/') return this.processReplacement(name, dollarAt);
     if (modifier === ':') {
@@ -167,7 +167,7 @@ class WordLexer {
       modifierText += modifier ?? '';
     }
     if (modifier !== '+' && modifier !== '-' && modifier !== '?' && modifier !== '#' && modifier !== '%') {
-      if (modifier === undefined) throw new ShellWordError("missing '}' in ${...}", dollarAt);
+      if (modifier === undefined) throw new ShellWordError("missing '}'", dollarAt);
       // Docker reads up to the '}' before complaining; the message is the same either way.
       throw new ShellWordError(`unsupported modifier (${modifierText}) in substitution`, dollarAt);
     }
@@ -217,7 +217,7 @@ class WordLexer {
       return run();
     } catch (error) {
       if (error instanceof ShellWordError && this.peek() === undefined && error.offset === this.position) {
-        throw new ShellWordError("missing '}' in ${...}", dollarAt);
+        throw new ShellWordError("missing '}'", dollarAt);
       }
       throw error;
     } finally {

@@ -118,7 +118,9 @@ test('arbitrary text yields a plan or a LapinError positioned inside the text', 
     { numRuns: 300 },
   );
   fc.assert(
-    fc.property(fc.array(fc.constantFrom(...FRAGMENTS), { maxLength: 12 }), (fragments) => checkOutcome(fragments.join('\n'))),
+    fc.property(fc.boolean(), fc.array(fc.constantFrom(...FRAGMENTS), { maxLength: 12 }), (startsWithFrom, fragments) =>
+      checkOutcome((startsWithFrom ? ['FROM scratch', ...fragments] : fragments).join('\n')),
+    ),
     { numRuns: 300 },
   );
 });

@@ -244,7 +244,7 @@ describe('COPY and ADD', () => {
     fails('FROM scratch\nCOPY --chmod=u+x a /a\n', /--chmod=u\+x is not an octal mode/, 2, 6);
     fails('FROM scratch\nCOPY --chmod=17777 a /a\n', /not an octal mode/, 2, 6);
     // Flags only count before the first argument; later they are sources, as in Docker.
-    fails('FROM scratch\nCOPY a --chown=x /a\n', /with more than one source/, 2, 17);
+    fails('FROM scratch\nCOPY a --chown=x /a\n', /with more than one source/, 2, 18);
     const user = fails('FROM scratch\nCOPY  --chown=nobody a /a\n', /user names need the image's \/etc\/passwd/, 2, 7);
     assert.match(user.hint ?? '', /numeric ids/);
     fails('FROM scratch\nCOPY --chown=1:2:3 a /a\n', /not uid\[:gid\]/, 2, 6);
@@ -510,6 +510,12 @@ describe('CMD, ENTRYPOINT and SHELL', () => {
     const plan = lines('FROM scratch', 'CMD ["first"]', 'ENTRYPOINT ["/unikernel/k", "-v"]', 'CMD  echo "$HOME"  now');
     assert.deepEqual(plan.config.entrypoint, { value: ['/unikernel/k', '-v'], at: at(3, 1) });
     assert.deepEqual(plan.config.cmd, { value: ['/bin/sh', '-c', 'echo "$HOME"  now'], at: at(4, 1) });
+  });
+
+  test('an ENTRYPOINT after a CMD in the same stage keeps the CMD', () => {
+    const plan = lines('FROM scratch', 'CMD ["arg"]', 'ENTRYPOINT ["/k"]');
+    assert.deepEqual(plan.config.cmd, { value: ['arg'], at: at(2, 1) });
+    assert.deepEqual(plan.config.entrypoint?.value, ['/k']);
   });
 
   test('SHELL changes the prefix of later shell forms', () => {
