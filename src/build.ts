@@ -105,7 +105,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
   });
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
-  const plan = compile(text, displayFile, syntax, options.buildArgs ?? {});
+  // As with buildx, --platform reaches a Containerfile as TARGETPLATFORM (and TARGETARCH...).
+  const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
+  const plan = compile(text, displayFile, syntax, buildArgs);
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
 
   const names = imageNames(plan, options.tags ?? []);
