@@ -24,7 +24,7 @@ import {
   type Platform,
 } from './image/image.js';
 import { readKernelInfo } from './image/kernel-arch.js';
-import { writeLayer, type Compression, type LayerBlob } from './image/layer.js';
+import { tarSize, writeLayer, type Compression, type LayerBlob } from './image/layer.js';
 import { formatReference, parseReference } from './image/reference.js';
 import type { Finding } from './plan/rules.js';
 import { FILE_KEYS } from './plan/rules.js';
@@ -38,10 +38,11 @@ export type OutputSpec =
   | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
   | { type: 'local'; dest: string };
 
-export interface BuildEvent {
-  kind: 'step' | 'warning';
-  message: string;
-}
+export type BuildEvent =
+  | { kind: 'step'; message: string }
+  | { kind: 'warning'; message: string }
+  /** Bytes of one layer written so far, out of about `total`. */
+  | { kind: 'progress'; id: string; message: string; done: number; total: number };
 
 export interface BuildOptions {
   /** Build context directory; files are read only from inside it. Default ".". */
@@ -358,10 +359,14 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     metadata: [URUNC_JSON_PATH],
   });
   const layers: LayerBlob[] = [];
-  for (const content of contents) {
+  for (const [index, content] of contents.entries()) {
+    const total = tarSize(content.nodes);
+    const progress = (done: number): void =>
+      input.emit({ kind: 'progress', id: `layer-${index}`, message: `layer ${content.description}`, done, total });
     const layer = await writeLayer(content.nodes, store, {
       compression: options.compression ?? 'gzip',
       ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
+      onProgress: progress,
     });
     layers.push(layer);
     input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes)` });

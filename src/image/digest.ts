@@ -6,9 +6,15 @@ export class DigestStream extends Transform {
   private readonly hash: Hash = createHash('sha256');
   private count = 0;
 
+  /** `onBytes` sees the running byte count, for progress. */
+  constructor(private readonly onBytes?: (count: number) => void) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.count += chunk.length;
+    this.onBytes?.(this.count);
     callback(null, chunk);
   }
 

@@ -19,6 +19,15 @@ export interface LayerOptions {
   compression: Compression;
   /** zlib level 1-9 for gzip. */
   level?: number;
+  /** Called with the uncompressed bytes written so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Uncompressed size of a layer's tar stream, for progress totals. */
+export function tarSize(nodes: readonly FsNode[]): number {
+  let size = 1024;
+  for (const node of nodes) size += 512 + (node.type === 'file' ? Math.ceil(node.size / 512) * 512 : 0);
+  return size;
 }
 
 export interface LayerBlob {
@@ -91,7 +100,7 @@ function sizeError(node: FsNode, error: unknown): Error {
  * hash (digest), disk.
  */
 export async function writeLayer(nodes: readonly FsNode[], store: BlobStore, options: LayerOptions): Promise<LayerBlob> {
-  const diff = new DigestStream();
+  const diff = new DigestStream(options.onProgress);
   const stages: NodeJS.ReadWriteStream[] = [diff];
   if (options.compression === 'gzip') {
     // Node's gzip header has no name and mtime 0, so the bytes depend only on the input and level.
