@@ -18,6 +18,7 @@ import {
 import { LapinError, type SourcePosition } from '../errors.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import {
+  ARCHITECTURE_ALIASES,
   emptyConfig,
   type Architecture,
   type BasePlan,
@@ -55,14 +56,6 @@ export function defaultRootfsType(framework: string): RootfsType {
   return framework === 'unikraft' ? 'initrd' : 'raw';
 }
 
-const ARCHITECTURES: Record<string, Architecture> = {
-  x86: 'amd64',
-  x86_64: 'amd64',
-  amd64: 'amd64',
-  arm: 'arm64',
-  aarch64: 'arm64',
-  arm64: 'arm64',
-};
 
 /** Docker-style image reference: [domain[:port]/]path[:tag][@digest]. */
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -325,8 +318,8 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   const architectureField = reader.string(platforms.get('architecture'), 'platforms.architecture');
   let architecture: Located<Architecture> | undefined;
   if (architectureField !== undefined) {
-    const arch = ARCHITECTURES[architectureField.value];
-    if (arch === undefined) reader.fail(`unknown architecture "${architectureField.value}"`, architectureField.at, `use one of ${Object.keys(ARCHITECTURES).join(', ')}`);
+    const arch = ARCHITECTURE_ALIASES[architectureField.value];
+    if (arch === undefined) reader.fail(`unknown architecture "${architectureField.value}"`, architectureField.at, `use one of ${Object.keys(ARCHITECTURE_ALIASES).join(', ')}`);
     architecture = { value: arch, at: architectureField.at };
   }
 

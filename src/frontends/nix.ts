@@ -3,7 +3,7 @@
  * annotations) read as plain data and compiled into a BuildPlan.
  */
 import { LapinError, type SourcePosition } from '../errors.js';
-import { emptyConfig, type Architecture, type BuildPlan, type CopyOp, type Located } from '../plan/types.js';
+import { ARCHITECTURE_ALIASES, emptyConfig, type BuildPlan, type CopyOp, type Located } from '../plan/types.js';
 import { URUNC_KEYS, URUNC_PREFIX, isUruncKey, shortUruncKey } from '../plan/urunc-keys.js';
 import { describeNixKind, parseNixData, type NixSet, type NixValue } from './nix-parser.js';
 
@@ -12,13 +12,6 @@ const TOP_LEVEL_KEYS = ['name', 'tag', 'files', 'annotations', 'cmd', 'entrypoin
 /** urunc keys whose value is a boolean, so a Nix `true`/`false` is accepted. */
 const BOOLEAN_URUNC_KEYS = new Set(['useDMBlock', 'mountRootfs']);
 
-const ARCHITECTURES: Record<string, Architecture> = {
-  amd64: 'amd64',
-  x86_64: 'amd64',
-  x86: 'amd64',
-  arm64: 'arm64',
-  aarch64: 'arm64',
-};
 
 /** Compile the text of an args.nix file into a BuildPlan. */
 export function parseArgsNix(text: string, file: string): BuildPlan {
@@ -95,11 +88,11 @@ export function parseArgsNix(text: string, file: string): BuildPlan {
         break;
       case 'architecture': {
         const given = expectString(value, "'architecture'");
-        const architecture = ARCHITECTURES[given];
+        const architecture = ARCHITECTURE_ALIASES[given];
         if (architecture === undefined) {
           throw new LapinError(`unknown architecture '${given}'`, {
             at: value.at,
-            hint: `use one of ${Object.keys(ARCHITECTURES).join(', ')}`,
+            hint: `use one of ${Object.keys(ARCHITECTURE_ALIASES).join(', ')}`,
           });
         }
         plan.architecture = { value: architecture, at: value.at };

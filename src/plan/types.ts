@@ -112,3 +112,13 @@ export interface BuildPlan {
 export function emptyConfig(): ConfigPlan {
   return { env: [], exposedPorts: [], volumes: [], labels: {} };
 }
+
+/** Architecture names the input files use, by the OCI name they mean. */
+export const ARCHITECTURE_ALIASES: Readonly<Record<string, Architecture>> = {
+  x86: 'amd64',
+  x86_64: 'amd64',
+  amd64: 'amd64',
+  arm: 'arm64',
+  aarch64: 'arm64',
+  arm64: 'arm64',
+};
