@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError, UsageError, formatPosition } from './errors.js';
 import { writeArchive, writeArchiveFile } from './export/archive.js';
-import { trackTemporary, untrackTemporary } from './export/atomic.js';
+import { requireFreshDirectory, trackTemporary, untrackTemporary } from './export/atomic.js';
 import { writeLayoutDirectory } from './export/layout-dir.js';
 import { writeLocalDirectory } from './export/local-dir.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
@@ -120,6 +120,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const findings: Finding[] = [...metadata.findings];
 
   refuseRegistryBases(plan);
+  const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
+  await checkOutputs(outputs, cwd, options.stdout !== undefined);
 
   const staging = path.join(os.tmpdir(), `lapin-${process.pid}-${randomBytes(6).toString('hex')}`);
   trackTemporary(staging);
@@ -151,19 +153,15 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     const store = new BlobStore(path.join(staging, 'blobs'));
     const image = await writeImage({ plan, rootfs, metadata, store, platform, names, mtime, options, emit });
 
-    const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
     const written: Array<{ type: string; dest: string }> = [];
     for (const output of outputs) {
       const dest = output.dest === '-' ? '-' : path.resolve(cwd, output.dest);
       if (output.type === 'local') {
-        if (dest === '-') throw new UsageError('type=local needs a directory as dest');
         await writeLocalDirectory(rootfs.list(), dest);
       } else if (output.tar === false) {
-        if (dest === '-') throw new UsageError('tar=false needs a directory as dest');
         await writeLayoutDirectory(image, dest);
       } else if (dest === '-') {
-        if (!options.stdout) throw new UsageError('dest=- needs a stdout stream');
-        await writeArchive(image, options.stdout, mtime);
+        await writeArchive(image, options.stdout as Writable, mtime);
       } else {
         await writeArchiveFile(image, dest, mtime);
       }
@@ -351,8 +349,12 @@ interface WriteImageInput {
 
 async function writeImage(input: WriteImageInput): Promise<Image> {
   const { rootfs, metadata, store, platform, names, mtime, options } = input;
+  // The file a value names, through symlinks, is what the guest boots.
   const pathsOf = (keys: readonly string[]): string[] =>
-    keys.map((k) => metadata.urunc[k]).filter((v): v is string => v !== undefined).map((v) => treePath(v));
+    keys
+      .map((k) => metadata.urunc[k])
+      .filter((v): v is string => v !== undefined)
+      .flatMap((v) => [treePath(v), rootfs.resolve(v)?.path].filter((p): p is string => p !== undefined));
   const contents = partitionLayers(rootfs.list(), {
     kernel: pathsOf(['binary']),
     rootfs: pathsOf(['initrd', 'block']),
@@ -384,6 +386,25 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
   const manifestBytes = manifestJson(config, layers, metadata.annotations);
   const manifestBlob = await store.putBytes(manifestBytes);
   return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, config, layers, platform, names };
+}
+
+/** Finds unusable outputs before any work is done. */
+async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: boolean): Promise<void> {
+  for (const output of outputs) {
+    const isDirectory = output.type === 'local' || output.tar === false;
+    if (output.dest === '-') {
+      if (isDirectory) throw new UsageError(`${output.type === 'local' ? 'type=local' : 'tar=false'} needs a directory as dest, not -`);
+      if (!haveStdout) throw new UsageError('dest=- needs a stdout stream');
+      continue;
+    }
+    const dest = path.resolve(cwd, output.dest);
+    const parent = await stat(path.dirname(dest)).catch(() => undefined);
+    if (!parent?.isDirectory()) throw new LapinError(`cannot write ${output.dest}: ${path.dirname(dest)} is not a directory`, { hint: 'create it first' });
+    if (isDirectory) await requireFreshDirectory(dest);
+    else if ((await stat(dest).catch(() => undefined))?.isDirectory()) {
+      throw new LapinError(`cannot write the archive to ${output.dest}: it is a directory`, { hint: 'name a file, e.g. image.tar, or add tar=false' });
+    }
+  }
 }
 
 function describeOutput(output: OutputSpec): string {

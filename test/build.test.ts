@@ -189,3 +189,20 @@ describe('refusals', () => {
     await assert.rejects(build({ context, platform: 'linux/s390x', outputs: [{ type: 'oci', dest: path.join(context, 'o.tar') }] }), /unsupported platform/);
   });
 });
+
+describe('directory outputs never delete user files', () => {
+  test('a non-empty directory is refused and left as it was', async () => {
+    const dest = await mkdtemp(path.join(work, 'full-'));
+    await writeFile(path.join(dest, 'keep.txt'), 'mine');
+    for (const output of [{ type: 'local' as const, dest }, { type: 'oci' as const, dest, tar: false }]) {
+      await assert.rejects(build({ context: EXAMPLE, file: path.join(EXAMPLE, 'bunnyfile'), outputs: [output] }), /is not empty/);
+    }
+    assert.deepEqual(await readdir(dest), ['keep.txt']);
+  });
+
+  test('an empty directory is filled', async () => {
+    const dest = await mkdtemp(path.join(work, 'empty-'));
+    await build({ context: EXAMPLE, file: path.join(EXAMPLE, 'bunnyfile'), outputs: [{ type: 'local', dest }] });
+    assert.deepEqual((await readdir(dest)).sort(), ['.boot', 'urunc.json']);
+  });
+});

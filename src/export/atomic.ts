@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { LapinError } from '../errors.js';
 import path from 'node:path';
 
 /** Paths to remove if the process is interrupted before they are renamed into place. */
@@ -52,5 +53,18 @@ async function replace(temporary: string, dest: string): Promise<void> {
     await rename(temporary, dest);
     await rm(old, { recursive: true, force: true });
     pending.delete(old);
+  }
+}
+
+/**
+ * Refuses a directory output over anything but a missing or empty
+ * directory: replacing it would delete the user's files.
+ */
+export async function requireFreshDirectory(dest: string): Promise<void> {
+  const stats = await stat(dest).catch(() => undefined);
+  if (!stats) return;
+  if (!stats.isDirectory()) throw new LapinError(`output ${dest} exists and is not a directory`, { hint: 'choose a new directory' });
+  if ((await readdir(dest)).length > 0) {
+    throw new LapinError(`output directory ${dest} is not empty`, { hint: 'choose a new directory or remove this one first' });
   }
 }

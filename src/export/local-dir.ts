@@ -1,13 +1,14 @@
 import { chmod, copyFile, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FsNode } from '../image/tree.js';
-import { writeAtomically } from './atomic.js';
+import { requireFreshDirectory, writeAtomically } from './atomic.js';
 
 /**
  * Writes the image's final rootfs as plain files (buildx's `type=local`).
  * Ownership is kept only when running as root, as buildx does.
  */
 export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string): Promise<void> {
+  await requireFreshDirectory(dest);
   await writeAtomically(dest, async (root) => {
     await mkdir(root, { recursive: true });
     const directories: FsNode[] = [];
