@@ -12,6 +12,13 @@ have podman || need+=(podman)
 have bsdcpio || need+=(libarchive-tools)
 have cpio || need+=(cpio)
 have e2fsck || need+=(e2fsprogs)
+have mke2fs || need+=(e2fsprogs)
+have debugfs || need+=(e2fsprogs)
+# test/rootfs/boot.test.ts boots Debian's kernel (fetched by scripts/fetch-boot-assets.sh) in qemu.
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+have zstd || need+=(zstd)
+# test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
+have buildah || need+=(buildah)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing: ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2

@@ -9,6 +9,8 @@ import { writeArchive, writeArchiveFile } from './export/archive.js';
 import { requireFreshDirectory, trackTemporary, untrackTemporary } from './export/atomic.js';
 import { writeLayoutDirectory } from './export/layout-dir.js';
 import { writeLocalDirectory } from './export/local-dir.js';
+import { pushToRegistry } from './export/registry.js';
+import type { PushOptions } from './registry/push.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
 import { BlobStore } from './image/blob-store.js';
 import { applyCopy, type CopyEnvironment } from './image/copy.js';
@@ -24,19 +26,24 @@ import {
   type Platform,
 } from './image/image.js';
 import { readKernelInfo } from './image/kernel-arch.js';
-import { tarSize, writeLayer, type Compression, type LayerBlob } from './image/layer.js';
+import { tarSize, type Compression, type LayerBlob } from './image/layer.js';
+import { LayerCache, defaultCacheDir, writeLayerCached } from './image/layer-cache.js';
 import { formatReference, parseReference } from './image/reference.js';
 import type { Finding } from './plan/rules.js';
 import { FILE_KEYS } from './plan/rules.js';
 import { finalizeMetadata } from './plan/finalize.js';
-import type { Architecture, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
+import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
 import { writeCpioNewc } from './rootfs/cpio.js';
+import { resolveRootfsFile } from './rootfs/detect.js';
+import { writeRootfsImage } from './rootfs/image.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
   | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
-  | { type: 'local'; dest: string };
+  | { type: 'local'; dest: string }
+  /** Push to a registry under `names`, or every -t name when absent. */
+  | { type: 'registry'; dest?: undefined; names?: string[] };
 
 export type BuildEvent =
   | { kind: 'step'; message: string }
@@ -65,11 +72,19 @@ export interface BuildOptions {
   uruncChecks?: 'error' | 'warn';
   compression?: Compression;
   compressionLevel?: number;
+  /** Reuse layers whose inputs are unchanged (default true); see docs/performance.md. */
+  cache?: boolean;
+  /** Default: $LAPIN_CACHE_DIR, $XDG_CACHE_HOME/lapin or ~/.cache/lapin. */
+  cacheDir?: string;
+  /** Size in bytes of block rootfs images built from files; overrides rootfs.size. */
+  rootfsSize?: number;
   /** Where `dest: "-"` archives go. */
   stdout?: Writable;
   /** Current directory for relative paths and default outputs. */
   cwd?: string;
   onEvent?: (event: BuildEvent) => void;
+  /** Registry access for pushes and pulls: insecure hosts, credentials, retries, upload sizes. */
+  registry?: PushOptions;
 }
 
 export interface BuildResult {
@@ -113,6 +128,12 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   const names = imageNames(plan, options.tags ?? []);
   const mtime = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
+  // A local rootfs file's kind (initrd or block) decides urunc values, so it is read before they are final.
+  const rootfsDecision = await resolveRootfsFile(plan, contextDir);
+  if (rootfsDecision) {
+    emit({ kind: 'step', message: rootfsDecision.message });
+    if (rootfsDecision.warning) emit({ kind: 'warning', message: rootfsDecision.warning });
+  }
   const metadata = finalizeMetadata(plan, {
     ...(options.annotations ? { annotations: options.annotations } : {}),
     ...(options.labels ? { labels: options.labels } : {}),
@@ -121,13 +142,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
 
   refuseRegistryBases(plan);
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
-  await checkOutputs(outputs, cwd, options.stdout !== undefined);
+  await checkOutputs(outputs, cwd, options.stdout !== undefined, names);
 
   const staging = path.join(os.tmpdir(), `lapin-${process.pid}-${randomBytes(6).toString('hex')}`);
   trackTemporary(staging);
   try {
     await mkdir(staging, { recursive: true });
-    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging });
+    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
     const urunc = uruncJson(metadata.urunc);
     rootfs.put({ type: 'file', path: URUNC_JSON_PATH, mode: 0o644, uid: 0, gid: 0, mtime, size: urunc.length, source: { kind: 'bytes', data: urunc } });
@@ -151,10 +172,18 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     reportFindings(findings, options.uruncChecks ?? 'error', emit);
 
     const store = new BlobStore(path.join(staging, 'blobs'));
-    const image = await writeImage({ plan, rootfs, metadata, store, platform, names, mtime, options, emit });
+    const image = await writeImage({ plan, rootfs, metadata, store, platform, names, mtime, options, emit, staging });
 
     const written: Array<{ type: string; dest: string }> = [];
     for (const output of outputs) {
+      if (output.type === 'registry') {
+        const pushed = await pushToRegistry(image, output.names ?? names, { ...options.registry, onEvent: emit });
+        for (const item of pushed) {
+          written.push({ type: 'registry', dest: item.name });
+          emit({ kind: 'step', message: `pushed ${item.name}@${item.digest}` });
+        }
+        continue;
+      }
       const dest = output.dest === '-' ? '-' : path.resolve(cwd, output.dest);
       if (output.type === 'local') {
         await writeLocalDirectory(rootfs.list(), dest);
@@ -244,6 +273,9 @@ interface AssembleContext {
   contextDir: string;
   mtime: number;
   staging: string;
+  /** --rootfs-size: overrides the size of block images built from files. */
+  rootfsSize?: number;
+  emit?: (event: BuildEvent) => void;
 }
 
 /** Runs the plan's stages and final operations into an in-memory tree. */
@@ -264,6 +296,7 @@ async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Pr
 async function applyOps(target: ImageFilesystem, ops: FsOp[], env: CopyEnvironment, context: AssembleContext): Promise<void> {
   for (const op of ops) {
     if (op.kind === 'copy') await applyCopy(target, op, env);
+    else if (op.kind === 'block') await applyBlock(target, op, env, context);
     else await applyInitrd(target, op, env, context);
   }
 }
@@ -276,6 +309,29 @@ async function applyInitrd(target: ImageFilesystem, op: InitrdOp, env: CopyEnvir
   const { size } = await writeCpioNewc(initrd.list(), createWriteStream(file));
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size, source: { kind: 'path', path: file } },
+    op.at,
+  );
+}
+
+/** Builds an ext image from the op's entries (e2fsprogs) and places it in the image. */
+async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnvironment, context: AssembleContext): Promise<void> {
+  const tree = new ImageFilesystem({ mtime: context.mtime });
+  for (const entry of op.entries) await applyCopy(tree, entry, env);
+  const size = context.rootfsSize ?? op.size?.value;
+  let written;
+  try {
+    written = await writeRootfsImage(tree, { kind: 'block', filesystem: op.filesystem, ...(size !== undefined ? { size } : {}) }, context);
+  } catch (error) {
+    // Size problems point at rootfs.size when the file gave it.
+    const at = context.rootfsSize === undefined ? (op.size?.at ?? op.at) : undefined;
+    if (error instanceof LapinError && error.at === undefined && at !== undefined) {
+      throw new LapinError(error.message, { at, ...(error.hint ? { hint: error.hint } : {}) });
+    }
+    throw error;
+  }
+  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${tree.size} entries, ${written.size} bytes` });
+  target.put(
+    { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size: written.size, source: { kind: 'path', path: written.file } },
     op.at,
   );
 }
@@ -345,6 +401,21 @@ interface WriteImageInput {
   mtime: number;
   options: BuildOptions;
   emit: (event: BuildEvent) => void;
+  /** Files lapin made under here are new each build: the cache keys them on content. */
+  staging: string;
+}
+
+/** The layer cache, or none when it is turned off or cannot be created. */
+async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) => void): Promise<LayerCache | undefined> {
+  if (options.cache === false) return undefined;
+  const cache = new LayerCache(options.cacheDir ?? defaultCacheDir());
+  try {
+    await mkdir(path.join(cache.blobs.dir, 'sha256'), { recursive: true });
+    return cache;
+  } catch (error) {
+    emit({ kind: 'warning', message: `layer cache off: cannot create ${cache.dir} (${(error as Error).message})` });
+    return undefined;
+  }
 }
 
 async function writeImage(input: WriteImageInput): Promise<Image> {
@@ -361,17 +432,20 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     metadata: [URUNC_JSON_PATH],
   });
   const layers: LayerBlob[] = [];
+  const cache = await openLayerCache(options, input.emit);
   for (const [index, content] of contents.entries()) {
     const total = tarSize(content.nodes);
     const progress = (done: number): void =>
       input.emit({ kind: 'progress', id: `layer-${index}`, message: `layer ${content.description}`, done, total });
-    const layer = await writeLayer(content.nodes, store, {
+    const layerOptions = {
       compression: options.compression ?? 'gzip',
       ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       onProgress: progress,
-    });
-    layers.push(layer);
-    input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes)` });
+    };
+    const layer = await writeLayerCached(content.nodes, store, layerOptions, cache, [input.staging]);
+    layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
+    const from = layer.cached ? ', cached' : '';
+    input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes${from})` });
   }
   const created = new Date(mtime * 1000).toISOString().replace(/\.000Z$/, 'Z');
   const configBytes = imageConfigJson({
@@ -389,8 +463,12 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
 }
 
 /** Finds unusable outputs before any work is done. */
-async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: boolean): Promise<void> {
+async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: boolean, names: string[]): Promise<void> {
   for (const output of outputs) {
+    if (output.type === 'registry') {
+      if ((output.names ?? names).length === 0) throw new UsageError('pushing needs an image name', 'add -t REGISTRY/NAME:TAG');
+      continue;
+    }
     const isDirectory = output.type === 'local' || output.tar === false;
     if (output.dest === '-') {
       if (isDirectory) throw new UsageError(`${output.type === 'local' ? 'type=local' : 'tar=false'} needs a directory as dest, not -`);
@@ -408,6 +486,7 @@ async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: bool
 }
 
 function describeOutput(output: OutputSpec): string {
+  if (output.type === 'registry') return 'registry';
   if (output.type === 'local') return 'rootfs directory';
   return output.tar === false ? 'OCI layout directory' : `${output.type} archive`;
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { build, writeMetadataFile, type OutputSpec } from '../build.js';
+import type { OutputSpec } from '../build.js';
 import { LapinError, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
-import { parseSyntaxName } from '../frontends/index.js';
-import { createReporter } from './progress.js';
+import { parseByteSize } from '../rootfs/size.js';
+import type { RegistryOptions } from '../registry/client.js';
+import { inspectCommand, runCommand } from './inspect-run.js';
 
 const VERSION = '0.1.0';
 
@@ -46,14 +47,21 @@ export function parseOutput(spec: string): OutputSpec {
   const type = fields.type ?? 'oci';
   const dest = fields.dest;
   for (const key of Object.keys(fields)) {
-    if (!['type', 'dest', 'tar', 'name'].includes(key)) {
-      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest and tar');
+    if (!['type', 'dest', 'tar', 'name', 'push'].includes(key)) {
+      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest, tar, name and push');
     }
+  }
+  if (type === 'registry' || type === 'image') {
+    // buildx: type=registry is type=image,push=true; name= overrides the -t names.
+    const push = type === 'registry' || (fields.push !== undefined && parseBoolean(fields.push, 'push'));
+    if (!push) throw new UsageError('--output type=image without push=true has no image store to go to', 'add push=true, or use --load');
+    const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : undefined;
+    return { type: 'registry', ...(names && names.length > 0 ? { names } : {}) };
   }
   if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
   if (type === 'local') return { type: 'local', dest };
   if (type !== 'oci' && type !== 'docker') {
-    throw new UsageError(`--output type=${type} is not supported`, 'use type=oci, type=docker or type=local');
+    throw new UsageError(`--output type=${type} is not supported`, 'use type=oci, type=docker, type=local or type=registry');
   }
   const tar = fields.tar === undefined ? true : parseBoolean(fields.tar, 'tar');
   return { type, dest, tar };
@@ -82,9 +90,19 @@ interface BuildCommandOptions {
   metadataFile?: string;
   quiet?: boolean;
   uruncChecks: 'error' | 'warn';
-  compression: 'gzip' | 'none';
+  compression: 'gzip' | 'zstd' | 'none';
   compressionLevel?: number;
+  rootfsSize?: number;
+  cache: boolean;
   progress: 'auto' | 'plain' | 'quiet';
+  push?: boolean;
+  insecureRegistry?: string[];
+}
+
+function byteSize(text: string): number {
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new InvalidArgumentError('expected a byte count or a number with K, M or G, e.g. 64M');
+  return bytes;
 }
 
 export function program(): Command {
@@ -110,17 +128,29 @@ export function program(): Command {
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
-    .addOption(new Option('--compression <type>', 'layer compression').choices(['gzip', 'none']).default('gzip'))
-    .option('--compression-level <n>', 'gzip level 1-9', integer)
+    .addOption(new Option('--compression <type>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
+    .option('--compression-level <n>', 'gzip 1-9 (default 1), zstd 1-19 (default 3)', integer)
+    .option('--no-cache', 'do not reuse or record layers in the layer cache')
+    .option('--rootfs-size <size>', 'size of a block rootfs built from files, e.g. 64M or 1G (overrides rootfs.size)', byteSize)
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'quiet']).default('auto'))
     .option('-q, --quiet', 'print only the image digest')
+    .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
+    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', collect)
     .action(async (context: string, opts: BuildCommandOptions) => {
+      // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
+      const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
+        import('../build.js'),
+        import('../frontends/index.js'),
+        import('./progress.js'),
+      ]);
       const outputs = (opts.output ?? []).map(parseOutput);
+      if (opts.push && !outputs.some((o) => o.type === 'registry')) outputs.push({ type: 'registry' });
       const toStdout = outputs.some((o) => o.dest === '-');
       const quiet = opts.quiet === true || opts.progress === 'quiet';
       const reporter = createReporter({ quiet, plain: opts.progress === 'plain' });
-      if (opts.compressionLevel !== undefined && (opts.compressionLevel < 1 || opts.compressionLevel > 9)) {
-        throw new UsageError('--compression-level must be between 1 and 9');
+      const maxLevel = opts.compression === 'zstd' ? 19 : 9;
+      if (opts.compressionLevel !== undefined && (opts.compressionLevel < 1 || opts.compressionLevel > maxLevel)) {
+        throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
       }
       const result = await build({
         context,
@@ -135,14 +165,33 @@ export function program(): Command {
         uruncChecks: opts.uruncChecks,
         compression: opts.compression,
         ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+        ...(opts.rootfsSize !== undefined ? { rootfsSize: opts.rootfsSize } : {}),
+        cache: opts.cache,
         stdout: process.stdout,
         onEvent: reporter.event,
+        registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
       });
       if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, result);
       reporter.done(result);
       if (opts.quiet && !toStdout) process.stdout.write(`${result.digest}\n`);
     });
+  inspectCommand(root, setExitCode);
+  runCommand(root, setExitCode);
   return root;
+}
+
+/** Set by commands whose outcome is an exit code (inspect's verdict, the guest's exit status). */
+let commandExitCode = 0;
+function setExitCode(code: number): void {
+  commandExitCode = code;
+}
+
+/** Registry settings from flags; --debug shows requests (method, URL without query, status), never headers. */
+function registryOptions(insecureRegistries: string[], debug: boolean): RegistryOptions {
+  return {
+    insecureRegistries,
+    ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
+  };
 }
 
 function installSignalHandlers(): void {
@@ -172,7 +221,7 @@ export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   try {
     await program().parseAsync(argv, { from: 'user' });
-    return 0;
+    return commandExitCode;
   } catch (error) {
     removePendingSync();
     if (error instanceof CommanderError) {

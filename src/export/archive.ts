@@ -38,7 +38,7 @@ export async function writeArchive(image: Image, out: Writable, mtime: number): 
     for (const blob of blobPaths(image)) {
       await new Promise<void>((resolve, reject) => {
         const entry = pack.entry(header(blob.layoutPath, blob.size, mtime), (e) => (e ? reject(e) : resolve()));
-        pipeline(createReadStream(image.store.pathOf(blob.digest)), entry).catch(reject);
+        pipeline(createReadStream(image.store.pathOf(blob.digest), { highWaterMark: 1024 * 1024 }), entry).catch(reject);
       });
     }
     pack.finalize();

@@ -17,6 +17,7 @@ import {
 } from 'yaml';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
+import { parseByteSize } from '../rootfs/size.js';
 import {
   ARCHITECTURE_ALIASES,
   emptyConfig,
@@ -27,6 +28,7 @@ import {
   type CopyOp,
   type FsOp,
   type Located,
+  type RootfsFileCheck,
   type UruncInput,
 } from '../plan/types.js';
 
@@ -40,7 +42,7 @@ const SUPPORTED_VERSION = [0, 1];
 const TOP_KEYS = ['version', 'platforms', 'kernel', 'rootfs', 'cmd', 'entrypoint', 'envs', 'cmdline'];
 const PLATFORM_KEYS = ['framework', 'monitor', 'version', 'architecture'];
 const KERNEL_KEYS = ['from', 'path'];
-const ROOTFS_KEYS = ['from', 'path', 'type', 'include'];
+const ROOTFS_KEYS = ['from', 'path', 'type', 'include', 'size'];
 const INCLUDE_KEYS = ['from', 'source', 'destination'];
 
 export type RootfsType = 'initrd' | 'block' | 'raw';
@@ -340,6 +342,14 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   const rootfsFromAt = rootfsFromField?.at ?? rootfsAt ?? topAt;
   const rootfsPath = reader.string(rootfs.get('path'), 'rootfs.path');
   const typeField = reader.string(rootfs.get('type'), 'rootfs.type');
+  // lapin-only: the size of a block image built from include ("64M", "1G" or bytes).
+  const sizeField = reader.string(rootfs.get('size'), 'rootfs.size');
+  let blockSize: Located<number> | undefined;
+  if (sizeField !== undefined) {
+    const bytes = parseByteSize(sizeField.value);
+    if (bytes === undefined) reader.fail(`rootfs.size "${sizeField.value}" is not a size`, sizeField.at, 'write a byte count or a number with K, M or G, e.g. 64M');
+    blockSize = { value: bytes, at: sizeField.at };
+  }
   const includeEntry = rootfs.get('include');
   let includes: Include[] = [];
   if (includeEntry !== undefined && !reader.isEmpty(includeEntry.value)) {
@@ -374,9 +384,12 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   if (explicitType !== undefined && typeField !== undefined && !supportedRootfsTypes(framework.value).includes(explicitType)) {
     reader.fail(`${framework.value} does not support a ${explicitType} rootfs`, typeField.at, `use one of ${supportedRootfsTypes(framework.value).join(', ')}`);
   }
+  // lapin: a local file without a type is read at build time (cpio -> initrd, ext -> block)
+  // instead of falling back to raw, which takes no file (bunny's surprise).
+  const detectLocal = rootfsFrom.kind === 'local' && explicitType === undefined && defaultRootfsType(framework.value) === 'raw';
   const rootfsType = explicitType ?? defaultRootfsType(framework.value);
   const typeAt = typeField?.at ?? rootfsAt;
-  if (rootfsPath !== undefined && rootfsType === 'raw') {
+  if (rootfsPath !== undefined && rootfsType === 'raw' && !detectLocal) {
     // bunny checks only an explicit raw and would copy the file yet hand the guest the container rootfs.
     reader.fail(`rootfs.path needs a rootfs type: ${framework.value} defaults to raw, which takes no path`, rootfsPath.at, 'set rootfs.type to initrd or block');
   }
@@ -410,10 +423,25 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
     }
   };
 
+  let rootfsFile: RootfsFileCheck | undefined;
+  if (sizeField !== undefined && !(rootfsFrom.kind === 'scratch' && includes.length > 0 && rootfsType === 'block')) {
+    reader.fail('rootfs.size applies only to a block rootfs built from include', sizeField.at, 'drop size, or set type: block with include');
+  }
   if (rootfsFrom.kind === 'local') {
     if (rootfsPath === undefined) reader.fail('rootfs.path is required when rootfs.from is local', rootfsFromAt, 'set rootfs.path to the initrd or block image file');
     ops.push({ kind: 'copy', sources: [rootfsPath.value], destination: BUNNY_ROOTFS_PATH, at: rootfsPath.at });
-    setRootfsFile(BUNNY_ROOTFS_PATH, rootfsPath.at);
+    if (!detectLocal) setRootfsFile(BUNNY_ROOTFS_PATH, rootfsPath.at);
+    // The build reads the file: it detects the kind when no type is given, and refuses a type the content contradicts.
+    const declaredType = detectLocal ? undefined : (rootfsType as 'initrd' | 'block');
+    const declaredAt = typeField?.at ?? rootfsPath.at;
+    rootfsFile = {
+      path: BUNNY_ROOTFS_PATH,
+      allowed: supportedRootfsTypes(framework.value).filter((t): t is 'initrd' | 'block' => t !== 'raw'),
+      blockMountPoint: framework.value === 'rumprun' ? '/data' : '/',
+      framework: framework.value,
+      at: rootfsPath.at,
+      ...(declaredType === undefined ? {} : { declared: located(declaredType, declaredAt) }),
+    };
   } else if (rootfsFrom.kind === 'image') {
     // bunny makes the rootfs image the base and would copy an image kernel out of its own image.
     if (kernelFromImage) {
@@ -433,7 +461,16 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
       ops.push({ kind: 'initrd', destination: BUNNY_ROOTFS_PATH, entries: localIncludes(reader, includes), at: includeAt });
       setRootfsFile(BUNNY_ROOTFS_PATH, includeAt);
     } else if (rootfsType === 'block') {
-      reader.fail('building a block rootfs from include is not supported yet', typeAt ?? includeAt, 'build the block image yourself and use from: local with path, or use type initrd');
+      // Linux mounts ext4; rumprun's NetBSD driver and the others get plain ext2.
+      ops.push({
+        kind: 'block',
+        destination: BUNNY_ROOTFS_PATH,
+        entries: localIncludes(reader, includes),
+        filesystem: framework.value === 'linux' ? 'ext4' : 'ext2',
+        ...(blockSize === undefined ? {} : { size: blockSize }),
+        at: includeAt,
+      });
+      setRootfsFile(BUNNY_ROOTFS_PATH, includeAt);
     } else {
       if (kernelFromImage) {
         reader.fail('a raw rootfs built from include with a kernel from an image is not supported', includeAt, `${REGISTRY_HINT}: take the kernel from local`);
@@ -499,5 +536,6 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
     annotations: {},
   };
   if (architecture !== undefined) plan.architecture = architecture;
+  if (rootfsFile !== undefined) plan.rootfsFile = rootfsFile;
   return plan;
 }

@@ -3,12 +3,15 @@
  * limited to what packaging pre-built files needs (FROM, COPY/ADD of local
  * files, LABEL, ENV, ARG, CMD, ENTRYPOINT and the other config instructions).
  *
- * Lines, continuations, comments, parser directives, flags and words follow
- * BuildKit's Dockerfile parser (moby/buildkit frontend/dockerfile/parser and
- * instructions), so a file means here what it means to `docker buildx build`.
+ * dockerfile-ast finds the parser directives, the instructions and the flags
+ * of COPY, ADD and FROM. Where it reads a file differently from BuildKit's
+ * Dockerfile parser (moby/buildkit frontend/dockerfile/parser and
+ * instructions), BuildKit's reading wins, so a file means here what it means
+ * to `docker buildx build`; argument words follow BuildKit via shell-words.ts.
  * Anything that would run a command (RUN) or needs a registry is refused with
  * the position of the offending text.
  */
+import { Add, Copy, DockerfileParser, From, Keyword, type Dockerfile, type Instruction as SyntaxInstruction } from 'dockerfile-ast';
 import { LapinError, type SourcePosition } from '../errors.js';
 import {
   emptyConfig,
@@ -25,26 +28,7 @@ import {
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
 
-const KEYWORDS = new Set([
-  'ADD',
-  'ARG',
-  'CMD',
-  'COPY',
-  'ENTRYPOINT',
-  'ENV',
-  'EXPOSE',
-  'FROM',
-  'HEALTHCHECK',
-  'LABEL',
-  'MAINTAINER',
-  'ONBUILD',
-  'RUN',
-  'SHELL',
-  'STOPSIGNAL',
-  'USER',
-  'VOLUME',
-  'WORKDIR',
-]);
+const KEYWORDS = new Set<string>(Object.values(Keyword));
 
 /** Parser directives BuildKit knows; any other `# key=value` line ends the directives. */
 const DIRECTIVES = new Set(['escape', 'syntax', 'check']);
@@ -53,9 +37,20 @@ const STAGE_NAME = /^[a-z][a-z0-9-_.]*$/;
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 const MAX_ID = 4294967295;
 
+/** Go's unicode.IsSpace without the line feed, as a regular expression character class body. */
+const SPACES = '\\t\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const SPACE = new RegExp(`^[\\n${SPACES}]$`);
+const LEADING_SPACES = new RegExp(`^[${SPACES}]+`);
+/** A flag dockerfile-ast reads as BuildKit does: no quotes or escapes (BuildKit removes them), no spaces, not a lone `--`. */
+const PLAIN_FLAG = new RegExp(`^--[^"'\\\\\`\\n${SPACES}]+$`);
+
 /** Go's unicode.IsSpace, which BuildKit uses to trim lines and split words. */
 function isSpace(char: string | undefined): boolean {
-  return char !== undefined && /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/.test(char);
+  return char !== undefined && SPACE.test(char);
+}
+
+function isBlank(text: string): boolean {
+  return Array.from(text).every((char) => isSpace(char));
 }
 
 /** BuildKit's `[\t\v\f\r ]`, which separates an instruction from its arguments and plain words. */
@@ -88,11 +83,20 @@ class LogicalLine {
     const last = this.text.length - 1;
     return { file: this.file, line: this.lines[last] ?? 1, column: (this.columns[last] ?? 0) + 1 };
   }
+
+  /** The index in `text` of the character at a 1-based line and column, if it is part of this line. */
+  indexOf(line: number, column: number): number | undefined {
+    for (let index = 0; index < this.text.length; index += 1) {
+      if (this.lines[index] === line && this.columns[index] === column) return index;
+    }
+    return undefined;
+  }
 }
 
 interface RawFlag {
-  /** `--name=value` with quotes and escapes removed, as BuildKit extracts it. */
-  text: string;
+  name: string;
+  /** Undefined for `--name` without `=`. */
+  value: string | undefined;
   index: number;
 }
 
@@ -151,8 +155,7 @@ interface Stage {
  * ARGs (TARGETPLATFORM, TARGETARCH, ...), which otherwise describe the host.
  */
 export function parseContainerfile(text: string, file: string, buildArgs: Record<string, string> = {}): BuildPlan {
-  const { escapeToken, lines } = splitLogicalLines(text, file);
-  const instructions = lines.map(splitInstruction);
+  const { escapeToken, instructions } = readStructure(text, file);
   if (instructions.length === 0) {
     throw new LapinError(`${file} has no instructions`, {
       hint: 'a Containerfile starts with FROM scratch, then COPY and LABEL',
@@ -163,121 +166,253 @@ export function parseContainerfile(text: string, file: string, buildArgs: Record
   return compiler.finish();
 }
 
+
 // ---------------------------------------------------------------------------
-// Lines
+// Structure
+
+/** Physical lines as BuildKit reads them: split at LF only, a CR before the LF dropped. */
+function physicalLines(text: string): string[] {
+  return text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+}
 
 /**
- * Splits the text into instructions: drops comment and blank lines, joins
- * lines ending in the escape character with the next non-comment, non-blank
- * line, and reads the parser directives at the top.
+ * The text for dockerfile-ast, of the same length so its positions hold for
+ * `text`. dockerfile-ast takes a lone CR for a line break and only space and
+ * tab for blanks; BuildKit breaks lines at LF only and trims any Unicode
+ * space from the start of a line, so CRs and leading spaces become spaces.
  */
-function splitLogicalLines(text: string, file: string): { escapeToken: string; lines: LogicalLine[] } {
-  const physical = text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
-  let escapeToken = '\\';
-  let continuation = continuationPattern(escapeToken);
-  let directivesDone = false;
-  const seenDirectives = new Set<string>();
+function structuralText(text: string): string {
+  return text
+    .split('\n')
+    .map((line, index) => {
+      const bom = index === 0 && line.startsWith('\uFEFF') ? '\uFEFF' : '';
+      const rest = line.slice(bom.length);
+      return bom + rest.replace(LEADING_SPACES, (spaces) => ' '.repeat(spaces.length)).replaceAll('\r', ' ');
+    })
+    .join('\n');
+}
 
-  const readDirective = (token: string, line: number): void => {
-    if (directivesDone) return;
-    const match = DIRECTIVE_LINE.exec(token);
-    const key = match?.[1]?.toLowerCase();
-    if (match === null || key === undefined || !DIRECTIVES.has(key)) {
-      directivesDone = true;
-      return;
+interface Directive {
+  name: string;
+  value: string;
+}
+
+/** The escape character and the instructions, found by dockerfile-ast and read as BuildKit reads them. */
+function readStructure(text: string, file: string): { escapeToken: string; instructions: Instruction[] } {
+  const physical = physicalLines(text);
+  const { escapeToken, directives } = readDirectives(physical, file);
+  let structural = structuralText(text);
+  let document = DockerfileParser.parse(structural);
+  const found = document.getDirectives();
+  const oneALine = found.every((directive, index) => directive.getRange().start.line === index);
+  if (escapeToken !== document.getEscapeCharacter() || !oneALine) {
+    // dockerfile-ast read other directives than BuildKit (see readDirectives): parse again with BuildKit's, one a line.
+    const lines = structural.split('\n');
+    for (const directive of found) {
+      const lineIndex = directive.getRange().start.line;
+      lines[lineIndex] = (lines[lineIndex] ?? '').replaceAll('=', ' ');
     }
-    const at = { file, line, column: 1 };
-    if (seenDirectives.has(key)) throw new LapinError(`only one ${key} parser directive can be used`, { at });
-    seenDirectives.add(key);
-    if (key === 'escape') {
-      const value = match[2] ?? '';
+    directives.forEach(({ name, value }, lineIndex) => {
+      const line = lines[lineIndex] ?? '';
+      const bom = line.startsWith('\uFEFF') ? '\uFEFF' : '';
+      lines[lineIndex] = `${bom}#${name}=${name === 'escape' ? value : '_'}`.padEnd(line.length);
+    });
+    structural = lines.join('\n');
+    document = DockerfileParser.parse(structural);
+  }
+  return { escapeToken, instructions: readInstructions(document, structural, physical, file, escapeToken) };
+}
+
+/**
+ * The parser directives at the top of the file, as BuildKit reads them.
+ * dockerfile-ast's getDirectives() differs: it takes any `# name=value`,
+ * takes the value only up to the first blank and then reads on along the
+ * line (skipping one line for each extra directive found there).
+ */
+function readDirectives(physical: string[], file: string): { escapeToken: string; directives: Directive[] } {
+  let escapeToken = '\\';
+  const directives: Directive[] = [];
+  for (const [lineIndex, text] of physical.entries()) {
+    const line = text.replace(lineIndex === 0 ? /^\uFEFF/ : '', '').replace(LEADING_SPACES, '');
+    const match = DIRECTIVE_LINE.exec(line);
+    const name = match?.[1]?.toLowerCase();
+    if (match === null || name === undefined || !DIRECTIVES.has(name)) break;
+    const at = { file, line: lineIndex + 1, column: 1 };
+    if (directives.some((earlier) => earlier.name === name)) {
+      throw new LapinError(`only one ${name} parser directive can be used`, { at });
+    }
+    const value = match[2] ?? '';
+    if (name === 'escape') {
       if (value !== '`' && value !== '\\') {
         throw new LapinError(`invalid escape directive '${value}'`, { at, hint: 'the escape character is \\ or `' });
       }
       escapeToken = value;
-      continuation = continuationPattern(escapeToken);
     }
-  };
-
-  /** Where the kept text of a line ends, and whether the line continues. */
-  const trimContinuation = (line: string, from: number): { end: number; continues: boolean } => {
-    const match = continuation.exec(line.slice(from));
-    return match === null ? { end: line.length, continues: false } : { end: from + match.index, continues: true };
-  };
-
-  const lines: LogicalLine[] = [];
-  let next = 0;
-  while (next < physical.length) {
-    const raw = physical[next] ?? '';
-    next += 1;
-    let start = next === 1 && raw.startsWith('\uFEFF') ? 1 : 0;
-    while (start < raw.length && isSpace(raw[start])) start += 1;
-    readDirective(raw.slice(start), next);
-    if (raw[start] === '#') continue;
-
-    let { end, continues } = trimContinuation(raw, start);
-    if (!continues && end === start) continue;
-    const logical = new LogicalLine(file);
-    logical.append(raw, next, start, end);
-    while (continues && next < physical.length) {
-      const following = physical[next] ?? '';
-      next += 1;
-      readDirective(following, next);
-      let firstText = 0;
-      while (firstText < following.length && isSpace(following[firstText])) firstText += 1;
-      // Comment and blank lines inside a continuation are skipped, as BuildKit does.
-      if (firstText === following.length || following[firstText] === '#') continue;
-      ({ end, continues } = trimContinuation(following, 0));
-      logical.append(following, next, 0, end);
-    }
-    if (Array.from(logical.text).every((char) => isSpace(char))) continue;
-    lines.push(logical);
+    directives.push({ name, value });
   }
-  return { escapeToken, lines };
+  return { escapeToken, directives };
 }
 
-function continuationPattern(escapeToken: string): RegExp {
-  return new RegExp(`\\${escapeToken}[ \\t]*$`);
+/**
+ * The instructions dockerfile-ast finds, each with its continuation lines
+ * joined as BuildKit joins them. dockerfile-ast's joined text
+ * (getArgumentsContent) keeps indented comment lines and blank lines, which
+ * BuildKit drops, so the lines are joined here.
+ */
+function readInstructions(
+  document: Dockerfile,
+  structural: string,
+  physical: string[],
+  file: string,
+  escapeToken: string,
+): Instruction[] {
+  const continuation = new RegExp(`\\${escapeToken}[ \\t]*$`);
+  const instructions: Instruction[] = [];
+  /** The last physical line read into an instruction. */
+  let consumed = -1;
+  let found = document.getInstructions();
+  for (let next = 0; next < found.length; next += 1) {
+    const syntax = found[next];
+    if (syntax === undefined) continue;
+    const { start, end } = syntax.getRange();
+    if (start.line > consumed) {
+      const { line, last } = joinLines(physical, start.line, start.character, continuation, file);
+      consumed = last;
+      // A line holding only the escape character joins nothing to the next one.
+      if (!isBlank(line.text)) instructions.push(splitInstruction(syntax, line));
+    }
+    if (end.line > consumed) {
+      // dockerfile-ast read on past BuildKit's end of the instruction (here-documents, a line starting `\#`): find the rest again.
+      const lines = structural.split('\n');
+      lines.fill('', document.getDirectives().length, consumed + 1);
+      found = DockerfileParser.parse(lines.join('\n')).getInstructions();
+      next = -1;
+    }
+  }
+  return instructions;
 }
 
-/** Splits a logical line into keyword, flags and arguments. */
-function splitInstruction(line: LogicalLine): Instruction {
+/**
+ * Reads one instruction from `firstLine`: a line ending in the escape
+ * character continues on the next line that is not a comment or blank line.
+ * Returns the joined line and the last physical line it took.
+ */
+function joinLines(
+  physical: string[],
+  firstLine: number,
+  firstColumn: number,
+  continuation: RegExp,
+  file: string,
+): { line: LogicalLine; last: number } {
+  const line = new LogicalLine(file);
+  let index = firstLine;
+  let from = firstColumn;
+  for (;;) {
+    const text = physical[index] ?? '';
+    const match = continuation.exec(text.slice(from));
+    line.append(text, index + 1, from, match === null ? text.length : from + match.index);
+    if (match === null) return { line, last: index };
+    do index += 1;
+    while (index < physical.length && isCommentOrBlank(physical[index] ?? ''));
+    if (index >= physical.length) return { line, last: physical.length - 1 };
+    from = 0;
+  }
+}
+
+function isCommentOrBlank(line: string): boolean {
+  const text = line.replace(LEADING_SPACES, '');
+  return text === '' || text.startsWith('#');
+}
+
+/** Splits a joined line into keyword, flags and arguments, as BuildKit's splitCommand does. */
+function splitInstruction(syntax: SyntaxInstruction, line: LogicalLine): Instruction {
   const text = line.text;
   let start = 0;
   while (isSpace(text[start])) start += 1;
   let end = text.length;
   while (end > start && isSpace(text[end - 1])) end -= 1;
+  // The joined line's first word: getInstruction() differs for a line holding only the escape character and at \v, \f.
   let keywordEnd = start;
   while (keywordEnd < end && !isWordSeparator(text[keywordEnd])) keywordEnd += 1;
   let restStart = keywordEnd;
   while (restStart < end && isWordSeparator(text[restStart])) restStart += 1;
-  const rest = text.slice(restStart, end);
-  const { flags, argsOffset } = extractFlags(rest);
+  const split = syntaxFlags(syntax, line, restStart) ?? extractFlags(text, restStart, end);
+  const argsStart = Math.min(split.argsStart, end);
   const written = text.slice(start, keywordEnd);
   return {
     keyword: written.toUpperCase(),
     written,
     line,
     at: line.at(start),
-    flags: flags.map((flag) => ({ text: flag.text, index: restStart + flag.index })),
-    args: rest.slice(argsOffset),
-    argsStart: restStart + argsOffset,
+    flags: split.flags,
+    args: text.slice(argsStart, end),
+    argsStart,
   };
 }
 
 /**
- * Takes the leading `--flag[=value]` words off the arguments, removing quotes
- * and backslash escapes from them as BuildKit's extractBuilderFlags does.
+ * The flags of COPY, ADD and FROM as dockerfile-ast reads them, and where
+ * the arguments start. Undefined where BuildKit reads the flags differently:
+ * it removes quotes and escapes, splits at any Unicode space, stops at a
+ * lone `--` and at the first word that is not a flag.
  */
-function extractFlags(rest: string): { flags: RawFlag[]; argsOffset: number } {
+function syntaxFlags(
+  syntax: SyntaxInstruction,
+  line: LogicalLine,
+  restStart: number,
+): { flags: RawFlag[]; argsStart: number } | undefined {
+  if (!(syntax instanceof Copy || syntax instanceof Add || syntax instanceof From)) return undefined;
   const flags: RawFlag[] = [];
+  let previousEnd = restStart;
+  for (const flag of syntax.getFlags()) {
+    const { start } = flag.getRange();
+    const index = line.indexOf(start.line + 1, start.character + 1);
+    const name = flag.getName();
+    const value = flag.getValue();
+    const written = `--${name}${value === null ? '' : `=${value}`}`;
+    if (
+      index === undefined ||
+      !PLAIN_FLAG.test(written) ||
+      line.text.slice(index, index + written.length) !== written ||
+      !isBlank(line.text[index + written.length] ?? '') ||
+      !isBlank(line.text.slice(previousEnd, index))
+    ) {
+      return undefined;
+    }
+    flags.push({ name, value: value ?? undefined, index });
+    previousEnd = index + written.length;
+  }
+  let argsStart = previousEnd;
+  while (isSpace(line.text[argsStart])) argsStart += 1;
+  if (line.text.startsWith('--', argsStart)) return undefined;
+  return { flags, argsStart };
+}
+
+/**
+ * Takes the leading `--flag[=value]` words off the arguments in
+ * `text[from, to)`, removing quotes and backslash escapes from them as
+ * BuildKit's extractBuilderFlags does.
+ */
+function extractFlags(text: string, from: number, to: number): { flags: RawFlag[]; argsStart: number } {
+  const rest = text.slice(from, to);
+  const flags: RawFlag[] = [];
+  const done = (argsOffset: number): { flags: RawFlag[]; argsStart: number } => ({ flags, argsStart: from + argsOffset });
+  const add = (word: string, wordStart: number): void => {
+    const body = word.slice(2);
+    const equals = body.indexOf('=');
+    flags.push({
+      name: equals < 0 ? body : body.slice(0, equals),
+      value: equals < 0 ? undefined : body.slice(equals + 1),
+      index: from + wordStart,
+    });
+  };
   let phase: 'spaces' | 'word' | 'quote' = 'spaces';
   let word = '';
   let wordStart = 0;
   let quote = '';
   let blankOK = false;
-  const skipSpaces = (from: number): number => {
-    let position = from;
+  const skipSpaces = (start: number): number => {
+    let position = start;
     while (isSpace(rest[position])) position += 1;
     return position;
   };
@@ -286,20 +421,20 @@ function extractFlags(rest: string): { flags: RawFlag[]; argsOffset: number } {
     if (phase === 'spaces') {
       if (position === rest.length) break;
       if (isSpace(char)) continue;
-      if (char !== '-' || rest[position + 1] !== '-') return { flags, argsOffset: position };
+      if (char !== '-' || rest[position + 1] !== '-') return done(position);
       phase = 'word';
       wordStart = position;
     }
     if (position === rest.length) {
-      if (word !== '--' && (blankOK || word.length > 0)) flags.push({ text: word, index: wordStart });
+      if (word !== '--' && (blankOK || word.length > 0)) add(word, wordStart);
       break;
     }
     if (phase === 'word') {
       if (isSpace(char)) {
         phase = 'spaces';
         // A lone "--" ends the flags.
-        if (word === '--') return { flags, argsOffset: skipSpaces(position) };
-        if (blankOK || word.length > 0) flags.push({ text: word, index: wordStart });
+        if (word === '--') return done(skipSpaces(position));
+        if (blankOK || word.length > 0) add(word, wordStart);
         word = '';
         blankOK = false;
         continue;
@@ -334,7 +469,7 @@ function extractFlags(rest: string): { flags: RawFlag[]; argsOffset: number } {
     }
     word += char;
   }
-  return { flags, argsOffset: rest.length };
+  return done(rest.length);
 }
 
 // ---------------------------------------------------------------------------
@@ -677,15 +812,13 @@ class Compiler {
     const flags = new Map<string, Flag>();
     for (const raw of instruction.flags) {
       const at = this.at(instruction, raw.index);
-      const body = raw.text.slice(2);
-      const equals = body.indexOf('=');
-      const name = equals < 0 ? body : body.slice(0, equals);
+      const { name } = raw;
       const kind = Object.hasOwn(accepted, name) ? accepted[name] : undefined;
       if (kind === undefined) {
         throw new LapinError(`unknown flag --${name} for ${instruction.keyword}`, { at });
       }
       if (flags.has(name)) throw new LapinError(`flag --${name} given twice`, { at });
-      let value = equals < 0 ? undefined : body.slice(equals + 1);
+      let { value } = raw;
       if (kind === 'string' && value === undefined) {
         throw new LapinError(`flag --${name} needs a value: --${name}=<value>`, { at });
       }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -6,12 +7,63 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream, digestHex, sha256Digest } from './digest.js';
 
+export interface IncomingBlob {
+  write(data: Buffer): Promise<void>;
+  /** Files the blob under `digest` and returns its path. */
+  commit(digest: string): Promise<string>;
+  abort(): Promise<void>;
+}
+
 /** A content-addressed directory of blobs, laid out as an OCI layout's blobs/. */
 export class BlobStore {
+  /** Blobs kept elsewhere (the layer cache), by digest. */
+  private readonly adopted = new Map<string, string>();
+
   constructor(readonly dir: string) {}
 
   pathOf(digest: string): string {
-    return path.join(this.dir, 'sha256', digestHex(digest));
+    return this.adopted.get(digest) ?? path.join(this.dir, 'sha256', digestHex(digest));
+  }
+
+  /** Serves a blob from a file outside the store, without copying it. */
+  adopt(digest: string, file: string): void {
+    this.adopted.set(digest, file);
+  }
+
+  /**
+   * A blob being written whose digest the caller computes; `commit` files
+   * it under that digest (temp + rename, so readers never see a partial blob).
+   */
+  async incoming(): Promise<IncomingBlob> {
+    await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
+    const temp = path.join(this.dir, 'sha256', `.incoming-${randomBytes(8).toString('hex')}`);
+    const out = createWriteStream(temp, { highWaterMark: 4 * 1024 * 1024 });
+    let failure: Error | undefined;
+    out.on('error', (error) => {
+      failure = error;
+    });
+    const closed = new Promise<void>((resolve, reject) => {
+      out.once('close', () => (failure ? reject(failure) : resolve()));
+    });
+    closed.catch(() => undefined);
+    return {
+      write: async (data) => {
+        if (failure) throw failure;
+        if (!out.write(data)) await Promise.race([once(out, 'drain'), closed]);
+      },
+      commit: async (digest) => {
+        out.end();
+        await closed;
+        const target = this.pathOf(digest);
+        await rename(temp, target);
+        return target;
+      },
+      abort: async () => {
+        out.destroy();
+        await closed.catch(() => undefined);
+        await rm(temp, { force: true });
+      },
+    };
   }
 
   async has(digest: string): Promise<boolean> {

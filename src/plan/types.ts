@@ -52,7 +52,42 @@ export interface InitrdOp {
   at?: SourcePosition;
 }
 
-export type FsOp = CopyOp | InitrdOp;
+/**
+ * Build an ext file system image (a block rootfs) from files and write it
+ * into the image at `destination`. Entries follow CopyOp semantics, rooted in
+ * the block image.
+ */
+export interface BlockOp {
+  kind: 'block';
+  destination: string;
+  entries: CopyOp[];
+  /** ext2 for guests with old drivers (rumprun), ext4 for Linux. */
+  filesystem: 'ext2' | 'ext4';
+  /** Image size in bytes; automatic (files plus headroom) when absent. */
+  size?: Located<number>;
+  at?: SourcePosition;
+}
+
+export type FsOp = CopyOp | InitrdOp | BlockOp;
+
+/**
+ * A rootfs file taken as is (bunnyfile `rootfs.from: local`), whose kind is
+ * checked against its content at build time. When `declared` is absent the
+ * build detects it (cpio → initrd, ext → block) and sets the urunc values
+ * (`initrd`, or `block` + `blkMntPoint`) itself.
+ */
+export interface RootfsFileCheck {
+  /** Absolute image path of the file, e.g. /.boot/rootfs. */
+  path: string;
+  declared?: Located<'initrd' | 'block'>;
+  /** Kinds the guest can use. */
+  allowed: ReadonlyArray<'initrd' | 'block'>;
+  /** blkMntPoint for a block image. */
+  blockMountPoint: string;
+  /** The guest framework, for messages. */
+  framework: string;
+  at?: SourcePosition;
+}
 
 /** A filesystem built by a list of operations on top of a base. */
 export interface StagePlan {
@@ -107,6 +142,8 @@ export interface BuildPlan {
   urunc: UruncInput;
   /** Extra manifest annotations. */
   annotations: Record<string, string>;
+  /** A rootfs file whose kind is checked (or detected) by reading it. */
+  rootfsFile?: RootfsFileCheck;
 }
 
 export function emptyConfig(): ConfigPlan {

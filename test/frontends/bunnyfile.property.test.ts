@@ -119,7 +119,8 @@ test('generated bunnyfiles give a plan consistent with bunny\'s rules, or a posi
       const plan = result;
       const rootfs = spec.rootfs ?? {};
       const from = rootfs.from ?? 'scratch';
-      const type = rootfs.type ?? (spec.framework === 'unikraft' ? 'initrd' : 'raw');
+      // lapin reads a local file without a type at build time (detect); bunny would take raw.
+      const type = rootfs.type ?? (spec.framework === 'unikraft' ? 'initrd' : from === 'local' ? 'detect' : 'raw');
       const hasIncludes = (rootfs.include ?? []).length > 0;
 
       assert.equal(plan.syntax, 'bunnyfile');
@@ -154,6 +155,7 @@ test('generated bunnyfiles give a plan consistent with bunny\'s rules, or a posi
         assert.equal(plan.urunc.block, undefined);
         assert.equal(plan.urunc.blkMntPoint, undefined);
       }
+      if (from === 'local') assert.equal(plan.rootfsFile?.declared?.value, type === 'detect' ? undefined : type);
       if (from !== 'scratch' && from !== 'local') assert.deepEqual(plan.base.kind === 'image' && plan.base.reference, from);
       if (spec.cmd !== undefined && spec.cmd.length > 0) assert.deepEqual(plan.config.cmd?.value, spec.cmd);
     }),

@@ -12,7 +12,7 @@
  *   from local with type raw; include with from local; include on an image unless type is
  *   explicitly raw.
  * - hops/unikraft.go, hops/generic.go: unikraft supports initrd and raw (default initrd); every
- *   other framework initrd, block and raw (default raw). A block rootfs cannot be built from include.
+ *   other framework initrd, block and raw (default raw). bunny cannot build a block rootfs from include.
  * - hops/package.go: local kernel -> /.boot/kernel; image kernel stays where it is (binary =
  *   kernel.path, the image is the base); local or built rootfs -> /.boot/rootfs; a rootfs image is
  *   the base; annotations unikernelType, hypervisor, binary, cmdline = cmd joined by " ",
@@ -22,7 +22,10 @@
  *   seed) bunny writes mountRootfs=true, for unikraft an empty initrd (dropped). lapin writes
  *   mountRootfs=false when there is no rootfs section: there is nothing to hand to the guest.
  * - lapin-only errors: copying out of an image (needs registry support), kernel.from scratch,
- *   rootfs.path with the framework's implicit raw type,
+ *   rootfs.path from an image with the framework's implicit raw type, rootfs.size (lapin's) on anything
+ *   but a block built from include. lapin builds a block rootfs from include (bunny refuses), and
+ *   reads a local rootfs file without a type at build time (cpio -> initrd, ext -> block) where
+ *   bunny falls back to raw,
  *   local rootfs without path, initrd/block rootfs from an image without path, initrd/block type
  *   with nothing to put in it, envs entries that are not KEY=VALUE, unknown architecture.
  */
@@ -32,7 +35,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseBunnyfile } from '../../src/frontends/bunnyfile.js';
 import { LapinError } from '../../src/errors.js';
-import type { BuildPlan, CopyOp, InitrdOp } from '../../src/plan/types.js';
+import type { BlockOp, BuildPlan, CopyOp, InitrdOp } from '../../src/plan/types.js';
 
 const FILE = 'bunnyfile';
 const fixture = fileURLToPath(new URL('../fixtures/bunnyfile/bunnyfile', import.meta.url));
@@ -223,10 +226,17 @@ describe('bunnyfile: rootfs rules', () => {
   test('unknown rootfs type', () => {
     assertFailsAt(`${head('rumprun')}rootfs:\n  from: local\n  path: r\n  type: ext4\n`, 11, 9, /unknown rootfs type "ext4"/);
   });
-  test('path with the implicit raw type of a non-unikraft framework', () => {
-    // bunny checks only an explicit raw and would copy the file but hand the guest the container rootfs.
-    const error = assertFailsAt(`${head('hermit')}rootfs:\n  from: local\n  path: rootfs.img\n`, 10, 9, /hermit defaults to raw/);
+  test('path from an image with the implicit raw type of a non-unikraft framework', () => {
+    // bunny checks only an explicit raw and would hand the guest the container rootfs.
+    const error = assertFailsAt(`${head('hermit')}rootfs:\n  from: harbor.nbfc.io/r\n  path: rootfs.img\n`, 10, 9, /hermit defaults to raw/);
     assert.match(error.hint ?? '', /initrd or block/);
+  });
+  test('rootfs.size that is not a size', () => {
+    assertFailsAt(`${head('linux')}rootfs:\n  type: block\n  size: lots\n  include: [a]\n`, 10, 9, /rootfs\.size "lots" is not a size/);
+  });
+  test('rootfs.size on anything but a block built from include', () => {
+    assertFailsAt(`${head('linux')}rootfs:\n  type: initrd\n  size: 64M\n  include: [a]\n`, 10, 9, /applies only to a block rootfs built from include/);
+    assertFailsAt(`${head('linux')}rootfs:\n  from: local\n  path: r.img\n  size: 64M\n`, 11, 9, /applies only to a block rootfs built from include/);
   });
   test('version 0.10 is newer than 0.1', () => {
     assertFailsAt(head().replace('v0.1', '0.10'), 1, 10, /unsupported bunnyfile version 0\.10/);
@@ -242,10 +252,6 @@ describe('bunnyfile: rootfs rules', () => {
   });
   test('an explicit block with nothing in it', () => {
     assertFailsAt(`${head('linux')}rootfs:\n  type: block\n`, 9, 9, /block rootfs needs content/);
-  });
-  test('block from include is not built yet', () => {
-    const error = assertFailsAt(`${head('linux')}rootfs:\n  type: block\n  include: [a]\n`, 9, 9, /block rootfs from include is not supported yet/);
-    assert.match(error.hint ?? '', /from: local/);
   });
   test('initrd include from an image needs registry support', () => {
     const error = assertFailsAt(`${head()}rootfs:\n  include:\n    - from: harbor.nbfc.io/tools\n      source: /bin/sh\n      destination: /bin/sh\n`, 10, 7, /not supported/);
@@ -313,6 +319,47 @@ describe('bunnyfile: rootfs defaults and layout', () => {
     assert.equal(plan.urunc.block?.value, '/.boot/rootfs');
     assert.equal(plan.urunc.blkMntPoint?.value, '/');
     assert.equal(plan.urunc.mountRootfs?.value, 'false');
+  });
+  test('block from include: an ext4 image for linux at /.boot/rootfs, sized by rootfs.size', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  type: block\n  size: 64M\n  include:\n    - init:/init\n`);
+    const op = plan.ops[1] as BlockOp;
+    assert.equal(op.kind, 'block');
+    assert.equal(op.destination, '/.boot/rootfs');
+    assert.equal(op.filesystem, 'ext4');
+    assert.deepEqual(op.size, { value: 64 * 1024 * 1024, at: { file: FILE, line: 10, column: 9 } });
+    assert.deepEqual(op.entries.map((e) => [e.sources, e.destination]), [[['init'], '/init']]);
+    assert.equal(plan.urunc.block?.value, '/.boot/rootfs');
+    assert.equal(plan.urunc.blkMntPoint?.value, '/');
+    assert.equal(plan.urunc.mountRootfs?.value, 'false');
+  });
+  test('block from include for rumprun is ext2 mounted at /data', () => {
+    const plan = parse(`${head('rumprun', 'hvt')}rootfs:\n  type: block\n  include: [data.txt]\n`);
+    const op = plan.ops[1] as BlockOp;
+    assert.equal(op.filesystem, 'ext2');
+    assert.equal(op.size, undefined);
+    assert.equal(plan.urunc.blkMntPoint?.value, '/data');
+  });
+  test('local file without a type: the build detects it (lapin; bunny would fall back to raw)', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  from: local\n  path: rootfs.img\n`);
+    assert.deepEqual(plan.ops[1], { kind: 'copy', sources: ['rootfs.img'], destination: '/.boot/rootfs', at: { file: FILE, line: 10, column: 9 } });
+    assert.equal(plan.urunc.initrd, undefined);
+    assert.equal(plan.urunc.block, undefined);
+    assert.equal(plan.urunc.mountRootfs?.value, 'false');
+    assert.deepEqual(plan.rootfsFile, {
+      path: '/.boot/rootfs',
+      allowed: ['initrd', 'block'],
+      blockMountPoint: '/',
+      framework: 'linux',
+      at: { file: FILE, line: 10, column: 9 },
+    });
+  });
+  test('local file with a type: the build checks the content against it', () => {
+    const plan = parse(`${head('rumprun', 'hvt')}rootfs:\n  from: local\n  path: data.img\n  type: block\n`);
+    assert.deepEqual(plan.rootfsFile?.declared, { value: 'block', at: { file: FILE, line: 11, column: 9 } });
+    assert.equal(plan.rootfsFile?.blockMountPoint, '/data');
+    const unikraft = parse(`${head()}rootfs:\n  from: local\n  path: rootfs.cpio\n`);
+    assert.deepEqual(unikraft.rootfsFile?.allowed, ['initrd']);
+    assert.equal(unikraft.rootfsFile?.declared?.value, 'initrd');
   });
   test('rumprun block mounts at /data', () => {
     const plan = parse(`${head('rumprun', 'hvt')}rootfs:\n  from: local\n  path: data.img\n  type: block\n`);

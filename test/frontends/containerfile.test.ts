@@ -112,6 +112,52 @@ describe('parser directives and lines', () => {
   });
 });
 
+describe('where dockerfile-ast reads the file differently from BuildKit', () => {
+  const labels = (text: string) => parse(text).config.labels;
+
+  test('directives: unknown names end them, the value runs to the end of the line, one a line', () => {
+    // dockerfile-ast would take `# foo=bar` for a directive and go on to read the escape directive after it.
+    assert.deepEqual(labels('# foo=bar\n# escape=`\nFROM scratch\nLABEL a=b\\\n  c=d\n'), { a: 'b', c: 'd' });
+    // dockerfile-ast would read a second directive on the line and skip the FROM line.
+    assert.deepEqual(labels('# syntax=x # escape=`\nFROM scratch\nLABEL a=b\\\n  c=d\n'), { a: 'b', c: 'd' });
+    // dockerfile-ast would stop at `y` and miss the escape directive.
+    assert.deepEqual(labels('# syntax=x y\n# escape=`\nFROM scratch\nLABEL a=b `\n  c=d\n'), { a: 'b', c: 'd' });
+    assert.deepEqual(labels('# escape=`\f\nFROM scratch\nLABEL a=b `\n  c=d\n'), { a: 'b', c: 'd' });
+  });
+
+  test('flags with quotes or escapes, a lone -- and flags after a source', () => {
+    const [quoted, escaped, ended, late, spaced] = copies(
+      lines(
+        'FROM scratch',
+        'COPY --chown="1:2" --chmod=\'755\' a /a',
+        'COPY --chown=1\\:2 a /a',
+        'COPY --chown=1 -- --chmod=7 /x/',
+        'COPY a--b --chown=1 /x/',
+        // BuildKit splits flags at any Unicode space; dockerfile-ast reads one word here.
+        'COPY \u00a0--chown=3 a /a',
+      ),
+    );
+    assert.deepEqual([quoted?.mode, quoted?.uid, quoted?.gid], [0o755, 1, 2]);
+    assert.deepEqual([escaped?.uid, escaped?.gid], [1, 2]);
+    assert.deepEqual([ended?.sources, ended?.mode, ended?.uid], [['--chmod=7'], undefined, 1]);
+    assert.deepEqual([late?.sources, late?.uid], [['a--b', '--chown=1'], undefined]);
+    assert.deepEqual([spaced?.sources, spaced?.uid], [['a'], 3]);
+  });
+
+  test('keywords, lines and continuations', () => {
+    assert.deepEqual(parse('FROM\vscratch\n').base, { kind: 'scratch' });
+    assert.deepEqual(parse('\\\nFROM scratch\n').base, { kind: 'scratch' });
+    assert.deepEqual(parse('FROM\\\n# c\n scratch\n').base, { kind: 'scratch' });
+    assert.deepEqual(parse('\u00a0FROM scratch\n\u3000# c\n').base, { kind: 'scratch' });
+    // A lone CR is not a line break.
+    fails('FROM scratch\rLABEL a=b\n', /FROM takes an image/, 1, 14);
+    // A continuation line starting with an escaped # is not a comment, and the next line is an instruction again.
+    fails('FROM scratch\nLABEL a=1 \\\n\\#x\nLABEL b=2\n', /expected name=value, found \\#x/, 3, 1);
+    fails('FROM scratch\nLABEL a=1 \\\n\\#x=1\nLABEL b=c d\n', /expected name=value, found d/, 4, 11);
+    fails('FROM scratch\nCOPY <<EOF /f\nhello\nEOF\n', /here-documents in COPY/, 2, 6);
+  });
+});
+
 describe('FROM', () => {
   test('an image base records the reference and its position', () => {
     const plan = lines('FROM  docker.io/library/alpine:3.20');

@@ -1,0 +1,226 @@
+#!/usr/bin/env node
+// npm run bench: lapin against buildah and the machine's limits, on the seed
+// example with an 8 MiB kernel and on a 1.2 GB ext4 rootfs. Prints medians
+// and the ratios the performance issue sets as targets. Not a test: nothing
+// here passes or fails a build. Fixtures are made once under bench/.work.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const work = path.resolve(process.env.LAPIN_BENCH_DIR ?? path.join(root, 'bench', '.work'));
+const reps = Number(process.env.LAPIN_BENCH_REPS ?? 5);
+const bigReps = Number(process.env.LAPIN_BENCH_BIG_REPS ?? 3);
+const lapin = path.join(root, 'dist', 'cli', 'main.js');
+const cacheDir = path.join(work, 'cache');
+const log = (line) => process.stderr.write(`bench: ${line}\n`);
+
+function have(program) {
+  return spawnSync('sh', ['-c', `command -v ${program}`]).status === 0;
+}
+
+/** Installs what the bench drives, from Debian, when missing. */
+function ensureTools() {
+  const need = [];
+  if (!have('buildah')) need.push('buildah');
+  if (!have('pigz')) need.push('pigz');
+  if (!have('zstd')) need.push('zstd');
+  if (!have('mke2fs')) need.push('e2fsprogs');
+  if (!existsSync('/usr/bin/time')) need.push('time');
+  if (need.length === 0) return;
+  if (process.getuid?.() !== 0) throw new Error(`missing ${need.join(' ')}: apt-get install -y ${need.join(' ')} as root`);
+  log(`installing ${need.join(' ')}`);
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...need], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/** Runs a shell command under /usr/bin/time; returns wall seconds and max RSS in MiB. */
+function timed(command, cwd = work) {
+  const result = spawnSync('/usr/bin/time', ['-f', '%e %M', 'sh', '-c', command], { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (result.status !== 0) throw new Error(`failed: ${command}\n${result.stderr}`);
+  const last = result.stderr.trim().split('\n').at(-1) ?? '';
+  const [wall, rssKb] = last.split(' ').map(Number);
+  return { wall, rss: rssKb / 1024 };
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+function measure(name, command, count, { before } = {}) {
+  const walls = [];
+  const rsss = [];
+  for (let i = 0; i < count; i++) {
+    before?.();
+    const { wall, rss } = timed(command);
+    walls.push(wall);
+    rsss.push(rss);
+  }
+  const m = { name, wall: median(walls), rss: Math.max(...rsss), runs: walls };
+  log(`${name}: median ${m.wall.toFixed(3)} s over ${count} (${walls.map((w) => w.toFixed(2)).join(' ')}), max RSS ${m.rss.toFixed(0)} MiB`);
+  return m;
+}
+
+/** A deterministic, kernel-like 8 MiB file: system binaries end to end. */
+function makeKernel(file) {
+  if (existsSync(file)) return;
+  const size = 8 * 1024 * 1024;
+  const out = Buffer.alloc(size);
+  let filled = 0;
+  for (const name of readdirSync('/usr/bin').sort()) {
+    const p = path.join('/usr/bin', name);
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      continue;
+    }
+    if (!st.isFile()) continue;
+    const fd = openSync(p, 'r');
+    filled += readSync(fd, out, filled, Math.min(st.size, size - filled), 0);
+    closeSync(fd);
+    if (filled >= size) break;
+  }
+  writeFileSync(file, out, { mode: 0o755 });
+}
+
+const LABELS = ['LABEL com.urunc.unikernel.cmdline=""', 'LABEL com.urunc.unikernel.unikernelType=mirage', 'LABEL com.urunc.unikernel.hypervisor=hvt'];
+
+function makeSeed(dir) {
+  mkdirSync(dir, { recursive: true });
+  makeKernel(path.join(dir, 'network.hvt'));
+  writeFileSync(
+    path.join(dir, 'Containerfile'),
+    ['FROM scratch', 'COPY network.hvt /unikernel/network.hvt', 'LABEL com.urunc.unikernel.binary=/unikernel/network.hvt', ...LABELS, 'LABEL com.urunc.unikernel.useDMBlock=false', ''].join('\n'),
+  );
+}
+
+/** A 1.2 GB ext4 image made with mke2fs -d from system directories, once. */
+function makeRootfs(dir) {
+  mkdirSync(dir, { recursive: true });
+  makeKernel(path.join(dir, 'network.hvt'));
+  const image = path.join(dir, 'rootfs.ext4');
+  if (!existsSync(image)) {
+    const source = path.join(work, 'rootfs-src');
+    rmSync(source, { recursive: true, force: true });
+    mkdirSync(source);
+    let bytes = 0;
+    for (const candidate of ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/share', '/usr/lib', '/usr/bin']) {
+      if (bytes > 850e6 || !existsSync(candidate)) continue;
+      const size = Number(execFileSync('du', ['-sb', candidate], { encoding: 'utf8' }).split('\t')[0]);
+      if (bytes + size > 1000e6) continue;
+      execFileSync('cp', ['-a', candidate, path.join(source, candidate.replaceAll('/', '_'))]);
+      bytes += size;
+    }
+    log(`mke2fs -d ${source} (${(bytes / 1e6).toFixed(0)} MB of files) into a 1200 MiB ext4 image`);
+    execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-E', 'root_owner=0:0', '-d', source, image, '1200M']);
+    rmSync(source, { recursive: true, force: true });
+  }
+  writeFileSync(
+    path.join(dir, 'Containerfile'),
+    [
+      'FROM scratch',
+      'COPY network.hvt /unikernel/network.hvt',
+      'COPY rootfs.ext4 /rootfs.ext4',
+      'LABEL com.urunc.unikernel.binary=/unikernel/network.hvt',
+      ...LABELS,
+      'LABEL com.urunc.unikernel.block=/rootfs.ext4',
+      'LABEL com.urunc.unikernel.blkMntPoint=/',
+      '',
+    ].join('\n'),
+  );
+  return image;
+}
+
+function buildahCommand(context, tag) {
+  const storage = `--root ${work}/buildah/root --runroot ${work}/buildah/run --storage-driver vfs`;
+  const out = path.join(work, `buildah-${tag}.tar`);
+  return [
+    `rm -f ${out}`,
+    `buildah ${storage} bud --isolation chroot -q -t bench-${tag} -f ${context}/Containerfile ${context} >/dev/null`,
+    `buildah ${storage} push -q bench-${tag} oci-archive:${out}:bench >/dev/null`,
+    `buildah ${storage} rmi -f bench-${tag} >/dev/null`,
+  ].join(' && ');
+}
+
+function lapinCommand(context, flags) {
+  return `node ${lapin} build -q --urunc-checks warn -t bench:1 -o ${work}/lapin.tar ${flags} ${context} >/dev/null`;
+}
+
+function nodeSha256(file) {
+  return `node -e "const h=require('crypto').createHash('sha256');const s=require('fs').createReadStream('${file}',{highWaterMark:1<<20});s.on('data',d=>h.update(d));s.on('end',()=>console.log(h.digest('hex')))" >/dev/null`;
+}
+
+function main() {
+  ensureTools();
+  mkdirSync(work, { recursive: true });
+  if (!existsSync(lapin)) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+  const seed = path.join(work, 'seed');
+  const big = path.join(work, 'rootfs');
+  makeSeed(seed);
+  const image = makeRootfs(big);
+  const env = `LAPIN_CACHE_DIR=${cacheDir}`;
+  const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
+
+  const rows = [];
+  const row = (label, value, target, limit, rss) => rows.push({ label, value, target, limit, rss });
+
+  // Warm the page cache and the programs once.
+  timed(`cat ${image} ${seed}/network.hvt > /dev/null`);
+  timed(`${env} ${lapinCommand(seed, '--no-cache')}`);
+
+  const version = measure('lapin --version', `node ${lapin} --version >/dev/null`, reps);
+  const seedLapin = measure('seed: lapin (gzip, no cache)', `${env} ${lapinCommand(seed, '--no-cache')}`, reps);
+  const seedBuildah = measure('seed: buildah bud + push oci-archive', buildahCommand(seed, 'seed'), reps);
+  timed(`${env} ${lapinCommand(seed, '')}`);
+  const seedRebuild = measure('seed: lapin rebuild, nothing changed (cache)', `${env} ${lapinCommand(seed, '')}`, reps);
+
+  const pigz = measure('limit: pigz -1 -p2 | sha256sum', `pigz -1 -p2 -c ${image} | sha256sum >/dev/null`, bigReps);
+  const zstd = measure('limit: zstd -T0 -3 | sha256sum', `zstd -q -T0 -3 -c ${image} | sha256sum >/dev/null`, bigReps);
+  const sha = measure("limit: node's sha256 of the file", nodeSha256(image), bigReps);
+  const bigGzip = measure('rootfs: lapin gzip', `${env} ${lapinCommand(big, '--no-cache')}`, bigReps);
+  const bigZstd = measure('rootfs: lapin zstd', `${env} ${lapinCommand(big, '--no-cache --compression zstd')}`, bigReps);
+  const bigNone = measure('rootfs: lapin none', `${env} ${lapinCommand(big, '--no-cache --compression none')}`, bigReps);
+  clearCache();
+  timed(`${env} ${lapinCommand(big, '')}`);
+  const bigRebuild = measure('rootfs: lapin rebuild, nothing changed (cache)', `${env} ${lapinCommand(big, '')}`, bigReps);
+  const bigBuildah = measure('rootfs: buildah bud + push oci-archive', buildahCommand(big, 'rootfs'), Math.min(bigReps, 3));
+
+  const ratio = (a, b) => a.wall / b.wall;
+  const lines = [];
+  const fmt = (s) => `${s.toFixed(3)} s`;
+  lines.push(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${os.release()}`);
+  lines.push(`date: ${new Date().toISOString()}; medians of ${reps} (seed) and ${bigReps} (rootfs) runs; rootfs ${(statSync(image).size / 1e9).toFixed(2)} GB`);
+  lines.push('');
+  lines.push('| measurement | median | max RSS |');
+  lines.push('|---|---|---|');
+  for (const m of [version, seedLapin, seedBuildah, seedRebuild, pigz, zstd, sha, bigGzip, bigZstd, bigNone, bigRebuild, bigBuildah]) {
+    lines.push(`| ${m.name} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);
+  }
+  const peak = Math.max(seedLapin.rss, seedRebuild.rss, bigGzip.rss, bigZstd.rss, bigNone.rss, bigRebuild.rss);
+  const targets = [
+    ['seed → archive vs buildah', ratio(seedLapin, seedBuildah), 0.33, '×'],
+    ['rootfs gzip vs buildah', ratio(bigGzip, bigBuildah), 0.3, '×'],
+    ['rootfs gzip vs pigz -1 -p2 | sha256sum', ratio(bigGzip, pigz), 1.3, '×'],
+    ['rootfs zstd vs zstd -T0 -3 | sha256sum', ratio(bigZstd, zstd), 1.3, '×'],
+    ["rootfs none vs node's sha256", ratio(bigNone, sha), 2, '×'],
+    ['seed rebuild, nothing changed', seedRebuild.wall * 1000, 150, 'ms'],
+    ['rootfs rebuild, nothing changed', bigRebuild.wall * 1000, 150, 'ms'],
+    ['peak memory of lapin', peak, 300, 'MiB'],
+  ];
+  lines.push('');
+  lines.push('| target | measured | target | met |');
+  lines.push('|---|---|---|---|');
+  for (const [name, value, target, unit] of targets) {
+    const shown = unit === '×' ? `${value.toFixed(2)} ×` : `${value.toFixed(0)} ${unit}`;
+    lines.push(`| ${name} | ${shown} | ${unit === '×' ? '≤' : unit === 'MiB' ? '<' : '≤'} ${target}${unit === '×' ? ' ×' : ` ${unit}`} | ${value <= target ? 'yes' : 'no'} |`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  writeFileSync(path.join(work, 'results.md'), `${lines.join('\n')}\n`);
+}
+
+main();

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fetches, once, what test/rootfs/boot.test.ts boots: Debian's current amd64
+# kernel (linux-image-amd64's dependency) and busybox-static, from Debian's
+# archive with apt-get download. Cached in ${XDG_CACHE_HOME:-~/.cache}/lapin-test
+# (or $LAPIN_TEST_CACHE). Prints KERNEL=<vmlinuz> and BUSYBOX=<busybox> lines.
+set -euo pipefail
+cache="${LAPIN_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lapin-test}"
+mkdir -p "$cache"
+
+# The package lists may be missing in a fresh container; root can fetch them.
+depends() {
+  apt-cache depends "$1" 2>/dev/null | awk -v want="$2" '$1 == "Depends:" && $2 ~ want { print $2; exit }'
+}
+kernel_pkg=$(depends linux-image-amd64 '^linux-image-[0-9]' || true)
+if [ -z "$kernel_pkg" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq >&2
+  kernel_pkg=$(depends linux-image-amd64 '^linux-image-[0-9]' || true)
+fi
+if [ -z "$kernel_pkg" ]; then
+  echo "cannot find Debian's kernel package (apt-cache depends linux-image-amd64); run apt-get update" >&2
+  exit 1
+fi
+busybox_version=$(apt-cache policy busybox-static | awk '/Candidate:/ { print $2; exit }')
+if [ -z "$busybox_version" ] || [ "$busybox_version" = "(none)" ]; then
+  echo "busybox-static is not in the package lists; run apt-get update" >&2
+  exit 1
+fi
+
+# Downloads package $1 (=version $2 when given) and unpacks paths $3... into directory $4 once.
+fetch() {
+  local pkg=$1 dir=$2; shift 2
+  if [ -f "$dir/.complete" ]; then return 0; fi
+  rm -rf "$dir" "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  local sandbox=(); if [ "$(id -u)" = 0 ]; then sandbox=(-o APT::Sandbox::User=root); fi
+  (cd "$dir.tmp" && apt-get download -qq "${sandbox[@]}" "$pkg" >&2)
+  local deb
+  deb=$(ls "$dir.tmp"/*.deb)
+  # Only the files the test needs: a kernel package's modules are hundreds of megabytes.
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.tmp" --wildcards "$@"
+  rm -f "$deb"
+  touch "$dir.tmp/.complete"
+  mv "$dir.tmp" "$dir"
+}
+
+kernel_dir="$cache/$kernel_pkg"
+fetch "$kernel_pkg" "$kernel_dir" './boot/vmlinuz-*'
+busybox_dir="$cache/busybox-static_${busybox_version//:/%3a}"
+fetch "busybox-static=$busybox_version" "$busybox_dir" './bin/busybox'
+
+kernel=$(ls "$kernel_dir"/boot/vmlinuz-* | head -n 1)
+echo "KERNEL=$kernel"
+echo "BUSYBOX=$busybox_dir/bin/busybox"

@@ -1,0 +1,56 @@
+/** The `inspect` and `run` subcommands (kept apart from main.ts, which many hands edit). */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { formatReport } from '../inspect/format.js';
+import { inspect } from '../inspect/inspect.js';
+import { run } from '../run/run.js';
+
+/** "512", "512M", "1G" → megabytes. */
+export function parseMemory(text: string): number {
+  const match = /^(\d+)([MmGg]i?[Bb]?)?$/.exec(text);
+  if (!match) throw new InvalidArgumentError('give megabytes, e.g. 256, 512M or 1G');
+  const value = Number(match[1]);
+  const megabytes = match[2]?.toLowerCase().startsWith('g') ? value * 1024 : value;
+  if (megabytes < 1) throw new InvalidArgumentError('must be at least 1M');
+  return megabytes;
+}
+
+function seconds(text: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new InvalidArgumentError('give a number of seconds');
+  return Number(text);
+}
+
+export function inspectCommand(root: Command, setExitCode: (code: number) => void): void {
+  root
+    .command('inspect')
+    .description('judge whether urunc can run an image, and on which paths')
+    .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
+    .option('--json', 'print the report as JSON (docs/inspect.md)')
+    .action(async (source: string, opts: { json?: boolean }) => {
+      const report = await inspect(source);
+      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      setExitCode(report.runnable ? 0 : 1);
+    });
+}
+
+export function runCommand(root: Command, setExitCode: (code: number) => void): void {
+  root
+    .command('run')
+    .description('boot an image here with the monitor urunc would use')
+    .argument('<source>', 'the image, as for inspect')
+    .argument('[args...]', 'after --: replace the image Cmd, as docker run IMAGE ARGS does')
+    .option('--print', 'print the monitor command instead of running it')
+    .option('--memory <size>', 'guest memory (default 256M, as urunc)', parseMemory)
+    .option('--timeout <seconds>', 'stop the guest after this long (exit 124)', seconds)
+    .addOption(new Option('--accel <accel>', 'qemu accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .action(async (source: string, args: string[], opts: { print?: boolean; memory?: number; timeout?: number; accel: 'auto' | 'kvm' | 'tcg' }) => {
+      const code = await run({
+        source,
+        ...(args.length > 0 ? { args } : {}),
+        ...(opts.print ? { print: true } : {}),
+        ...(opts.memory !== undefined ? { memory: opts.memory } : {}),
+        ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
+        accel: opts.accel,
+      });
+      setExitCode(code);
+    });
+}

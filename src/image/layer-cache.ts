@@ -1,0 +1,159 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BlobStore } from './blob-store.js';
+import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
+import { zstdArguments } from './compress/zstd.js';
+import { digestHex } from './digest.js';
+import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
+import type { FsNode } from './tree.js';
+
+/**
+ * Bump whenever lapin would write different layer bytes for the same
+ * inputs (tar headers, gzip block size, argument lists...), so that a cache
+ * never serves what a fresh build would not write.
+ */
+const CACHE_FORMAT = 1;
+
+/** Where the cache lives: $LAPIN_CACHE_DIR, else $XDG_CACHE_HOME/lapin, else ~/.cache/lapin. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.LAPIN_CACHE_DIR) return path.resolve(env.LAPIN_CACHE_DIR);
+  const base = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(os.homedir(), '.cache');
+  return path.join(base, 'lapin');
+}
+
+interface CacheEntry {
+  mediaType: string;
+  digest: string;
+  size: number;
+  diffId: string;
+}
+
+let zstdVersion: Promise<string> | undefined;
+
+/** zstd's output may change between its versions, so its version is part of the key. */
+function zstdVersionOnce(): Promise<string> {
+  zstdVersion ??= new Promise((resolve) => {
+    execFile(process.env.LAPIN_ZSTD ?? 'zstd', ['-V'], (error, stdout) => resolve(error ? 'unknown' : stdout.trim()));
+  });
+  return zstdVersion;
+}
+
+/**
+ * A content-addressed cache of layer blobs keyed on the layer's inputs:
+ * every node's header fields and, for files on disk, the path, size,
+ * mtime and ctime (ns), inode and device, plus the compression, its level
+ * and the format. A hit reuses the compressed blob and its digests without
+ * reading the files. Entries and blobs are written temp + rename, so
+ * concurrent builds never see partial ones.
+ */
+export class LayerCache {
+  readonly blobs: BlobStore;
+  private readonly entries: string;
+
+  constructor(readonly dir: string) {
+    const root = path.join(dir, `v${CACHE_FORMAT}`);
+    this.blobs = new BlobStore(path.join(root, 'blobs'));
+    this.entries = path.join(root, 'layers');
+  }
+
+  /**
+   * The key of a layer. Files under `contentKeyed` directories (lapin's own
+   * staging files, new on every build) are keyed on their content instead.
+   */
+  async key(nodes: readonly FsNode[], options: LayerOptions, contentKeyed: readonly string[] = []): Promise<string> {
+    const hash = createHash('sha256');
+    const level = effectiveLevel(options.compression, options.level);
+    const format: unknown[] = [CACHE_FORMAT, options.compression, level];
+    if (options.compression === 'gzip') format.push(GZIP_CHUNK_SIZE, process.versions.zlib);
+    if (options.compression === 'zstd') format.push(zstdArguments(level), await zstdVersionOnce());
+    hash.update(JSON.stringify(format));
+    for (const node of nodes) {
+      const fields: unknown[] = [node.type, node.path, node.mode, node.uid, node.gid, node.mtime];
+      if (node.type === 'symlink' || node.type === 'hardlink') fields.push(node.target);
+      if (node.type === 'file') {
+        fields.push(node.size);
+        if (node.source.kind === 'bytes') {
+          fields.push('bytes', createHash('sha256').update(node.source.data).digest('hex'));
+        } else if (contentKeyed.some((dir) => node.source.kind === 'path' && node.source.path.startsWith(`${dir}${path.sep}`))) {
+          fields.push('content', createHash('sha256').update(await readFile(node.source.path)).digest('hex'));
+        } else {
+          const file = path.resolve(node.source.path);
+          const s = await stat(file, { bigint: true });
+          fields.push('path', file, String(s.size), String(s.mtimeNs), String(s.ctimeNs), String(s.ino), String(s.dev));
+        }
+      }
+      hash.update(JSON.stringify(fields));
+      hash.update('\n');
+    }
+    return hash.digest('hex');
+  }
+
+  /** The cached layer for a key, when its entry and blob are both there. */
+  async lookup(key: string): Promise<(LayerBlob & { path: string }) | undefined> {
+    let entry: CacheEntry;
+    try {
+      entry = JSON.parse(await readFile(this.entryPath(key), 'utf8')) as CacheEntry;
+      digestHex(entry.digest);
+      digestHex(entry.diffId);
+    } catch {
+      return undefined;
+    }
+    const file = this.blobs.pathOf(entry.digest);
+    const s = await stat(file).catch(() => undefined);
+    if (!s?.isFile() || s.size !== entry.size) return undefined;
+    return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, diffId: entry.diffId, path: file };
+  }
+
+  async record(key: string, layer: LayerBlob): Promise<void> {
+    const entry: CacheEntry = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId };
+    await mkdir(this.entries, { recursive: true });
+    const target = this.entryPath(key);
+    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      await writeFile(temp, JSON.stringify(entry));
+      await rename(temp, target);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+
+  private entryPath(key: string): string {
+    return path.join(this.entries, `${key}.json`);
+  }
+}
+
+export interface CachedLayerResult extends LayerBlob {
+  /** The blob's file. */
+  path: string;
+  cached: boolean;
+}
+
+/**
+ * Writes a layer into `store`, or with a cache, takes it from the cache
+ * (the store then serves the cached file, uncopied) or writes it into the
+ * cache and records it. A layer whose files changed while it was written
+ * is not recorded.
+ */
+export async function writeLayerCached(
+  nodes: readonly FsNode[],
+  store: BlobStore,
+  options: LayerOptions,
+  cache: LayerCache | undefined,
+  contentKeyed: readonly string[] = [],
+): Promise<CachedLayerResult> {
+  if (!cache) return { ...(await writeLayer(nodes, store, options)), cached: false };
+  const key = await cache.key(nodes, options, contentKeyed);
+  const hit = await cache.lookup(key);
+  if (hit) {
+    store.adopt(hit.digest, hit.path);
+    return { ...hit, cached: true };
+  }
+  const layer = await writeLayer(nodes, cache.blobs, options);
+  store.adopt(layer.digest, layer.path);
+  if ((await cache.key(nodes, options, contentKeyed)) === key) await cache.record(key, layer);
+  return { ...layer, cached: false };
+}

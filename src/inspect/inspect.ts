@@ -1,0 +1,537 @@
+/**
+ * Judges an image for urunc: where its urunc values are, whether they agree,
+ * whether urunc accepts them, whether the files they name exist, and which
+ * ways of running it (docker, containerd with or without annotation passing)
+ * find what they need. The result is the stable object `lapin inspect --json`
+ * prints (docs/inspect.md).
+ */
+import { FILE_TYPE_HEADER_BYTES, KERNEL_HEADER_BYTES, sniffFileType, sniffKernel, type FileType } from '../image/kernel-arch.js';
+import { checkUruncValues, FILE_KEYS, GUESTS, MONITOR_GUESTS, MONITORS, parseGoBool, pathProblem, PATH_KEYS } from '../plan/rules.js';
+import { URUNC_PREFIX } from '../plan/urunc-keys.js';
+import { guestCommandLine, rootfsType } from '../run/monitor.js';
+import { openSource } from '../source/open.js';
+import { flattenRootfs, normalizeImagePath, resolveFile, type Capture, type FlatRootfs } from '../source/rootfs.js';
+import type { ImageSource, SourceImageConfig } from '../source/types.js';
+
+export const INSPECT_SCHEMA_VERSION = 1;
+
+export type ValueOrigin = 'annotations' | 'labels' | 'uruncJson';
+
+export interface ValueSet {
+  /** Whether this place holds any com.urunc.unikernel.* value. */
+  found: boolean;
+  /** Short key → decoded value, empty values included. */
+  values: Record<string, string>;
+}
+
+export interface UruncJsonSet extends ValueSet {
+  /** Where it was found after symlinks ("/urunc.json"), when it exists. */
+  path?: string;
+  /** Why urunc cannot use it (not JSON, a value not base64, ...). Empty when usable. */
+  problems: string[];
+  /** Values as stored, before base64 decoding. */
+  raw: Record<string, string>;
+}
+
+export interface Difference {
+  key: string;
+  annotations?: string;
+  labels?: string;
+  uruncJson?: string;
+}
+
+export interface PathCheck {
+  key: string;
+  value: string;
+  /** Why urunc refuses the value; absent when it is fine. */
+  problem?: string;
+}
+
+export interface FileCheck {
+  key: 'binary' | 'initrd' | 'block';
+  path: string;
+  exists: boolean;
+  /** The regular file the path leads to, after symlinks. */
+  resolvedPath?: string;
+  size?: number;
+  /** sniffFileType's name: elf, bzimage, cpio-newc, ext, ... */
+  type?: FileType;
+  /** One line: "ELF 64-bit LSB executable, x86-64". */
+  detail?: string;
+  /** For binary: the kernel's architecture (amd64, arm64, ...). */
+  architecture?: string;
+  problem?: string;
+}
+
+export interface Consumer {
+  /** docker | containerd-annotations | containerd */
+  id: 'docker' | 'containerd-annotations' | 'containerd';
+  description: string;
+  /** Where urunc takes its values on this path; "none" when it finds none it can use. */
+  source: 'annotations' | 'uruncJson' | 'none';
+  works: boolean;
+  reasons: string[];
+}
+
+export interface Message {
+  message: string;
+  hint?: string;
+}
+
+export interface InspectReport {
+  schemaVersion: number;
+  source: { name: string; transport: string };
+  image: {
+    manifestDigest?: string;
+    configDigest: string;
+    architecture?: string;
+    os?: string;
+    layers: number;
+    entrypoint: string[];
+    cmd: string[];
+    env: string[];
+  };
+  values: { annotations: ValueSet; labels: ValueSet; uruncJson: UruncJsonSet };
+  agreement: { agree: boolean; differences: Difference[] };
+  /** The values urunc uses on its most capable path, and where they came from. */
+  effective: { source: 'annotations' | 'uruncJson' | 'none'; values: Record<string, string> };
+  pair: { guest?: string; monitor?: string; accepted: boolean; monitorsForGuest: string[] };
+  paths: PathCheck[];
+  files: FileCheck[];
+  storage: 'initrd' | 'block' | 'container rootfs' | 'none';
+  commandLine: {
+    /** urunc < 0.7: the cmdline value. */
+    cmdline?: string;
+    /** urunc >= 0.7: Entrypoint + Cmd. */
+    processArgs: string[];
+    /** What urunc >= 0.7 hands the guest (without a network), or why it cannot. */
+    guest?: string;
+    guestProblem?: string;
+    consistent: boolean;
+  };
+  consumers: Consumer[];
+  errors: Message[];
+  warnings: Message[];
+  runnable: boolean;
+}
+
+const URUNC_JSON = '/urunc.json';
+const URUNC_JSON_MAX_BYTES = 1024 * 1024;
+const HEADER_BYTES = Math.max(KERNEL_HEADER_BYTES, FILE_TYPE_HEADER_BYTES);
+/** The fields urunc's UnikernelConfig reads from urunc.json (encoding/json ignores the rest). */
+const URUNC_JSON_KEYS = new Set(['unikernelType', 'unikernelVersion', 'cmdline', 'binary', 'hypervisor', 'initrd', 'block', 'blkMntPoint', 'mountRootfs', 'useDMBlock', 'solo5NetDev', 'solo5BlkDev']);
+const REQUIRED = ['unikernelType', 'hypervisor', 'binary'] as const;
+
+function uruncValues(map: Record<string, string> | null | undefined): ValueSet {
+  const values: Record<string, string> = {};
+  for (const [key, value] of Object.entries(map ?? {})) {
+    if (key.startsWith(URUNC_PREFIX) && typeof value === 'string') values[key.slice(URUNC_PREFIX.length)] = value;
+  }
+  return { found: Object.keys(values).length > 0, values };
+}
+
+/** Go's base64.StdEncoding.DecodeString: padded, standard alphabet; CR and LF are skipped. */
+function goBase64(text: string): string | undefined {
+  const cleaned = text.replace(/[\r\n]/g, '');
+  if (cleaned.length % 4 !== 0 || !/^[A-Za-z0-9+/]*(={0,2})$/.test(cleaned)) return undefined;
+  if (/=[^=]/.test(cleaned)) return undefined;
+  return Buffer.from(cleaned, 'base64').toString('utf8');
+}
+
+function looksPlain(raw: string, key: string): boolean {
+  if (key === 'unikernelType') return GUESTS.includes(raw);
+  if (key === 'hypervisor') return MONITORS.includes(raw);
+  if ((PATH_KEYS as readonly string[]).includes(key)) return raw.startsWith('/');
+  return false;
+}
+
+function readUruncJson(rootfs: FlatRootfs): UruncJsonSet {
+  const empty: UruncJsonSet = { found: false, values: {}, problems: [], raw: {} };
+  const resolved = resolveFile(rootfs, URUNC_JSON);
+  if (!resolved.entry) {
+    if (resolved.problem && resolved.problem !== 'missing') return { ...empty, found: true, problems: [`/urunc.json is ${resolved.problem}`] };
+    return empty;
+  }
+  const result: UruncJsonSet = { found: true, values: {}, problems: [], raw: {}, path: resolved.entry.path };
+  const data = resolved.entry.data;
+  if (!data) {
+    result.problems.push('/urunc.json was not read');
+    return result;
+  }
+  if (resolved.entry.size > URUNC_JSON_MAX_BYTES) {
+    result.problems.push(`/urunc.json is ${resolved.entry.size} bytes; lapin reads at most ${URUNC_JSON_MAX_BYTES}`);
+    return result;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data.toString('utf8'));
+  } catch (error) {
+    result.problems.push(`/urunc.json is not valid JSON: ${(error as Error).message}`);
+    return result;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    result.problems.push('/urunc.json is not a JSON object');
+    return result;
+  }
+  for (const [fullKey, value] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!fullKey.startsWith(URUNC_PREFIX)) continue;
+    const key = fullKey.slice(URUNC_PREFIX.length);
+    if (typeof value !== 'string') {
+      if (URUNC_JSON_KEYS.has(key)) result.problems.push(`/urunc.json: ${fullKey} is not a string, so urunc cannot parse the file`);
+      continue;
+    }
+    result.raw[key] = value;
+    const decoded = goBase64(value);
+    if (decoded === undefined) {
+      if (URUNC_JSON_KEYS.has(key)) {
+        result.problems.push(`/urunc.json: ${fullKey} ${JSON.stringify(value)} is not base64, so urunc refuses the file (every value must be base64-encoded)`);
+      }
+      result.values[key] = value;
+      continue;
+    }
+    if (looksPlain(value, key)) {
+      result.problems.push(`/urunc.json: ${fullKey} ${JSON.stringify(value)} is plain text; urunc base64-decodes it to ${JSON.stringify(decoded)}`);
+    }
+    result.values[key] = decoded;
+  }
+  return result;
+}
+
+function nonEmpty(values: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ''));
+}
+
+function hasRequired(values: Record<string, string>): boolean {
+  return REQUIRED.every((key) => (values[key] ?? '') !== '');
+}
+
+function checkFile(rootfs: FlatRootfs, key: FileCheck['key'], value: string): FileCheck {
+  const path = normalizeImagePath(value);
+  const resolved = resolveFile(rootfs, path);
+  if (!resolved.entry) return { key, path: value, exists: false, problem: `${value} is ${resolved.problem ?? 'missing'} in the image rootfs` };
+  const entry = resolved.entry;
+  const check: FileCheck = { key, path: value, exists: true, resolvedPath: entry.path, size: entry.size };
+  const header = entry.data ?? Buffer.alloc(0);
+  check.type = sniffFileType(header);
+  if (key === 'binary') {
+    const kernel = sniffKernel(header);
+    check.detail = kernel.detail;
+    if (kernel.architecture) check.architecture = kernel.architecture;
+  } else {
+    check.detail = FILE_TYPE_DETAILS[check.type] ?? check.type;
+  }
+  if (entry.size === 0) check.problem = `${value} is empty`;
+  return check;
+}
+
+const FILE_TYPE_DETAILS: Partial<Record<FileType, string>> = {
+  'cpio-newc': 'cpio archive (newc)',
+  'cpio-odc': 'cpio archive (odc)',
+  ext: 'ext2/3/4 file system',
+  squashfs: 'squashfs file system',
+  iso9660: 'ISO 9660 image',
+  erofs: 'EROFS file system',
+  gzip: 'gzip-compressed data',
+  zstd: 'zstd-compressed data',
+  xz: 'xz-compressed data',
+  tar: 'tar archive',
+  elf: 'ELF file',
+  bzimage: 'x86 bzImage',
+  'arm64-image': 'arm64 Linux Image',
+  unknown: 'unknown contents',
+};
+
+interface PathVerdict {
+  errors: Message[];
+  warnings: Message[];
+}
+
+/** What urunc does with these values on one path: refusals are errors, doubtful points warnings. */
+function judgeValues(values: Record<string, string>, rootfs: FlatRootfs, config: SourceImageConfig, processArgs: string[]): PathVerdict & { files: FileCheck[] } {
+  const errors: Message[] = [];
+  const warnings: Message[] = [];
+  const set = nonEmpty(values);
+  for (const finding of checkUruncValues(set)) {
+    const message = finding.hint ? { message: finding.message, hint: finding.hint } : { message: finding.message };
+    (finding.severity === 'error' ? errors : warnings).push(message);
+  }
+  const files: FileCheck[] = [];
+  for (const key of FILE_KEYS) {
+    const value = set[key];
+    if (value === undefined || pathProblem(key, value) !== undefined) continue;
+    const check = checkFile(rootfs, key, value);
+    files.push(check);
+    if (!check.exists) errors.push({ message: `com.urunc.unikernel.${key}: ${check.problem}`, hint: 'point it at a file the image contains' });
+    else if (check.problem) errors.push({ message: `com.urunc.unikernel.${key}: ${check.problem}` });
+  }
+  const guest = set.unikernelType;
+  const binary = files.find((f) => f.key === 'binary');
+  if (binary?.exists && binary.type !== undefined && !['elf', 'bzimage', 'arm64-image'].includes(binary.type)) {
+    warnings.push({ message: `the binary ${binary.path} does not look like a kernel: ${binary.detail}` });
+  }
+  const imageArchitecture = config.architecture;
+  if (binary?.architecture && imageArchitecture && binary.architecture !== imageArchitecture) {
+    warnings.push({ message: `the binary is ${binary.architecture} but the image says ${imageArchitecture}`, hint: 'urunc boots it on the platform the image was pulled for' });
+  }
+  const initrd = files.find((f) => f.key === 'initrd');
+  if (initrd?.exists && initrd.type !== undefined && !['cpio-newc', 'gzip', 'zstd', 'xz'].includes(initrd.type) && guest === 'linux') {
+    warnings.push({ message: `the initrd ${initrd.path} is ${initrd.detail}; Linux expects a (compressed) newc cpio archive` });
+  }
+  const block = files.find((f) => f.key === 'block');
+  if (block?.exists && (guest === 'linux' || guest === 'rumprun') && block.type !== 'ext') {
+    warnings.push({ message: `the block image ${block.path} is ${block.detail}; ${guest} mounts ext2/3/4` });
+  }
+  if (guest === 'linux' && processArgs.length === 0) {
+    const message = 'the image has no Entrypoint or Cmd: urunc >= 0.7 takes the Linux init from them and refuses ("no init was specified")';
+    if ((set.cmdline ?? '') !== '') warnings.push({ message: `${message}; only urunc < 0.7 uses the cmdline value` });
+    else errors.push({ message, hint: 'set Cmd to the init and its arguments, e.g. ["/init"]' });
+  }
+  for (const key of ['mountRootfs', 'useDMBlock'] as const) {
+    if (set[key] !== undefined && parseGoBool(set[key] as string) === true && !set.initrd && !(set.block && set.blkMntPoint === '/') && guest !== 'linux' && guest !== 'unikraft') {
+      warnings.push({ message: `${key}=true: ${guest} cannot use the container rootfs` });
+    }
+  }
+  return { errors, warnings, files };
+}
+
+function dedupe(messages: Message[]): Message[] {
+  const seen = new Set<string>();
+  return messages.filter((m) => (seen.has(m.message) ? false : (seen.add(m.message), true)));
+}
+
+/** Reads what inspect needs from the source: manifest, config, and a few files of the flattened rootfs. */
+export async function inspectSource(source: ImageSource): Promise<InspectReport> {
+  const { manifest, digest: manifestDigest } = await source.manifest();
+  const { config, digest: configDigest } = await source.config();
+  const annotations = uruncValues(manifest.annotations);
+  const labels = uruncValues(config.config?.Labels);
+
+  // Capture the headers of every file a value may name; /urunc.json whole.
+  const wanted = new Set<string>();
+  for (const set of [annotations, labels]) {
+    for (const key of FILE_KEYS) {
+      const value = set.values[key];
+      if (value) wanted.add(normalizeImagePath(value));
+    }
+  }
+  const capture = (paths: Set<string>) => (path: string): Capture | undefined => {
+    if (path === URUNC_JSON) return { kind: 'content', maxBytes: URUNC_JSON_MAX_BYTES };
+    return paths.has(path) ? { kind: 'header', bytes: HEADER_BYTES } : undefined;
+  };
+  let rootfs = await flattenRootfs(source, { capture: capture(wanted) });
+  let uruncJson = readUruncJson(rootfs);
+
+  // A second pass for files only urunc.json or a symlink names (rare).
+  const missing = new Set<string>();
+  const candidates = new Set(wanted);
+  for (const key of FILE_KEYS) if (uruncJson.values[key]) candidates.add(normalizeImagePath(uruncJson.values[key] as string));
+  for (const path of [...candidates, URUNC_JSON]) {
+    const resolved = resolveFile(rootfs, path);
+    if (resolved.entry && resolved.entry.data === undefined) missing.add(resolved.entry.path);
+  }
+  if (missing.size > 0) {
+    rootfs = await flattenRootfs(source, { capture: capture(new Set([...candidates, ...missing])) });
+    uruncJson = readUruncJson(rootfs);
+  }
+  return judge({ source, manifestDigest, configDigest, config, layers: manifest.layers.length, annotations, labels, uruncJson, rootfs });
+}
+
+interface Gathered {
+  source: ImageSource;
+  manifestDigest: string | undefined;
+  configDigest: string;
+  config: SourceImageConfig;
+  layers: number;
+  annotations: ValueSet;
+  labels: ValueSet;
+  uruncJson: UruncJsonSet;
+  rootfs: FlatRootfs;
+}
+
+function judge(g: Gathered): InspectReport {
+  const { annotations, labels, uruncJson, config, rootfs } = g;
+  const entrypoint = config.config?.Entrypoint ?? [];
+  const cmd = config.config?.Cmd ?? [];
+  const env = config.config?.Env ?? [];
+  const processArgs = [...entrypoint, ...cmd];
+  const errors: Message[] = [];
+  const warnings: Message[] = [];
+
+  // Agreement between the three places.
+  const keys = [...new Set([...Object.keys(annotations.values), ...Object.keys(labels.values), ...Object.keys(uruncJson.values)])].sort();
+  const differences: Difference[] = [];
+  for (const key of keys) {
+    const seen: Difference = { key };
+    if (annotations.found) seen.annotations = annotations.values[key] ?? '';
+    if (labels.found) seen.labels = labels.values[key] ?? '';
+    if (uruncJson.found && uruncJson.problems.length === 0) seen.uruncJson = uruncJson.values[key] ?? '';
+    const distinct = new Set([seen.annotations, seen.labels, seen.uruncJson].filter((v) => v !== undefined));
+    if (distinct.size > 1) differences.push(seen);
+  }
+
+  // urunc's lookup: annotations when the required three are there, else /urunc.json.
+  const jsonUsable = uruncJson.found && uruncJson.problems.length === 0 && hasRequired(uruncJson.values);
+  const annotationsUsable = hasRequired(annotations.values);
+  const jsonVerdict = jsonUsable ? judgeValues(uruncJson.values, rootfs, config, processArgs) : undefined;
+  const annotationVerdict = annotationsUsable ? judgeValues(annotations.values, rootfs, config, processArgs) : jsonVerdict;
+  const effectiveSource = annotationsUsable ? 'annotations' : jsonUsable ? 'uruncJson' : 'none';
+  const effectiveValues = annotationsUsable ? annotations.values : jsonUsable ? uruncJson.values : {};
+
+  const jsonFailure = (): string[] => {
+    if (!uruncJson.found) return ['the image has no /urunc.json'];
+    if (uruncJson.problems.length > 0) return uruncJson.problems;
+    if (!hasRequired(uruncJson.values)) return [`/urunc.json lacks ${REQUIRED.filter((k) => !uruncJson.values[k]).join(', ')}`];
+    return (jsonVerdict?.errors ?? []).map((e) => e.message);
+  };
+  const noCommand = processArgs.length === 0;
+  const dockerReasons = [...jsonFailure()];
+  if (noCommand) dockerReasons.push('docker run refuses an image with neither Entrypoint nor Cmd ("no command specified")');
+  const annotationReasons = annotationsUsable ? (annotationVerdict?.errors ?? []).map((e) => e.message) : jsonFailure();
+  const consumers: Consumer[] = [
+    {
+      id: 'docker',
+      description: 'docker run --runtime io.containerd.urunc.v2: docker never passes image annotations, so urunc reads /urunc.json',
+      source: jsonUsable ? 'uruncJson' : 'none',
+      works: dockerReasons.length === 0,
+      reasons: dockerReasons,
+    },
+    {
+      id: 'containerd-annotations',
+      description: "containerd or Kubernetes passing image annotations to urunc (urunc's shim, or container_annotations): annotations first, then /urunc.json",
+      source: annotationsUsable ? 'annotations' : jsonUsable ? 'uruncJson' : 'none',
+      works: annotationReasons.length === 0,
+      reasons: annotationReasons,
+    },
+    {
+      id: 'containerd',
+      description: 'ctr, nerdctl or Kubernetes without annotation passing: urunc reads /urunc.json',
+      source: jsonUsable ? 'uruncJson' : 'none',
+      works: jsonFailure().length === 0,
+      reasons: jsonFailure(),
+    },
+  ];
+  const runnable = consumers.some((c) => c.works);
+
+  const anyValues = annotations.found || labels.found || uruncJson.found;
+  if (!anyValues) {
+    errors.push({
+      message: 'not a unikernel image: no com.urunc.unikernel.* values in the manifest annotations, the config labels or /urunc.json',
+      hint: 'urunc treats it as an ordinary container; package a unikernel with lapin build',
+    });
+  } else if (!runnable) {
+    if (!annotationsUsable && !jsonUsable) {
+      if (labels.found && hasRequired(labels.values)) {
+        errors.push({
+          message: 'the urunc values are only in the config labels, which urunc never reads',
+          hint: 'urunc reads manifest annotations (when the runtime passes them) and /urunc.json; rebuild with lapin build, which writes all three',
+        });
+      } else {
+        errors.push({ message: `urunc finds no usable values: ${[...new Set([...annotationReasons, ...jsonFailure()])].join('; ')}` });
+      }
+      if (annotations.found && !annotationsUsable) errors.push({ message: `the manifest annotations lack ${REQUIRED.filter((k) => !annotations.values[k]).join(', ')}` });
+    }
+    errors.push(...(annotationVerdict?.errors ?? []), ...(jsonVerdict?.errors ?? []));
+  } else {
+    for (const consumer of consumers) {
+      if (!consumer.works) warnings.push({ message: `works only on some paths: ${consumer.id} fails: ${consumer.reasons.join('; ')}` });
+    }
+  }
+  warnings.push(...(annotationVerdict?.warnings ?? []), ...(jsonVerdict && jsonVerdict !== annotationVerdict ? jsonVerdict.warnings : []));
+  for (const difference of differences) {
+    const parts = (['annotations', 'labels', 'uruncJson'] as const).filter((o) => difference[o] !== undefined).map((o) => `${o} ${JSON.stringify(difference[o])}`);
+    warnings.push({ message: `the sources disagree on ${difference.key}: ${parts.join(', ')}`, hint: 'different runtimes would boot different things; write the same value everywhere' });
+  }
+  if (annotations.found && !uruncJson.found) warnings.push({ message: 'no /urunc.json: docker, and containerd without annotation passing, cannot run it', hint: 'add /urunc.json with base64 values (lapin build writes it)' });
+
+  // The command line.
+  const effective = nonEmpty(effectiveValues);
+  const cmdline = effectiveValues.cmdline ?? (uruncJson.values.cmdline !== undefined ? uruncJson.values.cmdline : annotations.values.cmdline);
+  const consistent = cmdline === undefined || processArgs.length === 0 || cmdline === processArgs.join(' ');
+  if (!consistent) {
+    warnings.push({ message: `old and new urunc pass different arguments: cmdline ${JSON.stringify(cmdline)} (urunc < 0.7), process args ${JSON.stringify(processArgs.join(' '))} (urunc >= 0.7)` });
+  }
+  let guestLine: string | undefined;
+  let guestProblem: string | undefined;
+  if (effective.unikernelType && GUESTS.includes(effective.unikernelType)) {
+    try {
+      guestLine = guestCommandLine({
+        guest: effective.unikernelType,
+        monitor: effective.hypervisor ?? 'qemu',
+        kernel: effective.binary ?? '',
+        initrd: effective.initrd,
+        block: effective.block,
+        blkMntPoint: effective.blkMntPoint,
+        mountRootfs: parseGoBool(effective.mountRootfs ?? effective.useDMBlock ?? '') === true,
+        unikernelVersion: effective.unikernelVersion,
+        processArgs,
+        env,
+        accel: 'kvm',
+        architecture: config.architecture === 'arm64' ? 'arm64' : 'amd64',
+      }).text;
+    } catch (error) {
+      guestProblem = (error as Error).message;
+    }
+  }
+
+  const guest = effective.unikernelType;
+  const monitor = effective.hypervisor;
+  const pathChecks: PathCheck[] = PATH_KEYS.filter((key) => effective[key] !== undefined).map((key) => {
+    const problem = pathProblem(key, effective[key] as string);
+    return { key, value: effective[key] as string, ...(problem ? { problem } : {}) };
+  });
+  const storageType = rootfsType({
+    initrd: effective.initrd,
+    block: effective.block,
+    blkMntPoint: effective.blkMntPoint,
+    mountRootfs: parseGoBool(effective.mountRootfs ?? effective.useDMBlock ?? '') === true,
+  });
+  const files = (annotationsUsable ? annotationVerdict : jsonVerdict)?.files ?? [];
+  return {
+    schemaVersion: INSPECT_SCHEMA_VERSION,
+    source: { name: g.source.name, transport: g.source.transport },
+    image: {
+      ...(g.manifestDigest ? { manifestDigest: g.manifestDigest } : {}),
+      configDigest: g.configDigest,
+      ...(config.architecture ? { architecture: config.architecture } : {}),
+      ...(config.os ? { os: config.os } : {}),
+      layers: g.layers,
+      entrypoint,
+      cmd,
+      env,
+    },
+    values: { annotations, labels, uruncJson },
+    agreement: { agree: differences.length === 0, differences },
+    effective: { source: effectiveSource, values: effectiveValues },
+    pair: {
+      ...(guest ? { guest } : {}),
+      ...(monitor ? { monitor } : {}),
+      accepted: guest !== undefined && monitor !== undefined && (MONITOR_GUESTS[monitor] ?? []).includes(guest),
+      monitorsForGuest: guest ? MONITORS.filter((m) => MONITOR_GUESTS[m]?.includes(guest)) : [],
+    },
+    paths: pathChecks,
+    files,
+    storage: storageType === 'initrd' ? 'initrd' : storageType === 'block' ? 'block' : storageType === '9pfs' ? 'container rootfs' : 'none',
+    commandLine: {
+      ...(cmdline !== undefined ? { cmdline } : {}),
+      processArgs,
+      ...(guestLine !== undefined ? { guest: guestLine } : {}),
+      ...(guestProblem !== undefined ? { guestProblem } : {}),
+      consistent,
+    },
+    consumers,
+    errors: dedupe(errors),
+    warnings: dedupe(warnings),
+    runnable,
+  };
+}
+
+/** Opens SOURCE (skopeo's transport syntax) and inspects it. */
+export async function inspect(sourceText: string): Promise<InspectReport> {
+  const source = await openSource(sourceText);
+  try {
+    return await inspectSource(source);
+  } finally {
+    await source.close();
+  }
+}
+

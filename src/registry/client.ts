@@ -1,0 +1,333 @@
+import { LapinError } from '../errors.js';
+import { parseWwwAuthenticate, TokenCache, type Challenge } from './auth.js';
+import { findCredential, type Credential } from './credentials.js';
+import { DEFAULT_RETRY, backoffDelay, isRetryableError, isRetryableStatus, networkErrorCode, parseRetryAfter, sleep, type RetryPolicy } from './retry.js';
+
+/** How lapin talks to registries; every field has a default. */
+export interface RegistryOptions {
+  /** Hosts (host[:port]) that may be reached over plain HTTP, beyond localhost and 127.0.0.0/8. */
+  insecureRegistries?: readonly string[];
+  /** Looks up credentials for a host; docker's config.json and containers' auth.json by default. */
+  credentials?: (host: string) => Promise<Credential | undefined>;
+  retry?: RetryPolicy;
+  /** Request lines for --debug: method, URL without its query, status. Never headers. */
+  debug?: (message: string) => void;
+}
+
+/** A failed authentication or authorization; the CLI exits 1 and says so plainly. */
+export class AuthError extends LapinError {
+  constructor(message: string, hint?: string) {
+    super(message, hint === undefined ? {} : { hint });
+    this.name = 'AuthError';
+  }
+}
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** A path under the registry ("/v2/...") or an absolute URL (an upload Location). */
+  target: string;
+  headers?: Record<string, string>;
+  /** Made again for every attempt, since a body can be sent only once. */
+  body?: () => Uint8Array | undefined;
+  /** Token scopes the request needs, e.g. "repository:a/b:pull,push". */
+  scopes: readonly string[];
+  /** Statuses the caller handles; anything else is retried or becomes an error. */
+  accept: readonly number[];
+  /** What is being done, for error messages: "upload of sha256:ab… to host/repo". */
+  what: string;
+  /** false for requests that must not be repeated blindly (a chunk whose offset is unknown after a cut). */
+  retry?: boolean;
+}
+
+/** "localhost", "127.x.y.z" and "::1" (with any port) are plain HTTP, as docker has them. */
+export function isLoopbackHost(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '::1' || /^127(?:\.\d{1,3}){3}$/.test(name) || name.endsWith('.localhost');
+}
+
+/** A URL for messages and --debug: no query string (upload state), no user info. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return url.replace(/\?.*$/, '');
+  }
+}
+
+/** The registry's own words from an error body ({"errors":[{"code","message"}]}), if any. */
+async function registryErrorText(response: Response): Promise<string> {
+  try {
+    const text = await response.text();
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
+    const first = parsed.errors?.[0];
+    if (first) return [first.code, first.message].filter((p) => typeof p === 'string' && p !== '').join(': ');
+  } catch {
+    // Not JSON: the status says enough.
+  }
+  return '';
+}
+
+async function drain(response: Response): Promise<void> {
+  try {
+    await response.body?.cancel();
+  } catch {
+    // Already closed.
+  }
+}
+
+/**
+ * One registry host: finds its scheme, authenticates (Basic, or Bearer
+ * tokens cached by scope), and retries failed requests with backoff.
+ */
+export class RegistryClient {
+  private endpoint: Promise<string> | undefined;
+  private challenge: Challenge | undefined;
+  private credential: Promise<Credential | undefined> | undefined;
+  private readonly tokens = new TokenCache();
+  private readonly retry: RetryPolicy;
+
+  constructor(
+    readonly host: string,
+    private readonly options: RegistryOptions = {},
+  ) {
+    this.retry = options.retry ?? DEFAULT_RETRY;
+  }
+
+  private debug(message: string): void {
+    this.options.debug?.(message);
+  }
+
+  private insecure(): boolean {
+    return isLoopbackHost(this.host) || (this.options.insecureRegistries ?? []).includes(this.host);
+  }
+
+  /** "https://host" or, for loopback and --insecure-registry hosts that do not speak TLS, "http://host". */
+  baseUrl(): Promise<string> {
+    this.endpoint ??= this.ping();
+    return this.endpoint;
+  }
+
+  private async ping(): Promise<string> {
+    const schemes = this.insecure() ? ['https', 'http'] : ['https'];
+    let lastError: unknown;
+    for (const scheme of schemes) {
+      const base = `${scheme}://${this.host}`;
+      for (let attempt = 0; attempt < this.retry.attempts; attempt++) {
+        try {
+          const response = await fetch(`${base}/v2/`, { method: 'GET', redirect: 'follow' });
+          this.debug(`GET ${base}/v2/ -> ${response.status}`);
+          await drain(response);
+          const header = response.headers.get('www-authenticate');
+          if (response.status === 401 && header) this.challenge = pickChallenge(parseWwwAuthenticate(header));
+          if (isRetryableStatus(response.status) && attempt + 1 < this.retry.attempts) {
+            await sleep(backoffDelay(attempt, this.retry, parseRetryAfter(response.headers.get('retry-after'))));
+            continue;
+          }
+          // A TLS-only registry answers plain HTTP with 400: the TLS failure is the real story.
+          if (scheme === 'http' && response.status === 400 && lastError !== undefined) break;
+          return base;
+        } catch (error) {
+          lastError = error;
+          this.debug(`GET ${base}/v2/ failed: ${networkErrorCode(error) ?? (error as Error).message}`);
+          // A TLS failure on an insecure host means try plain HTTP next.
+          if (scheme === 'https' && schemes.length > 1 && !isRetryableError(error)) break;
+          if (!isRetryableError(error) || attempt + 1 >= this.retry.attempts) break;
+          await sleep(backoffDelay(attempt, this.retry));
+        }
+      }
+    }
+    this.endpoint = undefined;
+    throw connectionError(this.host, lastError, this.insecure());
+  }
+
+  private getCredential(): Promise<Credential | undefined> {
+    this.credential ??= (this.options.credentials ?? ((host: string) => findCredential(host)))(this.host);
+    return this.credential;
+  }
+
+  private async authorization(scopes: readonly string[]): Promise<string | undefined> {
+    const challenge = this.challenge;
+    if (!challenge) return undefined;
+    if (challenge.scheme === 'basic') {
+      const credential = await this.getCredential();
+      if (!credential?.username || credential.password === undefined) return undefined;
+      return `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
+    }
+    if (challenge.scheme === 'bearer') {
+      const cached = this.tokens.get(scopes);
+      if (cached) return `Bearer ${cached}`;
+      const token = await this.fetchToken(challenge, scopes);
+      return `Bearer ${token}`;
+    }
+    return undefined;
+  }
+
+  /** The token flow of the distribution spec, and the OAuth2 refresh-token flow for identity tokens. */
+  private async fetchToken(challenge: Challenge, scopes: readonly string[]): Promise<string> {
+    const realm = challenge.params.realm;
+    if (!realm) throw new AuthError(`${this.host} asked for a bearer token without saying where to get one (no realm)`);
+    const credential = await this.getCredential();
+    const service = challenge.params.service;
+    const wanted = [...new Set([...scopes, ...(challenge.params.scope ? challenge.params.scope.split(' ') : [])])];
+    let response: Response;
+    const url = new URL(realm);
+    if (credential?.identityToken) {
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credential.identityToken, client_id: 'lapin' });
+      if (service) form.set('service', service);
+      if (wanted.length > 0) form.set('scope', wanted.join(' '));
+      response = await this.fetchWithRetries(url.href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+    } else {
+      if (service) url.searchParams.set('service', service);
+      for (const scope of wanted) url.searchParams.append('scope', scope);
+      const headers: Record<string, string> = {};
+      if (credential?.username && credential.password !== undefined) {
+        headers.authorization = `Basic ${Buffer.from(`${credential.username}:${credential.password}`).toString('base64')}`;
+        url.searchParams.set('account', credential.username);
+      }
+      response = await this.fetchWithRetries(url.href, { method: 'GET', headers });
+    }
+    this.debug(`${credential?.identityToken ? 'POST' : 'GET'} ${redactUrl(url.href)} (token for ${wanted.join(' ') || 'no scope'}) -> ${response.status}`);
+    if (response.status === 401 || response.status === 403) {
+      await drain(response);
+      throw this.rejected(credential);
+    }
+    if (!response.ok) {
+      const detail = await registryErrorText(response);
+      throw new LapinError(`the token service of ${this.host} answered ${response.status}${detail ? ` (${detail})` : ''}`);
+    }
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
+    try {
+      body = (await response.json()) as typeof body;
+    } catch {
+      throw new LapinError(`the token service of ${this.host} answered with something other than JSON`);
+    }
+    const token = typeof body.token === 'string' && body.token !== '' ? body.token : typeof body.access_token === 'string' ? body.access_token : '';
+    if (token === '') throw new LapinError(`the token service of ${this.host} gave no token`);
+    const issuedAt = typeof body.issued_at === 'string' ? Date.parse(body.issued_at) : undefined;
+    this.tokens.put(wanted, token, typeof body.expires_in === 'number' ? body.expires_in : undefined, issuedAt);
+    return token;
+  }
+
+  private rejected(credential: Credential | undefined): AuthError {
+    if (credential) {
+      return new AuthError(`authentication to ${this.host} failed: the registry rejected the credentials from ${credential.origin}`, `check them, then run: lapin login ${this.host}`);
+    }
+    return new AuthError(`authentication to ${this.host} failed: the registry needs credentials and none are configured`, `run: lapin login ${this.host}`);
+  }
+
+  private async fetchWithRetries(url: string, init: RequestInit): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const response = await fetch(url, init);
+        if (isRetryableStatus(response.status) && attempt + 1 < this.retry.attempts) {
+          await drain(response);
+          await sleep(backoffDelay(attempt, this.retry, parseRetryAfter(response.headers.get('retry-after'))));
+          continue;
+        }
+        return response;
+      } catch (error) {
+        if (!isRetryableError(error) || attempt + 1 >= this.retry.attempts) throw connectionError(this.host, error, false);
+        await sleep(backoffDelay(attempt, this.retry));
+      }
+    }
+  }
+
+  /**
+   * Sends a request, authenticating as the registry asks and retrying
+   * 408/429/5xx and cut connections with backoff and jitter.
+   */
+  async request(spec: RegistryRequest): Promise<Response> {
+    const base = await this.baseUrl();
+    const url = /^https?:\/\//.test(spec.target) ? spec.target : `${base}${spec.target}`;
+    let authRetried = false;
+    for (let attempt = 0; ; attempt++) {
+      const headers: Record<string, string> = { ...spec.headers };
+      const authorization = await this.authorization(spec.scopes);
+      if (authorization) headers.authorization = authorization;
+      const body = spec.body?.();
+      let response: Response;
+      try {
+        response = await fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), redirect: 'follow' });
+      } catch (error) {
+        this.debug(`${spec.method} ${redactUrl(url)} failed: ${networkErrorCode(error) ?? (error as Error).message}`);
+        if (spec.retry !== false && isRetryableError(error) && attempt + 1 < this.retry.attempts) {
+          await sleep(backoffDelay(attempt, this.retry));
+          continue;
+        }
+        throw connectionError(this.host, error, false, spec.what);
+      }
+      this.debug(`${spec.method} ${redactUrl(url)} -> ${response.status}`);
+      if (response.status === 401) {
+        const header = response.headers.get('www-authenticate');
+        await drain(response);
+        const credential = await this.getCredential();
+        if (!authRetried && header) {
+          authRetried = true;
+          this.challenge = pickChallenge(parseWwwAuthenticate(header));
+          this.tokens.forget(spec.scopes);
+          attempt--;
+          continue;
+        }
+        if (authorization === undefined || !credential) throw this.rejected(credential);
+        if (this.challenge?.scheme === 'basic') throw this.rejected(credential);
+        throw new AuthError(`authentication to ${this.host} failed: access denied for ${spec.what} with the credentials from ${credential.origin}`, 'check that this account may push or pull the repository');
+      }
+      if (spec.accept.includes(response.status)) return response;
+      if (response.status === 403) {
+        const detail = await registryErrorText(response);
+        throw new AuthError(`${spec.what} was refused by ${this.host}: access denied${detail ? ` (${detail})` : ''}`, 'check that this account may push or pull the repository');
+      }
+      if (spec.retry !== false && isRetryableStatus(response.status) && attempt + 1 < this.retry.attempts) {
+        await drain(response);
+        await sleep(backoffDelay(attempt, this.retry, parseRetryAfter(response.headers.get('retry-after'))));
+        continue;
+      }
+      const detail = await registryErrorText(response);
+      throw new RegistryStatusError(`${spec.what} failed: ${this.host} answered ${response.status}${detail ? ` (${detail})` : ''}`, response.status);
+    }
+  }
+}
+
+/** A registry answered with a status the operation cannot continue from. */
+export class RegistryStatusError extends LapinError {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'RegistryStatusError';
+  }
+}
+
+/** Bearer is preferred over Basic when a registry offers both. */
+function pickChallenge(challenges: Challenge[]): Challenge | undefined {
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+}
+
+/** The connection failed (reset, timeout, refused): a push may resume or start the blob over. */
+export class NetworkError extends LapinError {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+    hint?: string,
+  ) {
+    super(message, hint === undefined ? {} : { hint });
+    this.name = 'NetworkError';
+  }
+}
+
+function connectionError(host: string, error: unknown, triedPlain: boolean, what?: string): LapinError {
+  const code = networkErrorCode(error);
+  const reason = code ?? (error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error));
+  const prefix = what ? `${what} failed: ` : '';
+  if (code === 'ECONNREFUSED') return new LapinError(`${prefix}cannot connect to ${host}: connection refused`, { hint: 'is the registry running, and is the host:port right?' });
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new LapinError(`${prefix}cannot resolve the registry host ${host}`);
+  if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
+    return new LapinError(`${prefix}TLS certificate of ${host} is not trusted (${code})`, {
+      hint: 'add its CA with NODE_EXTRA_CA_CERTS=ca.pem, or for a test registry --insecure-registry HOST',
+    });
+  }
+  const hint = triedPlain ? undefined : 'retried with backoff; check the network or the registry';
+  return new NetworkError(`${prefix}cannot reach ${host}: ${reason}`, isRetryableError(error), hint);
+}

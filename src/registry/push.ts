@@ -1,0 +1,342 @@
+import { open, readFile } from 'node:fs/promises';
+import { LapinError } from '../errors.js';
+import type { BlobStore } from '../image/blob-store.js';
+import { parseReference } from '../image/reference.js';
+import { repositoryScope } from './auth.js';
+import { NetworkError, RegistryClient, RegistryStatusError, type RegistryOptions } from './client.js';
+import { mapLimit } from './pool.js';
+import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
+
+/** A blob as a manifest lists it. */
+export interface BlobDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** What a push sends: blobs in a store, and a manifest whose bytes are in the same store. */
+export interface PushSource {
+  store: BlobStore;
+  manifest: BlobDescriptor;
+  /** Config and layers, every blob the manifest references. */
+  blobs: readonly BlobDescriptor[];
+}
+
+export type PushEvent =
+  | { kind: 'step'; message: string }
+  | { kind: 'progress'; id: string; message: string; done: number; total: number };
+
+export interface PushOptions extends RegistryOptions {
+  /** Blobs uploaded at once per repository. */
+  concurrency?: number;
+  /** Blobs up to this size go in one PUT; larger ones in chunks. */
+  monolithicLimit?: number;
+  /** Chunk size, raised to the registry's OCI-Chunk-Min-Length when it asks for more. */
+  chunkSize?: number;
+  /** "host/repository"s that already hold a blob (a pulled base image), for cross-repository mounts. */
+  mountSources?: ReadonlyMap<string, readonly string[]>;
+  /** Clients by host, shared with pulls so tokens and schemes are learned once. */
+  clients?: Map<string, RegistryClient>;
+  onEvent?: (event: PushEvent) => void;
+}
+
+export interface PushedName {
+  name: string;
+  digest: string;
+}
+
+export const DEFAULT_MONOLITHIC_LIMIT = 16 * 1024 * 1024;
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+/** docker.io names are served by registry-1.docker.io. */
+export function apiHost(domain: string): string {
+  return domain === 'docker.io' ? 'registry-1.docker.io' : domain;
+}
+
+export function clientFor(domain: string, options: PushOptions): RegistryClient {
+  const host = apiHost(domain);
+  const clients = options.clients ?? new Map<string, RegistryClient>();
+  let client = clients.get(host);
+  if (!client) {
+    client = new RegistryClient(host, options);
+    clients.set(host, client);
+  }
+  return client;
+}
+
+function short(digest: string): string {
+  return digest.replace(/^sha256:/, '').slice(0, 12);
+}
+
+/** Why an upload session can no longer be used and the blob has to start over. */
+class RestartBlob extends Error {}
+
+/**
+ * Pushes an image to every name: blobs once per repository (HEAD first,
+ * then a cross-repository mount when another repository of the registry has
+ * the blob, then a monolithic or chunked upload), then the manifest with its
+ * exact media type and bytes for each tag.
+ */
+export async function pushImage(source: PushSource, names: readonly string[], options: PushOptions = {}): Promise<PushedName[]> {
+  const clients = options.clients ?? new Map<string, RegistryClient>();
+  const shared: PushOptions = { ...options, clients };
+  const emit = (event: PushEvent): void => options.onEvent?.(event);
+  const manifestBytes = await readFile(source.store.pathOf(source.manifest.digest));
+  // Where each blob is known to live, by host; grows as repositories are pushed.
+  const holders = new Map<string, string[]>();
+  for (const [digest, places] of options.mountSources ?? []) holders.set(digest, [...places]);
+
+  const byRepository = new Map<string, { domain: string; path: string; tags: string[]; names: string[] }>();
+  for (const name of names) {
+    const reference = parseReference(name);
+    const key = `${reference.domain}/${reference.path}`;
+    const entry = byRepository.get(key) ?? { domain: reference.domain, path: reference.path, tags: [], names: [] };
+    entry.tags.push(reference.tag);
+    entry.names.push(name);
+    byRepository.set(key, entry);
+  }
+
+  const pushed: PushedName[] = [];
+  for (const [repositoryKey, target] of byRepository) {
+    const client = clientFor(target.domain, shared);
+    const display = `${target.domain}/${target.path}`;
+    await mapLimit(source.blobs, options.concurrency ?? 3, async (blob) => {
+      const candidates = (holders.get(blob.digest) ?? []).filter((place) => place !== repositoryKey && place.startsWith(`${target.domain}/`));
+      await pushBlob(client, target.path, blob, source.store, candidates.map((place) => place.slice(target.domain.length + 1)), shared, display, emit);
+      const places = holders.get(blob.digest) ?? [];
+      if (!places.includes(repositoryKey)) places.push(repositoryKey);
+      holders.set(blob.digest, places);
+    });
+    for (const [index, tag] of target.tags.entries()) {
+      await putManifest(client, target.path, tag, source.manifest, manifestBytes, emit, display);
+      pushed.push({ name: target.names[index] as string, digest: source.manifest.digest });
+    }
+  }
+  return pushed;
+}
+
+async function putManifest(
+  client: RegistryClient,
+  repository: string,
+  tag: string,
+  manifest: BlobDescriptor,
+  bytes: Buffer,
+  emit: (event: PushEvent) => void,
+  display: string,
+): Promise<void> {
+  const scopes = [repositoryScope(repository, 'pull,push')];
+  const head = await client.request({
+    method: 'HEAD',
+    target: `/v2/${repository}/manifests/${tag}`,
+    headers: { accept: manifest.mediaType },
+    scopes,
+    accept: [200, 404],
+    what: `checking ${display}:${tag}`,
+  });
+  await head.body?.cancel().catch(() => undefined);
+  if (head.status === 200 && head.headers.get('docker-content-digest') === manifest.digest) {
+    emit({ kind: 'step', message: `${display}:${tag} already points at ${manifest.digest}` });
+    return;
+  }
+  const response = await client.request({
+    method: 'PUT',
+    target: `/v2/${repository}/manifests/${tag}`,
+    headers: { 'content-type': manifest.mediaType },
+    body: () => bytes,
+    scopes,
+    accept: [200, 201],
+    what: `pushing the manifest of ${display}:${tag}`,
+  });
+  await response.body?.cancel().catch(() => undefined);
+  const echoed = response.headers.get('docker-content-digest');
+  if (echoed && echoed !== manifest.digest) {
+    throw new LapinError(`${client.host} stored the manifest of ${display}:${tag} as ${echoed}, not ${manifest.digest}`, {
+      hint: 'the registry rewrote the manifest; its digest no longer matches what was built',
+    });
+  }
+  emit({ kind: 'step', message: `pushed ${display}:${tag} (manifest ${manifest.digest})` });
+}
+
+async function pushBlob(
+  client: RegistryClient,
+  repository: string,
+  blob: BlobDescriptor,
+  store: BlobStore,
+  mountFrom: string[],
+  options: PushOptions,
+  display: string,
+  emit: (event: PushEvent) => void,
+): Promise<void> {
+  const scopes = [repositoryScope(repository, 'pull,push')];
+  const label = `blob ${short(blob.digest)}`;
+  const head = await client.request({
+    method: 'HEAD',
+    target: `/v2/${repository}/blobs/${blob.digest}`,
+    scopes,
+    accept: [200, 404],
+    what: `checking ${label} in ${display}`,
+  });
+  await head.body?.cancel().catch(() => undefined);
+  if (head.status === 200) {
+    emit({ kind: 'step', message: `${label} already in ${display}` });
+    return;
+  }
+
+  let location: string | undefined;
+  let chunkMin = 0;
+  for (const from of mountFrom) {
+    const response = await client.request({
+      method: 'POST',
+      target: `/v2/${repository}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`,
+      scopes: [...scopes, repositoryScope(from, 'pull')],
+      accept: [201, 202],
+      what: `mounting ${label} into ${display}`,
+    });
+    await response.body?.cancel().catch(() => undefined);
+    if (response.status === 201) {
+      emit({ kind: 'step', message: `${label} mounted into ${display} from ${from}` });
+      return;
+    }
+    // 202: the registry did not mount, but opened an upload we can use.
+    location = await absoluteLocation(client, response);
+    chunkMin = Number(response.headers.get('oci-chunk-min-length') ?? 0) || 0;
+    break;
+  }
+
+  const retry = options.retry ?? DEFAULT_RETRY;
+  const file = store.pathOf(blob.digest);
+  const progress = (done: number): void => emit({ kind: 'progress', id: `push-${blob.digest}-${display}`, message: `push ${label}`, done, total: blob.size });
+  const monolithicLimit = options.monolithicLimit ?? DEFAULT_MONOLITHIC_LIMIT;
+  let restarts = 0;
+  while (true) {
+    try {
+      if (location === undefined) {
+        const response = await client.request({
+          method: 'POST',
+          target: `/v2/${repository}/blobs/uploads/`,
+          scopes,
+          accept: [202],
+          what: `starting the upload of ${label} to ${display}`,
+        });
+        await response.body?.cancel().catch(() => undefined);
+        location = await absoluteLocation(client, response);
+        chunkMin = Number(response.headers.get('oci-chunk-min-length') ?? 0) || 0;
+      }
+      if (blob.size <= monolithicLimit) {
+        const data = await readFile(file);
+        const response = await client.request({
+          method: 'PUT',
+          target: withDigest(location, blob.digest),
+          headers: { 'content-type': 'application/octet-stream' },
+          body: () => data,
+          scopes,
+          accept: [201, 204],
+          what: `uploading ${label} to ${display}`,
+          retry: false,
+        });
+        await response.body?.cancel().catch(() => undefined);
+        progress(blob.size);
+      } else {
+        const chunkSize = Math.max(options.chunkSize ?? DEFAULT_CHUNK_SIZE, chunkMin);
+        await uploadChunks(client, location, blob, file, chunkSize, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
+      }
+      emit({ kind: 'step', message: `pushed ${label} (${blob.size} bytes) to ${display}` });
+      return;
+    } catch (error) {
+      const restartable = error instanceof RestartBlob || (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && [400, 404, 416].includes(error.status));
+      if (!restartable || ++restarts >= retry.attempts) {
+        if (error instanceof RestartBlob) throw new LapinError(`uploading ${label} to ${display} failed: ${error.message}`);
+        throw error;
+      }
+      emit({ kind: 'step', message: `upload of ${label} to ${display} was interrupted; starting the blob over` });
+      location = undefined;
+      await sleep(backoffDelay(restarts, retry));
+    }
+  }
+}
+
+/** Sends a blob in PATCH chunks; after a cut, asks the registry how much it has and goes on from there. */
+async function uploadChunks(
+  client: RegistryClient,
+  firstLocation: string,
+  blob: BlobDescriptor,
+  file: string,
+  chunkSize: number,
+  scopes: string[],
+  what: string,
+  progress: (done: number) => void,
+  emit: (event: PushEvent) => void,
+  attempts: number,
+): Promise<void> {
+  let location = firstLocation;
+  let offset = 0;
+  let resumes = 0;
+  const handle = await open(file, 'r');
+  try {
+    while (offset < blob.size) {
+      const length = Math.min(chunkSize, blob.size - offset);
+      const chunk = Buffer.alloc(length);
+      await handle.read(chunk, 0, length, offset);
+      try {
+        const response = await client.request({
+          method: 'PATCH',
+          target: location,
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + length - 1}` },
+          body: () => chunk,
+          scopes,
+          accept: [202],
+          what,
+          retry: false,
+        });
+        await response.body?.cancel().catch(() => undefined);
+        location = await absoluteLocation(client, response);
+        offset = rangeEnd(response.headers.get('range')) ?? offset + length;
+        progress(offset);
+      } catch (error) {
+        const transient = (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && error.status >= 500);
+        if (!transient || ++resumes >= attempts) throw error;
+        const status = await client
+          .request({ method: 'GET', target: location, scopes, accept: [204], what: `asking ${client.host} how much of the upload arrived`, retry: true })
+          .catch((statusError: unknown) => {
+            throw new RestartBlob(statusError instanceof Error ? statusError.message : String(statusError));
+          });
+        await status.body?.cancel().catch(() => undefined);
+        const reported = rangeEnd(status.headers.get('range'));
+        if (reported === undefined) throw new RestartBlob('the registry did not say how much it has');
+        location = await absoluteLocation(client, status);
+        emit({ kind: 'step', message: `${what}: connection cut; resuming at byte ${reported} of ${blob.size}` });
+        offset = reported;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+  const response = await client.request({
+    method: 'PUT',
+    target: withDigest(location, blob.digest),
+    scopes,
+    accept: [201, 204],
+    what,
+  });
+  await response.body?.cancel().catch(() => undefined);
+}
+
+/** "0-N" means N+1 bytes arrived. */
+function rangeEnd(range: string | null): number | undefined {
+  const match = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
+  if (!match) return undefined;
+  const end = Number(match[1]);
+  return end === 0 ? 0 : end + 1;
+}
+
+async function absoluteLocation(client: RegistryClient, response: Response): Promise<string> {
+  const location = response.headers.get('location');
+  if (!location) throw new LapinError(`${client.host} opened an upload without saying where (no Location header)`);
+  return new URL(location, await client.baseUrl()).href;
+}
+
+function withDigest(location: string, digest: string): string {
+  const url = new URL(location);
+  url.searchParams.set('digest', digest);
+  return url.href;
+}

@@ -1,0 +1,365 @@
+/**
+ * Block rootfs images: an ext2 or ext4 file system holding a tree, built by
+ * e2fsprogs (`mke2fs -d`) and made reproducible.
+ *
+ * Why e2fsprogs rather than an ext2 writer in TypeScript: mke2fs is the
+ * reference implementation every kernel and fsck is tested against, it
+ * writes ext4 (extents, checksums, journal) as well as plain ext2, and since
+ * 1.47 it adds a directory's entries in sorted order, so the inode numbers do
+ * not depend on the staging file system's readdir order. What it does not
+ * control is fixed here:
+ * - its configuration: MKE2FS_CONFIG points at a file lapin writes, so the
+ *   host's /etc/mke2fs.conf cannot change features or sizes;
+ * - UUID and directory hash seed: derived from the tree's metadata (-U,
+ *   -E hash_seed), so two builds of the same tree agree;
+ * - the clock: E2FSPROGS_FAKE_TIME for the superblock and lost+found;
+ * - every inode's mode, owner and times: mke2fs copies them from the staging
+ *   tree (whose ctime is "now" and whose owner is whoever runs lapin), so a
+ *   debugfs pass sets them from the tree afterwards, by inode number
+ *   (ncheck maps paths to numbers). The staging tree can therefore stay
+ *   readable by the build user (a 0000 directory is still copied).
+ * The finished image is checked with `e2fsck -fn`.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFile, link, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LapinError } from '../errors.js';
+import { comparePaths, type FsNode } from '../image/tree.js';
+
+/** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
+export type ExtFlavor = 'ext2' | 'ext4';
+
+export interface ExtImageOptions {
+  flavor: ExtFlavor;
+  /** Seconds since the epoch for the superblock and every inode's times. */
+  mtime: number;
+  /** Image size in bytes; computed from the tree with headroom when absent. */
+  size?: number;
+  /** Scratch directory for the staging tree; removed afterwards. */
+  workDir: string;
+}
+
+export interface ExtImageResult {
+  size: number;
+  /** Inodes the image holds (used and free). */
+  inodes: number;
+}
+
+const BLOCK_BYTES = 4096;
+const MIB = 1024 * 1024;
+const TYPE_BITS: Record<Exclude<FsNode['type'], 'hardlink'>, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000 };
+/** Fast symlinks keep up to 59 bytes in the inode; longer ones take a block. */
+const FAST_SYMLINK_MAX = 59;
+/** debugfs commands per ncheck line; its command reader has a bounded line length. */
+const NCHECK_BATCH = 200;
+
+export const E2FSPROGS_HINT = 'install e2fsprogs (Debian/Ubuntu: apt-get install e2fsprogs; Fedora: dnf install e2fsprogs; Alpine: apk add e2fsprogs)';
+
+const MKE2FS_CONFIG = `[defaults]
+	base_features = sparse_super,large_file,filetype,dir_index,ext_attr
+	blocksize = 4096
+	inode_ratio = 16384
+	reserved_ratio = 0
+	lazy_itable_init = false
+	lazy_journal_init = false
+[fs_types]
+	ext2 = {
+		inode_size = 128
+	}
+	ext4 = {
+		features = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize
+		inode_size = 256
+	}
+	lapin = {
+		inode_ratio = 16384
+	}
+`;
+
+const FEATURES: Record<ExtFlavor, string> = {
+  ext2: 'none,sparse_super,large_file,filetype,dir_index,ext_attr',
+  ext4: 'none,sparse_super,large_file,filetype,dir_index,ext_attr,has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize',
+};
+
+function entryError(entryPath: string, problem: string, hint?: string): LapinError {
+  return new LapinError(`block image entry "${entryPath}": ${problem}`, hint === undefined ? {} : { hint });
+}
+
+/** Throws unless `p` is a clean relative tree path that stays inside the image. */
+function checkEntryPath(p: string): void {
+  if (p === '') throw entryError(p, 'empty path', 'the root directory is implied; list only what is inside it');
+  if (p.startsWith('/')) throw entryError(p, 'path starts with "/"', 'tree paths are relative to the root');
+  for (const segment of p.split('/')) {
+    if (segment === '') throw entryError(p, 'path has an empty segment ("//" or a trailing "/")');
+    if (segment === '.' || segment === '..') throw entryError(p, `path has a "${segment}" segment, which would escape the image`);
+    if (Buffer.byteLength(segment) > 255) throw entryError(p, 'a path segment is longer than 255 bytes, the ext limit');
+  }
+  // debugfs reports paths one per line, tab-separated; these characters would make that ambiguous.
+  if (/[\0\t\n\r]/.test(p)) throw entryError(p, 'path contains a NUL, tab or newline', 'rename the file');
+}
+
+function checkNode(node: FsNode): void {
+  if (!Number.isInteger(node.mode) || node.mode < 0 || node.mode > 0o7777) throw entryError(node.path, `mode ${node.mode} is not permission bits (0..0o7777)`);
+  for (const [what, value] of [['uid', node.uid], ['gid', node.gid], ['mtime', Math.floor(node.mtime)]] as const) {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw entryError(node.path, `${what} ${value} does not fit an ext inode (0..4294967295)`);
+  }
+}
+
+/**
+ * Checks the tree (order, parents, escaping paths, links) and returns it
+ * sorted; throws LapinError on the first problem.
+ */
+export function checkExtTree(nodes: readonly FsNode[]): FsNode[] {
+  const list = [...nodes].sort((a, b) => comparePaths(a.path, b.path));
+  const byPath = new Map<string, FsNode>();
+  for (const node of list) {
+    checkEntryPath(node.path);
+    checkNode(node);
+    if (byPath.has(node.path)) throw entryError(node.path, 'path appears twice');
+    const slash = node.path.lastIndexOf('/');
+    if (slash >= 0) {
+      const parent = byPath.get(node.path.slice(0, slash));
+      if (parent === undefined) throw entryError(node.path, `parent directory "${node.path.slice(0, slash)}" is not in the tree`);
+      if (parent.type !== 'dir') throw entryError(node.path, `parent "${parent.path}" is a ${parent.type}, not a directory`);
+    }
+    if (node.type === 'symlink') {
+      if (node.target === '' || node.target.includes('\0')) throw entryError(node.path, 'symlink target is empty or contains a NUL byte');
+      if (Buffer.byteLength(node.target) >= BLOCK_BYTES) throw entryError(node.path, `symlink target is longer than ${BLOCK_BYTES - 1} bytes`);
+    }
+    if (node.type === 'file' && node.source.kind === 'bytes' && node.source.data.byteLength !== node.size) {
+      throw entryError(node.path, `has ${node.source.data.byteLength} bytes of data but size ${node.size}`);
+    }
+    if (node.type === 'hardlink') {
+      const target = byPath.get(node.target);
+      if (target === undefined) throw entryError(node.path, `hardlink target "${node.target}" is not a file listed before it`);
+      if (target.type !== 'file' && target.type !== 'hardlink') throw entryError(node.path, `hardlink target "${node.target}" is a ${target.type}; only regular files can be hardlinked`);
+    }
+    byPath.set(node.path, node);
+  }
+  return list;
+}
+
+function ceilDiv(a: number, b: number): number {
+  return Math.ceil(a / b);
+}
+
+/** Blocks a regular file of `size` bytes takes, with indirect blocks for ext2 (a slight overestimate for ext4). */
+function fileBlocks(size: number): number {
+  const data = ceilDiv(size, BLOCK_BYTES);
+  const perIndirect = BLOCK_BYTES / 4;
+  const indirect = data > 12 ? ceilDiv(data - 12, perIndirect) + (data > 12 + perIndirect ? ceilDiv(data, perIndirect * perIndirect) + 1 : 0) : 0;
+  return data + indirect;
+}
+
+/** Inodes to create: one per file, directory and symlink, plus room for the guest to add files. */
+export function extInodeCount(nodes: readonly FsNode[]): number {
+  const used = nodes.filter((n) => n.type !== 'hardlink').length + 11;
+  return Math.max(128, Math.ceil(used * 1.25) + 64);
+}
+
+/**
+ * Bytes for an image that holds the tree with headroom: the data and
+ * directory blocks plus a quarter, the inode table, the journal (ext4) and
+ * 4 MiB for metadata and the guest's own writes, rounded up to a MiB.
+ */
+export function autoExtSize(nodes: readonly FsNode[], flavor: ExtFlavor): number {
+  let blocks = 0;
+  const dirEntryBytes = new Map<string, number>();
+  for (const node of nodes) {
+    if (node.type === 'file') blocks += fileBlocks(node.size);
+    else if (node.type === 'symlink' && Buffer.byteLength(node.target) > FAST_SYMLINK_MAX) blocks += 1;
+    const slash = node.path.lastIndexOf('/');
+    const parent = slash < 0 ? '' : node.path.slice(0, slash);
+    const nameBytes = Buffer.byteLength(node.path) - (slash + 1);
+    dirEntryBytes.set(parent, (dirEntryBytes.get(parent) ?? 24) + 8 + Math.ceil(nameBytes / 4) * 4);
+    if (node.type === 'dir' && !dirEntryBytes.has(node.path)) dirEntryBytes.set(node.path, 24);
+  }
+  for (const bytes of dirEntryBytes.values()) blocks += ceilDiv(bytes, BLOCK_BYTES) + 1;
+  const inodeBytes = extInodeCount(nodes) * (flavor === 'ext4' ? 256 : 128);
+  const journalBytes = flavor === 'ext4' ? journalMiB(blocks * BLOCK_BYTES) * MIB : 0;
+  const total = Math.ceil(blocks * BLOCK_BYTES * 1.25) + inodeBytes + journalBytes + 4 * MIB;
+  return ceilDiv(total, MIB) * MIB;
+}
+
+/** A small journal keeps small images small; bigger ones get a bigger one. */
+function journalMiB(bytes: number): number {
+  return bytes < 512 * MIB ? 4 : 16;
+}
+
+export { parseByteSize } from './size.js';
+
+/** The smallest image mke2fs accepts with a journal, and a floor for ext2. */
+export const MIN_EXT_BYTES = 8 * MIB;
+
+interface ToolResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runTool(file: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') {
+        reject(new LapinError(`building a block rootfs needs ${file} from e2fsprogs, which is not installed`, { hint: E2FSPROGS_HINT }));
+      } else {
+        reject(new LapinError(`cannot run ${file}: ${error.message}`));
+      }
+    });
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+/** PATH with the sbin directories where Debian installs e2fsprogs, for users without them on PATH. */
+function toolEnv(mtime: number, config: string): NodeJS.ProcessEnv {
+  const pathList = (process.env.PATH ?? '').split(':').filter((p) => p !== '');
+  for (const dir of ['/usr/sbin', '/sbin']) if (!pathList.includes(dir)) pathList.push(dir);
+  return { ...process.env, PATH: pathList.join(':'), LC_ALL: 'C', E2FSPROGS_FAKE_TIME: String(Math.floor(mtime)), MKE2FS_CONFIG: config };
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').filter((l) => l.trim() !== '' && !/^(mke2fs|debugfs|e2fsck) \d/.test(l)).slice(-3).join('; ');
+}
+
+/** A UUID (version 4 layout) derived from the tree's metadata, so it is stable yet differs between trees. */
+function treeUuid(list: readonly FsNode[], flavor: ExtFlavor, size: number): string {
+  const hash = createHash('sha256').update(`lapin ext ${flavor} ${size}\n`);
+  for (const node of list) {
+    const extra = node.type === 'file' ? node.size : node.type === 'dir' ? '' : node.target;
+    hash.update(`${node.type} ${node.path} ${node.mode} ${node.uid} ${node.gid} ${Math.floor(node.mtime)} ${extra}\n`);
+  }
+  const bytes = hash.digest().subarray(0, 16);
+  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x40;
+  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Writes the tree under `root` with the right types and contents; modes, owners and times come later. */
+async function materialize(list: readonly FsNode[], root: string): Promise<void> {
+  await mkdir(root, { recursive: true });
+  for (const node of list) {
+    const target = path.join(root, ...node.path.split('/'));
+    switch (node.type) {
+      case 'dir':
+        await mkdir(target);
+        break;
+      case 'file':
+        if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
+        else await copyFile(node.source.path, target);
+        break;
+      case 'symlink':
+        await symlink(node.target, target);
+        break;
+      case 'hardlink':
+        await link(path.join(root, ...node.target.split('/')), target);
+        break;
+    }
+  }
+}
+
+/** Image paths ("/etc/hosts") to inode numbers, from debugfs ncheck. */
+async function inodeNumbers(image: string, firstIno: number, lastIno: number, env: NodeJS.ProcessEnv, workDir: string): Promise<Map<string, number>> {
+  const lines: string[] = [];
+  for (let ino = firstIno; ino <= lastIno; ino += NCHECK_BATCH) {
+    const batch: number[] = [];
+    for (let i = ino; i < Math.min(ino + NCHECK_BATCH, lastIno + 1); i++) batch.push(i);
+    lines.push(`ncheck ${batch.join(' ')}`);
+  }
+  const commands = path.join(workDir, 'ncheck.cmd');
+  await writeFile(commands, `${lines.join('\n')}\n`);
+  const result = await runTool('debugfs', ['-f', commands, image], env);
+  if (result.code !== 0) throw new LapinError(`debugfs could not read the new block image: ${lastLines(result.stderr)}`);
+  const numbers = new Map<string, number>();
+  for (const line of result.stdout.split('\n')) {
+    const match = /^(\d+)\t(.*)$/.exec(line);
+    if (!match) continue;
+    // ncheck prints names in the root directory with a doubled slash ("//bin").
+    numbers.set(match[2]?.replace(/^\/+/, '') ?? '', Number(match[1]));
+  }
+  return numbers;
+}
+
+/**
+ * Writes the tree as an ext2/ext4 image at `outFile` (which must not exist).
+ * Throws LapinError when e2fsprogs is missing, the size is too small, or the
+ * tree is invalid.
+ */
+export async function writeExtImage(nodes: readonly FsNode[], outFile: string, options: ExtImageOptions): Promise<ExtImageResult> {
+  const list = checkExtTree(nodes);
+  const given = options.size;
+  if (given !== undefined && given < MIN_EXT_BYTES) {
+    throw new LapinError(`a block rootfs of ${given} bytes is too small`, { hint: `give at least ${MIN_EXT_BYTES / MIB}M` });
+  }
+  let size = Math.max(given ?? autoExtSize(list, options.flavor), MIN_EXT_BYTES);
+  size = Math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES;
+  const inodes = extInodeCount(list);
+  const work = options.workDir;
+  const stagingRoot = path.join(work, 'tree');
+  const config = path.join(work, 'mke2fs.conf');
+  await mkdir(work, { recursive: true });
+  try {
+    await writeFile(config, MKE2FS_CONFIG);
+    await materialize(list, stagingRoot);
+    const env = toolEnv(options.mtime, config);
+    // An automatic size that mke2fs finds too small (its block estimate differs from ours) grows and retries.
+    for (let attempt = 0; ; attempt++) {
+      const uuid = treeUuid(list, options.flavor, size);
+      const args = [
+        '-q', '-F', '-t', options.flavor, '-T', 'lapin', '-b', String(BLOCK_BYTES),
+        '-I', options.flavor === 'ext4' ? '256' : '128', '-N', String(inodes), '-m', '0',
+        '-O', FEATURES[options.flavor], '-U', uuid, '-E', `hash_seed=${uuid},root_owner=0:0,nodiscard`,
+        ...(options.flavor === 'ext4' ? ['-J', `size=${journalMiB(size)}`] : []),
+        '-d', stagingRoot, outFile, `${size / 1024}k`,
+      ];
+      await rm(outFile, { force: true });
+      const made = await runTool('mke2fs', args, env);
+      if (made.code === 0) break;
+      const noSpace = /could not allocate|no free space|not enough space|no space left|too many inodes|file too big/i.test(made.stderr + made.stdout);
+      if (noSpace && given === undefined && attempt < 4) {
+        size = Math.ceil((size * 1.5) / MIB) * MIB;
+        continue;
+      }
+      await rm(outFile, { force: true });
+      if (noSpace) {
+        throw new LapinError(`the files do not fit a block rootfs of ${given} bytes`, { hint: 'raise rootfs.size (or --rootfs-size), or drop it to size the image automatically' });
+      }
+      throw new LapinError(`mke2fs could not build the block rootfs: ${lastLines(made.stderr || made.stdout)}`);
+    }
+
+    const numbers = await inodeNumbers(outFile, 11, 11 + list.length, env, work);
+    const commands: string[] = [];
+    const time = `@${Math.floor(options.mtime)}`;
+    const timeFields = options.flavor === 'ext4' ? ['atime', 'ctime', 'mtime', 'crtime'] : ['atime', 'ctime', 'mtime'];
+    const setInode = (ino: number, mode: number, uid: number, gid: number, mtime: number): void => {
+      commands.push(`sif <${ino}> mode 0${mode.toString(8)}`, `sif <${ino}> uid ${uid}`, `sif <${ino}> gid ${gid}`);
+      for (const field of timeFields) commands.push(`sif <${ino}> ${field} ${field === 'mtime' ? `@${Math.floor(mtime)}` : time}`);
+    };
+    setInode(2, 0o040755, 0, 0, options.mtime);
+    const lostFound = numbers.get('lost+found');
+    if (lostFound !== undefined && !list.some((n) => n.path === 'lost+found')) setInode(lostFound, 0o040700, 0, 0, options.mtime);
+    for (const node of list) {
+      if (node.type === 'hardlink') continue;
+      const ino = numbers.get(node.path);
+      if (ino === undefined) throw new LapinError(`mke2fs left /${node.path} out of the block rootfs`, { hint: 'report this with the file name' });
+      setInode(ino, TYPE_BITS[node.type] | node.mode, node.uid, node.gid, node.mtime);
+    }
+    const commandFile = path.join(work, 'attributes.cmd');
+    await writeFile(commandFile, `${commands.join('\n')}\n`);
+    const set = await runTool('debugfs', ['-w', '-f', commandFile, outFile], env);
+    // debugfs exits 0 even when a command fails; anything on stderr but its banner is a failure.
+    if (set.code !== 0 || lastLines(set.stderr) !== '') {
+      throw new LapinError(`debugfs could not set file attributes in the block rootfs: ${lastLines(set.stderr)}`);
+    }
+    const check = await runTool('e2fsck', ['-fn', outFile], env);
+    if (check.code !== 0) throw new LapinError(`e2fsck found problems in the new block rootfs: ${lastLines(check.stdout + check.stderr)}`);
+    return { size: (await stat(outFile)).size, inodes };
+  } finally {
+    await rm(stagingRoot, { recursive: true, force: true });
+  }
+}

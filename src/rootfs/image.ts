@@ -1,0 +1,39 @@
+/**
+ * Turns an assembled tree (files copied from the context, or an image's
+ * layers flattened into an ImageFilesystem) into a rootfs file: a newc cpio
+ * initrd or an ext block image. `rootfs.from: <image>` with type initrd or
+ * block is meant to flatten the pulled image into an ImageFilesystem, add the
+ * include files, and call this.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import type { ImageFilesystem } from '../image/filesystem.js';
+import { writeCpioNewc } from './cpio.js';
+import { writeExtImage, type ExtFlavor } from './ext.js';
+
+export type RootfsImageSpec = { kind: 'initrd' } | { kind: 'block'; filesystem: ExtFlavor; size?: number };
+
+export interface RootfsImageFile {
+  /** Where the file was written (inside `staging`). */
+  file: string;
+  size: number;
+}
+
+/** Writes the tree as an initrd or block image in `staging`; the caller places the file in the image. */
+export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageSpec, options: { staging: string; mtime: number }): Promise<RootfsImageFile> {
+  const id = randomBytes(6).toString('hex');
+  if (spec.kind === 'initrd') {
+    const file = path.join(options.staging, `initrd-${id}.cpio`);
+    const { size } = await writeCpioNewc(tree.list(), createWriteStream(file));
+    return { file, size };
+  }
+  const file = path.join(options.staging, `block-${id}.img`);
+  const { size } = await writeExtImage(tree.list(), file, {
+    flavor: spec.filesystem,
+    mtime: options.mtime,
+    workDir: path.join(options.staging, `block-${id}-work`),
+    ...(spec.size === undefined ? {} : { size: spec.size }),
+  });
+  return { file, size };
+}

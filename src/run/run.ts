@@ -1,0 +1,214 @@
+/**
+ * lapin run: boot an image on this machine with the monitor its urunc values
+ * name, with the command line urunc would build (src/run/monitor.ts).
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { LapinError } from '../errors.js';
+import { inspectSource, type InspectReport } from '../inspect/inspect.js';
+import { parseGoBool } from '../plan/rules.js';
+import { openSource } from '../source/open.js';
+import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
+import { monitorCommand, shellLine, type MonitorRequest } from './monitor.js';
+
+export interface RunOptions {
+  source: string;
+  /** Replace the image's Cmd (the Entrypoint stays), as `docker run IMAGE ARGS` does. */
+  args?: string[];
+  /** Show the command and do not run it. */
+  print?: boolean;
+  /** Megabytes of guest memory (default 256, urunc's default). */
+  memory?: number;
+  /** Seconds before the monitor is stopped; exit code 124 then. */
+  timeout?: number;
+  accel?: 'auto' | 'kvm' | 'tcg';
+  stdout?: Writable;
+  stderr?: Writable;
+}
+
+type FileKey = 'binary' | 'initrd' | 'block';
+
+/** KVM is usable when /dev/kvm opens for reading and writing and, for qemu, a paused KVM machine starts. */
+export async function kvmUsable(qemu?: string): Promise<boolean> {
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return false;
+  }
+  return qemu === undefined ? true : qemuKvmProbe(qemu);
+}
+
+/**
+ * Nested virtualisation can offer /dev/kvm that cannot run a vCPU (qemu
+ * aborts setting MSRs). A paused machine with QMP on stdin/stdout settles
+ * it: query-status answers only once the vCPUs were reset.
+ */
+function qemuKvmProbe(qemu: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(qemu, ['-accel', 'kvm', '-cpu', 'host', '-m', '16', '-nodefaults', '-display', 'none', '-S', '-qmp', 'stdio', '-serial', 'none'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    let settled = false;
+    const finish = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      child.kill('SIGKILL');
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), 10_000);
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      if (output.includes('"QMP"') && !output.includes('"return"')) {
+        // Leaving capabilities negotiation resets the vCPUs: a broken KVM aborts there.
+        child.stdin.write('{"execute":"qmp_capabilities"}\n{"execute":"query-status"}\n');
+      }
+      if (output.includes('"status"')) {
+        clearTimeout(timer);
+        finish(true);
+      }
+    });
+    child.stdin.on('error', () => finish(false));
+    child.on('error', () => finish(false));
+    child.on('close', () => {
+      clearTimeout(timer);
+      finish(false);
+    });
+  });
+}
+
+export async function findOnPath(program: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, program);
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // keep looking
+    }
+  }
+  return undefined;
+}
+
+const INSTALL_HINTS: Record<string, string> = {
+  'qemu-system-x86_64': 'install it (Debian: apt-get install qemu-system-x86)',
+  'qemu-system-aarch64': 'install it (Debian: apt-get install qemu-system-arm)',
+  'solo5-hvt': 'install Solo5 from https://github.com/Solo5/solo5 and put solo5-hvt on PATH',
+  'solo5-spt': 'install Solo5 from https://github.com/Solo5/solo5 and put solo5-spt on PATH',
+  firecracker: 'download a firecracker release and put the binary on PATH',
+};
+
+function requestFor(report: InspectReport, paths: { kernel: string; initrd?: string; block?: string }, options: RunOptions, accel: 'kvm' | 'tcg', configDir: string): MonitorRequest {
+  const values = report.effective.values;
+  const entrypoint = report.image.entrypoint;
+  const processArgs = options.args !== undefined ? [...entrypoint, ...options.args] : report.commandLine.processArgs;
+  const mountRootfs = parseGoBool(values.mountRootfs || values.useDMBlock || '') === true;
+  return {
+    guest: values.unikernelType ?? '',
+    monitor: values.hypervisor ?? '',
+    kernel: paths.kernel,
+    ...(paths.initrd ? { initrd: paths.initrd } : {}),
+    ...(paths.block ? { block: paths.block } : {}),
+    ...(values.blkMntPoint ? { blkMntPoint: values.blkMntPoint } : {}),
+    mountRootfs,
+    ...(values.unikernelVersion ? { unikernelVersion: values.unikernelVersion } : {}),
+    ...(values.solo5NetDev ? { solo5NetDev: values.solo5NetDev } : {}),
+    ...(values.solo5BlkDev ? { solo5BlkDev: values.solo5BlkDev } : {}),
+    processArgs,
+    env: report.image.env,
+    ...(options.memory !== undefined ? { memory: options.memory } : {}),
+    accel,
+    architecture: report.image.architecture === 'arm64' ? 'arm64' : 'amd64',
+    firecrackerConfigPath: join(configDir, 'fc.json'),
+  };
+}
+
+function refuse(report: InspectReport): never {
+  const reasons = report.errors.map((e) => e.message).join('; ');
+  throw new LapinError(`urunc cannot run ${report.source.name}: ${reasons}`, { hint: `lapin inspect ${report.source.name} shows why` });
+}
+
+/** Runs (or prints) the image; resolves to the monitor's exit code. */
+export async function run(options: RunOptions): Promise<number> {
+  const stdout = options.stdout ?? process.stdout;
+  const stderr = options.stderr ?? process.stderr;
+  const source = await openSource(options.source);
+  let workDir: string | undefined;
+  try {
+    const report = await inspectSource(source);
+    if (!report.runnable) refuse(report);
+    const values = report.effective.values;
+    const qemuProgram = values.hypervisor === 'qemu' ? await findOnPath(report.image.architecture === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64') : undefined;
+    const accel = options.accel === 'kvm' || options.accel === 'tcg' ? options.accel : (await kvmUsable(qemuProgram)) ? 'kvm' : 'tcg';
+
+    if (options.print) {
+      // urunc execs the monitor inside the container rootfs, so the paths are the image's own.
+      const paths = { kernel: values.binary ?? '', ...(values.initrd ? { initrd: values.initrd } : {}), ...(values.block ? { block: values.block } : {}) };
+      const command = monitorCommand(requestFor(report, paths, options, accel, '/tmp'));
+      stdout.write(`${shellLine(command.program, command.args)}\n`);
+      for (const file of command.files) stdout.write(`# ${file.path}:\n${file.content}\n`);
+      for (const note of command.notes) stderr.write(`lapin: note: ${note}\n`);
+      return 0;
+    }
+
+    workDir = await mkdtemp(join(tmpdir(), 'lapin-run-'));
+    const wanted = new Map<string, FileKey>();
+    for (const file of report.files) if (file.exists && file.resolvedPath) wanted.set(file.resolvedPath, file.key);
+    const rootfs = await flattenRootfs(source, { capture: (path) => (wanted.has(path) ? { kind: 'file', dir: workDir as string } : undefined) });
+    const paths: Partial<Record<FileKey, string>> = {};
+    for (const [path, key] of wanted) {
+      const entry = rootfs.entries.get(normalizeImagePath(path));
+      if (entry?.file) paths[key] = entry.file;
+    }
+    if (!paths.binary) throw new LapinError(`cannot extract the kernel ${values.binary ?? ''} from ${report.source.name}`);
+    const command = monitorCommand(requestFor(report, { kernel: paths.binary, ...(paths.initrd ? { initrd: paths.initrd } : {}), ...(paths.block ? { block: paths.block } : {}) }, options, accel, workDir));
+    const program = await findOnPath(command.program);
+    if (!program) {
+      throw new LapinError(`${values.hypervisor ?? ''} guests need ${command.program}, which is not on PATH`, { hint: INSTALL_HINTS[command.program] ?? `install ${command.program}` });
+    }
+    for (const file of command.files) await writeFile(file.path, file.content);
+    for (const note of command.notes) stderr.write(`lapin: note: ${note}\n`);
+    stderr.write(`lapin: running ${shellLine(command.program, command.args)}\n`);
+    return await spawnMonitor(program, command.args, stdout, stderr, options.timeout);
+  } finally {
+    await source.close();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+function spawnMonitor(program: string, args: string[], stdout: Writable, stderr: Writable, timeoutSeconds: number | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (chunk: Buffer) => stdout.write(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.write(chunk));
+    let timedOut = false;
+    const stopper =
+      timeoutSeconds !== undefined && timeoutSeconds > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            stderr.write(`lapin: stopping the guest after ${timeoutSeconds}s (--timeout)\n`);
+            child.kill('SIGTERM');
+            setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+          }, timeoutSeconds * 1000)
+        : undefined;
+    const forward = (): void => {
+      child.kill('SIGTERM');
+    };
+    process.once('SIGINT', forward);
+    process.once('SIGTERM', forward);
+    child.on('error', (error) => {
+      if (stopper) clearTimeout(stopper);
+      reject(new LapinError(`cannot start ${program}: ${error.message}`));
+    });
+    child.on('close', (code, signal) => {
+      if (stopper) clearTimeout(stopper);
+      process.removeListener('SIGINT', forward);
+      process.removeListener('SIGTERM', forward);
+      if (timedOut) resolve(124);
+      else resolve(code ?? (signal ? 128 + 15 : 1));
+    });
+  });
+}

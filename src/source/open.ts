@@ -1,0 +1,372 @@
+/**
+ * Opens an image named with skopeo's transport syntax:
+ * oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH,
+ * docker-daemon:NAME, docker://REF, or a bare path (detected).
+ */
+import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { LapinError } from '../errors.js';
+import { TarFile } from './tar-file.js';
+import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
+
+/** The source could not be read: a usage or I/O problem, not a verdict on the image (exit 2). */
+export class SourceError extends LapinError {
+  constructor(message: string, hint?: string) {
+    super(message, { exitCode: 2, ...(hint === undefined ? {} : { hint }) });
+    this.name = 'SourceError';
+  }
+}
+
+export interface SourceSpec {
+  transport: SourceTransport;
+  /** File or directory for the file transports; the reference for docker and docker-daemon. */
+  target: string;
+  /** oci-archive / oci: the ref.name to select. */
+  tag?: string;
+}
+
+const MEDIA_INDEX = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
+const MEDIA_MANIFEST = new Set(['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json']);
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Splits "PATH:TAG" the way skopeo does for files, but keeps a path that exists with its colon. */
+async function splitPathTag(text: string): Promise<{ path: string; tag?: string }> {
+  if (await exists(text)) return { path: text };
+  const colon = text.lastIndexOf(':');
+  if (colon > 0) {
+    const tag = text.slice(colon + 1);
+    if (tag !== '' && !tag.includes('/')) return { path: text.slice(0, colon), tag };
+  }
+  return { path: text };
+}
+
+export async function parseSource(text: string): Promise<SourceSpec> {
+  if (text === '') throw new SourceError('no image source given', 'name an archive, a layout directory or a reference');
+  if (text.startsWith('docker://')) return { transport: 'docker', target: text.slice('docker://'.length) };
+  for (const transport of ['oci-archive', 'oci'] as const) {
+    if (text.startsWith(`${transport}:`)) {
+      const { path, tag } = await splitPathTag(text.slice(transport.length + 1));
+      return { transport, target: path, ...(tag !== undefined ? { tag } : {}) };
+    }
+  }
+  if (text.startsWith('docker-archive:')) {
+    // skopeo's docker-archive:PATH[:REF]; lapin reads the archive's first image, or the one named.
+    const { path, tag } = await splitPathTag(text.slice('docker-archive:'.length));
+    return { transport: 'docker-archive', target: path, ...(tag !== undefined ? { tag } : {}) };
+  }
+  if (text.startsWith('docker-daemon:')) return { transport: 'docker-daemon', target: text.slice('docker-daemon:'.length) };
+
+  // A bare path: a layout directory or an archive, detected from what it holds.
+  const { path, tag } = await splitPathTag(text);
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    if (/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]*)?(@sha256:[a-f0-9]{64})?$/i.test(text) || /^[\w.-]+(:\d+)?\//.test(text)) {
+      return { transport: 'docker', target: text };
+    }
+    throw new SourceError(`${text}: no such file or directory`, 'name an archive, a layout directory, or use oci-archive:, oci:, docker-archive:, docker-daemon: or docker://');
+  }
+  if (info.isDirectory()) return { transport: 'oci', target: path, ...(tag !== undefined ? { tag } : {}) };
+  let archive: TarFile;
+  try {
+    archive = await TarFile.open(path);
+  } catch (error) {
+    throw new SourceError(`${path}: ${(error as Error).message}`, 'give an OCI or docker archive (.tar), or a layout directory');
+  }
+  // An archive holding both (lapin writes those) is read as OCI: it keeps manifest annotations.
+  if (archive.member('index.json')) return { transport: 'oci-archive', target: path, ...(tag !== undefined ? { tag } : {}) };
+  if (archive.member('manifest.json')) return { transport: 'docker-archive', target: path, ...(tag !== undefined ? { tag } : {}) };
+  throw new SourceError(`${path} holds neither index.json (OCI layout) nor manifest.json (docker save)`);
+}
+
+/** Reads a layout's or archive's named files. */
+interface FileReader {
+  has(name: string): Promise<boolean>;
+  read(name: string): Promise<Buffer>;
+  stream(name: string): Promise<Readable>;
+}
+
+function directoryReader(dir: string): FileReader {
+  const full = (name: string): string => join(dir, ...posix.normalize(`/${name}`).split('/'));
+  return {
+    has: (name) => exists(full(name)),
+    read: (name) => readFile(full(name)),
+    stream: async (name) => {
+      await stat(full(name));
+      return createReadStream(full(name));
+    },
+  };
+}
+
+function archiveReader(archive: TarFile): FileReader {
+  const member = (name: string) => {
+    const found = archive.member(name);
+    if (!found) throw new SourceError(`${archive.path}: ${name} is missing from the archive`);
+    return found;
+  };
+  return {
+    has: async (name) => archive.member(name) !== undefined,
+    read: (name) => archive.read(member(name)),
+    stream: async (name) => archive.stream(member(name)),
+  };
+}
+
+function parseJson<T>(data: Buffer, what: string): T {
+  try {
+    return JSON.parse(data.toString('utf8')) as T;
+  } catch (error) {
+    throw new SourceError(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+function blobName(digest: string): string {
+  const match = /^([a-z0-9]+):([a-f0-9]+)$/.exec(digest);
+  if (!match) throw new SourceError(`bad digest ${JSON.stringify(digest)}`);
+  return `blobs/${match[1]}/${match[2]}`;
+}
+
+const HOST_ARCHITECTURE: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+
+/** Picks the manifest named by tag, else the only one, else the host platform's. */
+async function selectManifest(files: FileReader, where: string, tag: string | undefined): Promise<SourceDescriptor> {
+  const index = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read('index.json'), `${where}: index.json`);
+  const manifests = index.manifests ?? [];
+  if (manifests.length === 0) throw new SourceError(`${where}: index.json lists no images`);
+  let candidates = manifests;
+  if (tag !== undefined) {
+    candidates = manifests.filter((m) => {
+      const ref = m.annotations?.['org.opencontainers.image.ref.name'];
+      const name = m.annotations?.['io.containerd.image.name'];
+      return ref === tag || name === tag || (name !== undefined && name.endsWith(`:${tag}`));
+    });
+    if (candidates.length === 0) {
+      const known = manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).filter((t) => t !== undefined);
+      throw new SourceError(`${where}: no image tagged ${JSON.stringify(tag)}`, known.length ? `tags here: ${known.join(', ')}` : 'this layout has no tags; leave the tag out');
+    }
+  }
+  const distinct = [...new Map(candidates.map((m) => [m.digest, m])).values()];
+  if (distinct.length > 1) {
+    const tags = candidates.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).filter((t) => t !== undefined);
+    throw new SourceError(`${where} holds ${distinct.length} images; say which`, tags.length ? `add :TAG, one of ${tags.join(', ')}` : 'add :TAG');
+  }
+  return resolveIndex(files, where, distinct[0] as SourceDescriptor);
+}
+
+/** Follows an image index down to the manifest for this host (or the only one). */
+async function resolveIndex(files: FileReader, where: string, descriptor: SourceDescriptor, depth = 0): Promise<SourceDescriptor> {
+  if (!MEDIA_INDEX.has(descriptor.mediaType) || depth > 4) return descriptor;
+  const nested = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read(blobName(descriptor.digest)), `${where}: index ${descriptor.digest}`);
+  const images = (nested.manifests ?? []).filter((m) => m.platform?.architecture !== 'unknown');
+  const host = HOST_ARCHITECTURE[process.arch] ?? process.arch;
+  const chosen = images.length === 1 ? images[0] : images.find((m) => m.platform?.architecture === host);
+  if (!chosen) throw new SourceError(`${where}: the image index has no manifest for ${host}`);
+  return resolveIndex(files, where, chosen, depth + 1);
+}
+
+class LayoutSource implements ImageSource {
+  private manifestCache?: { manifest: SourceManifest; digest: string };
+  constructor(
+    readonly name: string,
+    readonly transport: SourceTransport,
+    private readonly files: FileReader,
+    private readonly where: string,
+    private readonly tag: string | undefined,
+  ) {}
+
+  async manifest(): Promise<{ manifest: SourceManifest; digest: string }> {
+    if (this.manifestCache) return this.manifestCache;
+    if (!(await this.files.has('index.json'))) throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`);
+    const descriptor = await selectManifest(this.files, this.where, this.tag);
+    if (!MEDIA_MANIFEST.has(descriptor.mediaType)) throw new SourceError(`${this.where}: unsupported manifest type ${descriptor.mediaType}`);
+    const manifest = parseJson<SourceManifest>(await this.files.read(blobName(descriptor.digest)), `${this.where}: manifest`);
+    checkManifest(manifest, this.where);
+    this.manifestCache = { manifest, digest: descriptor.digest };
+    return this.manifestCache;
+  }
+
+  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+    const { manifest } = await this.manifest();
+    const config = parseJson<SourceImageConfig>(await this.files.read(blobName(manifest.config.digest)), `${this.where}: config`);
+    return { config, digest: manifest.config.digest };
+  }
+
+  async blob(descriptor: SourceDescriptor): Promise<Readable> {
+    return this.files.stream(blobName(descriptor.digest));
+  }
+
+  async close(): Promise<void> {}
+}
+
+function checkManifest(manifest: SourceManifest, where: string): void {
+  if (typeof manifest !== 'object' || manifest === null || typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) {
+    throw new SourceError(`${where}: the manifest has no config or layers`);
+  }
+}
+
+interface DockerManifestEntry {
+  Config: string;
+  RepoTags?: string[] | null;
+  Layers: string[];
+  LayerSources?: Record<string, SourceDescriptor>;
+}
+
+/** docker save's format: manifest.json names the config and the layer files. */
+class DockerArchiveSource implements ImageSource {
+  readonly transport: SourceTransport;
+  private entryCache?: DockerManifestEntry;
+  constructor(
+    readonly name: string,
+    private readonly archive: TarFile,
+    private readonly tag: string | undefined,
+    private readonly cleanup?: () => Promise<void>,
+    transport: SourceTransport = 'docker-archive',
+  ) {
+    this.transport = transport;
+  }
+
+  private async entry(): Promise<DockerManifestEntry> {
+    if (this.entryCache) return this.entryCache;
+    const member = this.archive.member('manifest.json');
+    if (!member) throw new SourceError(`${this.archive.path} is not a docker archive (no manifest.json)`);
+    const entries = parseJson<DockerManifestEntry[]>(await this.archive.read(member), `${this.archive.path}: manifest.json`);
+    if (!Array.isArray(entries) || entries.length === 0) throw new SourceError(`${this.archive.path}: manifest.json lists no images`);
+    let entry = entries[0] as DockerManifestEntry;
+    if (this.tag !== undefined) {
+      const found = entries.find((e) => (e.RepoTags ?? []).some((t) => t === this.tag || t.endsWith(`:${this.tag}`) || t.endsWith(`/${this.tag}`)));
+      if (!found) throw new SourceError(`${this.archive.path}: no image named ${JSON.stringify(this.tag)}`);
+      entry = found;
+    } else if (entries.length > 1) {
+      throw new SourceError(`${this.archive.path} holds ${entries.length} images; say which`, 'add :NAME:TAG after the path');
+    }
+    this.entryCache = entry;
+    return entry;
+  }
+
+  async manifest(): Promise<{ manifest: SourceManifest }> {
+    const entry = await this.entry();
+    const configMember = this.archive.member(entry.Config);
+    if (!configMember) throw new SourceError(`${this.archive.path}: ${entry.Config} is missing`);
+    const layers: SourceDescriptor[] = entry.Layers.map((path) => {
+      const member = this.archive.member(path);
+      if (!member) throw new SourceError(`${this.archive.path}: layer ${path} is missing`);
+      // docker-archive has no layer descriptors; the member path stands in for the digest.
+      return { mediaType: 'application/vnd.docker.image.rootfs.diff.tar', digest: `path:${path}`, size: member.size };
+    });
+    const configDigest = /sha256[:/]([a-f0-9]{64})/.exec(entry.Config)?.[1];
+    return {
+      manifest: {
+        schemaVersion: 2,
+        config: { mediaType: 'application/vnd.docker.container.image.v1+json', digest: configDigest ? `sha256:${configDigest}` : `path:${entry.Config}`, size: configMember.size },
+        layers,
+      },
+    };
+  }
+
+  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+    const entry = await this.entry();
+    const member = this.archive.member(entry.Config);
+    if (!member) throw new SourceError(`${this.archive.path}: ${entry.Config} is missing`);
+    const { manifest } = await this.manifest();
+    return { config: parseJson<SourceImageConfig>(await this.archive.read(member), `${this.archive.path}: ${entry.Config}`), digest: manifest.config.digest };
+  }
+
+  async blob(descriptor: SourceDescriptor): Promise<Readable> {
+    const path = descriptor.digest.startsWith('path:') ? descriptor.digest.slice(5) : blobName(descriptor.digest);
+    const member = this.archive.member(path);
+    if (!member) throw new SourceError(`${this.archive.path}: ${path} is missing`);
+    return this.archive.stream(member);
+  }
+
+  async close(): Promise<void> {
+    await this.cleanup?.();
+  }
+}
+
+async function openArchive(path: string): Promise<TarFile> {
+  try {
+    return await TarFile.open(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SourceError(`${path}: no such file`);
+    if (code === 'EISDIR') throw new SourceError(`${path} is a directory`, `use oci:${path} for a layout directory`);
+    throw new SourceError(`${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Runs `docker save` into a temporary file; docker honours DOCKER_HOST and its other variables itself. */
+async function dockerSave(name: string): Promise<{ file: string; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'lapin-daemon-'));
+  const file = join(dir, 'image.tar');
+  const stderr: Buffer[] = [];
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn('docker', ['save', '-o', file, name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', reject);
+    child.on('close', (exitCode) => resolve(exitCode ?? 1));
+  }).catch(async (error: NodeJS.ErrnoException) => {
+    await rm(dir, { recursive: true, force: true });
+    if (error.code === 'ENOENT') throw new SourceError('docker-daemon: needs the docker command, which is not on PATH');
+    throw error;
+  });
+  if (code !== 0) {
+    await rm(dir, { recursive: true, force: true });
+    const message = Buffer.concat(stderr).toString('utf8').trim().split('\n').at(-1) ?? '';
+    throw new SourceError(`docker save ${name} failed: ${message}`, 'check that the image exists (docker images) and DOCKER_HOST points at the daemon');
+  }
+  return { file, dir };
+}
+
+/**
+ * The registry transport. The registry client (src/registry/) has no pull
+ * API yet; this is the one place to wire it in.
+ */
+async function openRegistry(reference: string): Promise<ImageSource> {
+  throw new SourceError(`docker://${reference}: registry support is not available yet`, 'pull or save the image first, then use oci-archive:, docker-archive: or docker-daemon:');
+}
+
+export async function openSource(text: string): Promise<ImageSource> {
+  const spec = await parseSource(text);
+  switch (spec.transport) {
+    case 'oci': {
+      let info;
+      try {
+        info = await stat(spec.target);
+      } catch {
+        throw new SourceError(`${spec.target}: no such directory`);
+      }
+      if (!info.isDirectory()) throw new SourceError(`${spec.target} is not a directory`, `use oci-archive:${spec.target} for an archive`);
+      return new LayoutSource(text, 'oci', directoryReader(spec.target), spec.target, spec.tag);
+    }
+    case 'oci-archive': {
+      const archive = await openArchive(spec.target);
+      return new LayoutSource(text, 'oci-archive', archiveReader(archive), spec.target, spec.tag);
+    }
+    case 'docker-archive':
+      return new DockerArchiveSource(text, await openArchive(spec.target), spec.tag);
+    case 'docker-daemon': {
+      const { file, dir } = await dockerSave(spec.target);
+      const cleanup = () => rm(dir, { recursive: true, force: true });
+      try {
+        return new DockerArchiveSource(text, await openArchive(file), undefined, cleanup, 'docker-daemon');
+      } catch (error) {
+        await cleanup();
+        throw error;
+      }
+    }
+    case 'docker':
+      return openRegistry(spec.target);
+  }
+}

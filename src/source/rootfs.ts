@@ -1,0 +1,230 @@
+/**
+ * The image's root file system as a container runtime would see it: layers
+ * applied in order, honouring whiteouts (`.wh.NAME`) and opaque directories
+ * (`.wh..wh..opq`). Only metadata is kept for every path; file contents are
+ * captured just for the paths asked for (a header, the whole file in memory,
+ * or the whole file written to disk).
+ */
+import { createWriteStream } from 'node:fs';
+import { join, posix } from 'node:path';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as zlib from 'node:zlib';
+import tar from 'tar-stream';
+import { SourceError } from './open.js';
+import type { ImageSource, SourceDescriptor } from './types.js';
+
+export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'other';
+
+export interface RootfsEntry {
+  /** Absolute, normalized: "/.boot/kernel". */
+  path: string;
+  type: EntryType;
+  size: number;
+  mode: number;
+  /** Symlink target as written, or the absolute path a hard link names. */
+  linkname: string;
+  /** Index of the layer the entry comes from. */
+  layer: number;
+  /** The first bytes (a 'header' capture) or all of them (a 'content' capture). */
+  data?: Buffer;
+  /** Where a 'file' capture wrote the contents. */
+  file?: string;
+}
+
+export type Capture = { kind: 'header'; bytes: number } | { kind: 'content'; maxBytes: number } | { kind: 'file'; dir: string };
+
+export interface FlattenOptions {
+  /** What to keep of the file at this path (asked for every regular file). */
+  capture?: (path: string) => Capture | undefined;
+  /** Stop reading layers early is not possible (a later layer may delete a file), so every layer is read. */
+  onLayer?: (index: number, count: number) => void;
+}
+
+export interface FlatRootfs {
+  entries: Map<string, RootfsEntry>;
+  layerCount: number;
+}
+
+/** "./a//b/" → "/a/b". */
+export function normalizeImagePath(name: string): string {
+  const normalized = posix.normalize(`/${name}`);
+  return normalized.length > 1 ? normalized.replace(/\/+$/, '') : normalized;
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+function removeBelow(entries: Map<string, RootfsEntry>, path: string, layer: number, includeSelf: boolean): void {
+  const prefix = path === '/' ? '/' : `${path}/`;
+  for (const [key, entry] of entries) {
+    if (entry.layer >= layer) continue;
+    if ((includeSelf && key === path) || key.startsWith(prefix)) entries.delete(key);
+  }
+}
+
+/** Undoes the layer's compression, judged by its first bytes (media types lie in the wild). */
+function decompressor(): Transform {
+  let decided: Transform | undefined;
+  const head = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      if (!decided) {
+        if (chunk[0] === 0x1f && chunk[1] === 0x8b) decided = zlib.createGunzip();
+        else if (chunk[0] === 0x28 && chunk[1] === 0xb5 && chunk[2] === 0x2f && chunk[3] === 0xfd) {
+          const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
+          if (!zstd) {
+            callback(new SourceError('this image has zstd-compressed layers, which need Node.js 22.15 or newer', 'run lapin on a newer Node.js, or recompress the image with gzip'));
+            return;
+          }
+          decided = zstd();
+        } else decided = new PassThrough();
+        decided.on('data', (data: Buffer) => this.push(data));
+      }
+      if (decided.write(chunk)) callback();
+      else decided.once('drain', () => callback());
+    },
+    flush(callback: TransformCallback) {
+      if (!decided) {
+        callback();
+        return;
+      }
+      decided.once('end', () => callback());
+      decided.once('error', (error) => callback(error));
+      decided.end();
+    },
+  });
+  return head;
+}
+
+async function readLayer(
+  stream: Readable,
+  layer: number,
+  entries: Map<string, RootfsEntry>,
+  capture: FlattenOptions['capture'],
+  what: string,
+): Promise<void> {
+  const extract = tar.extract();
+  const feeding = pipeline(stream, decompressor(), extract as unknown as NodeJS.WritableStream).catch((error: Error) => {
+    extract.destroy(error);
+    throw error;
+  });
+  let fileNumber = 0;
+  try {
+    for await (const entry of extract) {
+      const header = entry.header;
+      const path = normalizeImagePath(header.name);
+      const base = posix.basename(path);
+      const dir = posix.dirname(path);
+      if (base === OPAQUE) {
+        removeBelow(entries, dir, layer, false);
+        entry.resume();
+        continue;
+      }
+      if (base.startsWith(WHITEOUT)) {
+        removeBelow(entries, posix.join(dir, base.slice(WHITEOUT.length)), layer, true);
+        entry.resume();
+        continue;
+      }
+      const type: EntryType =
+        header.type === 'file' || header.type === 'contiguous-file' ? 'file' : header.type === 'directory' ? 'directory' : header.type === 'symlink' ? 'symlink' : header.type === 'link' ? 'link' : 'other';
+      if (type !== 'directory') removeBelow(entries, path, layer, false);
+      const record: RootfsEntry = {
+        path,
+        type,
+        size: type === 'file' ? header.size : 0,
+        mode: header.mode,
+        linkname: type === 'link' ? normalizeImagePath(header.linkname) : header.linkname,
+        layer,
+      };
+      const wanted = type === 'file' ? capture?.(path) : undefined;
+      if (wanted?.kind === 'file') {
+        const file = join(wanted.dir, `layer${layer}-${fileNumber++}`);
+        await pipeline(entry as unknown as Readable, createWriteStream(file));
+        record.file = file;
+      } else if (wanted) {
+        const limit = wanted.kind === 'header' ? wanted.bytes : wanted.maxBytes;
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        for await (const chunk of entry as AsyncIterable<Buffer>) {
+          if (kept < limit) {
+            const part = chunk.subarray(0, limit - kept);
+            chunks.push(part);
+            kept += part.length;
+          }
+        }
+        record.data = Buffer.concat(chunks);
+      } else {
+        entry.resume();
+        // Wait for the body to be skipped before the next header.
+        await new Promise<void>((resolve) => entry.on('end', () => resolve()));
+      }
+      entries.set(path, record);
+    }
+    await feeding;
+  } catch (error) {
+    if (error instanceof SourceError) throw error;
+    throw new SourceError(`${what}: cannot read layer ${layer + 1}: ${(error as Error).message}`);
+  }
+}
+
+/** Applies every layer of the image, in order. */
+export async function flattenRootfs(source: ImageSource, options: FlattenOptions = {}): Promise<FlatRootfs> {
+  const { manifest } = await source.manifest();
+  const entries = new Map<string, RootfsEntry>();
+  const layers: SourceDescriptor[] = manifest.layers;
+  for (const [index, descriptor] of layers.entries()) {
+    options.onLayer?.(index, layers.length);
+    await readLayer(await source.blob(descriptor), index, entries, options.capture, source.name);
+  }
+  return { entries, layerCount: layers.length };
+}
+
+export interface ResolvedFile {
+  /** The path asked for. */
+  path: string;
+  /** The regular file it ends at, after symlinks and hard links. */
+  entry?: RootfsEntry;
+  /** Symlinks followed, in order. */
+  via: string[];
+  /** Why there is no file: "missing", "a directory", "a symlink loop", ... */
+  problem?: string;
+}
+
+/** Follows symlinks the way a lookup scoped to the rootfs does: ".." stops at "/", absolute targets start at the rootfs. */
+export function resolveFile(rootfs: FlatRootfs, path: string): ResolvedFile {
+  const via: string[] = [];
+  let current = normalizeImagePath(path);
+  for (let hops = 0; hops < 40; hops++) {
+    // Resolve symlinks in the parent directories first.
+    const parts = current.split('/').filter(Boolean);
+    let prefix = '';
+    let restarted = false;
+    for (let i = 0; i < parts.length - 1; i++) {
+      prefix = `${prefix}/${parts[i]}`;
+      const parent = rootfs.entries.get(prefix);
+      if (parent?.type === 'symlink') {
+        const target = parent.linkname.startsWith('/') ? parent.linkname : posix.join(posix.dirname(prefix), parent.linkname);
+        via.push(prefix);
+        current = normalizeImagePath(posix.join(target, ...parts.slice(i + 1)));
+        restarted = true;
+        break;
+      }
+    }
+    if (restarted) continue;
+    const entry = rootfs.entries.get(current);
+    if (!entry) return { path, via, problem: via.length ? `missing (${path} leads to ${current}, which does not exist)` : 'missing' };
+    if (entry.type === 'file') return { path, entry, via };
+    if (entry.type === 'link') {
+      via.push(current);
+      current = entry.linkname;
+      continue;
+    }
+    if (entry.type === 'symlink') {
+      via.push(current);
+      current = normalizeImagePath(entry.linkname.startsWith('/') ? entry.linkname : posix.join(posix.dirname(current), entry.linkname));
+      continue;
+    }
+    return { path, via, problem: entry.type === 'directory' ? 'a directory, not a file' : 'not a regular file' };
+  }
+  return { path, via, problem: 'a symlink loop' };
+}

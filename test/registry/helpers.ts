@@ -1,0 +1,54 @@
+// Shared pieces of the registry tests: running the CLI without blocking the
+// in-process proxies and token issuer, and reading files out of an OCI layout.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { layerEntries, type TarEntry } from '../helpers/archive.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+export const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
+const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs lapin asynchronously: a synchronous spawn would freeze the proxies this process serves. */
+export function lapin(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+export function assertNoStack(stderr: string): void {
+  if (stderr.split('\n').some((line) => /^\s+at /.test(line))) throw new Error(`stack trace in:\n${stderr}`);
+}
+
+interface OciDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** Every layer entry of the first image in an OCI layout directory, last layer winning. */
+export async function layoutFiles(dir: string): Promise<Map<string, TarEntry>> {
+  const blob = (digest: string): Promise<Buffer> => readFile(path.join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length)));
+  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: OciDescriptor[] };
+  const manifest = JSON.parse((await blob((index.manifests[0] as OciDescriptor).digest)).toString()) as { layers: OciDescriptor[] };
+  const files = new Map<string, TarEntry>();
+  for (const layer of manifest.layers) {
+    const data = await blob(layer.digest);
+    const tar = data[0] === 0x1f && data[1] === 0x8b ? gunzipSync(data) : data;
+    for (const entry of layerEntries(tar)) files.set(entry.name.replace(/^\.\//, '').replace(/\/$/, ''), entry);
+  }
+  return files;
+}

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { build } from '../../src/build.js';
+import { registrySkipReason, skopeoCopyToOci, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
+import { EXAMPLE, assertNoStack, lapin, layoutFiles } from './helpers.js';
+
+const skip = registrySkipReason();
+let work: string;
+const registries: TestRegistry[] = [];
+
+/** An environment with no credentials but the ones a test writes. */
+function isolatedEnv(dir: string): NodeJS.ProcessEnv {
+  return {
+    DOCKER_CONFIG: path.join(dir, 'docker'),
+    REGISTRY_AUTH_FILE: path.join(dir, 'no-auth.json'),
+    XDG_RUNTIME_DIR: path.join(dir, 'run'),
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_CACHE_HOME: path.join(dir, 'cache'),
+  };
+}
+
+async function writeDockerConfig(dir: string, config: unknown): Promise<void> {
+  await mkdir(path.join(dir, 'docker'), { recursive: true });
+  await writeFile(path.join(dir, 'docker', 'config.json'), JSON.stringify(config));
+}
+
+async function registry(mode: Parameters<typeof startRegistry>[0]): Promise<TestRegistry> {
+  const started = await startRegistry(mode);
+  registries.push(started);
+  return started;
+}
+
+const buildArgs = (name: string, ...extra: string[]): string[] => ['build', '-f', path.join(EXAMPLE, 'bunnyfile'), '-t', name, ...extra, EXAMPLE];
+
+before(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'lapin-push-'));
+});
+
+after(async () => {
+  for (const r of registries) await r.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('push to a registry', { skip }, () => {
+  test('--push sends the image; skopeo reads back annotations, labels and files; --metadata-file has the digest', async () => {
+    const r = await registry('anonymous');
+    const dir = await mkdtemp(path.join(work, 'anon-'));
+    const name = `${r.host}/lapin/net:1`;
+    const metadata = path.join(dir, 'meta.json');
+    const result = await lapin(buildArgs(name, '--push', '--label', 'org.example.team=unikernels', '--annotation', 'org.example.note=pushed', '--metadata-file', metadata, '--progress', 'plain'), { env: isolatedEnv(dir) });
+    assert.equal(result.status, 0, result.stderr);
+    const digest = (JSON.parse(await readFile(metadata, 'utf8')) as Record<string, string>)['containerimage.digest'] as string;
+    assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+    assert.match(result.stderr, new RegExp(`pushed ${name.replace(/[.]/g, '\\.')}@${digest}`));
+
+    const manifest = (await skopeoInspect(name, '--raw')) as { annotations: Record<string, string> };
+    assert.equal(manifest.annotations['com.urunc.unikernel.hypervisor'], 'hvt');
+    assert.equal(manifest.annotations['org.example.note'], 'pushed');
+    const config = (await skopeoInspect(name, '--config')) as { config: { Labels: Record<string, string> } };
+    assert.equal(config.config.Labels['org.example.team'], 'unikernels');
+    assert.equal(config.config.Labels['com.urunc.unikernel.binary'], '/.boot/kernel');
+    const inspected = (await skopeoInspect(name, '')) as { Digest: string };
+    assert.equal(inspected.Digest, digest);
+
+    const layout = path.join(dir, 'pulled');
+    await skopeoCopyToOci(name, layout);
+    const files = await layoutFiles(layout);
+    assert.deepEqual(files.get('.boot/kernel')?.data, await readFile(path.join(EXAMPLE, 'network.hvt')));
+    assert.ok(files.get('urunc.json'), 'urunc.json in the pushed image');
+  });
+
+  test('--output type=image,name=...,push=true and type=registry push every name; a re-push uploads nothing', async () => {
+    const r = await registry('anonymous');
+    const proxy = await startProxy(r.host);
+    const dir = await mkdtemp(path.join(work, 'repush-'));
+    const env = isolatedEnv(dir);
+    const first = await lapin(buildArgs(`${proxy.host}/lapin/a:1`, '-t', `${proxy.host}/lapin/a:2`, '--output', 'type=registry'), { env });
+    assert.equal(first.status, 0, first.stderr);
+    const uploadsBefore = proxy.requests.filter((q) => q.method !== 'GET' && q.method !== 'HEAD').length;
+    assert.ok(uploadsBefore > 0);
+    const tag2 = (await skopeoInspect(`${r.host}/lapin/a:2`, '')) as { Digest: string };
+    const tag1 = (await skopeoInspect(`${r.host}/lapin/a:1`, '')) as { Digest: string };
+    assert.equal(tag1.Digest, tag2.Digest);
+
+    proxy.requests.length = 0;
+    const again = await lapin(buildArgs(`${proxy.host}/lapin/a:1`, '-t', `${proxy.host}/lapin/a:2`, '--push'), { env });
+    assert.equal(again.status, 0, again.stderr);
+    const writes = proxy.requests.filter((q) => q.method !== 'GET' && q.method !== 'HEAD');
+    assert.deepEqual(writes, [], 'a re-push sends no POST, PATCH or PUT');
+    assert.ok(proxy.requests.some((q) => q.method === 'HEAD'), 'the re-push checked the blobs');
+
+    const named = await lapin(buildArgs(`${r.host}/ignored/name:1`, '--output', `type=image,name=${r.host}/lapin/by-name:3,push=true`), { env });
+    assert.equal(named.status, 0, named.stderr);
+    await skopeoInspect(`${r.host}/lapin/by-name:3`, '--raw');
+    await assert.rejects(skopeoInspect(`${r.host}/ignored/name:1`, '--raw'));
+    await proxy.stop();
+  });
+
+  test('a second repository on the same registry gets its blobs by cross-repository mount', async () => {
+    const r = await registry('anonymous');
+    const proxy = await startProxy(r.host);
+    const dir = await mkdtemp(path.join(work, 'mount-'));
+    const result = await lapin(buildArgs(`${proxy.host}/lapin/first:1`, '-t', `${proxy.host}/lapin/second:1`, '--push'), { env: isolatedEnv(dir) });
+    assert.equal(result.status, 0, result.stderr);
+    const mounts = proxy.requests.filter((q) => q.method === 'POST' && q.path === '/v2/lapin/second/blobs/uploads/' && q.url.includes('mount='));
+    assert.equal(mounts.length, 3, 'config and both layers mounted');
+    assert.ok(mounts.every((q) => q.status === 201));
+    assert.ok(mounts.every((q) => q.url.includes('from=lapin%2Ffirst')));
+    assert.equal(proxy.requests.filter((q) => q.path.startsWith('/v2/lapin/second/blobs/uploads/') && q.method !== 'POST').length, 0, 'no blob data sent to the second repository');
+    await skopeoInspect(`${r.host}/lapin/second:1`, '--raw');
+    await proxy.stop();
+  });
+
+  for (const mode of ['basic', 'token'] as const) {
+    test(`${mode} auth: credentials in config.json push with no extra flags; wrong ones fail plainly; no secret is printed`, async () => {
+      const r = await registry(mode);
+      const [user, password] = Object.entries(r.users)[0] as [string, string];
+      const dir = await mkdtemp(path.join(work, `${mode}-`));
+      const env = isolatedEnv(dir);
+      const name = `${r.host}/team/app:1`;
+
+      const none = await lapin(buildArgs(name, '--push'), { env });
+      assert.equal(none.status, 1, none.stderr);
+      assert.match(none.stderr, /authentication to 127\.0\.0\.1:\d+ failed: .*none are configured/);
+      assertNoStack(none.stderr);
+
+      await writeDockerConfig(dir, { auths: { [r.host]: { auth: Buffer.from(`${user}:not-${password}`).toString('base64') } } });
+      const wrong = await lapin(buildArgs(name, '--push', '--debug'), { env });
+      assert.equal(wrong.status, 1, wrong.stderr);
+      assert.match(wrong.stderr, /authentication to 127\.0\.0\.1:\d+ failed: the registry rejected the credentials from .*config\.json/);
+      assert.ok(!wrong.stderr.includes(`not-${password}`), 'the password is not printed');
+
+      await writeDockerConfig(dir, { auths: { [`http://${r.host}/v2/`]: { auth: Buffer.from(`${user}:${password}`).toString('base64') } } });
+      const right = await lapin(buildArgs(name, '--push', '--debug'), { env });
+      assert.equal(right.status, 0, right.stderr);
+      const output = right.stdout + right.stderr;
+      assert.ok(!output.includes(password), 'the password is not printed');
+      assert.ok(!output.includes(Buffer.from(`${user}:${password}`).toString('base64')), 'the basic header is not printed');
+      for (const token of r.issuedTokens) assert.ok(!output.includes(token), 'no token is printed');
+      if (mode === 'token') assert.ok(r.issuedTokens.length > 0, 'the token flow ran');
+      const pulled = path.join(dir, 'pulled');
+      await skopeoCopyToOci(name, pulled, ['--src-creds', `${user}:${password}`]);
+      assert.ok((await layoutFiles(pulled)).get('.boot/kernel'));
+    });
+  }
+
+  test('a credential helper on PATH (credsStore) supplies the credentials', async () => {
+    const r = await registry('basic');
+    const [user, password] = Object.entries(r.users)[0] as [string, string];
+    const dir = await mkdtemp(path.join(work, 'helper-'));
+    const bin = path.join(dir, 'bin');
+    await mkdir(bin);
+    const asked = path.join(dir, 'asked');
+    await writeFile(
+      path.join(bin, 'docker-credential-test'),
+      `#!/bin/sh\nread server\necho "$1 $server" >> ${asked}\nif [ "$server" = "${r.host}" ]; then printf '{"ServerURL":"%s","Username":"${user}","Secret":"${password}"}' "$server"; else echo "credentials not found in native keychain"; exit 1; fi\n`,
+    );
+    await chmod(path.join(bin, 'docker-credential-test'), 0o755);
+    await writeDockerConfig(dir, { credsStore: 'test' });
+    const env = { ...isolatedEnv(dir), PATH: `${bin}:${process.env.PATH ?? ''}` };
+    const result = await lapin(buildArgs(`${r.host}/helped/app:1`, '--push'), { env });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal((await readFile(asked, 'utf8')).trim(), `get ${r.host}`);
+    assert.ok(!result.stderr.includes(password));
+  });
+
+  test('TLS with a generated CA: trusted through NODE_EXTRA_CA_CERTS, refused plainly without it', async () => {
+    const r = await registry('tls');
+    const dir = await mkdtemp(path.join(work, 'tls-'));
+    const name = `${r.host}/secure/app:1`;
+    const refused = await lapin(buildArgs(name, '--push'), { env: isolatedEnv(dir) });
+    assert.equal(refused.status, 1, refused.stderr);
+    assert.match(refused.stderr, /TLS certificate of 127\.0\.0\.1:\d+ is not trusted/);
+    assertNoStack(refused.stderr);
+    const trusted = await lapin(buildArgs(name, '--push', '--debug'), { env: { ...isolatedEnv(dir), NODE_EXTRA_CA_CERTS: r.caFile as string } });
+    assert.equal(trusted.status, 0, trusted.stderr);
+    assert.match(trusted.stderr, /PUT https:\/\/127\.0\.0\.1:\d+\/v2\/secure\/app\/manifests\/1 -> 201/);
+    await skopeoInspect(name, '--raw', ['--cert-dir', path.dirname(r.caFile as string)]).catch(() => skopeoInspect(name, '--raw'));
+  });
+
+  test('a proxy that cuts the first uploads mid-way: chunked and monolithic uploads resume or restart, and the image arrives intact', async () => {
+    const r = await registry('anonymous');
+    let cutsLeft = 3;
+    const proxy = await startProxy(r.host, {
+      cutAfter: (request) => {
+        if ((request.method === 'PATCH' || request.method === 'PUT') && request.path.includes('/blobs/uploads/') && cutsLeft > 0) {
+          cutsLeft--;
+          return 10_000;
+        }
+        return undefined;
+      },
+    });
+    const context = await mkdtemp(path.join(work, 'cut-'));
+    const kernel = randomBytes(300 * 1024);
+    await writeFile(path.join(context, 'big.hvt'), kernel);
+    await cp(path.join(EXAMPLE, 'bunnyfile'), path.join(context, 'bunnyfile'));
+    const bunnyfile = (await readFile(path.join(context, 'bunnyfile'), 'utf8')).replace('network.hvt', 'big.hvt');
+    await writeFile(path.join(context, 'bunnyfile'), bunnyfile);
+    const name = `${proxy.host}/cut/app:1`;
+    const steps: string[] = [];
+    const result = await build({
+      context,
+      tags: [name],
+      outputs: [{ type: 'registry' }],
+      compression: 'none',
+      uruncChecks: 'warn',
+      registry: { monolithicLimit: 100 * 1024, chunkSize: 64 * 1024, retry: { attempts: 6, baseDelayMs: 20, maxDelayMs: 200 }, credentials: async () => undefined },
+      onEvent: (event) => {
+        if (event.kind === 'step') steps.push(event.message);
+      },
+    });
+    assert.equal(proxy.cuts, 3, 'three uploads were cut');
+    assert.ok(proxy.requests.some((q) => q.method === 'PATCH'), 'the kernel went in chunks');
+    assert.ok(steps.some((s) => /interrupted|resuming/.test(s)), steps.join('\n'));
+    const layout = path.join(context, 'pulled');
+    await skopeoCopyToOci(`${r.host}/cut/app:1`, layout);
+    assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
+    const inspected = (await skopeoInspect(`${r.host}/cut/app:1`, '')) as { Digest: string };
+    assert.equal(inspected.Digest, result.digest);
+    await proxy.stop();
+  });
+
+  test('pushing without a name is a usage error', async () => {
+    const dir = await mkdtemp(path.join(work, 'noname-'));
+    const result = await lapin(['build', '-f', path.join(EXAMPLE, 'bunnyfile'), '--push', EXAMPLE], { env: isolatedEnv(dir) });
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, /pushing needs an image name/);
+  });
+});
