@@ -3,6 +3,7 @@
 // example with an 8 MiB kernel and on a 1.2 GB ext4 rootfs. Prints medians
 // and the ratios the performance issue sets as targets. Not a test: nothing
 // here passes or fails a build. Fixtures are made once under bench/.work.
+import { Buffer } from 'node:buffer';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import os from 'node:os';
@@ -165,9 +166,6 @@ function main() {
   const image = makeRootfs(big);
   const env = `LAPIN_CACHE_DIR=${cacheDir}`;
   const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
-
-  const rows = [];
-  const row = (label, value, target, limit, rss) => rows.push({ label, value, target, limit, rss });
 
   // Warm the page cache and the programs once.
   timed(`cat ${image} ${seed}/network.hvt > /dev/null`);

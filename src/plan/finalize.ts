@@ -87,7 +87,9 @@ export function finalizeMetadata(plan: BuildPlan, overrides: PlanOverrides = {})
   } else {
     given.cmdline ??= '';
     const words = given.cmdline.split(/\s+/).filter((word) => word !== '');
-    if (words.length > 0) finalCmd = words;
+    // docker run refuses an image with no Cmd and no Entrypoint; [""] joins to the same empty
+    // command line urunc >= 0.7 would build, so old and new urunc still agree.
+    finalCmd = words.length > 0 ? words : [''];
   }
 
   const urunc: Record<string, string> = {};

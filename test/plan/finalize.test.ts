@@ -37,9 +37,10 @@ describe('finalizeMetadata', () => {
     assert.equal(m.urunc.cmdline, 'console=ttyS0  init=/x');
   });
 
-  test('an empty cmdline gives no Cmd and is still written', () => {
+  test('an empty cmdline gives Cmd [""], which docker run accepts and urunc joins to ""', () => {
     const m = finalizeMetadata(plan({ ...base, cmdline: '' }));
-    assert.equal(m.config.cmd, undefined);
+    assert.deepEqual(m.config.cmd, ['']);
+    assert.equal(m.config.cmd?.join(' '), m.urunc.cmdline);
     assert.equal(m.urunc.cmdline, '');
     assert.equal(m.config.labels['com.urunc.unikernel.cmdline'], '');
   });
