@@ -197,7 +197,7 @@ function main() {
   lines.push('| measurement | median | max RSS |');
   lines.push('|---|---|---|');
   for (const m of [version, seedLapin, seedBuildah, seedRebuild, pigz, zstd, sha, bigGzip, bigZstd, bigNone, bigRebuild, bigBuildah]) {
-    lines.push(`| ${m.name} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);
+    lines.push(`| ${m.name.replaceAll('|', '\\|')} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);
   }
   const peak = Math.max(seedLapin.rss, seedRebuild.rss, bigGzip.rss, bigZstd.rss, bigNone.rss, bigRebuild.rss);
   const targets = [
@@ -215,7 +215,7 @@ function main() {
   lines.push('|---|---|---|---|');
   for (const [name, value, target, unit] of targets) {
     const shown = unit === '×' ? `${value.toFixed(2)} ×` : `${value.toFixed(0)} ${unit}`;
-    lines.push(`| ${name} | ${shown} | ${unit === '×' ? '≤' : unit === 'MiB' ? '<' : '≤'} ${target}${unit === '×' ? ' ×' : ` ${unit}`} | ${value <= target ? 'yes' : 'no'} |`);
+    lines.push(`| ${name.replaceAll('|', '\\|')} | ${shown} | ${unit === '×' ? '≤' : unit === 'MiB' ? '<' : '≤'} ${target}${unit === '×' ? ' ×' : ` ${unit}`} | ${value <= target ? 'yes' : 'no'} |`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   writeFileSync(path.join(work, 'results.md'), `${lines.join('\n')}\n`);

@@ -6,6 +6,7 @@ import { removePendingSync } from '../export/atomic.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import { inspectCommand, runCommand } from './inspect-run.js';
+import { registerLoginCommands } from './login.js';
 
 const VERSION = '0.1.0';
 
@@ -177,6 +178,7 @@ export function program(): Command {
     });
   inspectCommand(root, setExitCode);
   runCommand(root, setExitCode);
+  registerLoginCommands(root, collect);
   return root;
 }
 

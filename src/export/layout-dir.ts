@@ -1,4 +1,5 @@
-import { copyFile, link, mkdir, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Image } from '../image/image.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
@@ -14,8 +15,9 @@ export async function writeLayoutDirectory(image: Image, dest: string): Promise<
     for (const blob of blobPaths(image)) {
       const from = image.store.pathOf(blob.digest);
       const to = path.join(temporary, blob.layoutPath);
-      // A hard link costs nothing when the store is on the same filesystem.
-      await link(from, to).catch(() => copyFile(from, to));
+      // A copy, not a hard link: the store may be the layer cache, which a user's edit must not reach.
+      // FICLONE makes it a cheap reflink where the filesystem supports one.
+      await copyFile(from, to, constants.COPYFILE_FICLONE);
     }
   });
 }

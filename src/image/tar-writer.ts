@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
-import type { FsNode } from './tree.js';
+import { treePathProblem, type FsNode } from './tree.js';
 
 /**
  * A tar writer for layers that reads each file in large blocks straight
@@ -150,6 +150,11 @@ function changedSize(node: FsNode): LapinError {
  */
 export async function* tarChunks(nodes: readonly FsNode[]): AsyncGenerator<Buffer> {
   for (const node of nodes) {
+    // A layer entry that escapes the root would write outside it when unpacked.
+    for (const p of node.type === 'hardlink' ? [node.path, node.target] : [node.path]) {
+      const problem = treePathProblem(p);
+      if (problem) throw new LapinError(`layer entry "${p}": ${problem}`);
+    }
     yield headerBytes(fieldsOf(node));
     if (node.type !== 'file') continue;
     if (node.source.kind === 'bytes') {

@@ -45,3 +45,15 @@ export type FsNode = FileNode | DirNode | SymlinkNode | HardlinkNode;
 export function comparePaths(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
+
+/** Why `p` is not a clean tree path (relative, no "." or ".." or empty segments), or undefined. */
+export function treePathProblem(p: string): string | undefined {
+  if (p === '') return 'empty path';
+  if (p.includes('\0')) return 'path contains a NUL byte';
+  if (p.startsWith('/')) return 'path starts with "/"';
+  for (const segment of p.split('/')) {
+    if (segment === '') return 'path has an empty segment ("//" or a trailing "/")';
+    if (segment === '.' || segment === '..') return `path has a "${segment}" segment`;
+  }
+  return undefined;
+}

@@ -30,7 +30,7 @@ import { open, stat } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
-import { comparePaths, type DirNode, type FileNode, type FsNode } from '../image/tree.js';
+import { comparePaths, treePathProblem, type DirNode, type FileNode, type FsNode } from '../image/tree.js';
 
 const MAGIC_NEWC = '070701';
 const TRAILER_NAME = 'TRAILER!!!';
@@ -63,12 +63,8 @@ function entryError(path: string, problem: string, hint?: string): LapinError {
 /** Throws unless `path` is a clean relative tree path the kernel accepts. */
 export function checkTreePath(path: string): void {
   if (path === '') throw entryError(path, 'empty path', 'the root directory is implied; list only what is inside it');
-  if (path.includes('\0')) throw entryError(path, 'path contains a NUL byte');
-  if (path.startsWith('/')) throw entryError(path, 'path starts with "/"', 'tree paths are relative to the root');
-  for (const segment of path.split('/')) {
-    if (segment === '') throw entryError(path, 'path has an empty segment ("//" or a trailing "/")');
-    if (segment === '.' || segment === '..') throw entryError(path, `path has a "${segment}" segment`);
-  }
+  const problem = treePathProblem(path);
+  if (problem) throw entryError(path, problem, path.startsWith('/') ? 'tree paths are relative to the root' : undefined);
   if (Buffer.byteLength(path) + 1 > KERNEL_PATH_MAX) {
     throw entryError(path, `path is longer than ${KERNEL_PATH_MAX - 1} bytes; the kernel would skip it`);
   }

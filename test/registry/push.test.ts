@@ -184,13 +184,15 @@ describe('push to a registry', { skip }, () => {
 
   test('a proxy that cuts the first uploads mid-way: chunked and monolithic uploads resume or restart, and the image arrives intact', async () => {
     const r = await registry('anonymous');
-    let cutsLeft = 3;
+    // The first two monolithic PUTs, and the second and third PATCH (past the first chunk), are cut.
+    let puts = 0;
+    let patches = 0;
     const proxy = await startProxy(r.host, {
       cutAfter: (request) => {
-        if ((request.method === 'PATCH' || request.method === 'PUT') && request.path.includes('/blobs/uploads/') && cutsLeft > 0) {
-          cutsLeft--;
-          return 10_000;
-        }
+        if (!request.path.includes('/blobs/uploads/')) return undefined;
+        if (request.method === 'PUT' && !request.url.includes('digest=') ) return undefined;
+        if (request.method === 'PUT' && ++puts <= 2) return 100;
+        if (request.method === 'PATCH' && [2, 3].includes(++patches)) return 1000;
         return undefined;
       },
     });
@@ -213,15 +215,40 @@ describe('push to a registry', { skip }, () => {
         if (event.kind === 'step') steps.push(event.message);
       },
     });
-    assert.equal(proxy.cuts, 3, 'three uploads were cut');
+    assert.equal(proxy.cuts, 4, "four uploads were cut");
+    if (process.env.LAPIN_TEST_VERBOSE) console.log(steps.join("\n"));
     assert.ok(proxy.requests.some((q) => q.method === 'PATCH'), 'the kernel went in chunks');
-    assert.ok(steps.some((s) => /interrupted|resuming/.test(s)), steps.join('\n'));
+    assert.ok(steps.some((s) => /interrupted; starting the blob over/.test(s)), steps.join('\n'));
+    assert.ok(steps.some((s) => /connection cut; resuming at byte [1-9]\d* of/.test(s)), steps.join("\n"));
     const layout = path.join(context, 'pulled');
     await skopeoCopyToOci(`${r.host}/cut/app:1`, layout);
     assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
     const inspected = (await skopeoInspect(`${r.host}/cut/app:1`, '')) as { Digest: string };
     assert.equal(inspected.Digest, result.digest);
     await proxy.stop();
+  });
+
+  test('lapin login writes the config.json docker writes, a push then needs no flags, lapin logout forgets it', async () => {
+    const r = await registry('token');
+    const [user, password] = Object.entries(r.users)[0] as [string, string];
+    const dir = await mkdtemp(path.join(work, 'login-'));
+    const env = isolatedEnv(dir);
+    await writeDockerConfig(dir, { auths: {}, psFormat: 'table {{.ID}}' });
+    const wrong = await lapin(['login', '-u', user, '--password-stdin', r.host], { env, input: 'wrong\n' });
+    assert.equal(wrong.status, 1, wrong.stderr);
+    assert.match(wrong.stderr, /authentication to .* failed/);
+    const login = await lapin(['login', '-u', user, '--password-stdin', r.host], { env, input: `${password}\n` });
+    assert.equal(login.status, 0, login.stderr);
+    assert.match(login.stdout, /Login Succeeded/);
+    const config = JSON.parse(await readFile(path.join(dir, 'docker', 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }>; psFormat: string };
+    assert.equal(config.auths[r.host]?.auth, Buffer.from(`${user}:${password}`).toString('base64'));
+    assert.equal(config.psFormat, 'table {{.ID}}', 'other settings are kept');
+    const push = await lapin(buildArgs(`${r.host}/logged/in:1`, '--push'), { env });
+    assert.equal(push.status, 0, push.stderr);
+    const logout = await lapin(['logout', r.host], { env });
+    assert.equal(logout.status, 0, logout.stderr);
+    const after = JSON.parse(await readFile(path.join(dir, 'docker', 'config.json'), 'utf8')) as { auths: Record<string, unknown> };
+    assert.equal(after.auths[r.host], undefined);
   });
 
   test('pushing without a name is a usage error', async () => {
