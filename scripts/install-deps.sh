@@ -4,6 +4,10 @@ set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have skopeo || need+=(skopeo)
+# The registry tests run distribution 2.8 and make htpasswd files and certificates.
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+have htpasswd || need+=(apache2-utils)
+have openssl || need+=(openssl)
 have umoci || need+=(umoci)
 have containerd || need+=(containerd)
 have ctr || need+=(containerd)

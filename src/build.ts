@@ -5,14 +5,16 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError, UsageError, formatPosition } from './errors.js';
-import { writeArchive, writeArchiveFile } from './export/archive.js';
+import { openArchiveOutput, writeArchive, writeArchiveFile, type ArchiveFile } from './export/archive.js';
 import { requireFreshDirectory, trackTemporary, untrackTemporary } from './export/atomic.js';
 import { writeLayoutDirectory } from './export/layout-dir.js';
 import { writeLocalDirectory } from './export/local-dir.js';
-import { pushToRegistry } from './export/registry.js';
 import type { PushOptions } from './registry/push.js';
+import { baseLayers, copySourceImages, inheritBaseConfig, pullPlanImages, seedFilesystem } from './registry/base.js';
+import type { PullPolicy, PulledImage } from './registry/pull.js';
+import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
-import { BlobStore } from './image/blob-store.js';
+import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import { applyCopy, type CopyEnvironment } from './image/copy.js';
 import { ImageFilesystem, treePath } from './image/filesystem.js';
 import {
@@ -85,6 +87,8 @@ export interface BuildOptions {
   onEvent?: (event: BuildEvent) => void;
   /** Registry access for pushes and pulls: insecure hosts, credentials, retries, upload sizes. */
   registry?: PushOptions;
+  /** Base images: pull when not cached (default), always, or never. */
+  pull?: PullPolicy;
 }
 
 export interface BuildResult {
@@ -123,8 +127,12 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
   // As with buildx, --platform reaches a Containerfile as TARGETPLATFORM (and TARGETARCH...).
   const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
-  const plan = compile(text, displayFile, syntax, buildArgs);
+  const compiled = await compile(text, displayFile, syntax, buildArgs);
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
+  // Registry images the plan reads (FROM, kernel.from, COPY --from=IMAGE): pulled or found in the cache.
+  const pulled = await pullPlanImages(compiled, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit });
+  const finalBase = compiled.base.kind === 'image' ? pulled.get(compiled.base.reference) : undefined;
+  const plan = inheritBaseConfig(compiled, finalBase);
 
   const names = imageNames(plan, options.tags ?? []);
   const mtime = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
@@ -140,15 +148,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   });
   const findings: Finding[] = [...metadata.findings];
 
-  refuseRegistryBases(plan);
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
   await checkOutputs(outputs, cwd, options.stdout !== undefined, names);
 
   const staging = path.join(os.tmpdir(), `lapin-${process.pid}-${randomBytes(6).toString('hex')}`);
   trackTemporary(staging);
+  let direct: ArchiveFile | undefined;
   try {
     await mkdir(staging, { recursive: true });
-    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit });
+    const baseNodes = new Set<FsNode>();
+    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
     const urunc = uruncJson(metadata.urunc);
     rootfs.put({ type: 'file', path: URUNC_JSON_PATH, mode: 0o644, uid: 0, gid: 0, mtime, size: urunc.length, source: { kind: 'bytes', data: urunc } });
@@ -172,11 +181,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     reportFindings(findings, options.uruncChecks ?? 'error', emit);
 
     const store = new BlobStore(path.join(staging, 'blobs'));
-    const image = await writeImage({ plan, rootfs, metadata, store, platform, names, mtime, options, emit, staging });
+    // A lone archive output takes the layers as they are made, with no staging copy (docs/performance.md).
+    const archiveRecords = options.cache === false ? undefined : (options.cacheDir ?? defaultCacheDir());
+    direct = await openArchiveOutput(outputs, cwd, mtime, archiveRecords);
+    const image = await writeImage({ plan, rootfs, metadata, store, target: direct ?? store, platform, names, mtime, options, emit, staging, ...(finalBase ? { base: finalBase } : {}), baseNodes });
 
     const written: Array<{ type: string; dest: string }> = [];
     for (const output of outputs) {
       if (output.type === 'registry') {
+        // Loaded only to push: the registry client is a good part of lapin's start-up otherwise.
+        const { pushToRegistry } = await import('./export/registry.js');
         const pushed = await pushToRegistry(image, output.names ?? names, { ...options.registry, onEvent: emit });
         for (const item of pushed) {
           written.push({ type: 'registry', dest: item.name });
@@ -191,6 +205,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         await writeLayoutDirectory(image, dest);
       } else if (dest === '-') {
         await writeArchive(image, options.stdout as Writable, mtime);
+      } else if (direct) {
+        const rewritten = await direct.finish(image);
+        if (!rewritten) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
       } else {
         await writeArchiveFile(image, dest, mtime);
       }
@@ -211,6 +228,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       file: displayFile,
     };
   } finally {
+    await direct?.abort();
     await rm(staging, { recursive: true, force: true });
     untrackTemporary(staging);
   }
@@ -258,17 +276,6 @@ function imageNames(plan: BuildPlan, tags: string[]): string[] {
   return names;
 }
 
-function refuseRegistryBases(plan: BuildPlan): void {
-  for (const base of [plan.base, ...plan.stages.map((s) => s.base)]) {
-    if (base.kind === 'image') {
-      throw new LapinError(`building on the image ${base.reference} needs pulling from a registry, which lapin cannot do yet`, {
-        ...(base.at ? { at: base.at } : {}),
-        hint: 'use a kernel and files from the build context (FROM scratch, kernel.from: local)',
-      });
-    }
-  }
-}
-
 interface AssembleContext {
   contextDir: string;
   mtime: number;
@@ -276,19 +283,35 @@ interface AssembleContext {
   /** --rootfs-size: overrides the size of block images built from files. */
   rootfsSize?: number;
   emit?: (event: BuildEvent) => void;
+  /** Pulled registry images by reference, and the final base's nodes (kept out of new layers). */
+  pulled?: ReadonlyMap<string, PulledImage>;
+  baseNodes?: Set<FsNode>;
 }
 
 /** Runs the plan's stages and final operations into an in-memory tree. */
 async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Promise<ImageFilesystem> {
   const stages = new Map<string, ImageFilesystem>();
   const env: CopyEnvironment = { contextDir: context.contextDir, stages, mtime: context.mtime };
+  const baseData = path.join(context.staging, 'base');
+  const copiedImages = copySourceImages(plan);
+  for (const [reference, image] of context.pulled ?? []) {
+    // COPY --from=IMAGE reads the image's files like a stage's.
+    if (!copiedImages.has(reference)) continue;
+    const fs = new ImageFilesystem({ mtime: context.mtime });
+    await seedFilesystem(fs, image, baseData);
+    stages.set(reference, fs);
+  }
   for (const [index, stage] of plan.stages.entries()) {
     const fs = new ImageFilesystem({ mtime: context.mtime });
+    const stageBase = stage.base.kind === 'image' ? context.pulled?.get(stage.base.reference) : undefined;
+    if (stageBase) await seedFilesystem(fs, stageBase, baseData);
     await applyOps(fs, stage.ops, env, context);
     stages.set(String(index), fs);
     if (stage.name) stages.set(stage.name, fs);
   }
   const rootfs = new ImageFilesystem({ mtime: context.mtime });
+  const finalBase = plan.base.kind === 'image' ? context.pulled?.get(plan.base.reference) : undefined;
+  if (finalBase) for (const node of await seedFilesystem(rootfs, finalBase, baseData)) context.baseNodes?.add(node);
   await applyOps(rootfs, plan.ops, env, context);
   return rootfs;
 }
@@ -396,6 +419,8 @@ interface WriteImageInput {
   rootfs: ImageFilesystem;
   metadata: ReturnType<typeof finalizeMetadata>;
   store: BlobStore;
+  /** Where blobs are written: `store`, or the output archive itself. */
+  target: BlobTarget;
   platform: Platform;
   names: string[];
   mtime: number;
@@ -403,6 +428,9 @@ interface WriteImageInput {
   emit: (event: BuildEvent) => void;
   /** Files lapin made under here are new each build: the cache keys them on content. */
   staging: string;
+  /** The pulled base image: its layers go first, and its nodes stay out of the new layers. */
+  base?: PulledImage;
+  baseNodes?: ReadonlySet<FsNode>;
 }
 
 /** The layer cache, or none when it is turned off or cannot be created. */
@@ -419,19 +447,25 @@ async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) =
 }
 
 async function writeImage(input: WriteImageInput): Promise<Image> {
-  const { rootfs, metadata, store, platform, names, mtime, options } = input;
+  const { rootfs, metadata, store, target, platform, names, mtime, options } = input;
   // The file a value names, through symlinks, is what the guest boots.
   const pathsOf = (keys: readonly string[]): string[] =>
     keys
       .map((k) => metadata.urunc[k])
       .filter((v): v is string => v !== undefined)
       .flatMap((v) => [treePath(v), rootfs.resolve(v)?.path].filter((p): p is string => p !== undefined));
-  const contents = partitionLayers(rootfs.list(), {
+  const baseNodes = input.baseNodes ?? new Set<FsNode>();
+  const contents = partitionLayers(rootfs.list().filter((node) => !baseNodes.has(node)), {
     kernel: pathsOf(['binary']),
     rootfs: pathsOf(['initrd', 'block']),
     metadata: [URUNC_JSON_PATH],
   });
   const layers: LayerBlob[] = [];
+  const inherited = input.base ? baseLayers(input.base) : [];
+  for (const layer of inherited) {
+    await target.addFile(layer.digest, layer.size, layer.file);
+    layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
+  }
   const cache = await openLayerCache(options, input.emit);
   for (const [index, content] of contents.entries()) {
     const total = tarSize(content.nodes);
@@ -442,7 +476,7 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
       ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       onProgress: progress,
     };
-    const layer = await writeLayerCached(content.nodes, store, layerOptions, cache, [input.staging]);
+    const layer = await writeLayerCached(content.nodes, target, layerOptions, cache, [input.staging]);
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
     const from = layer.cached ? ', cached' : '';
     input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes${from})` });
@@ -453,12 +487,12 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     created,
     config: metadata.config,
     diffIds: layers.map((l) => l.diffId),
-    history: contents.map((c) => `lapin: ${c.description}`),
+    history: [...inherited.map((_, i) => `lapin: layer ${i + 1} of ${input.base?.reference.display ?? 'the base'}`), ...contents.map((c) => `lapin: ${c.description}`)],
   });
-  const configBlob = await store.putBytes(configBytes);
+  const configBlob = await target.putBytes(configBytes);
   const config: Descriptor = { mediaType: MEDIA_TYPE_CONFIG, ...configBlob };
   const manifestBytes = manifestJson(config, layers, metadata.annotations);
-  const manifestBlob = await store.putBytes(manifestBytes);
+  const manifestBlob = await target.putBytes(manifestBytes);
   return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, config, layers, platform, names };
 }
 

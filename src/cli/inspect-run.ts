@@ -1,8 +1,7 @@
 /** The `inspect` and `run` subcommands (kept apart from main.ts, which many hands edit). */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { formatReport } from '../inspect/format.js';
-import { inspect } from '../inspect/inspect.js';
-import { run } from '../run/run.js';
+
+// inspect and run are loaded by their own commands only, so `lapin build` and --version do not pay for them.
 
 /** "512", "512M", "1G" → megabytes. */
 export function parseMemory(text: string): number {
@@ -26,6 +25,7 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
     .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
     .option('--json', 'print the report as JSON (docs/inspect.md)')
     .action(async (source: string, opts: { json?: boolean }) => {
+      const [{ inspect }, { formatReport }] = await Promise.all([import('../inspect/inspect.js'), import('../inspect/format.js')]);
       const report = await inspect(source);
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       setExitCode(report.runnable ? 0 : 1);
@@ -43,6 +43,7 @@ export function runCommand(root: Command, setExitCode: (code: number) => void): 
     .option('--timeout <seconds>', 'stop the guest after this long (exit 124)', seconds)
     .addOption(new Option('--accel <accel>', 'qemu accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .action(async (source: string, args: string[], opts: { print?: boolean; memory?: number; timeout?: number; accel: 'auto' | 'kvm' | 'tcg' }) => {
+      const { run } = await import('../run/run.js');
       const code = await run({
         source,
         ...(args.length > 0 ? { args } : {}),

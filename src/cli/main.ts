@@ -98,6 +98,7 @@ interface BuildCommandOptions {
   progress: 'auto' | 'plain' | 'quiet';
   push?: boolean;
   insecureRegistry?: string[];
+  pull: 'missing' | 'always' | 'never';
 }
 
 function byteSize(text: string): number {
@@ -137,6 +138,7 @@ export function program(): Command {
     .option('-q, --quiet', 'print only the image digest')
     .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
     .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', collect)
+    .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
     .action(async (context: string, opts: BuildCommandOptions) => {
       // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
       const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
@@ -171,6 +173,7 @@ export function program(): Command {
         stdout: process.stdout,
         onEvent: reporter.event,
         registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
+        pull: opts.pull,
       });
       if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, result);
       reporter.done(result);

@@ -1,55 +1,434 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { Readable, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
-
-type TarHeader = Parameters<tar.Pack['entry']>[0];
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, type BigIntStats } from 'node:fs';
+import { lstat, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { LapinError } from '../errors.js';
+import type { BlobTarget, IncomingBlob } from '../image/blob-store.js';
+import { digestHex, sha256Digest } from '../image/digest.js';
 import type { Image } from '../image/image.js';
-import { writeAtomically } from './atomic.js';
-import { OCI_LAYOUT_FILE, blobPaths, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
+import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
+import { trackTemporary, untrackTemporary } from './atomic.js';
+import { OCI_LAYOUT_FILE, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
 
-/** Fixed tar header fields so the archive's bytes depend only on the image. */
-function header(name: string, size: number, mtime: number): TarHeader {
-  return { name, size, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: new Date(mtime * 1000), type: 'file' };
+/*
+ * One tar that is both an OCI image layout and a `docker save` archive
+ * (manifest.json + repositories pointing into blobs/), so docker,
+ * containerd, podman, skopeo and umoci all load the same file.
+ *
+ * Entry order: blobs/, blobs/sha256/, the layers in image order, the
+ * config, the manifest, then oci-layout, index.json, manifest.json and
+ * repositories. Every consumer extracts or indexes the whole tar, so the
+ * order is free; blobs come first so that a layer can be streamed into the
+ * archive while it is being made, before the small files that name it
+ * exist (test/consumers/ proves all five consumers read it).
+ */
+
+const BLOCK = 512;
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+/** Positional writes in flight at once: enough to keep the disk busy, bounded in memory. */
+const MAX_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
+function fileHeader(name: string, size: number, mtime: number): Buffer {
+  return headerBytes({ name, size, mode: 0o644, uid: 0, gid: 0, mtime, type: '0' });
+}
+
+function blobHeader(digest: string, size: number, mtime: number): Buffer {
+  return fileHeader(`blobs/sha256/${digestHex(digest)}`, size, mtime);
+}
+
+function padding(size: number): Buffer | undefined {
+  const rest = size % BLOCK;
+  return rest === 0 ? undefined : Buffer.alloc(BLOCK - rest);
+}
+
+/** The two directory entries that open the archive. */
+function leadingEntries(mtime: number): Buffer {
+  const dir = (name: string): Buffer => headerBytes({ name, size: 0, mode: 0o755, uid: 0, gid: 0, mtime, type: '5' });
+  return Buffer.concat([dir('blobs/'), dir('blobs/sha256/')]);
+}
+
+/** The small files naming the blobs, and the end of the archive. */
+function trailingEntries(image: Image, mtime: number): Buffer {
+  const parts: Buffer[] = [];
+  const files: Array<[string, Buffer]> = [
+    ['oci-layout', OCI_LAYOUT_FILE],
+    ['index.json', indexJson(image)],
+    ['manifest.json', dockerManifestJson(image)],
+    ['repositories', dockerRepositoriesJson(image)],
+  ];
+  for (const [name, data] of files) {
+    parts.push(fileHeader(name, data.length, mtime), data);
+    const pad = padding(data.length);
+    if (pad) parts.push(pad);
+  }
+  parts.push(END_OF_ARCHIVE);
+  return Buffer.concat(parts);
+}
+
+/** Every blob of an image once, in archive order: layers, config, manifest. */
+function blobsInOrder(image: Image): Array<{ digest: string; size: number }> {
+  const seen = new Set<string>();
+  const result: Array<{ digest: string; size: number }> = [];
+  for (const blob of [...image.layers, image.config, image.manifest]) {
+    if (seen.has(blob.digest)) continue;
+    seen.add(blob.digest);
+    result.push({ digest: blob.digest, size: blob.size });
+  }
+  return result;
+}
+
+/** Writes an image whose blobs are in `image.store` to a stream (dest=-), with the same bytes as a file output. */
+export async function writeArchive(image: Image, out: Writable, mtime: number): Promise<void> {
+  let failure: Error | undefined;
+  const onError = (error: Error): void => {
+    failure ??= error;
+  };
+  out.on('error', onError);
+  const put = async (data: Buffer): Promise<void> => {
+    if (failure) throw failure;
+    if (!out.write(data)) await Promise.race([once(out, 'drain'), once(out, 'close')]);
+    if (failure) throw failure;
+  };
+  try {
+    await put(leadingEntries(mtime));
+    for (const blob of blobsInOrder(image)) {
+      await put(blobHeader(blob.digest, blob.size, mtime));
+      let copied = 0;
+      for await (const chunk of createReadStream(image.store.pathOf(blob.digest), { highWaterMark: READ_SIZE })) {
+        copied += (chunk as Buffer).length;
+        await put(chunk as Buffer);
+      }
+      if (copied !== blob.size) throw new LapinError(`blob ${blob.digest} changed size while it was copied`);
+      const pad = padding(blob.size);
+      if (pad) await put(pad);
+    }
+    await put(trailingEntries(image, mtime));
+    out.end();
+    await once(out, 'finish');
+  } finally {
+    out.off('error', onError);
+  }
+}
+
+/** Writes an image whose blobs are in `image.store` to a file, atomically. */
+export async function writeArchiveFile(image: Image, dest: string, mtime: number): Promise<void> {
+  const archive = await ArchiveFile.create(dest, mtime);
+  try {
+    for (const blob of blobsInOrder(image)) await archive.addFile(blob.digest, blob.size, image.store.pathOf(blob.digest));
+    await archive.finish(image);
+  } finally {
+    await archive.abort();
+  }
+}
+
+/** Bump when the archive's layout changes, so recorded archives are rewritten. */
+const ARCHIVE_FORMAT = 1;
+
+interface ArchiveRecord {
+  dest: string;
+  identity: string;
+  file: string;
+}
+
+function fileStamp(s: BigIntStats): string {
+  if (!s.isFile()) return 'not a file';
+  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
+}
+
+interface Deferred {
+  digest: string;
+  size: number;
+  file?: string;
+  data?: Buffer;
 }
 
 /**
- * Writes one tar that is both an OCI image layout and a `docker save`
- * archive (manifest.json + repositories pointing into blobs/), so docker,
- * containerd, podman, skopeo and umoci all load the same file.
+ * An archive file being written in place of a staging store: layers are
+ * streamed straight into it, each behind a header written once the digest
+ * is known (positional write at the header's offset), so compressed bytes
+ * are written once. Cached blobs and the config and manifest are queued
+ * and copied in order. Written through a temporary sibling renamed over
+ * `dest` by `finish`, so readers never see a half-written archive.
  */
-export async function writeArchive(image: Image, out: Writable, mtime: number): Promise<void> {
-  const pack = tar.pack();
-  const done = pipeline(Readable.from(pack), out);
-  const small = async (name: string, data: Buffer): Promise<void> => {
-    await new Promise<void>((resolve, reject) => pack.entry(header(name, data.length, mtime), data, (e) => (e ? reject(e) : resolve())));
-  };
-  const dir = async (name: string): Promise<void> => {
-    const h = { ...header(name, 0, mtime), type: 'directory' as const, mode: 0o755 };
-    await new Promise<void>((resolve, reject) => pack.entry(h, (e) => (e ? reject(e) : resolve())));
-  };
-  try {
-    await small('oci-layout', OCI_LAYOUT_FILE);
-    await small('index.json', indexJson(image));
-    await small('manifest.json', dockerManifestJson(image));
-    await small('repositories', dockerRepositoriesJson(image));
-    await dir('blobs/');
-    await dir('blobs/sha256/');
-    for (const blob of blobPaths(image)) {
-      await new Promise<void>((resolve, reject) => {
-        const entry = pack.entry(header(blob.layoutPath, blob.size, mtime), (e) => (e ? reject(e) : resolve()));
-        pipeline(createReadStream(image.store.pathOf(blob.digest), { highWaterMark: 1024 * 1024 }), entry).catch(reject);
-      });
+export class ArchiveFile implements BlobTarget {
+  readonly adoptsFiles = false;
+  private position = 0;
+  private readonly blobs = new Set<string>();
+  private readonly deferred: Deferred[] = [];
+  private readonly inFlight: Array<{ done: Promise<void>; size: number }> = [];
+  private bytesInFlight = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private failure: unknown;
+  private blobOpen = false;
+  private closed = false;
+  /** Whether any blob was made for this archive (not only taken from the cache). */
+  private streamed = false;
+
+  private constructor(
+    readonly dest: string,
+    private readonly temporary: string,
+    private readonly handle: FileHandle,
+    private readonly mtime: number,
+    private readonly records: string | undefined,
+  ) {}
+
+  /**
+   * `recordDir`: where to remember the archives written (the layer cache's
+   * directory), so that a rebuild whose every blob came from the cache can
+   * leave an unchanged archive as it is. Undefined: always write.
+   */
+  static async create(dest: string, mtime: number, recordDir?: string): Promise<ArchiveFile> {
+    const temporary = path.join(path.dirname(dest), `.${path.basename(dest)}.lapin-tmp-${randomBytes(6).toString('hex')}`);
+    trackTemporary(temporary);
+    let handle: FileHandle;
+    try {
+      handle = await open(temporary, 'wx', 0o644);
+    } catch (error) {
+      untrackTemporary(temporary);
+      throw error;
     }
-    pack.finalize();
-  } catch (error) {
-    pack.destroy(error instanceof Error ? error : new Error(String(error)));
+    const archive = new ArchiveFile(dest, temporary, handle, mtime, recordDir);
+    await archive.write(leadingEntries(mtime));
+    return archive;
   }
-  await done;
+
+  async incoming(): Promise<IncomingBlob> {
+    if (this.blobOpen) throw new Error('an archive takes one streamed blob at a time');
+    await this.flushDeferred();
+    // Gathered bytes go out first: the header's gap below must not land inside them.
+    await this.issue();
+    this.blobOpen = true;
+    this.streamed = true;
+    // The header's place is kept; it is written once the digest and size are known.
+    const start = this.position;
+    this.position += BLOCK;
+    let size = 0;
+    const rewind = async (): Promise<void> => {
+      await this.drain();
+      this.position = start;
+      await this.handle.truncate(start);
+    };
+    return {
+      write: (data) => {
+        size += data.length;
+        return this.write(data);
+      },
+      commit: async (digest) => {
+        try {
+          if (this.blobs.has(digest)) {
+            // The same bytes are already in the archive (two identical layers): keep one.
+            await rewind();
+          } else {
+            const pad = padding(size);
+            if (pad) await this.write(pad);
+            await this.drain();
+            await writeAll(this.handle, blobHeader(digest, size, this.mtime), start);
+            this.blobs.add(digest);
+          }
+        } finally {
+          this.blobOpen = false;
+        }
+        return undefined;
+      },
+      abort: async () => {
+        try {
+          await rewind();
+        } catch {
+          // The archive is abandoned with the build.
+        } finally {
+          this.blobOpen = false;
+        }
+      },
+    };
+  }
+
+  addFile(digest: string, size: number, file: string): Promise<void> {
+    if (!this.blobs.has(digest)) {
+      this.blobs.add(digest);
+      this.deferred.push({ digest, size, file });
+    }
+    return Promise.resolve();
+  }
+
+  putBytes(data: Uint8Array): Promise<{ digest: string; size: number }> {
+    const digest = sha256Digest(data);
+    if (!this.blobs.has(digest)) {
+      this.blobs.add(digest);
+      this.deferred.push({ digest, size: data.length, data: Buffer.from(data) });
+    }
+    return Promise.resolve({ digest, size: data.length });
+  }
+
+  /**
+   * Writes what is left and the files naming the blobs, then renames the
+   * archive into place. Returns false when `dest` already held these very
+   * bytes and was left alone.
+   */
+  async finish(image: Image): Promise<boolean> {
+    if (this.blobOpen) throw new Error('a streamed blob is still open');
+    const blobs = blobsInOrder(image);
+    for (const blob of blobs) {
+      if (!this.blobs.has(blob.digest)) throw new Error(`blob ${blob.digest} was never written to the archive`);
+    }
+    const trailing = trailingEntries(image, this.mtime);
+    // The archive's bytes follow from these alone: blobs are named by their digests.
+    const identity = createHash('sha256')
+      .update(JSON.stringify({ format: ARCHIVE_FORMAT, mtime: this.mtime, blobs: blobs.map((b) => [b.digest, b.size]) }))
+      .update(trailing)
+      .digest('hex');
+    if (!this.streamed && this.records !== undefined && (await this.unchanged(identity))) {
+      await this.abort();
+      return false;
+    }
+    await this.flushDeferred();
+    await this.write(trailing);
+    await this.drain();
+    this.closed = true;
+    await this.handle.close();
+    await rename(this.temporary, this.dest);
+    untrackTemporary(this.temporary);
+    if (this.records !== undefined) await this.remember(identity).catch(() => undefined);
+    return true;
+  }
+
+  private recordPath(): string {
+    const key = createHash('sha256').update(this.dest).digest('hex');
+    return path.join(this.records as string, 'v1', 'archives', `${key}.json`);
+  }
+
+  /**
+   * True when `dest` is the archive lapin last wrote there with this
+   * identity, untouched since: same inode, size, mtime and ctime (ctime
+   * cannot be set back, so any write or replacement shows).
+   */
+  private async unchanged(identity: string): Promise<boolean> {
+    try {
+      const record = JSON.parse(await readFile(this.recordPath(), 'utf8')) as ArchiveRecord;
+      return record.identity === identity && record.file === fileStamp(await lstat(this.dest, { bigint: true }));
+    } catch {
+      return false;
+    }
+  }
+
+  private async remember(identity: string): Promise<void> {
+    const record: ArchiveRecord = { dest: this.dest, identity, file: fileStamp(await lstat(this.dest, { bigint: true })) };
+    const target = this.recordPath();
+    await mkdir(path.dirname(target), { recursive: true });
+    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    await writeFile(temp, JSON.stringify(record));
+    await rename(temp, target).catch(async (error: unknown) => {
+      await rm(temp, { force: true });
+      throw error;
+    });
+  }
+
+  /** Removes the temporary file; nothing once `finish` has renamed it. */
+  async abort(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await Promise.allSettled(this.inFlight.map((w) => w.done));
+      await this.handle.close().catch(() => undefined);
+      await rm(this.temporary, { force: true });
+    }
+    untrackTemporary(this.temporary);
+  }
+
+  private async flushDeferred(): Promise<void> {
+    for (const blob of this.deferred.splice(0)) {
+      await this.write(blobHeader(blob.digest, blob.size, this.mtime));
+      if (blob.data) await this.write(blob.data);
+      else await this.copyFile(blob.file as string, blob.size);
+      const pad = padding(blob.size);
+      if (pad) await this.write(pad);
+    }
+  }
+
+  private async copyFile(file: string, size: number): Promise<void> {
+    const source = await open(file, 'r');
+    try {
+      let left = size;
+      while (left > 0) {
+        const buffer = Buffer.allocUnsafe(Math.min(READ_SIZE, left));
+        const { bytesRead } = await source.read(buffer, 0, buffer.length, null);
+        if (bytesRead === 0) break;
+        left -= bytesRead;
+        await this.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+      }
+      const probe = Buffer.alloc(1);
+      if (left !== 0 || (await source.read(probe, 0, 1, null)).bytesRead !== 0) {
+        throw new LapinError(`${file} changed size while it was copied into the archive`, { hint: 'build again' });
+      }
+    } finally {
+      await source.close();
+    }
+  }
+
+  /**
+   * Appends data; resolves once there is room for more. Small pieces (zstd's
+   * 64 KiB pipe reads) are joined into 1 MiB positional writes: one
+   * thread-pool trip per piece cost more than the copy.
+   */
+  private async write(data: Buffer): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    this.position += data.length;
+    if (this.pendingBytes >= READ_SIZE) await this.issue();
+  }
+
+  /** Starts the positional write of what `write` has gathered. */
+  private async issue(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
+    const offset = this.position - this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const done = writeAll(this.handle, data, offset);
+    done.catch((error: unknown) => {
+      this.failure ??= error;
+    });
+    this.inFlight.push({ done, size: data.length });
+    this.bytesInFlight += data.length;
+    while (this.bytesInFlight > MAX_BYTES_IN_FLIGHT) await this.settleOne();
+  }
+
+  private async drain(): Promise<void> {
+    await this.issue();
+    while (this.inFlight.length > 0) await this.settleOne();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private async settleOne(): Promise<void> {
+    const next = this.inFlight.shift();
+    if (!next) return;
+    this.bytesInFlight -= next.size;
+    await next.done;
+  }
 }
 
-export async function writeArchiveFile(image: Image, dest: string, mtime: number): Promise<void> {
-  await writeAtomically(dest, async (temporary) => {
-    await writeArchive(image, createWriteStream(temporary, { mode: 0o644 }), mtime);
-  });
+async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * The archive to stream layers into, when the build's only output is one
+ * archive file; otherwise undefined and blobs go through a staging store.
+ */
+export async function openArchiveOutput(
+  outputs: ReadonlyArray<{ type: string; dest?: string | undefined; tar?: boolean }>,
+  cwd: string,
+  mtime: number,
+  recordDir?: string,
+): Promise<ArchiveFile | undefined> {
+  const [only, ...others] = outputs;
+  if (!only || others.length > 0) return undefined;
+  if ((only.type !== 'oci' && only.type !== 'docker') || only.tar === false || only.dest === undefined || only.dest === '-') return undefined;
+  return ArchiveFile.create(path.resolve(cwd, only.dest), mtime, recordDir);
 }

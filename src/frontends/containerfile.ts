@@ -1076,10 +1076,8 @@ class Compiler {
         hint: `move stage ${name} before this one`,
       });
     }
-    throw new LapinError(`${keyword} --from=${reference} needs registry support; not available yet`, {
-      at: flag.at,
-      hint: 'put the files into the build context, or into an earlier stage of this file, and copy from there',
-    });
+    // Not a stage: an image, which the build pulls (src/registry/base.ts).
+    return reference;
   }
 
   private mode(keyword: string, flag: Flag, lookup: VariableLookup): number {

@@ -1,9 +1,6 @@
 import path from 'node:path';
 import { LapinError, UsageError } from '../errors.js';
 import type { BuildPlan, Syntax } from '../plan/types.js';
-import { parseBunnyfile } from './bunnyfile.js';
-import { parseContainerfile } from './containerfile.js';
-import { parseArgsNix } from './nix.js';
 
 export const SYNTAXES: readonly Syntax[] = ['bunnyfile', 'containerfile', 'nix'];
 
@@ -42,14 +39,18 @@ export function detectSyntax(file: string, text: string): Syntax {
   });
 }
 
-/** Compiles a definition file's text into a BuildPlan. */
-export function compile(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string> = {}): BuildPlan {
+/**
+ * Compiles a definition file's text into a BuildPlan. Each frontend is
+ * loaded when its syntax is used: yaml and dockerfile-ast cost tens of
+ * milliseconds to load, a good part of a small build (docs/performance.md).
+ */
+export async function compile(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string> = {}): Promise<BuildPlan> {
   switch (syntax) {
     case 'bunnyfile':
-      return parseBunnyfile(text, file);
+      return (await import('./bunnyfile.js')).parseBunnyfile(text, file);
     case 'containerfile':
-      return parseContainerfile(text, file, buildArgs);
+      return (await import('./containerfile.js')).parseContainerfile(text, file, buildArgs);
     case 'nix':
-      return parseArgsNix(text, file);
+      return (await import('./nix.js')).parseArgsNix(text, file);
   }
 }

@@ -8,14 +8,29 @@ import { pipeline } from 'node:stream/promises';
 import { DigestStream, digestHex, sha256Digest } from './digest.js';
 
 export interface IncomingBlob {
+  /** Takes the buffer over: the caller must not change it afterwards. */
   write(data: Buffer): Promise<void>;
-  /** Files the blob under `digest` and returns its path. */
-  commit(digest: string): Promise<string>;
+  /** Files the blob under `digest`; returns its path when it is a file of its own. */
+  commit(digest: string): Promise<string | undefined>;
   abort(): Promise<void>;
 }
 
+/**
+ * Where a build puts its blobs: a staging BlobStore, or straight into the
+ * output archive (src/export/archive.ts). A blob given twice is kept once.
+ */
+export interface BlobTarget {
+  /** True when `addFile` only remembers the file (no copy), so writing elsewhere first costs nothing. */
+  readonly adoptsFiles: boolean;
+  incoming(): Promise<IncomingBlob>;
+  /** Adds a blob that already exists as a file (a layer cache hit). */
+  addFile(digest: string, size: number, file: string): Promise<void>;
+  putBytes(data: Uint8Array): Promise<{ digest: string; size: number }>;
+}
+
 /** A content-addressed directory of blobs, laid out as an OCI layout's blobs/. */
-export class BlobStore {
+export class BlobStore implements BlobTarget {
+  readonly adoptsFiles = true;
   /** Blobs kept elsewhere (the layer cache), by digest. */
   private readonly adopted = new Map<string, string>();
 
@@ -28,6 +43,11 @@ export class BlobStore {
   /** Serves a blob from a file outside the store, without copying it. */
   adopt(digest: string, file: string): void {
     this.adopted.set(digest, file);
+  }
+
+  addFile(digest: string, _size: number, file: string): Promise<void> {
+    this.adopt(digest, file);
+    return Promise.resolve();
   }
 
   /**

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { BlobStore } from './blob-store.js';
+import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
 import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
@@ -127,33 +127,62 @@ export class LayerCache {
 }
 
 export interface CachedLayerResult extends LayerBlob {
-  /** The blob's file. */
-  path: string;
   cached: boolean;
 }
 
+/** One blob written to two places at once: the output and the cache. */
+function tee(first: IncomingBlob, second: IncomingBlob): IncomingBlob {
+  return {
+    write: async (data) => {
+      await Promise.all([first.write(data), second.write(data)]);
+    },
+    commit: async (digest) => {
+      await first.commit(digest);
+      return second.commit(digest);
+    },
+    abort: async () => {
+      await Promise.all([first.abort(), second.abort()]);
+    },
+  };
+}
+
 /**
- * Writes a layer into `store`, or with a cache, takes it from the cache
- * (the store then serves the cached file, uncopied) or writes it into the
- * cache and records it. A layer whose files changed while it was written
- * is not recorded.
+ * Writes a layer into `target`, or with a cache, takes it from the cache
+ * or writes it into the cache and records it. A staging store serves
+ * cached files uncopied; an output archive gets the bytes as they are
+ * made, while the same bytes go to the cache. A layer whose files changed
+ * while it was written is not recorded.
  */
 export async function writeLayerCached(
   nodes: readonly FsNode[],
-  store: BlobStore,
+  target: BlobTarget,
   options: LayerOptions,
   cache: LayerCache | undefined,
   contentKeyed: readonly string[] = [],
 ): Promise<CachedLayerResult> {
-  if (!cache) return { ...(await writeLayer(nodes, store, options)), cached: false };
+  if (!cache) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
   const key = await cache.key(nodes, options, contentKeyed);
   const hit = await cache.lookup(key);
   if (hit) {
-    store.adopt(hit.digest, hit.path);
-    return { ...hit, cached: true };
+    await target.addFile(hit.digest, hit.size, hit.path);
+    return { ...withoutPath(hit), cached: true };
   }
-  const layer = await writeLayer(nodes, cache.blobs, options);
-  store.adopt(layer.digest, layer.path);
+  let layer: LayerBlob;
+  if (target.adoptsFiles) {
+    layer = await writeLayer(nodes, cache.blobs, options);
+    await target.addFile(layer.digest, layer.size, cache.blobs.pathOf(layer.digest));
+  } else {
+    const out = await target.incoming();
+    const cached = await cache.blobs.incoming().catch(async (error: unknown) => {
+      await out.abort();
+      throw error;
+    });
+    layer = await writeLayer(nodes, tee(out, cached), options);
+  }
   if ((await cache.key(nodes, options, contentKeyed)) === key) await cache.record(key, layer);
-  return { ...layer, cached: false };
+  return { ...withoutPath(layer), cached: false };
+}
+
+function withoutPath(layer: LayerBlob & { path?: string }): LayerBlob {
+  return { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId };
 }

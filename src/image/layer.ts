@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { BlobStore } from './blob-store.js';
+import type { BlobTarget, IncomingBlob } from './blob-store.js';
 import { ParallelGzip } from './compress/parallel-gzip.js';
 import { ZSTD_DEFAULT_LEVEL, ZstdProcess } from './compress/zstd.js';
 import { tarChunks } from './tar-writer.js';
@@ -59,11 +59,11 @@ interface Compressor {
  * (in parallel), sha256 (digest), disk. Files are read once, in large
  * blocks; only a bounded window of blocks is in memory.
  */
-export async function writeLayer(nodes: readonly FsNode[], store: BlobStore, options: LayerOptions): Promise<LayerBlob & { path: string }> {
+export async function writeLayer(nodes: readonly FsNode[], target: BlobTarget | IncomingBlob, options: LayerOptions): Promise<LayerBlob & { path?: string }> {
   const level = effectiveLevel(options.compression, options.level);
   const diff = createHash('sha256');
   const compressed = options.compression === 'none' ? undefined : createHash('sha256');
-  const out = await store.incoming();
+  const out = 'incoming' in target ? await target.incoming() : target;
   let size = 0;
   const sink = (data: Buffer): Promise<void> => {
     compressed?.update(data);
@@ -91,7 +91,7 @@ export async function writeLayer(nodes: readonly FsNode[], store: BlobStore, opt
     // Uncompressed, the blob is the tar itself: one hash serves both.
     const digest = compressed ? `sha256:${compressed.digest('hex')}` : diffId;
     const path = await out.commit(digest);
-    return { mediaType: layerMediaType(options.compression), digest, size, diffId, path };
+    return { mediaType: layerMediaType(options.compression), digest, size, diffId, ...(path !== undefined ? { path } : {}) };
   } catch (error) {
     compressor.kill?.();
     await out.abort();

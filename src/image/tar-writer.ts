@@ -162,18 +162,24 @@ export async function* tarChunks(nodes: readonly FsNode[]): AsyncGenerator<Buffe
       yield Buffer.from(node.source.data);
     } else {
       const handle = await open(node.source.path, 'r');
+      // One read ahead: the next block is read while the consumer hashes and compresses this one.
+      const readBlock = (length: number): Promise<{ bytesRead: number; buffer: Buffer }> => handle.read(Buffer.allocUnsafe(length), 0, length, null);
+      let ahead: Promise<{ bytesRead: number; buffer: Buffer }> | undefined;
       try {
         let left = node.size;
-        while (left > 0) {
-          const buffer = Buffer.allocUnsafe(Math.min(READ_SIZE, left));
-          const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+        if (left > 0) ahead = readBlock(Math.min(READ_SIZE, left));
+        while (ahead) {
+          const { bytesRead, buffer } = await ahead;
+          ahead = undefined;
           if (bytesRead === 0) throw changedSize(node);
           left -= bytesRead;
+          if (left > 0) ahead = readBlock(Math.min(READ_SIZE, left));
           yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
         }
         const probe = Buffer.alloc(1);
         if ((await handle.read(probe, 0, 1, null)).bytesRead !== 0) throw changedSize(node);
       } finally {
+        await ahead?.catch(() => undefined);
         await handle.close();
       }
     }

@@ -23,8 +23,8 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
     skipSpaces();
     const scheme = token();
     if (scheme === '') break;
-    const challenge: Challenge = { scheme: scheme.toLowerCase(), params: {} };
-    challenges.push(challenge);
+    // A Map, so a parameter named "__proto__" stays a parameter.
+    const params = new Map<string, string>();
     while (i < header.length) {
       skipSpaces();
       const save = i;
@@ -51,8 +51,9 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
         while (i < header.length && header[i] !== ',') i++;
         value = header.slice(start, i).trim();
       }
-      challenge.params[key.toLowerCase()] = value;
+      params.set(key.toLowerCase(), value);
     }
+    challenges.push({ scheme: scheme.toLowerCase(), params: Object.fromEntries(params) });
   }
   return challenges;
 }

@@ -255,8 +255,11 @@ describe('multi-stage builds', () => {
     assert.equal(copies(plan)[0]?.fromStage, 'k');
   });
 
-  test('--from naming an image, this stage, a later stage or a missing index is refused', () => {
-    fails('FROM scratch\nCOPY --from=alpine:3 /a /a\n', /--from=alpine:3 needs registry support; not available yet/, 2, 6);
+  test('--from naming no stage is an image the build pulls', () => {
+    assert.equal(copies(lines('FROM scratch', 'COPY --from=alpine:3 /a /a'))[0]?.fromStage, 'alpine:3');
+  });
+
+  test('--from naming this stage, a later stage or a missing index is refused', () => {
     fails('FROM scratch AS a\nCOPY --from=a /a /a\n', /refers to this stage itself/, 2, 6);
     fails('FROM scratch\nCOPY --from=0 /a /a\n', /refers to this stage itself/, 2, 6);
     fails('FROM scratch\nCOPY --from=3 /a /a\n', /there is no stage 3/, 2, 6);

@@ -44,7 +44,7 @@ function sampleTree(): FsNode[] {
 async function layerTar(nodes: FsNode[]): Promise<string> {
   const store = new BlobStore(path.join(work, `store-${Math.random().toString(16).slice(2)}`));
   const layer = await writeLayer(nodes, store, { compression: 'none' });
-  return layer.path;
+  return store.pathOf(layer.digest);
 }
 
 before(async () => {

@@ -1,0 +1,120 @@
+import path from 'node:path';
+import type { ImageFilesystem } from '../image/filesystem.js';
+import type { FsNode } from '../image/tree.js';
+import type { SourcePosition } from '../errors.js';
+import type { BuildPlan, FsOp } from '../plan/types.js';
+import { shortUruncKey } from '../plan/urunc-keys.js';
+import { flattenLayers } from './extract.js';
+import { pullImage, type PullOptions, type PulledImage } from './pull.js';
+
+const ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'amd64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
+
+/** The architecture base images are pulled for: --platform, else the file's, else this machine's. */
+export function pullArchitecture(plan: BuildPlan, platform: string | undefined): string {
+  if (platform && ARCHITECTURES[platform]) return ARCHITECTURES[platform] as string;
+  if (plan.architecture) return plan.architecture.value;
+  return process.arch === 'arm64' ? 'arm64' : 'amd64';
+}
+
+function copySources(ops: readonly FsOp[]): string[] {
+  return ops.flatMap((op) => (op.kind === 'copy' ? (op.fromStage !== undefined ? [op.fromStage] : []) : copySources(op.entries)));
+}
+
+/**
+ * Every registry image a plan reads: its bases (FROM, kernel.from,
+ * rootfs.from) and `COPY --from=<image>` sources, which the frontend lets
+ * through only when no stage has that name.
+ */
+export function imagesOf(plan: BuildPlan): Array<{ reference: string; at?: SourcePosition }> {
+  const stageNames = new Set(plan.stages.flatMap((s, i) => [String(i), ...(s.name ? [s.name] : [])]));
+  const found = new Map<string, { reference: string; at?: SourcePosition }>();
+  for (const base of [...plan.stages.map((s) => s.base), plan.base]) {
+    if (base.kind === 'image' && !found.has(base.reference)) found.set(base.reference, { reference: base.reference, ...(base.at ? { at: base.at } : {}) });
+  }
+  for (const source of [...plan.stages.flatMap((s) => copySources(s.ops)), ...copySources(plan.ops)]) {
+    if (!stageNames.has(source) && !found.has(source)) found.set(source, { reference: source });
+  }
+  return [...found.values()];
+}
+
+/** Images `COPY --from=` reads: sources that name no stage. */
+export function copySourceImages(plan: BuildPlan): Set<string> {
+  const stageNames = new Set(plan.stages.flatMap((s, i) => [String(i), ...(s.name ? [s.name] : [])]));
+  return new Set([...plan.stages.flatMap((s) => copySources(s.ops)), ...copySources(plan.ops)].filter((source) => !stageNames.has(source)));
+}
+
+/** Pulls (or finds in the cache) every image the plan reads, by the reference it is written as. */
+export async function pullPlanImages(plan: BuildPlan, options: Omit<PullOptions, 'architecture' | 'monitor'> & { platform?: string }): Promise<Map<string, PulledImage>> {
+  const architecture = pullArchitecture(plan, options.platform);
+  const monitor = plan.urunc.hypervisor?.value;
+  const pulled = new Map<string, PulledImage>();
+  for (const { reference, at } of imagesOf(plan)) {
+    pulled.set(reference, await pullImage(reference, { ...options, architecture, ...(monitor ? { monitor } : {}), ...(at ? { at } : {}) }));
+  }
+  return pulled;
+}
+
+/**
+ * The plan with the base image's config underneath, as bunny keeps it: Cmd
+ * and Entrypoint only when the input gives none, envs appended, labels and
+ * urunc values inherited unless the input sets them.
+ */
+export function inheritBaseConfig(plan: BuildPlan, base: PulledImage | undefined): BuildPlan {
+  if (!base) return plan;
+  const from = base.config.config ?? {};
+  const config = { ...plan.config };
+  config.env = [...(from.Env ?? []), ...plan.config.env];
+  const givesProcess = plan.config.cmd !== undefined || plan.config.entrypoint !== undefined;
+  if (!givesProcess) {
+    if (from.Cmd && from.Cmd.length > 0) config.cmd = { value: from.Cmd };
+    if (from.Entrypoint && from.Entrypoint.length > 0) config.entrypoint = { value: from.Entrypoint };
+  } else if (plan.config.entrypoint === undefined && from.Entrypoint && from.Entrypoint.length > 0) {
+    config.entrypoint = { value: from.Entrypoint };
+  }
+  if (config.workingDir === undefined && from.WorkingDir) config.workingDir = from.WorkingDir;
+  if (config.user === undefined && from.User) config.user = from.User;
+  if (config.stopSignal === undefined && from.StopSignal) config.stopSignal = from.StopSignal;
+  config.exposedPorts = [...new Set([...Object.keys(from.ExposedPorts ?? {}), ...plan.config.exposedPorts])];
+  config.volumes = [...new Set([...Object.keys(from.Volumes ?? {}), ...plan.config.volumes])];
+  const labels: Record<string, string> = {};
+  const urunc = { ...plan.urunc };
+  const inherited: Record<string, string> = {};
+  for (const [key, value] of [...Object.entries(from.Labels ?? {}), ...Object.entries(base.manifestAnnotations)]) {
+    const short = shortUruncKey(key);
+    if (short) inherited[short] = value;
+    else if (Object.prototype.hasOwnProperty.call(from.Labels ?? {}, key)) labels[key] = value;
+  }
+  // Values the input wrote carry a position; the frontends' defaults (bunny's qemu, linux...) do not, and give way to the base's.
+  const written = (key: string): boolean => urunc[key]?.at !== undefined;
+  const mirror: Record<string, string> = { mountRootfs: 'useDMBlock', useDMBlock: 'mountRootfs' };
+  for (const [key, value] of Object.entries(inherited)) {
+    // New process args make the base's cmdline stale; finalize derives it again.
+    if (key === 'cmdline' && givesProcess) continue;
+    if (written(key)) continue;
+    const other = mirror[key];
+    if (other !== undefined) {
+      // mountRootfs and useDMBlock name one setting: the input's choice of either wins.
+      if (written(other)) continue;
+      delete urunc[other];
+    }
+    urunc[key] = { value };
+  }
+  config.labels = { ...labels, ...plan.config.labels };
+  return { ...plan, config, urunc };
+}
+
+/** The layers of a base image as descriptors the new manifest lists first. */
+export function baseLayers(base: PulledImage): Array<{ mediaType: string; digest: string; size: number; diffId: string; file: string }> {
+  return base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: l.diffId, file: l.file }));
+}
+
+/**
+ * Puts a base image's flattened files into a filesystem and returns those
+ * nodes, so the image writer can leave them out of the new layers (they
+ * are already in the base's layers underneath).
+ */
+export async function seedFilesystem(target: ImageFilesystem, base: PulledImage, dataDir: string): Promise<Set<FsNode>> {
+  const nodes = await flattenLayers(base.layers, path.join(dataDir, base.manifestDigest.slice(7, 23)), base.reference.display);
+  for (const node of nodes) target.put(node);
+  return new Set(nodes);
+}

@@ -1,0 +1,164 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { LapinError } from '../errors.js';
+import { comparePaths, type FsNode } from '../image/tree.js';
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** The first bytes of a layer say how it is compressed, whatever its media type claims. */
+async function compressionOf(file: string): Promise<'gzip' | 'zstd' | 'none'> {
+  const handle = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    await handle.read(head, 0, 4, 0);
+    if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+    if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    return 'none';
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A tar entry name as a tree path ("a/b"), or an error when it would land
+ * outside the root: any ".." component is refused, whatever it resolves to.
+ */
+export function safeEntryPath(name: string, image: string): string {
+  const trimmed = name.replace(/^(?:\.?\/)+/, '').replace(/\/+$/, '');
+  const parts = trimmed.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) {
+    throw new LapinError(`${image} has a layer entry ${JSON.stringify(name)} that climbs out of the root with ".."; refusing the image`, {
+      hint: 'a hostile or broken image; use another base',
+    });
+  }
+  return parts.join('/');
+}
+
+/**
+ * Refuses a symlink whose target climbs above the root from where the link
+ * is ("../../etc" from /a). Absolute targets are read inside the image, as
+ * the guest reads them; an absolute target with ".." past "/" is refused too.
+ */
+export function checkLinkTarget(linkPath: string, target: string, image: string): void {
+  const start = target.startsWith('/') ? [] : linkPath.split('/').slice(0, -1);
+  const stack = [...start];
+  for (const part of target.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (stack.length === 0) {
+        throw new LapinError(`${image} has a symlink /${linkPath} -> ${target} that points outside the root; refusing the image`, {
+          hint: 'a hostile or broken image; use another base',
+        });
+      }
+      stack.pop();
+    } else {
+      stack.push(part);
+    }
+  }
+}
+
+/**
+ * Applies layers in order into one tree, honouring whiteouts (".wh.NAME"
+ * removes NAME from the layers below; ".wh..wh..opq" empties its directory
+ * of them). File data is written under `dataDir`; the nodes point at it.
+ */
+export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string }>, dataDir: string, image: string): Promise<FsNode[]> {
+  await mkdir(dataDir, { recursive: true });
+  const tree = new Map<string, FsNode>();
+  let counter = 0;
+  const removeBelow = (p: string, keep: Set<string>): void => {
+    for (const key of [...tree.keys()]) {
+      if ((key === p || key.startsWith(`${p}/`)) && !keep.has(key)) tree.delete(key);
+    }
+  };
+  for (const layer of layers) {
+    const compression = await compressionOf(layer.file);
+    if (compression === 'zstd') throw new LapinError(`${image} has a zstd layer (${layer.digest}); lapin reads gzip and plain layers of base images`);
+    const added = new Set<string>();
+    const extract = tar.extract();
+    const done = pipeline(
+      compression === 'gzip' ? [createReadStream(layer.file), createGunzip(), extract] : [createReadStream(layer.file), extract],
+    );
+    extract.on('entry', (header, stream, next) => {
+      const handle = async (): Promise<void> => {
+        const entryPath = safeEntryPath(header.name, image);
+        const base = path.posix.basename(entryPath);
+        const parent = path.posix.dirname(entryPath) === '.' ? '' : path.posix.dirname(entryPath);
+        if (base === OPAQUE) {
+          for (const key of [...tree.keys()]) {
+            if (parent === '' || key.startsWith(`${parent}/`)) if (!added.has(key)) tree.delete(key);
+          }
+          stream.resume();
+          return;
+        }
+        if (base.startsWith(WHITEOUT)) {
+          removeBelow(parent === '' ? base.slice(WHITEOUT.length) : `${parent}/${base.slice(WHITEOUT.length)}`, added);
+          stream.resume();
+          return;
+        }
+        if (entryPath === '') {
+          stream.resume();
+          return;
+        }
+        const common = {
+          path: entryPath,
+          mode: (header.mode ?? 0o644) & 0o7777,
+          uid: header.uid ?? 0,
+          gid: header.gid ?? 0,
+          mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+        };
+        let node: FsNode | undefined;
+        if (header.type === 'file' || header.type === 'contiguous-file') {
+          const file = path.join(dataDir, String(counter++));
+          await pipeline(stream, createWriteStream(file));
+          node = { ...common, type: 'file', size: header.size ?? 0, source: { kind: 'path', path: file } };
+        } else {
+          stream.resume();
+          if (header.type === 'directory') node = { ...common, type: 'dir' };
+          else if (header.type === 'symlink') {
+            checkLinkTarget(entryPath, header.linkname ?? '', image);
+            node = { ...common, type: 'symlink', target: header.linkname ?? '' };
+          } else if (header.type === 'link') {
+            const target = safeEntryPath(header.linkname ?? '', image);
+            const targetNode = tree.get(target);
+            if (targetNode?.type !== 'file') {
+              throw new LapinError(`${image} has a hard link /${entryPath} to /${target}, which is not a file before it; refusing the image`);
+            }
+            // A copy of the node keeps the layers below independent of this link.
+            node = { ...targetNode, ...common, type: 'file' };
+          }
+          // Devices and FIFOs have no use in a unikernel image's rootfs; they are left out.
+        }
+        if (!node) return;
+        const existing = tree.get(entryPath);
+        if (existing && existing.type === 'dir' && node.type !== 'dir') removeBelow(entryPath, new Set());
+        // Parents a layer leaves out still have to exist.
+        const parts = entryPath.split('/');
+        for (let i = 1; i < parts.length; i++) {
+          const dir = parts.slice(0, i).join('/');
+          const present = tree.get(dir);
+          if (!present || present.type !== 'dir') {
+            tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime: common.mtime });
+            added.add(dir);
+          }
+        }
+        tree.set(entryPath, node);
+        added.add(entryPath);
+      };
+      handle().then(
+        () => next(),
+        (error: unknown) => {
+          stream.resume();
+          extract.destroy(error as Error);
+        },
+      );
+    });
+    await done;
+  }
+  return [...tree.values()].sort((a, b) => comparePaths(a.path, b.path));
+}

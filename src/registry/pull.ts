@@ -1,0 +1,315 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { LapinError, type SourcePosition } from '../errors.js';
+import { defaultCacheDir } from '../image/layer-cache.js';
+import { parseReference } from '../image/reference.js';
+import { repositoryScope } from './auth.js';
+import { NetworkError, RegistryStatusError, type RegistryClient } from './client.js';
+import { clientFor, type PushOptions } from './push.js';
+import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
+
+export type PullPolicy = 'missing' | 'always' | 'never';
+
+const MEDIA_OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const MEDIA_OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+const MEDIA_DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
+const MEDIA_DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
+const ACCEPT = [MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST].join(', ');
+
+/** A name to pull: NAME[:TAG][@DIGEST]. */
+export interface PullReference {
+  domain: string;
+  path: string;
+  tag: string;
+  digest?: string;
+  /** domain/path:tag or domain/path@digest, for messages. */
+  display: string;
+}
+
+export function parsePullReference(text: string): PullReference {
+  const at = text.indexOf('@');
+  const namePart = at < 0 ? text : text.slice(0, at);
+  const digest = at < 0 ? undefined : text.slice(at + 1);
+  if (digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+    throw new LapinError(`invalid image reference ${JSON.stringify(text)}: ${JSON.stringify(digest)} is not a sha256 digest`);
+  }
+  const reference = parseReference(namePart);
+  const display = digest ? `${reference.domain}/${reference.path}@${digest}` : `${reference.domain}/${reference.path}:${reference.tag}`;
+  return { ...reference, ...(digest ? { digest } : {}), display };
+}
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os?: string; architecture?: string; variant?: string };
+}
+
+/** The parts of an image config lapin reads from a base. */
+export interface BaseConfig {
+  architecture?: string;
+  os?: string;
+  config?: {
+    Env?: string[];
+    Cmd?: string[];
+    Entrypoint?: string[];
+    WorkingDir?: string;
+    User?: string;
+    Labels?: Record<string, string>;
+    ExposedPorts?: Record<string, unknown>;
+    Volumes?: Record<string, unknown>;
+    StopSignal?: string;
+  };
+  rootfs?: { diff_ids?: string[] };
+  history?: Array<{ created_by?: string; empty_layer?: boolean }>;
+}
+
+/** A pulled image: every blob is in the cache and matched its digest. */
+export interface PulledImage {
+  reference: PullReference;
+  manifestDigest: string;
+  manifestAnnotations: Record<string, string>;
+  config: BaseConfig;
+  configDescriptor: Descriptor;
+  layers: Array<Descriptor & { diffId: string; file: string }>;
+  /** Whether anything came over the network. */
+  fetched: boolean;
+}
+
+export interface PullOptions extends PushOptions {
+  policy?: PullPolicy;
+  /** Default: the layer cache's directory ($LAPIN_CACHE_DIR, $XDG_CACHE_HOME/lapin, ~/.cache/lapin). */
+  cacheDir?: string;
+  architecture: string;
+  /** The urunc monitor: unikraft.org images are published per monitor (os qemu or fc), as bunny pulls them. */
+  monitor?: string;
+  at?: SourcePosition;
+}
+
+/** The platform os an image index lists for this pull: qemu/fc for unikraft.org, linux otherwise. */
+export function platformOs(domain: string, monitor: string | undefined): string {
+  if (domain === 'unikraft.org' || domain.endsWith('.unikraft.org')) return monitor === 'firecracker' ? 'fc' : 'qemu';
+  return 'linux';
+}
+
+/** The content-addressed cache of pulled blobs and the tags they were pulled under. */
+class PullCache {
+  constructor(readonly root: string) {}
+
+  blobPath(digest: string): string {
+    return path.join(this.root, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await stat(this.blobPath(digest)).catch(() => undefined))?.isFile() === true;
+  }
+
+  private refPath(reference: PullReference, os: string, architecture: string): string {
+    const key = createHash('sha256').update(`${reference.domain}/${reference.path}:${reference.tag}\n${os}/${architecture}`).digest('hex');
+    return path.join(this.root, 'refs', key);
+  }
+
+  async readRef(reference: PullReference, os: string, architecture: string): Promise<string | undefined> {
+    const text = await readFile(this.refPath(reference, os, architecture), 'utf8').catch(() => undefined);
+    return text && /^sha256:[0-9a-f]{64}$/.test(text.trim()) ? text.trim() : undefined;
+  }
+
+  async writeRef(reference: PullReference, os: string, architecture: string, digest: string): Promise<void> {
+    const file = this.refPath(reference, os, architecture);
+    await mkdir(path.dirname(file), { recursive: true });
+    const temporary = `${file}.${randomBytes(6).toString('hex')}`;
+    await writeFile(temporary, digest);
+    await rename(temporary, file);
+  }
+
+  async putVerified(digest: string, data: Uint8Array): Promise<void> {
+    const file = this.blobPath(digest);
+    await mkdir(path.dirname(file), { recursive: true });
+    const temporary = `${file}.${randomBytes(6).toString('hex')}`;
+    await writeFile(temporary, data);
+    await rename(temporary, file);
+  }
+}
+
+function sha256(data: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** Counts and hashes what passes, so a blob is checked before it is filed. */
+class Verifier extends Transform {
+  readonly hash = createHash('sha256');
+  size = 0;
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    callback(null, chunk);
+  }
+}
+
+/**
+ * Pulls an image for a build: resolves an index to the platform, checks
+ * every manifest and blob against its digest, and keeps them in a
+ * content-addressed cache so a second build pulls nothing.
+ */
+export async function pullImage(text: string, options: PullOptions): Promise<PulledImage> {
+  const reference = parsePullReference(text);
+  const policy = options.policy ?? 'missing';
+  const cache = new PullCache(path.join(options.cacheDir ?? defaultCacheDir(), 'registry'));
+  const os = platformOs(reference.domain, options.monitor);
+  const architecture = options.architecture;
+  const where = options.at ? { at: options.at } : {};
+  const emit = (message: string): void => options.onEvent?.({ kind: 'step', message });
+
+  if (policy !== 'always') {
+    const digest = reference.digest ?? (await cache.readRef(reference, os, architecture));
+    if (digest && (await cache.has(digest))) {
+      const local = await fromCache(cache, reference, digest, os, architecture).catch(() => undefined);
+      if (local) {
+        emit(`using ${reference.display} from the cache (${digest})`);
+        return local;
+      }
+    }
+    if (policy === 'never') {
+      throw new LapinError(`${reference.display} is not in the cache and --pull=never forbids pulling it`, { ...where, hint: 'pull it once with --pull=missing' });
+    }
+  }
+
+  const client = clientFor(reference.domain, options);
+  const scopes = [repositoryScope(reference.path, 'pull')];
+  let manifestBytes: Buffer;
+  let manifestDigest: string;
+  try {
+    ({ bytes: manifestBytes, digest: manifestDigest } = await fetchManifest(client, reference, reference.digest ?? reference.tag, scopes));
+  } catch (error) {
+    if (error instanceof RegistryStatusError && error.status === 404) {
+      throw new LapinError(`${reference.display} was not found in ${reference.domain}`, { ...where, hint: 'check the name and tag' });
+    }
+    throw error;
+  }
+  let manifest = JSON.parse(manifestBytes.toString('utf8')) as { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
+  if (Array.isArray(manifest.manifests)) {
+    const chosen = choosePlatform(manifest.manifests, os, architecture);
+    if (!chosen) {
+      const offered = manifest.manifests.map((m) => `${m.platform?.os ?? '?'}/${m.platform?.architecture ?? '?'}`).join(', ');
+      throw new LapinError(`${reference.display} has no image for ${os}/${architecture} (it has ${offered || 'none'})`, { ...where, hint: 'pick another image or --platform' });
+    }
+    await cache.putVerified(manifestDigest, manifestBytes);
+    ({ bytes: manifestBytes, digest: manifestDigest } = await fetchManifest(client, reference, chosen.digest, scopes));
+    manifest = JSON.parse(manifestBytes.toString('utf8')) as typeof manifest;
+  }
+  if (!manifest.config || !Array.isArray(manifest.layers)) {
+    throw new LapinError(`${reference.display} is not an image manifest (mediaType ${manifest.mediaType ?? 'unknown'})`, where);
+  }
+  await cache.putVerified(manifestDigest, manifestBytes);
+  emit(`pulling ${reference.display} (${manifestDigest})`);
+  for (const blob of [manifest.config, ...manifest.layers]) {
+    if (!(await cache.has(blob.digest))) await fetchBlob(client, reference, blob, cache, options);
+  }
+  if (!reference.digest) await cache.writeRef(reference, os, architecture, manifestDigest);
+  const pulled = await fromCache(cache, reference, manifestDigest, os, architecture);
+  return { ...pulled, fetched: true };
+}
+
+async function fetchManifest(client: RegistryClient, reference: PullReference, tagOrDigest: string, scopes: string[]): Promise<{ bytes: Buffer; digest: string }> {
+  const response = await client.request({
+    method: 'GET',
+    target: `/v2/${reference.path}/manifests/${tagOrDigest}`,
+    headers: { accept: ACCEPT },
+    scopes,
+    accept: [200],
+    what: `fetching the manifest of ${reference.display}`,
+  });
+  const bytes = Buffer.from(await response.arrayBuffer());
+  const actual = sha256(bytes);
+  const expected = tagOrDigest.startsWith('sha256:') ? tagOrDigest : response.headers.get('docker-content-digest');
+  if (expected && expected !== actual) {
+    throw new LapinError(`the manifest of ${reference.display} from ${client.host} does not match its digest (expected ${expected}, got ${actual}); refusing it`, {
+      hint: 'something between lapin and the registry changed the data; try again, or check the proxy',
+    });
+  }
+  return { bytes, digest: actual };
+}
+
+function choosePlatform(manifests: Descriptor[], os: string, architecture: string): Descriptor | undefined {
+  const matches = manifests.filter((m) => m.platform?.os === os && m.platform.architecture === architecture);
+  return matches.find((m) => architecture !== 'arm64' || m.platform?.variant === undefined || m.platform.variant === 'v8') ?? matches[0];
+}
+
+async function fetchBlob(client: RegistryClient, reference: PullReference, blob: Descriptor, cache: PullCache, options: PullOptions): Promise<void> {
+  const retry = options.retry ?? DEFAULT_RETRY;
+  const file = cache.blobPath(blob.digest);
+  await mkdir(path.dirname(file), { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    const temporary = `${file}.incoming-${randomBytes(6).toString('hex')}`;
+    try {
+      const response = await client.request({
+        method: 'GET',
+        target: `/v2/${reference.path}/blobs/${blob.digest}`,
+        scopes: [repositoryScope(reference.path, 'pull')],
+        accept: [200],
+        what: `fetching blob ${blob.digest} of ${reference.display}`,
+      });
+      if (!response.body) throw new LapinError(`${client.host} sent no data for blob ${blob.digest}`);
+      const verifier = new Verifier();
+      let done = 0;
+      const progress = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          done += chunk.length;
+          options.onEvent?.({ kind: 'progress', id: `pull-${blob.digest}`, message: `pull ${blob.digest.slice(7, 19)}`, done, total: blob.size });
+          callback(null, chunk);
+        },
+      });
+      await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), progress, verifier, createWriteStream(temporary));
+      const actual = `sha256:${verifier.hash.digest('hex')}`;
+      if (actual !== blob.digest || verifier.size !== blob.size) {
+        throw new LapinError(`blob ${blob.digest} of ${reference.display} from ${client.host} does not match its digest (got ${actual}, ${verifier.size} of ${blob.size} bytes); refusing it`, {
+          hint: 'something between lapin and the registry changed the data; nothing was used or cached',
+        });
+      }
+      await rename(temporary, file);
+      return;
+    } catch (error) {
+      await rm(temporary, { force: true });
+      const transient = (error instanceof NetworkError && error.transient) || (!(error instanceof LapinError) && error instanceof Error);
+      if (!transient || attempt + 1 >= retry.attempts) {
+        if (error instanceof LapinError) throw error;
+        throw new LapinError(`fetching blob ${blob.digest} of ${reference.display} failed: ${(error as Error).message}`);
+      }
+      await sleep(backoffDelay(attempt, retry));
+    }
+  }
+}
+
+/** Reads an image back from the cache, checking that every blob it needs is there. */
+async function fromCache(cache: PullCache, reference: PullReference, manifestDigest: string, os: string, architecture: string): Promise<PulledImage> {
+  let bytes = await readFile(cache.blobPath(manifestDigest));
+  let digest = manifestDigest;
+  let manifest = JSON.parse(bytes.toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
+  if (Array.isArray(manifest.manifests)) {
+    const chosen = choosePlatform(manifest.manifests, os, architecture);
+    if (!chosen) throw new Error('no platform in the cached index');
+    bytes = await readFile(cache.blobPath(chosen.digest));
+    digest = chosen.digest;
+    manifest = JSON.parse(bytes.toString('utf8')) as typeof manifest;
+  }
+  if (sha256(bytes) !== digest || !manifest.config || !manifest.layers) throw new Error('cached manifest is damaged');
+  const configBytes = await readFile(cache.blobPath(manifest.config.digest));
+  if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');
+  const config = JSON.parse(configBytes.toString('utf8')) as BaseConfig;
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) {
+    throw new LapinError(`${reference.display} lists ${manifest.layers.length} layers but its config has ${diffIds.length} diff_ids`);
+  }
+  const layers: PulledImage['layers'] = [];
+  for (const [index, layer] of manifest.layers.entries()) {
+    if (!(await cache.has(layer.digest))) throw new Error('cached layer missing');
+    layers.push({ ...layer, diffId: diffIds[index] as string, file: cache.blobPath(layer.digest) });
+  }
+  return { reference, manifestDigest: digest, manifestAnnotations: manifest.annotations ?? {}, config, configDescriptor: manifest.config, layers, fetched: false };
+}
