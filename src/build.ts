@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,8 +9,9 @@ import { requireFreshDirectory, trackTemporary, untrackTemporary } from './expor
 import { writeLayoutDirectory } from './export/layout-dir.js';
 import { writeLocalDirectory } from './export/local-dir.js';
 import type { PushOptions } from './registry/push.js';
-import { baseLayers, copySourceImages, inheritBaseConfig, pullPlanImages, seedFilesystem } from './registry/base.js';
-import type { PullPolicy, PulledImage } from './registry/pull.js';
+import { baseLayers, copySourceImages, inheritBaseConfig, pullArchitecture, pullPlanImages, seedFilesystem } from './registry/base.js';
+import { relinkHardlinks } from './registry/extract.js';
+import { pullImage, type PullPolicy, type PulledImage } from './registry/pull.js';
 import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
@@ -36,7 +36,6 @@ import { FILE_KEYS } from './plan/rules.js';
 import { finalizeMetadata } from './plan/finalize.js';
 import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
-import { writeCpioNewc } from './rootfs/cpio.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
 import { writeRootfsImage } from './rootfs/image.js';
 
@@ -45,7 +44,9 @@ export type OutputSpec =
   | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
   | { type: 'local'; dest: string }
   /** Push to a registry under `names`, or every -t name when absent. */
-  | { type: 'registry'; dest?: undefined; names?: string[] };
+  | { type: 'registry'; dest?: undefined; names?: string[] }
+  /** Hand the image to a local engine (--load): docker's API socket, or containerd through ctr. */
+  | { type: 'load'; dest?: undefined; engine: 'docker' | 'containerd'; namespace?: string; address?: string; snapshotter?: string };
 
 export type BuildEvent =
   | { kind: 'step'; message: string }
@@ -131,6 +132,12 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
   // Registry images the plan reads (FROM, kernel.from, COPY --from=IMAGE): pulled or found in the cache.
   const pulled = await pullPlanImages(compiled, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit });
+  // Images an initrd or block rootfs is made from (bunnyfile rootfs.from: IMAGE with that type), for the build's platform.
+  for (const op of [...compiled.stages.flatMap((s) => s.ops), ...compiled.ops]) {
+    if (op.kind === 'copy' || op.baseImage === undefined || pulled.has(op.baseImage.value)) continue;
+    const monitor = compiled.urunc.hypervisor?.value;
+    pulled.set(op.baseImage.value, await pullImage(op.baseImage.value, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), architecture: pullArchitecture(compiled, options.platform), ...(monitor ? { monitor } : {}), ...(op.baseImage.at ? { at: op.baseImage.at } : {}), onEvent: emit }));
+  }
   const finalBase = compiled.base.kind === 'image' ? pulled.get(compiled.base.reference) : undefined;
   const plan = inheritBaseConfig(compiled, finalBase);
 
@@ -195,6 +202,16 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         for (const item of pushed) {
           written.push({ type: 'registry', dest: item.name });
           emit({ kind: 'step', message: `pushed ${item.name}@${item.digest}` });
+        }
+        continue;
+      }
+      if (output.type === 'load') {
+        const { loadImage } = await import('./export/load.js');
+        const loaded = await loadImage(image, output, mtime);
+        const where = loaded.namespace !== undefined ? `${loaded.engine} (namespace ${loaded.namespace})` : loaded.engine;
+        for (const name of loaded.names) {
+          written.push({ type: 'load', dest: `${loaded.engine}:${name}` });
+          emit({ kind: 'step', message: `loaded into ${where} as ${name}` });
         }
         continue;
       }
@@ -324,22 +341,34 @@ async function applyOps(target: ImageFilesystem, ops: FsOp[], env: CopyEnvironme
   }
 }
 
-/** Builds a newc initrd from the op's entries and places it in the image. */
+/** A rootfs file's tree: the op's registry image flattened (whiteouts applied) when it names one, then its entries on top. */
+async function rootfsTree(op: InitrdOp | BlockOp, env: CopyEnvironment, context: AssembleContext): Promise<ImageFilesystem> {
+  const tree = new ImageFilesystem({ mtime: context.mtime });
+  let fromImage: Set<FsNode> | undefined;
+  if (op.baseImage !== undefined) {
+    const image = context.pulled?.get(op.baseImage.value);
+    if (!image) throw new LapinError(`internal: ${op.baseImage.value} was not pulled`);
+    fromImage = await seedFilesystem(tree, image, path.join(context.staging, 'base'));
+  }
+  for (const entry of op.entries) await applyCopy(tree, entry, env);
+  if (fromImage) relinkHardlinks(tree, fromImage);
+  return tree;
+}
+
+/** Builds a newc initrd from the op's image and entries and places it in the image. */
 async function applyInitrd(target: ImageFilesystem, op: InitrdOp, env: CopyEnvironment, context: AssembleContext): Promise<void> {
-  const initrd = new ImageFilesystem({ mtime: context.mtime });
-  for (const entry of op.entries) await applyCopy(initrd, entry, env);
-  const file = path.join(context.staging, `initrd-${randomBytes(6).toString('hex')}.cpio`);
-  const { size } = await writeCpioNewc(initrd.list(), createWriteStream(file));
+  const initrd = await rootfsTree(op, env, context);
+  const { file, size } = await writeRootfsImage(initrd, { kind: 'initrd' }, context);
+  if (op.baseImage) context.emit?.({ kind: 'step', message: `initrd rootfs ${op.destination}: ${initrd.size} entries, ${size} bytes, from ${op.baseImage.value}` });
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size, source: { kind: 'path', path: file } },
     op.at,
   );
 }
 
-/** Builds an ext image from the op's entries (e2fsprogs) and places it in the image. */
+/** Builds an ext image from the op's image and entries (e2fsprogs) and places it in the image. */
 async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnvironment, context: AssembleContext): Promise<void> {
-  const tree = new ImageFilesystem({ mtime: context.mtime });
-  for (const entry of op.entries) await applyCopy(tree, entry, env);
+  const tree = await rootfsTree(op, env, context);
   const size = context.rootfsSize ?? op.size?.value;
   let written;
   try {
@@ -352,7 +381,7 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
     }
     throw error;
   }
-  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${tree.size} entries, ${written.size} bytes` });
+  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${tree.size} entries, ${written.size} bytes${op.baseImage ? `, from ${op.baseImage.value}` : ''}` });
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size: written.size, source: { kind: 'path', path: written.file } },
     op.at,
@@ -503,6 +532,11 @@ async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: bool
       if ((output.names ?? names).length === 0) throw new UsageError('pushing needs an image name', 'add -t REGISTRY/NAME:TAG');
       continue;
     }
+    if (output.type === 'load') {
+      if (output.engine === 'containerd' && names.length === 0) throw new UsageError('--load=containerd needs an image name', 'add -t NAME[:TAG]');
+      await (await import('./export/load.js')).checkLoadTarget(output);
+      continue;
+    }
     const isDirectory = output.type === 'local' || output.tar === false;
     if (output.dest === '-') {
       if (isDirectory) throw new UsageError(`${output.type === 'local' ? 'type=local' : 'tar=false'} needs a directory as dest, not -`);
@@ -521,6 +555,7 @@ async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: bool
 
 function describeOutput(output: OutputSpec): string {
   if (output.type === 'registry') return 'registry';
+  if (output.type === 'load') return output.engine;
   if (output.type === 'local') return 'rootfs directory';
   return output.tar === false ? 'OCI layout directory' : `${output.type} archive`;
 }

@@ -24,9 +24,16 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
     .description('judge whether urunc can run an image, and on which paths')
     .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
     .option('--json', 'print the report as JSON (docs/inspect.md)')
-    .action(async (source: string, opts: { json?: boolean }) => {
+    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .action(async (source: string, opts: { json?: boolean; insecureRegistry?: string[] }) => {
       const [{ inspect }, { formatReport }] = await Promise.all([import('../inspect/inspect.js'), import('../inspect/format.js')]);
-      const report = await inspect(source);
+      // As for a build: --debug shows each registry request (method, URL without its query, status), never a header.
+      const debug = root.opts<{ debug?: boolean }>().debug === true;
+      const registry = {
+        insecureRegistries: opts.insecureRegistry ?? [],
+        ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
+      };
+      const report = await inspect(source, { registry });
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       setExitCode(report.runnable ? 0 : 1);
     });

@@ -59,6 +59,8 @@ export function parseOutput(spec: string): OutputSpec {
     const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : undefined;
     return { type: 'registry', ...(names && names.length > 0 ? { names } : {}) };
   }
+  // buildx: type=docker without dest loads into docker.
+  if (type === 'docker' && dest === undefined && fields.tar === undefined) return { type: 'load', engine: 'docker' };
   if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
   if (type === 'local') return { type: 'local', dest };
   if (type !== 'oci' && type !== 'docker') {
@@ -97,6 +99,7 @@ interface BuildCommandOptions {
   cache: boolean;
   progress: 'auto' | 'plain' | 'quiet';
   push?: boolean;
+  load?: string[];
   insecureRegistry?: string[];
   pull: 'missing' | 'always' | 'never';
 }
@@ -137,6 +140,7 @@ export function program(): Command {
     .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'quiet']).default('auto'))
     .option('-q, --quiet', 'print only the image digest')
     .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
+    .option('--load <engine>', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable', collect)
     .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', collect)
     .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
     .action(async (context: string, opts: BuildCommandOptions) => {
@@ -148,6 +152,10 @@ export function program(): Command {
       ]);
       const outputs = (opts.output ?? []).map(parseOutput);
       if (opts.push && !outputs.some((o) => o.type === 'registry')) outputs.push({ type: 'registry' });
+      if (opts.load) {
+        const { parseLoadSpec } = await import('../export/load.js');
+        for (const spec of opts.load) outputs.push({ type: 'load', ...parseLoadSpec(spec) });
+      }
       const toStdout = outputs.some((o) => o.dest === '-');
       const quiet = opts.quiet === true || opts.progress === 'quiet';
       const reporter = createReporter({ quiet, plain: opts.progress === 'plain' });
@@ -221,11 +229,23 @@ function describeUnexpected(error: unknown): string {
   return `${message} (run with --debug for details)`;
 }
 
+/**
+ * `--load` alone means docker, as with buildx, while `--load=containerd`
+ * names an engine. A bare `--load` of `lapin build` becomes `--load=docker`,
+ * so it never takes the context that follows as its value.
+ */
+export function normalizeLoadFlag(argv: string[]): string[] {
+  const command = argv.find((arg) => !arg.startsWith('-'));
+  if (command !== 'build') return argv;
+  const end = argv.indexOf('--');
+  return argv.map((arg, i) => (arg === '--load' && (end < 0 || i < end) ? '--load=docker' : arg));
+}
+
 export async function main(argv: string[]): Promise<number> {
   installSignalHandlers();
   const debug = argv.includes('--debug');
   try {
-    await program().parseAsync(argv, { from: 'user' });
+    await program().parseAsync(normalizeLoadFlag(argv), { from: 'user' });
     return commandExitCode;
   } catch (error) {
     removePendingSync();

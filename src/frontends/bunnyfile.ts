@@ -258,16 +258,10 @@ function parseInclude(reader: Reader, node: unknown, fallback: SourcePosition): 
   return reader.fail('an include entry must be a "source:destination" string or a mapping with from, source and destination', at);
 }
 
+/** An include as a copy: from the build context, or (`from: <image>`) out of the pulled image's files. */
 function includeCopy(include: Include): CopyOp {
-  return { kind: 'copy', sources: [include.source], destination: include.destination, at: include.at };
-}
-
-/** Refuses includes that would copy out of an image. */
-function localIncludes(reader: Reader, includes: Include[]): CopyOp[] {
-  for (const include of includes) {
-    if (include.from.kind === 'image') reader.fail(`including ${include.source} from image ${include.from.reference} is not supported`, include.at, REGISTRY_HINT);
-  }
-  return includes.map(includeCopy);
+  const fromImage = include.from.kind === 'image' ? { fromStage: include.from.reference } : {};
+  return { kind: 'copy', sources: [include.source], destination: include.destination, ...fromImage, at: include.at };
 }
 
 /** Compiles a bunnyfile into a BuildPlan; every problem is a LapinError with a position. */
@@ -378,8 +372,15 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   if (includes.length > 0 && rootfsFrom.kind === 'local') {
     reader.fail('rootfs.include cannot be combined with rootfs.from: local', includeAt, 'drop from (scratch) to build the rootfs from the included files');
   }
-  if (includes.length > 0 && rootfsFrom.kind === 'image' && explicitType !== 'raw') {
-    reader.fail('adding files to an existing non-raw rootfs is not supported', includeAt, 'set rootfs.type: raw, or build the rootfs from scratch');
+  // lapin (beyond bunny): an image with an explicit initrd or block type and no path is turned
+  // into that rootfs file, its layers flattened and the includes added on top. With a path, the
+  // path names a rootfs file inside the image (bunny's reading), which includes cannot change.
+  const convertImage = rootfsFrom.kind === 'image' && (explicitType === 'initrd' || explicitType === 'block') && rootfsPath === undefined;
+  if (includes.length > 0 && rootfsFrom.kind === 'image' && explicitType !== 'raw' && !convertImage) {
+    if (rootfsPath !== undefined) {
+      reader.fail(`rootfs.include cannot add files to ${rootfsPath.value}, a rootfs file inside the image`, includeAt, 'drop path to build the rootfs from the image\'s files plus the includes, or set type: raw');
+    }
+    reader.fail('adding files to an image\'s rootfs needs an explicit rootfs.type', includeAt, 'type: raw adds them to the image\'s layers; type: initrd or block builds a rootfs file from the image\'s files plus the includes');
   }
   if (explicitType !== undefined && typeField !== undefined && !supportedRootfsTypes(framework.value).includes(explicitType)) {
     reader.fail(`${framework.value} does not support a ${explicitType} rootfs`, typeField.at, `use one of ${supportedRootfsTypes(framework.value).join(', ')}`);
@@ -424,8 +425,8 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   };
 
   let rootfsFile: RootfsFileCheck | undefined;
-  if (sizeField !== undefined && !(rootfsFrom.kind === 'scratch' && includes.length > 0 && rootfsType === 'block')) {
-    reader.fail('rootfs.size applies only to a block rootfs built from include', sizeField.at, 'drop size, or set type: block with include');
+  if (sizeField !== undefined && !(rootfsType === 'block' && ((rootfsFrom.kind === 'scratch' && includes.length > 0) || convertImage))) {
+    reader.fail('rootfs.size applies only to a block rootfs built from include or an image', sizeField.at, 'drop size, or set type: block with include or with from: <image> and no path');
   }
   if (rootfsFrom.kind === 'local') {
     if (rootfsPath === undefined) reader.fail('rootfs.path is required when rootfs.from is local', rootfsFromAt, 'set rootfs.path to the initrd or block image file');
@@ -442,6 +443,24 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
       at: rootfsPath.at,
       ...(declaredType === undefined ? {} : { declared: located(declaredType, declaredAt) }),
     };
+  } else if (convertImage) {
+    // The image is read, not built on: the new image holds the kernel and the rootfs file made from it.
+    const baseImage = located(rootfsFrom.reference, rootfsFromAt);
+    const entries = includes.map(includeCopy);
+    if (rootfsType === 'initrd') {
+      ops.push({ kind: 'initrd', destination: BUNNY_ROOTFS_PATH, baseImage, entries, at: rootfsFromAt });
+    } else {
+      ops.push({
+        kind: 'block',
+        destination: BUNNY_ROOTFS_PATH,
+        baseImage,
+        entries,
+        filesystem: framework.value === 'linux' ? 'ext4' : 'ext2',
+        ...(blockSize === undefined ? {} : { size: blockSize }),
+        at: rootfsFromAt,
+      });
+    }
+    setRootfsFile(BUNNY_ROOTFS_PATH, typeAt ?? rootfsFromAt);
   } else if (rootfsFrom.kind === 'image') {
     // bunny makes the rootfs image the base and would copy an image kernel out of its own image.
     if (kernelFromImage) {
@@ -449,23 +468,25 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
     }
     base = { kind: 'image', reference: rootfsFrom.reference, at: rootfsFromAt };
     if (rootfsType === 'raw') {
-      ops.push(...localIncludes(reader, includes));
+      ops.push(...includes.map(includeCopy));
       mountRootfs = 'true';
     } else {
-      if (rootfsPath === undefined) reader.fail(`rootfs.path is required for a ${rootfsType} rootfs from an image`, rootfsFromAt, `set rootfs.path to the ${rootfsType} file inside ${rootfsFrom.reference}`);
+      if (rootfsPath === undefined) {
+        reader.fail(`rootfs.path is required for a ${rootfsType} rootfs from an image`, rootfsFromAt, `set rootfs.path to the ${rootfsType} file inside ${rootfsFrom.reference}, or set type: ${rootfsType} to build it from the image's files`);
+      }
       setRootfsFile(rootfsPath.value, rootfsPath.at);
     }
   } else if (includes.length > 0) {
     // Built from scratch out of the included files.
     if (rootfsType === 'initrd') {
-      ops.push({ kind: 'initrd', destination: BUNNY_ROOTFS_PATH, entries: localIncludes(reader, includes), at: includeAt });
+      ops.push({ kind: 'initrd', destination: BUNNY_ROOTFS_PATH, entries: includes.map(includeCopy), at: includeAt });
       setRootfsFile(BUNNY_ROOTFS_PATH, includeAt);
     } else if (rootfsType === 'block') {
       // Linux mounts ext4; rumprun's NetBSD driver and the others get plain ext2.
       ops.push({
         kind: 'block',
         destination: BUNNY_ROOTFS_PATH,
-        entries: localIncludes(reader, includes),
+        entries: includes.map(includeCopy),
         filesystem: framework.value === 'linux' ? 'ext4' : 'ext2',
         ...(blockSize === undefined ? {} : { size: blockSize }),
         at: includeAt,
@@ -475,7 +496,7 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
       if (kernelFromImage) {
         reader.fail('a raw rootfs built from include with a kernel from an image is not supported', includeAt, `${REGISTRY_HINT}: take the kernel from local`);
       }
-      ops.push(...localIncludes(reader, includes));
+      ops.push(...includes.map(includeCopy));
       mountRootfs = 'true';
     }
   } else if (explicitType === 'initrd' || explicitType === 'block') {

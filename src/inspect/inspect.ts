@@ -9,7 +9,7 @@ import { FILE_TYPE_HEADER_BYTES, KERNEL_HEADER_BYTES, sniffFileType, sniffKernel
 import { checkUruncValues, FILE_KEYS, GUESTS, MONITOR_GUESTS, MONITORS, parseGoBool, pathProblem, PATH_KEYS } from '../plan/rules.js';
 import { URUNC_PREFIX } from '../plan/urunc-keys.js';
 import { guestCommandLine, rootfsType } from '../run/monitor.js';
-import { openSource } from '../source/open.js';
+import { openSource, type OpenSourceOptions } from '../source/open.js';
 import { flattenRootfs, normalizeImagePath, resolveFile, type Capture, type FlatRootfs } from '../source/rootfs.js';
 import type { ImageSource, SourceImageConfig } from '../source/types.js';
 
@@ -526,8 +526,8 @@ function judge(g: Gathered): InspectReport {
 }
 
 /** Opens SOURCE (skopeo's transport syntax) and inspects it. */
-export async function inspect(sourceText: string): Promise<InspectReport> {
-  const source = await openSource(sourceText);
+export async function inspect(sourceText: string, options: OpenSourceOptions = {}): Promise<InspectReport> {
+  const source = await openSource(sourceText, options);
   try {
     return await inspectSource(source);
   } finally {

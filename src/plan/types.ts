@@ -48,6 +48,8 @@ export interface CopyOp {
 export interface InitrdOp {
   kind: 'initrd';
   destination: string;
+  /** A registry image whose layers, flattened, are the initrd's files before `entries` (bunnyfile `rootfs.from: <image>`). */
+  baseImage?: Located<string>;
   entries: CopyOp[];
   at?: SourcePosition;
 }
@@ -60,6 +62,8 @@ export interface InitrdOp {
 export interface BlockOp {
   kind: 'block';
   destination: string;
+  /** A registry image whose layers, flattened, are the block image's files before `entries`. */
+  baseImage?: Located<string>;
   entries: CopyOp[];
   /** ext2 for guests with old drivers (rumprun), ext4 for Linux. */
   filesystem: 'ext2' | 'ext4';

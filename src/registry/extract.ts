@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { LapinError } from '../errors.js';
+import type { ImageFilesystem } from '../image/filesystem.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
 
 const WHITEOUT = '.wh.';
@@ -161,4 +162,29 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
     await done;
   }
   return [...tree.values()].sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/**
+ * flattenLayers gives each name of a hard-linked file its own node sharing
+ * one data file. A rootfs file made from the image links those names again
+ * (one inode, data stored once) while they still share data and metadata.
+ * Only nodes from the image (`fromImage`) still in the tree count: a file an
+ * include put over one of the names is its own file. Returns the links made.
+ */
+export function relinkHardlinks(tree: ImageFilesystem, fromImage: ReadonlySet<FsNode>): number {
+  const owners = new Map<string, FsNode>();
+  let linked = 0;
+  // In byte order, so the file comes before its links, as the writers want.
+  for (const node of tree.list()) {
+    if (node.type !== 'file' || node.source.kind !== 'path' || !fromImage.has(node)) continue;
+    const owner = owners.get(node.source.path);
+    if (owner === undefined) {
+      owners.set(node.source.path, node);
+      continue;
+    }
+    if (owner.mode !== node.mode || owner.uid !== node.uid || owner.gid !== node.gid || owner.mtime !== node.mtime) continue;
+    tree.put({ type: 'hardlink', path: node.path, mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime, target: owner.path });
+    linked++;
+  }
+  return linked;
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import type { RegistryOptions } from '../registry/client.js';
 import { TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
 
@@ -329,15 +330,15 @@ async function dockerSave(name: string): Promise<{ file: string; dir: string }> 
   return { file, dir };
 }
 
-/**
- * The registry transport. The registry client (src/registry/) has no pull
- * API yet; this is the one place to wire it in.
- */
-async function openRegistry(reference: string): Promise<ImageSource> {
-  throw new SourceError(`docker://${reference}: registry support is not available yet`, 'pull or save the image first, then use oci-archive:, docker-archive: or docker-daemon:');
+/** How sources that need the network are reached (the registry transport). */
+export interface OpenSourceOptions {
+  /** --insecure-registry hosts, credentials, retries, --debug, as for a build. */
+  registry?: RegistryOptions;
+  /** Where pulled blobs are kept; default lapin's cache directory. */
+  cacheDir?: string;
 }
 
-export async function openSource(text: string): Promise<ImageSource> {
+export async function openSource(text: string, options: OpenSourceOptions = {}): Promise<ImageSource> {
   const spec = await parseSource(text);
   switch (spec.transport) {
     case 'oci': {
@@ -366,7 +367,10 @@ export async function openSource(text: string): Promise<ImageSource> {
         throw error;
       }
     }
-    case 'docker':
-      return openRegistry(spec.target);
+    case 'docker': {
+      // Loaded only here: the registry client is a good part of lapin's start-up otherwise.
+      const { openRegistrySource } = await import('./registry.js');
+      return openRegistrySource(text, spec.target, options);
+    }
   }
 }

@@ -89,7 +89,14 @@ function render(spec: Spec): string {
   return `#syntax=harbor.nbfc.io/nubificus/bunny:latest\n${stringify(document)}`;
 }
 
-/** The bunny rules (hops/validate.go, hops/package.go) that make a spec invalid. */
+/** lapin goes beyond bunny here: an image with an explicit initrd or block type and no path becomes that rootfs file. */
+function convertsImage(spec: Spec): boolean {
+  const rootfs = spec.rootfs ?? {};
+  const from = rootfs.from ?? 'scratch';
+  return from !== 'scratch' && from !== 'local' && (rootfs.type === 'initrd' || rootfs.type === 'block') && rootfs.path === undefined;
+}
+
+/** The bunny rules (hops/validate.go, hops/package.go) that make a spec invalid, less what lapin adds (convertsImage). */
 function bunnyRejects(spec: Spec): boolean {
   const rootfs = spec.rootfs ?? {};
   const from = rootfs.from ?? 'scratch';
@@ -99,7 +106,7 @@ function bunnyRejects(spec: Spec): boolean {
     (rootfs.path !== undefined && rootfs.type === 'raw') ||
     (from === 'local' && rootfs.type === 'raw') ||
     (hasIncludes && from === 'local') ||
-    (hasIncludes && from !== 'scratch' && from !== 'local' && rootfs.type !== 'raw') ||
+    (hasIncludes && from !== 'scratch' && from !== 'local' && rootfs.type !== 'raw' && !convertsImage(spec)) ||
     (spec.framework === 'unikraft' && rootfs.type === 'block')
   );
 }
@@ -142,9 +149,9 @@ test('generated bunnyfiles give a plan consistent with bunny\'s rules, or a posi
       const mounts = type === 'raw' && spec.rootfs !== undefined;
       assert.equal(plan.urunc.mountRootfs?.value, mounts ? 'true' : 'false', 'raw rootfs <=> mountRootfs true');
       if (type === 'initrd') {
-        const expected = from === 'local' || hasIncludes ? '/.boot/rootfs' : from === 'scratch' ? undefined : rootfs.path;
+        const expected = from === 'local' || hasIncludes || convertsImage(spec) ? '/.boot/rootfs' : from === 'scratch' ? undefined : rootfs.path;
         assert.equal(plan.urunc.initrd?.value, expected);
-        if (hasIncludes) assert.ok(plan.ops.some((op) => op.kind === 'initrd' && op.destination === '/.boot/rootfs'));
+        if (hasIncludes || convertsImage(spec)) assert.ok(plan.ops.some((op) => op.kind === 'initrd' && op.destination === '/.boot/rootfs'));
       } else {
         assert.equal(plan.urunc.initrd, undefined);
       }
@@ -156,7 +163,13 @@ test('generated bunnyfiles give a plan consistent with bunny\'s rules, or a posi
         assert.equal(plan.urunc.blkMntPoint, undefined);
       }
       if (from === 'local') assert.equal(plan.rootfsFile?.declared?.value, type === 'detect' ? undefined : type);
-      if (from !== 'scratch' && from !== 'local') assert.deepEqual(plan.base.kind === 'image' && plan.base.reference, from);
+      if (convertsImage(spec)) {
+        // The image is read into the rootfs file, not built on.
+        assert.ok(plan.ops.some((op) => op.kind !== 'copy' && op.baseImage?.value === from && op.destination === '/.boot/rootfs'));
+        assert.equal(plan.urunc.mountRootfs?.value, 'false');
+      } else if (from !== 'scratch' && from !== 'local') {
+        assert.deepEqual(plan.base.kind === 'image' && plan.base.reference, from);
+      }
       if (spec.cmd !== undefined && spec.cmd.length > 0) assert.deepEqual(plan.config.cmd?.value, spec.cmd);
     }),
     { numRuns: 400 },

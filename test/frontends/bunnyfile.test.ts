@@ -21,12 +21,15 @@
  *   before ToPack, a bunnyfile with no rootfs gets the framework's default type: for mirage (the
  *   seed) bunny writes mountRootfs=true, for unikraft an empty initrd (dropped). lapin writes
  *   mountRootfs=false when there is no rootfs section: there is nothing to hand to the guest.
- * - lapin-only errors: copying out of an image (needs registry support), kernel.from scratch,
+ * - lapin beyond bunny: from an image with an explicit initrd or block type and no path, the image's
+ *   files (plus includes) become that rootfs file at /.boot/rootfs; include entries from an image
+ *   copy out of it. With a path, bunny's reading (a file inside the image) and bunny's refusal of includes.
+ * - lapin-only errors: include on an image with no explicit type, kernel.from scratch,
  *   rootfs.path from an image with the framework's implicit raw type, rootfs.size (lapin's) on anything
  *   but a block built from include. lapin builds a block rootfs from include (bunny refuses), and
  *   reads a local rootfs file without a type at build time (cpio -> initrd, ext -> block) where
  *   bunny falls back to raw,
- *   local rootfs without path, initrd/block rootfs from an image without path, initrd/block type
+ *   local rootfs without path, an implicit initrd from an image without path, initrd/block type
  *   with nothing to put in it, envs entries that are not KEY=VALUE, unknown architecture.
  */
 import { test, describe } from 'node:test';
@@ -213,11 +216,13 @@ describe('bunnyfile: rootfs rules', () => {
   test('include with from local', () => {
     assertFailsAt(`${head()}rootfs:\n  from: local\n  path: r\n  include:\n    - a:/b\n`, 11, 3, /include cannot be combined with rootfs\.from: local/);
   });
-  test('include on an image without type raw', () => {
-    assertFailsAt(`${head('mirage', 'hvt')}rootfs:\n  from: harbor.nbfc.io/foo\n  include:\n    - a:/b\n`, 10, 3, /non-raw rootfs/);
+  test('include on an image without an explicit type (bunny: only explicit raw)', () => {
+    const error = assertFailsAt(`${head('mirage', 'hvt')}rootfs:\n  from: harbor.nbfc.io/foo\n  include:\n    - a:/b\n`, 10, 3, /needs an explicit rootfs\.type/);
+    assert.match(error.hint ?? '', /type: raw .*type: initrd or block/);
   });
-  test('include on an image with type initrd', () => {
-    assertFailsAt(`${head()}rootfs:\n  from: harbor.nbfc.io/foo\n  type: initrd\n  include: [a]\n`, 11, 3, /non-raw rootfs/);
+  test('include on an image with type initrd and a path inside the image', () => {
+    const error = assertFailsAt(`${head()}rootfs:\n  from: harbor.nbfc.io/foo\n  type: initrd\n  path: /boot/initrd\n  include: [a]\n`, 12, 3, /cannot add files to \/boot\/initrd, a rootfs file inside the image/);
+    assert.match(error.hint ?? '', /drop path/);
   });
   test('unikraft does not support block', () => {
     const error = assertFailsAt(`${head()}rootfs:\n  from: local\n  path: disk.img\n  type: block\n`, 11, 9, /unikraft does not support a block rootfs/);
@@ -253,9 +258,11 @@ describe('bunnyfile: rootfs rules', () => {
   test('an explicit block with nothing in it', () => {
     assertFailsAt(`${head('linux')}rootfs:\n  type: block\n`, 9, 9, /block rootfs needs content/);
   });
-  test('initrd include from an image needs registry support', () => {
-    const error = assertFailsAt(`${head()}rootfs:\n  include:\n    - from: harbor.nbfc.io/tools\n      source: /bin/sh\n      destination: /bin/sh\n`, 10, 7, /not supported/);
-    assert.match(error.hint ?? '', /registry support/);
+  test('an include from an image copies out of that image', () => {
+    const plan = parse(`${head()}rootfs:\n  include:\n    - from: harbor.nbfc.io/tools\n      source: /bin/sh\n      destination: /bin/sh\n`);
+    const initrd = plan.ops[1] as InitrdOp;
+    assert.deepEqual(initrd.entries, [{ kind: 'copy', sources: ['/bin/sh'], destination: '/bin/sh', fromStage: 'harbor.nbfc.io/tools', at: { file: FILE, line: 10, column: 7 } }]);
+    assert.deepEqual(plan.base, { kind: 'scratch' });
   });
   test('kernel and rootfs both from images need registry support', () => {
     const error = assertFailsAt(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  from: harbor.nbfc.io/r\n  type: raw\n`, 9, 9, /both from images/);
@@ -546,5 +553,60 @@ describe('bunnyfile: unknown keys and YAML problems', () => {
   });
   test('a number as framework is read as written', () => {
     assert.equal(parse(head('1.5')).urunc.unikernelType?.value, '1.5');
+  });
+});
+
+describe('bunnyfile: a rootfs file made from an image (lapin, beyond bunny)', () => {
+  test('type initrd, no path: the image becomes the initrd, includes on top; the image is not the base', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  from: registry.example/alpine:3\n  type: initrd\n  include:\n    - app:/usr/bin/app\n    - from: registry.example/tools:1\n      source: /bin/sh\n      destination: /bin/sh\n`);
+    assert.deepEqual(plan.base, { kind: 'scratch' });
+    const initrd = plan.ops[1] as InitrdOp;
+    assert.equal(initrd.kind, 'initrd');
+    assert.equal(initrd.destination, '/.boot/rootfs');
+    assert.deepEqual(initrd.baseImage, { value: 'registry.example/alpine:3', at: { file: FILE, line: 9, column: 9 } });
+    assert.deepEqual(initrd.entries.map((e) => [e.sources, e.destination, e.fromStage]), [
+      [['app'], '/usr/bin/app', undefined],
+      [['/bin/sh'], '/bin/sh', 'registry.example/tools:1'],
+    ]);
+    assert.equal(plan.urunc.initrd?.value, '/.boot/rootfs');
+    assert.equal(plan.urunc.mountRootfs?.value, 'false');
+    assert.equal(plan.urunc.block, undefined);
+  });
+  test('type block, no include: ext4 for linux at /.boot/rootfs, blkMntPoint /, rootfs.size applies', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  from: registry.example/alpine:3\n  type: block\n  size: 64M\n`);
+    const block = plan.ops[1] as BlockOp;
+    assert.deepEqual([block.kind, block.destination, block.filesystem, block.size?.value, block.baseImage?.value], ['block', '/.boot/rootfs', 'ext4', 64 * 1024 * 1024, 'registry.example/alpine:3']);
+    assert.deepEqual(block.entries, []);
+    assert.equal(plan.urunc.block?.value, '/.boot/rootfs');
+    assert.equal(plan.urunc.blkMntPoint?.value, '/');
+    assert.equal(plan.urunc.initrd, undefined);
+  });
+  test('rumprun: ext2 and blkMntPoint /data', () => {
+    const plan = parse(`${head('rumprun', 'hvt')}rootfs:\n  from: registry.example/data:1\n  type: block\n  include: [conf]\n`);
+    assert.equal((plan.ops[1] as BlockOp).filesystem, 'ext2');
+    assert.equal(plan.urunc.blkMntPoint?.value, '/data');
+  });
+  test('with a kernel from an image: that image is the base, the rootfs image is only read', () => {
+    const plan = parse(`${head('linux', 'qemu', 'registry.example/kernel:1', '/boot/vmlinuz')}rootfs:\n  from: registry.example/alpine:3\n  type: initrd\n`);
+    assert.deepEqual(plan.base, { kind: 'image', reference: 'registry.example/kernel:1', at: { file: FILE, line: 6, column: 9 } });
+    assert.equal((plan.ops[0] as InitrdOp).baseImage?.value, 'registry.example/alpine:3');
+    assert.equal(plan.urunc.binary?.value, '/boot/vmlinuz');
+  });
+  test('with a path: bunny\'s reading, the path is a rootfs file inside the image, which is the base', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  from: registry.example/rootfs:1\n  type: block\n  path: /disk.img\n`);
+    assert.deepEqual(plan.base, { kind: 'image', reference: 'registry.example/rootfs:1', at: { file: FILE, line: 9, column: 9 } });
+    assert.ok(plan.ops.every((op) => op.kind === 'copy'));
+    assert.equal(plan.urunc.block?.value, '/disk.img');
+  });
+  test('type raw: the image is the base, includes go on top, mountRootfs true', () => {
+    const plan = parse(`${head('linux')}rootfs:\n  from: registry.example/alpine:3\n  type: raw\n  include: [app]\n`);
+    assert.deepEqual(plan.base, { kind: 'image', reference: 'registry.example/alpine:3', at: { file: FILE, line: 9, column: 9 } });
+    assert.deepEqual((plan.ops[1] as CopyOp).sources, ['app']);
+    assert.equal(plan.urunc.mountRootfs?.value, 'true');
+  });
+  test('unikraft: a block made from an image is still refused; the implicit initrd needs an explicit type to convert', () => {
+    assertFailsAt(`${head()}rootfs:\n  from: registry.example/alpine:3\n  type: block\n`, 10, 9, /unikraft does not support a block rootfs/);
+    const error = assertFailsAt(`${head()}rootfs:\n  from: registry.example/alpine:3\n`, 9, 9, /rootfs\.path is required/);
+    assert.match(error.hint ?? '', /set type: initrd to build it from the image's files/);
   });
 });
