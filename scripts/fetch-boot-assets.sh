@@ -2,10 +2,15 @@
 # Fetches, once, what test/rootfs/boot.test.ts boots: Debian's current amd64
 # kernel (linux-image-amd64's dependency) and busybox-static, from Debian's
 # archive with apt-get download. Cached in ${XDG_CACHE_HOME:-~/.cache}/lapin-test
-# (or $LAPIN_TEST_CACHE). Prints KERNEL=<vmlinuz> and BUSYBOX=<busybox> lines.
+# (or $LAPIN_TEST_CACHE). Prints KERNEL=<vmlinuz>, BUSYBOX=<busybox> and
+# MODULES=<lib/modules/VERSION> lines. Debian builds virtio_blk and ext4 as
+# modules; test/rootfs/block-boot.test.ts loads them from MODULES.
 set -euo pipefail
 cache="${LAPIN_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lapin-test}"
 mkdir -p "$cache"
+# Test files run in parallel and share the cache: one fetch at a time.
+exec 9>"$cache/.lock"
+flock 9
 
 # The package lists may be missing in a fresh container; root can fetch them.
 depends() {
@@ -29,7 +34,8 @@ fi
 # Downloads package $1 (=version $2 when given) and unpacks paths $3... into directory $4 once.
 fetch() {
   local pkg=$1 dir=$2; shift 2
-  if [ -f "$dir/.complete" ]; then return 0; fi
+  # .complete lists the paths unpacked, so asking for more paths fetches again.
+  if [ -f "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$*" ]; then return 0; fi
   rm -rf "$dir" "$dir.tmp"
   mkdir -p "$dir.tmp"
   local sandbox=(); if [ "$(id -u)" = 0 ]; then sandbox=(-o APT::Sandbox::User=root); fi
@@ -39,15 +45,21 @@ fetch() {
   # Only the files the test needs: a kernel package's modules are hundreds of megabytes.
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.tmp" --wildcards "$@"
   rm -f "$deb"
-  touch "$dir.tmp/.complete"
+  printf '%s' "$*" >"$dir.tmp/.complete"
   mv "$dir.tmp" "$dir"
 }
 
 kernel_dir="$cache/$kernel_pkg"
-fetch "$kernel_pkg" "$kernel_dir" './boot/vmlinuz-*'
+# The kernel, and the modules a virtio disk holding ext4 needs (with their dependencies).
+modules='./lib/modules/*/kernel'
+fetch "$kernel_pkg" "$kernel_dir" './boot/vmlinuz-*' \
+  "$modules/drivers/virtio/*" "$modules/drivers/block/virtio_blk.ko*" \
+  "$modules/fs/ext4/*" "$modules/fs/jbd2/*" "$modules/fs/mbcache.ko*" \
+  "$modules/lib/crc16.ko*" "$modules/lib/libcrc32c.ko*" "$modules/crypto/crc32c_generic.ko*"
 busybox_dir="$cache/busybox-static_${busybox_version//:/%3a}"
 fetch "busybox-static=$busybox_version" "$busybox_dir" './bin/busybox'
 
 kernel=$(ls "$kernel_dir"/boot/vmlinuz-* | head -n 1)
 echo "KERNEL=$kernel"
 echo "BUSYBOX=$busybox_dir/bin/busybox"
+echo "MODULES=$(ls -d "$kernel_dir"/lib/modules/* | head -n 1)"

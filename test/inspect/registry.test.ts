@@ -79,6 +79,16 @@ before(async () => {
   const badPair = { unikernelType: 'mirage', hypervisor: 'firecracker', binary: '/unikernel/app' };
   await pushHandImage('hand/bad-pair:1', { layers: [kernelLayer, [uruncJsonFile(badPair)]], annotations: full(badPair), cmd: ['app'] });
   await pushHandImage('hand/urunc-json-only:1', { layers: [kernelLayer, [uruncJsonFile(unikraft)]], cmd: ['app', '-v'] });
+  const missing = { ...unikraft, binary: '/unikernel/missing' };
+  await pushHandImage('hand/missing-binary:1', { layers: [kernelLayer, [uruncJsonFile(missing)]], annotations: full(missing), cmd: ['app'] });
+  const unclean = { ...unikraft, binary: '/unikernel//app' };
+  await pushHandImage('hand/unclean-path:1', { layers: [kernelLayer, [uruncJsonFile(unclean)]], annotations: full(unclean), cmd: ['app'] });
+  await pushHandImage('hand/disagree:1', {
+    layers: [kernelLayer, [uruncJsonFile({ ...unikraft, binary: '/unikernel/old-app' })]],
+    annotations: full(unikraft),
+    cmd: ['app', '-v'],
+  });
+  await pushHandImage('hand/plain:1', { layers: [[{ name: 'bin/', type: 'directory' }, { name: 'bin/sh', body: '#!/bin/true\n', mode: 0o755 }]], cmd: ['/bin/sh'] });
 });
 
 after(async () => {
@@ -145,6 +155,23 @@ describe('lapin inspect: images in a registry', { skip }, () => {
       assert.ok(report.consumers.every((c) => !c.works));
     }
   });
+
+  // The same verdicts as from archives (test/inspect/inspect.test.ts), read from the registry.
+  const verdicts: Array<[string, number, RegExp]> = [
+    ['hand/missing-binary:1', 1, /\/unikernel\/missing is missing in the image rootfs/],
+    ['hand/unclean-path:1', 1, /binary "\/unikernel\/\/app"|contains "\/\/"/],
+    ['hand/disagree:1', 0, /the sources disagree on binary/],
+    ['hand/plain:1', 1, /not a unikernel image/],
+  ];
+  for (const [name, status, message] of verdicts) {
+    test(`${name} (pushed by skopeo): exit ${status}`, async () => {
+      const json = await lapin(['inspect', '--json', `docker://${registry.host}/${name}`], { env });
+      assert.equal(json.status, status, json.stderr);
+      const report = JSON.parse(json.stdout) as InspectReport;
+      assert.equal(report.runnable, status === 0);
+      assert.match([...report.errors, ...report.warnings].map((e) => e.message).join('\n'), message);
+    });
+  }
 
   test('a guest/monitor pair urunc refuses (pushed by skopeo); exit 1', async () => {
     const source = `docker://${registry.host}/hand/bad-pair:1`;
