@@ -18,7 +18,8 @@ have cpio || need+=(cpio)
 have e2fsck || need+=(e2fsprogs)
 have mke2fs || need+=(e2fsprogs)
 have debugfs || need+=(e2fsprogs)
-# test/rootfs/boot.test.ts boots Debian's kernel (fetched by scripts/fetch-boot-assets.sh) in qemu.
+# test/rootfs/boot.test.ts and block-boot.test.ts boot Debian's kernel (fetched by
+# scripts/fetch-boot-assets.sh) in qemu; block-boot packs its helper initrd with cpio.
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 have zstd || need+=(zstd)
 # test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
