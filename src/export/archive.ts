@@ -225,7 +225,7 @@ export class ArchiveFile implements BlobTarget {
             const pad = padding(size);
             if (pad) await this.write(pad);
             await this.drain();
-            await writeAll(this.handle, blobHeader(digest, size, this.mtime), start);
+            await writeAll(this.handle, [blobHeader(digest, size, this.mtime)], start);
             this.blobs.add(digest);
           }
         } finally {
@@ -368,8 +368,9 @@ export class ArchiveFile implements BlobTarget {
 
   /**
    * Appends data; resolves once there is room for more. Small pieces (zstd's
-   * 64 KiB pipe reads) are joined into 1 MiB positional writes: one
-   * thread-pool trip per piece cost more than the copy.
+   * 64 KiB pipe reads, gzip members) are gathered into positional writes of
+   * at least 1 MiB: one thread-pool trip per piece cost more than the
+   * write. Gathered, not joined: writev takes them as they are, no copy.
    */
   private async write(data: Buffer): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
@@ -382,16 +383,17 @@ export class ArchiveFile implements BlobTarget {
   /** Starts the positional write of what `write` has gathered. */
   private async issue(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingBytes);
-    const offset = this.position - this.pendingBytes;
+    const buffers = this.pending;
+    const size = this.pendingBytes;
+    const offset = this.position - size;
     this.pending = [];
     this.pendingBytes = 0;
-    const done = writeAll(this.handle, data, offset);
+    const done = writeAll(this.handle, buffers, offset);
     done.catch((error: unknown) => {
       this.failure ??= error;
     });
-    this.inFlight.push({ done, size: data.length });
-    this.bytesInFlight += data.length;
+    this.inFlight.push({ done, size });
+    this.bytesInFlight += size;
     while (this.bytesInFlight > MAX_BYTES_IN_FLIGHT) await this.settleOne();
   }
 
@@ -409,11 +411,20 @@ export class ArchiveFile implements BlobTarget {
   }
 }
 
-async function writeAll(handle: FileHandle, data: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
+/** Writes buffers one after another at `position`, all of them (a short write is continued). */
+async function writeAll(handle: FileHandle, data: Buffer[], position: number): Promise<void> {
+  let buffers = data.filter((b) => b.length > 0);
+  let at = position;
+  while (buffers.length > 0) {
+    const first = buffers[0] as Buffer;
+    const { bytesWritten } = buffers.length === 1 ? await handle.write(first, 0, first.length, at) : await handle.writev(buffers, at);
+    if (bytesWritten === 0) throw new Error('the archive file took no bytes');
+    at += bytesWritten;
+    let skip = bytesWritten;
+    let written = 0;
+    while (written < buffers.length && skip >= (buffers[written] as Buffer).length) skip -= (buffers[written++] as Buffer).length;
+    buffers = buffers.slice(written);
+    if (skip > 0) buffers[0] = (buffers[0] as Buffer).subarray(skip);
   }
 }
 

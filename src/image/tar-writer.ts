@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
 import { treePathProblem, type FsNode } from './tree.js';
 
@@ -144,47 +144,91 @@ function changedSize(node: FsNode): LapinError {
   return new LapinError(`/${node.path} changed size while lapin was reading it`, { hint: 'rebuild once the file is complete' });
 }
 
+/** Reads exactly `length` bytes at `position` into `buffer` at `offset`; a short file is a changed file. */
+async function readExactly(handle: FileHandle, buffer: Buffer, offset: number, length: number, position: number, node: FsNode): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, offset + done, length - done, position + done);
+    if (bytesRead === 0) throw changedSize(node);
+    done += bytesRead;
+  }
+}
+
 /**
- * The tar bytes of nodes (in byte order, parents first) as a sequence of
- * buffers. Each buffer is fresh: consumers may keep it.
+ * The tar bytes of nodes (in byte order, parents first) as buffers of
+ * `blockSize` bytes, the last one shorter. Files are read straight into
+ * these buffers at their place in the stream, and headers copied in, so a
+ * consumer cutting the stream into blocks of that size (the gzip blocks)
+ * never has to join pieces. Each buffer is fresh: consumers may keep it.
  */
-export async function* tarChunks(nodes: readonly FsNode[]): AsyncGenerator<Buffer> {
+export async function* tarChunks(nodes: readonly FsNode[], blockSize = READ_SIZE): AsyncGenerator<Buffer> {
+  let current = Buffer.allocUnsafe(blockSize);
+  let fill = 0;
+  const nextBuffer = (): void => {
+    current = Buffer.allocUnsafe(blockSize);
+    fill = 0;
+  };
+  function* copyIn(data: Uint8Array): Generator<Buffer> {
+    let offset = 0;
+    while (offset < data.length) {
+      const length = Math.min(blockSize - fill, data.length - offset);
+      current.set(data.subarray(offset, offset + length), fill);
+      fill += length;
+      offset += length;
+      if (fill === blockSize) {
+        yield current;
+        nextBuffer();
+      }
+    }
+  }
   for (const node of nodes) {
     // A layer entry that escapes the root would write outside it when unpacked.
     for (const p of node.type === 'hardlink' ? [node.path, node.target] : [node.path]) {
       const problem = treePathProblem(p);
       if (problem) throw new LapinError(`layer entry "${p}": ${problem}`);
     }
-    yield headerBytes(fieldsOf(node));
+    yield* copyIn(headerBytes(fieldsOf(node)));
     if (node.type !== 'file') continue;
     if (node.source.kind === 'bytes') {
       if (node.source.data.length !== node.size) throw changedSize(node);
-      yield Buffer.from(node.source.data);
+      yield* copyIn(node.source.data);
     } else {
       const handle = await open(node.source.path, 'r');
-      // One read ahead: the next block is read while the consumer hashes and compresses this one.
-      const readBlock = (length: number): Promise<{ bytesRead: number; buffer: Buffer }> => handle.read(Buffer.allocUnsafe(length), 0, length, null);
-      let ahead: Promise<{ bytesRead: number; buffer: Buffer }> | undefined;
+      const size = node.size;
+      let position = 0;
+      // Reserves the next piece of the file in the current buffer and starts reading it there.
+      const startRead = (): { buffer: Buffer; full: boolean; done: Promise<void> } => {
+        const length = Math.min(blockSize - fill, size - position);
+        const piece = { buffer: current, full: fill + length === blockSize, done: readExactly(handle, current, fill, length, position, node) };
+        // Awaited in order below; a failure of a read ahead must not go unhandled meanwhile.
+        piece.done.catch(() => undefined);
+        fill += length;
+        position += length;
+        if (piece.full) nextBuffer();
+        return piece;
+      };
+      let ahead: Promise<void> | undefined;
       try {
-        let left = node.size;
-        if (left > 0) ahead = readBlock(Math.min(READ_SIZE, left));
-        while (ahead) {
-          const { bytesRead, buffer } = await ahead;
-          ahead = undefined;
-          if (bytesRead === 0) throw changedSize(node);
-          left -= bytesRead;
-          if (left > 0) ahead = readBlock(Math.min(READ_SIZE, left));
-          yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+        let next = size > 0 ? startRead() : undefined;
+        while (next) {
+          const piece = next;
+          // One read ahead: the next block is read while the consumer hashes and compresses this one.
+          next = position < size ? startRead() : undefined;
+          ahead = next?.done;
+          await piece.done;
+          if (piece.full) yield piece.buffer;
         }
+        ahead = undefined;
         const probe = Buffer.alloc(1);
-        if ((await handle.read(probe, 0, 1, null)).bytesRead !== 0) throw changedSize(node);
+        if ((await handle.read(probe, 0, 1, size)).bytesRead !== 0) throw changedSize(node);
       } finally {
         await ahead?.catch(() => undefined);
         await handle.close();
       }
     }
     const pad = padding(node.size);
-    if (pad) yield pad;
+    if (pad) yield* copyIn(pad);
   }
-  yield END_OF_ARCHIVE;
+  yield* copyIn(END_OF_ARCHIVE);
+  if (fill > 0) yield current.subarray(0, fill);
 }

@@ -103,13 +103,17 @@ describe('lapin build (CLI)', () => {
     await writeFile(path.join(context, 'bunnyfile'), 'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\nkernel:\n  from: local\n  path: kernel\n');
     const tmpBefore = new Set(await readdir(os.tmpdir()));
     const child = spawn(process.execPath, [...CLI, 'build', '--compression-level', '9', '-o', 'type=oci,dest=out.tar', '.'], { cwd: context });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Kill once the archive's temporary file exists, i.e. mid-write (a fixed delay raced fast builds).
+    while (!(await readdir(context)).some((n) => n.includes('.lapin-tmp-')) && child.exitCode === null) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     child.kill('SIGTERM');
-    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const code = await exited;
     assert.equal(code, 143, stderr);
     assert.deepEqual((await readdir(context)).sort(), ['bunnyfile', 'kernel']);
     const leftovers = (await readdir(os.tmpdir())).filter((n) => !tmpBefore.has(n) && n.startsWith(`lapin-${child.pid}-`));

@@ -160,6 +160,35 @@ describe('tar writer', () => {
   });
 });
 
+describe('tar writer blocks', () => {
+  test('files are read into fixed-size blocks: every chunk but the last is one block, and the bytes do not change', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'lapin-blocks-'));
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 3000 }), async (sizes, blockSize) => {
+          const nodes: FsNode[] = [];
+          for (const [i, size] of sizes.entries()) {
+            const file = path.join(dir, `f${i}`);
+            const data = Buffer.alloc(size, i + 1);
+            await writeFile(file, data);
+            nodes.push({ type: 'file', path: `f${i}`, mode: 0o644, uid: 0, gid: 0, mtime: 0, size, source: { kind: 'path', path: file } });
+            nodes.push({ type: 'file', path: `m${i}`, mode: 0o644, uid: 0, gid: 0, mtime: 0, size, source: { kind: 'bytes', data } });
+          }
+          const chunks: Buffer[] = [];
+          for await (const chunk of tarChunks(nodes, blockSize)) chunks.push(chunk);
+          chunks.slice(0, -1).forEach((chunk) => assert.equal(chunk.length, blockSize));
+          const whole: Buffer[] = [];
+          for await (const chunk of tarChunks(nodes)) whole.push(chunk);
+          assert.ok(Buffer.concat(chunks).equals(Buffer.concat(whole)));
+        }),
+        { numRuns: 40 },
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('writeLayer', () => {
   let dir = '';
   let kernel = '';
