@@ -9,9 +9,8 @@ import { requireFreshDirectory, trackTemporary, untrackTemporary } from './expor
 import { writeLayoutDirectory } from './export/layout-dir.js';
 import { writeLocalDirectory } from './export/local-dir.js';
 import type { PushOptions } from './registry/push.js';
-import { baseLayers, copySourceImages, inheritBaseConfig, pullArchitecture, pullPlanImages, seedFilesystem } from './registry/base.js';
-import { relinkHardlinks } from './registry/extract.js';
-import { pullImage, type PullPolicy, type PulledImage } from './registry/pull.js';
+import type { PullPolicy, PulledImage } from './registry/pull.js';
+import { copySourceImages, imagesOf } from './plan/images.js';
 import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
@@ -130,16 +129,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
   const compiled = await compile(text, displayFile, syntax, buildArgs);
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
-  // Registry images the plan reads (FROM, kernel.from, COPY --from=IMAGE): pulled or found in the cache.
-  const pulled = await pullPlanImages(compiled, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit });
-  // Images an initrd or block rootfs is made from (bunnyfile rootfs.from: IMAGE with that type), for the build's platform.
-  for (const op of [...compiled.stages.flatMap((s) => s.ops), ...compiled.ops]) {
-    if (op.kind === 'copy' || op.baseImage === undefined || pulled.has(op.baseImage.value)) continue;
-    const monitor = compiled.urunc.hypervisor?.value;
-    pulled.set(op.baseImage.value, await pullImage(op.baseImage.value, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), architecture: pullArchitecture(compiled, options.platform), ...(monitor ? { monitor } : {}), ...(op.baseImage.at ? { at: op.baseImage.at } : {}), onEvent: emit }));
-  }
+  // Registry images the plan reads (FROM, kernel.from, rootfs.from, COPY --from=IMAGE): pulled or found in
+  // the cache. The registry code loads only then: it is a good part of start-up otherwise.
+  const registry = imagesOf(compiled).length > 0 ? await loadRegistry() : undefined;
+  const pulled = registry
+    ? await registry.base.pullPlanImages(compiled, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit })
+    : new Map<string, PulledImage>();
   const finalBase = compiled.base.kind === 'image' ? pulled.get(compiled.base.reference) : undefined;
-  const plan = inheritBaseConfig(compiled, finalBase);
+  const plan = registry ? registry.base.inheritBaseConfig(compiled, finalBase) : compiled;
 
   const names = imageNames(plan, options.tags ?? []);
   const mtime = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
@@ -164,7 +161,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   try {
     await mkdir(staging, { recursive: true });
     const baseNodes = new Set<FsNode>();
-    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, baseNodes });
+    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
     const urunc = uruncJson(metadata.urunc);
     rootfs.put({ type: 'file', path: URUNC_JSON_PATH, mode: 0o644, uid: 0, gid: 0, mtime, size: urunc.length, source: { kind: 'bytes', data: urunc } });
@@ -191,7 +188,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     // A lone archive output takes the layers as they are made, with no staging copy (docs/performance.md).
     const archiveRecords = options.cache === false ? undefined : (options.cacheDir ?? defaultCacheDir());
     direct = await openArchiveOutput(outputs, cwd, mtime, archiveRecords);
-    const image = await writeImage({ plan, rootfs, metadata, store, target: direct ?? store, platform, names, mtime, options, emit, staging, ...(finalBase ? { base: finalBase } : {}), baseNodes });
+    const image = await writeImage({ plan, rootfs, metadata, store, target: direct ?? store, platform, names, mtime, options, emit, staging, ...(finalBase && registry ? { base: { name: finalBase.reference.display, layers: registry.base.baseLayers(finalBase) } } : {}), baseNodes });
 
     const written: Array<{ type: string; dest: string }> = [];
     for (const output of outputs) {
@@ -251,6 +248,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   }
 }
 
+type RegistryModules = { base: typeof import('./registry/base.js'); extract: typeof import('./registry/extract.js') };
+
+async function loadRegistry(): Promise<RegistryModules> {
+  const [base, extract] = await Promise.all([import('./registry/base.js'), import('./registry/extract.js')]);
+  return { base, extract };
+}
+
 async function locateDefinition(contextDir: string, file: string | undefined, cwd: string): Promise<string> {
   if (file !== undefined) {
     const resolved = path.resolve(cwd, file);
@@ -302,7 +306,14 @@ interface AssembleContext {
   emit?: (event: BuildEvent) => void;
   /** Pulled registry images by reference, and the final base's nodes (kept out of new layers). */
   pulled?: ReadonlyMap<string, PulledImage>;
+  /** Loaded when the plan reads registry images. */
+  registry?: RegistryModules;
   baseNodes?: Set<FsNode>;
+}
+
+function requireRegistry(context: AssembleContext): RegistryModules {
+  if (!context.registry) throw new LapinError('internal: registry code was not loaded for a pulled image');
+  return context.registry;
 }
 
 /** Runs the plan's stages and final operations into an in-memory tree. */
@@ -315,20 +326,20 @@ async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Pr
     // COPY --from=IMAGE reads the image's files like a stage's.
     if (!copiedImages.has(reference)) continue;
     const fs = new ImageFilesystem({ mtime: context.mtime });
-    await seedFilesystem(fs, image, baseData);
+    await requireRegistry(context).base.seedFilesystem(fs, image, baseData);
     stages.set(reference, fs);
   }
   for (const [index, stage] of plan.stages.entries()) {
     const fs = new ImageFilesystem({ mtime: context.mtime });
     const stageBase = stage.base.kind === 'image' ? context.pulled?.get(stage.base.reference) : undefined;
-    if (stageBase) await seedFilesystem(fs, stageBase, baseData);
+    if (stageBase) await requireRegistry(context).base.seedFilesystem(fs, stageBase, baseData);
     await applyOps(fs, stage.ops, env, context);
     stages.set(String(index), fs);
     if (stage.name) stages.set(stage.name, fs);
   }
   const rootfs = new ImageFilesystem({ mtime: context.mtime });
   const finalBase = plan.base.kind === 'image' ? context.pulled?.get(plan.base.reference) : undefined;
-  if (finalBase) for (const node of await seedFilesystem(rootfs, finalBase, baseData)) context.baseNodes?.add(node);
+  if (finalBase) for (const node of await requireRegistry(context).base.seedFilesystem(rootfs, finalBase, baseData)) context.baseNodes?.add(node);
   await applyOps(rootfs, plan.ops, env, context);
   return rootfs;
 }
@@ -348,10 +359,10 @@ async function rootfsTree(op: InitrdOp | BlockOp, env: CopyEnvironment, context:
   if (op.baseImage !== undefined) {
     const image = context.pulled?.get(op.baseImage.value);
     if (!image) throw new LapinError(`internal: ${op.baseImage.value} was not pulled`);
-    fromImage = await seedFilesystem(tree, image, path.join(context.staging, 'base'));
+    fromImage = await requireRegistry(context).base.seedFilesystem(tree, image, path.join(context.staging, 'base'));
   }
   for (const entry of op.entries) await applyCopy(tree, entry, env);
-  if (fromImage) relinkHardlinks(tree, fromImage);
+  if (fromImage) requireRegistry(context).extract.relinkHardlinks(tree, fromImage);
   return tree;
 }
 
@@ -457,8 +468,8 @@ interface WriteImageInput {
   emit: (event: BuildEvent) => void;
   /** Files lapin made under here are new each build: the cache keys them on content. */
   staging: string;
-  /** The pulled base image: its layers go first, and its nodes stay out of the new layers. */
-  base?: PulledImage;
+  /** The pulled base image: its layers go first, and its nodes (baseNodes) stay out of the new layers. */
+  base?: { name: string; layers: ReturnType<RegistryModules['base']['baseLayers']> };
   baseNodes?: ReadonlySet<FsNode>;
 }
 
@@ -490,7 +501,7 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     metadata: [URUNC_JSON_PATH],
   });
   const layers: LayerBlob[] = [];
-  const inherited = input.base ? baseLayers(input.base) : [];
+  const inherited = input.base?.layers ?? [];
   for (const layer of inherited) {
     await target.addFile(layer.digest, layer.size, layer.file);
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
@@ -516,7 +527,7 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     created,
     config: metadata.config,
     diffIds: layers.map((l) => l.diffId),
-    history: [...inherited.map((_, i) => `lapin: layer ${i + 1} of ${input.base?.reference.display ?? 'the base'}`), ...contents.map((c) => `lapin: ${c.description}`)],
+    history: [...inherited.map((_, i) => `lapin: layer ${i + 1} of ${input.base?.name ?? 'the base'}`), ...contents.map((c) => `lapin: ${c.description}`)],
   });
   const configBlob = await target.putBytes(configBytes);
   const config: Descriptor = { mediaType: MEDIA_TYPE_CONFIG, ...configBlob };

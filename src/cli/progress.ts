@@ -1,4 +1,4 @@
-import cliProgress from 'cli-progress';
+import type cliProgressModule from 'cli-progress';
 import type { BuildEvent, BuildResult } from '../build.js';
 
 export interface Reporter {
@@ -15,8 +15,11 @@ const BAR_THRESHOLD_BYTES = 8 * 1024 * 1024;
  */
 export function createReporter(options: { quiet: boolean; plain: boolean }): Reporter {
   const tty = Boolean(process.stderr.isTTY) && !options.plain && !options.quiet;
-  let bars: cliProgress.MultiBar | undefined;
-  const active = new Map<string, cliProgress.SingleBar>();
+  // Loaded only for a terminal; until it arrives, progress is simply not drawn.
+  let cliProgress: typeof cliProgressModule | undefined;
+  if (tty) void import('cli-progress').then((module) => (cliProgress = module.default));
+  let bars: cliProgressModule.MultiBar | undefined;
+  const active = new Map<string, cliProgressModule.SingleBar>();
   const write = (line: string): void => {
     if (bars) bars.log(`${line}\n`);
     else process.stderr.write(`${line}\n`);
@@ -32,7 +35,7 @@ export function createReporter(options: { quiet: boolean; plain: boolean }): Rep
         write(`lapin: warning: ${event.message}`);
       } else if (event.kind === 'step') {
         if (!options.quiet) write(`=> ${event.message}`);
-      } else if (tty && event.total >= BAR_THRESHOLD_BYTES) {
+      } else if (cliProgress && event.total >= BAR_THRESHOLD_BYTES) {
         bars ??= new cliProgress.MultiBar(
           { stream: process.stderr, format: '   {label} [{bar}] {percentage}% {value}/{total} MiB', hideCursor: true, clearOnComplete: true },
           cliProgress.Presets.shades_classic,

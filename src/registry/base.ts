@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { ImageFilesystem } from '../image/filesystem.js';
 import type { FsNode } from '../image/tree.js';
-import type { SourcePosition } from '../errors.js';
-import type { BuildPlan, FsOp } from '../plan/types.js';
+import { imagesOf } from '../plan/images.js';
+import type { BuildPlan } from '../plan/types.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { flattenLayers } from './extract.js';
 import { pullImage, type PullOptions, type PulledImage } from './pull.js';
@@ -14,33 +14,6 @@ export function pullArchitecture(plan: BuildPlan, platform: string | undefined):
   if (platform && ARCHITECTURES[platform]) return ARCHITECTURES[platform] as string;
   if (plan.architecture) return plan.architecture.value;
   return process.arch === 'arm64' ? 'arm64' : 'amd64';
-}
-
-function copySources(ops: readonly FsOp[]): string[] {
-  return ops.flatMap((op) => (op.kind === 'copy' ? (op.fromStage !== undefined ? [op.fromStage] : []) : copySources(op.entries)));
-}
-
-/**
- * Every registry image a plan reads: its bases (FROM, kernel.from,
- * rootfs.from) and `COPY --from=<image>` sources, which the frontend lets
- * through only when no stage has that name.
- */
-export function imagesOf(plan: BuildPlan): Array<{ reference: string; at?: SourcePosition }> {
-  const stageNames = new Set(plan.stages.flatMap((s, i) => [String(i), ...(s.name ? [s.name] : [])]));
-  const found = new Map<string, { reference: string; at?: SourcePosition }>();
-  for (const base of [...plan.stages.map((s) => s.base), plan.base]) {
-    if (base.kind === 'image' && !found.has(base.reference)) found.set(base.reference, { reference: base.reference, ...(base.at ? { at: base.at } : {}) });
-  }
-  for (const source of [...plan.stages.flatMap((s) => copySources(s.ops)), ...copySources(plan.ops)]) {
-    if (!stageNames.has(source) && !found.has(source)) found.set(source, { reference: source });
-  }
-  return [...found.values()];
-}
-
-/** Images `COPY --from=` reads: sources that name no stage. */
-export function copySourceImages(plan: BuildPlan): Set<string> {
-  const stageNames = new Set(plan.stages.flatMap((s, i) => [String(i), ...(s.name ? [s.name] : [])]));
-  return new Set([...plan.stages.flatMap((s) => copySources(s.ops)), ...copySources(plan.ops)].filter((source) => !stageNames.has(source)));
 }
 
 /** Pulls (or finds in the cache) every image the plan reads, by the reference it is written as. */
