@@ -287,8 +287,15 @@ export class ArchiveFile implements BlobTarget {
     await this.write(trailing);
     await this.drain();
     this.closed = true;
-    await this.handle.close();
-    await rename(this.temporary, this.dest);
+    try {
+      await this.handle.close();
+      await rename(this.temporary, this.dest);
+    } catch (error) {
+      // Not renamed: the temporary is still ours to remove (abort skips a closed archive).
+      await rm(this.temporary, { force: true });
+      untrackTemporary(this.temporary);
+      throw error;
+    }
     untrackTemporary(this.temporary);
     if (this.records !== undefined) await this.remember(identity).catch(() => undefined);
     return true;
@@ -318,11 +325,16 @@ export class ArchiveFile implements BlobTarget {
     const target = this.recordPath();
     await mkdir(path.dirname(target), { recursive: true });
     const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    await writeFile(temp, JSON.stringify(record));
-    await rename(temp, target).catch(async (error: unknown) => {
+    trackTemporary(temp);
+    try {
+      await writeFile(temp, JSON.stringify(record));
+      await rename(temp, target);
+    } catch (error) {
       await rm(temp, { force: true });
       throw error;
-    });
+    } finally {
+      untrackTemporary(temp);
+    }
   }
 
   /** Removes the temporary file; nothing once `finish` has renamed it. */

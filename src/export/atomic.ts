@@ -48,9 +48,16 @@ async function replace(temporary: string, dest: string): Promise<void> {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR') throw error;
     const old = `${temporary}.old`;
-    pending.add(old);
     await rename(dest, old);
-    await rename(temporary, dest);
+    try {
+      await rename(temporary, dest);
+    } catch (swapError) {
+      // Put the destination back as it was; `old` is the user's, never a temporary to delete.
+      await rename(old, dest).catch(() => undefined);
+      throw swapError;
+    }
+    // Only now is `old` ours to remove, including by an interrupt.
+    pending.add(old);
     await rm(old, { recursive: true, force: true });
     pending.delete(old);
   }

@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { DigestStream, digestHex, sha256Digest } from './digest.js';
+import { trackTemporary, untrackTemporary } from '../export/atomic.js';
+import { digestHex, sha256Digest } from './digest.js';
 
 export interface IncomingBlob {
   /** Takes the buffer over: the caller must not change it afterwards. */
@@ -57,6 +56,8 @@ export class BlobStore implements BlobTarget {
   async incoming(): Promise<IncomingBlob> {
     await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
     const temp = path.join(this.dir, 'sha256', `.incoming-${randomBytes(8).toString('hex')}`);
+    // The store may be the layer cache, which outlives the build: an interrupt must not leave a partial blob there.
+    trackTemporary(temp);
     const out = createWriteStream(temp, { highWaterMark: 4 * 1024 * 1024 });
     let failure: Error | undefined;
     out.on('error', (error) => {
@@ -76,23 +77,16 @@ export class BlobStore implements BlobTarget {
         await closed;
         const target = this.pathOf(digest);
         await rename(temp, target);
+        untrackTemporary(temp);
         return target;
       },
       abort: async () => {
         out.destroy();
         await closed.catch(() => undefined);
         await rm(temp, { force: true });
+        untrackTemporary(temp);
       },
     };
-  }
-
-  async has(digest: string): Promise<boolean> {
-    try {
-      await stat(this.pathOf(digest));
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   async putBytes(data: Uint8Array): Promise<{ digest: string; size: number }> {
@@ -100,32 +94,16 @@ export class BlobStore implements BlobTarget {
     await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
     const target = this.pathOf(digest);
     const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    await writeFile(temp, data);
-    await rename(temp, target);
-    return { digest, size: data.length };
-  }
-
-  /**
-   * Writes a blob from a stream, hashing as the bytes pass, and files it
-   * under its digest. `stages` may transform the stream first (e.g. gzip).
-   */
-  async putStream(source: Readable, stages: Array<Readable | Writable | NodeJS.ReadWriteStream> = []): Promise<{ digest: string; size: number }> {
-    await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
-    const temp = path.join(this.dir, 'sha256', `.incoming-${randomBytes(8).toString('hex')}`);
-    const hasher = new DigestStream();
+    trackTemporary(temp);
     try {
-      const streams: Array<NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream> = [source, ...stages, hasher, createWriteStream(temp)];
-      await pipeline(streams);
-      const digest = hasher.digest();
-      await rename(temp, this.pathOf(digest));
-      return { digest, size: hasher.size };
+      await writeFile(temp, data);
+      await rename(temp, target);
     } catch (error) {
       await rm(temp, { force: true });
       throw error;
+    } finally {
+      untrackTemporary(temp);
     }
-  }
-
-  open(digest: string): Readable {
-    return createReadStream(this.pathOf(digest));
+    return { digest, size: data.length };
   }
 }

@@ -199,10 +199,12 @@ async function copyFromStage(target: ImageFilesystem, stage: ImageFilesystem, op
       for (const child of stage.subtree(node.path)) {
         if (child.path === node.path) continue;
         const rel = child.path.slice(prefix.length);
-        const moved = retarget(child, joinTree(destination, rel));
+        // A hard link to a file outside the copied directory cannot stay a link: it becomes a copy of that file.
+        const linked = child.type === 'hardlink' && !child.target.startsWith(prefix) ? stage.get(child.target) : undefined;
+        const source = linked?.type === 'file' ? { ...linked, path: child.path, mode: child.mode, uid: child.uid, gid: child.gid } : child;
+        const moved = retarget(source, joinTree(destination, rel));
         if (moved.type === 'hardlink') {
-          const linkRel = child.type === 'hardlink' ? child.target.slice(prefix.length) : rel;
-          target.put({ ...moved, target: joinTree(destination, linkRel) }, op.at);
+          target.put({ ...moved, target: joinTree(destination, moved.target.slice(prefix.length)) }, op.at);
         } else target.put(moved, op.at);
       }
     } else {

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { trackTemporary, untrackTemporary } from '../export/atomic.js';
 import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
 import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
@@ -61,9 +62,11 @@ export class LayerCache {
 
   /**
    * The key of a layer. Files under `contentKeyed` directories (lapin's own
-   * staging files, new on every build) are keyed on their content instead.
+   * staging files, new on every build) are keyed on their content instead;
+   * `contentHashes` remembers those hashes by path, so asking again (the
+   * check after writing) does not read the files a second time.
    */
-  async key(nodes: readonly FsNode[], options: LayerOptions, contentKeyed: readonly string[] = []): Promise<string> {
+  async key(nodes: readonly FsNode[], options: LayerOptions, contentKeyed: readonly string[] = [], contentHashes = new Map<string, string>()): Promise<string> {
     const hash = createHash('sha256');
     const level = effectiveLevel(options.compression, options.level);
     const format: unknown[] = [CACHE_FORMAT, options.compression, level];
@@ -78,7 +81,13 @@ export class LayerCache {
         if (node.source.kind === 'bytes') {
           fields.push('bytes', createHash('sha256').update(node.source.data).digest('hex'));
         } else if (contentKeyed.some((dir) => node.source.kind === 'path' && node.source.path.startsWith(`${dir}${path.sep}`))) {
-          fields.push('content', createHash('sha256').update(await readFile(node.source.path)).digest('hex'));
+          const file = node.source.path;
+          let content = contentHashes.get(file);
+          if (content === undefined) {
+            content = createHash('sha256').update(await readFile(file)).digest('hex');
+            contentHashes.set(file, content);
+          }
+          fields.push('content', content);
         } else {
           const file = path.resolve(node.source.path);
           const s = await stat(file, { bigint: true });
@@ -112,12 +121,15 @@ export class LayerCache {
     await mkdir(this.entries, { recursive: true });
     const target = this.entryPath(key);
     const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+    trackTemporary(temp);
     try {
       await writeFile(temp, JSON.stringify(entry));
       await rename(temp, target);
     } catch (error) {
       await rm(temp, { force: true });
       throw error;
+    } finally {
+      untrackTemporary(temp);
     }
   }
 
@@ -161,7 +173,9 @@ export async function writeLayerCached(
   contentKeyed: readonly string[] = [],
 ): Promise<CachedLayerResult> {
   if (!cache) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
-  const key = await cache.key(nodes, options, contentKeyed);
+  // lapin's own staging files do not change once made: hashed once, for both keys below.
+  const contentHashes = new Map<string, string>();
+  const key = await cache.key(nodes, options, contentKeyed, contentHashes);
   const hit = await cache.lookup(key);
   if (hit) {
     await target.addFile(hit.digest, hit.size, hit.path);
@@ -179,7 +193,7 @@ export async function writeLayerCached(
     });
     layer = await writeLayer(nodes, tee(out, cached), options);
   }
-  if ((await cache.key(nodes, options, contentKeyed)) === key) await cache.record(key, layer);
+  if ((await cache.key(nodes, options, contentKeyed, contentHashes)) === key) await cache.record(key, layer);
   return { ...withoutPath(layer), cached: false };
 }
 

@@ -172,6 +172,9 @@ export class RegistryClient {
     const wanted = [...new Set([...scopes, ...(challenge.params.scope ? challenge.params.scope.split(' ') : [])])];
     let response: Response;
     const url = new URL(realm);
+    if (credential && url.protocol === 'http:' && (await this.baseUrl()).startsWith('https:')) {
+      throw new AuthError(`${this.host} sent its token service as plain HTTP (${url.host}); lapin will not send credentials there in clear text`);
+    }
     if (credential?.identityToken) {
       const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credential.identityToken, client_id: 'lapin' });
       if (service) form.set('service', service);
@@ -243,7 +246,8 @@ export class RegistryClient {
     let authRetried = false;
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = { ...spec.headers };
-      const authorization = await this.authorization(spec.scopes);
+      // Credentials go only to the registry itself: an upload Location may name another host or plain HTTP.
+      const authorization = sameOrigin(url, base) ? await this.authorization(spec.scopes) : undefined;
       if (authorization) headers.authorization = authorization;
       const body = spec.body?.();
       let response: Response;
@@ -330,4 +334,9 @@ function connectionError(host: string, error: unknown, triedPlain: boolean, what
   }
   const hint = triedPlain ? undefined : 'retried with backoff; check the network or the registry';
   return new NetworkError(`${prefix}cannot reach ${host}: ${reason}`, isRetryableError(error), hint);
+}
+
+/** True when two URLs share scheme, host and port. */
+function sameOrigin(a: string, b: string): boolean {
+  return new URL(a).origin === new URL(b).origin;
 }

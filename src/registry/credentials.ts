@@ -59,13 +59,17 @@ async function readJson(file: string): Promise<ConfigFile | undefined> {
   } catch {
     return undefined;
   }
+  let parsed: unknown;
   try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-    return parsed as ConfigFile;
-  } catch (error) {
-    throw new LapinError(`cannot read ${file}: ${(error as Error).message}`, { hint: 'fix or remove the file' });
+    parsed = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the text around the fault, which may be an auth value.
+    throw new LapinError(`cannot read ${file}: it is not valid JSON`, { hint: 'fix or remove the file' });
   }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new LapinError(`cannot read ${file}: it is not a JSON object`, { hint: 'fix or remove the file' });
+  }
+  return parsed as ConfigFile;
 }
 
 function entryFor(auths: Record<string, AuthEntry> | undefined, host: string): AuthEntry | undefined {

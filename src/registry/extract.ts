@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -67,8 +69,9 @@ export function checkLinkTarget(linkPath: string, target: string, image: string)
  * Applies layers in order into one tree, honouring whiteouts (".wh.NAME"
  * removes NAME from the layers below; ".wh..wh..opq" empties its directory
  * of them). File data is written under `dataDir`; the nodes point at it.
+ * A layer's `diffId`, when given, is checked against its uncompressed bytes.
  */
-export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string }>, dataDir: string, image: string): Promise<FsNode[]> {
+export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string; diffId?: string }>, dataDir: string, image: string): Promise<FsNode[]> {
   await mkdir(dataDir, { recursive: true });
   const tree = new Map<string, FsNode>();
   let counter = 0;
@@ -82,8 +85,15 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
     if (compression === 'zstd') throw new LapinError(`${image} has a zstd layer (${layer.digest}); lapin reads gzip and plain layers of base images`);
     const added = new Set<string>();
     const extract = tar.extract();
+    const diffHash = createHash('sha256');
+    const hashUncompressed = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        diffHash.update(chunk);
+        callback(null, chunk);
+      },
+    });
     const done = pipeline(
-      compression === 'gzip' ? [createReadStream(layer.file), createGunzip(), extract] : [createReadStream(layer.file), extract],
+      compression === 'gzip' ? [createReadStream(layer.file), createGunzip(), hashUncompressed, extract] : [createReadStream(layer.file), hashUncompressed, extract],
     );
     extract.on('entry', (header, stream, next) => {
       const handle = async (): Promise<void> => {
@@ -160,6 +170,12 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
       );
     });
     await done;
+    const diffId = `sha256:${diffHash.digest('hex')}`;
+    if (layer.diffId !== undefined && diffId !== layer.diffId) {
+      throw new LapinError(`${image} has a layer ${layer.digest} whose content is ${diffId}, not the diff_id ${layer.diffId} its config lists; refusing the image`, {
+        hint: 'a hostile or broken image; use another base',
+      });
+    }
   }
   return [...tree.values()].sort((a, b) => comparePaths(a.path, b.path));
 }

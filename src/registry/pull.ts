@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
@@ -100,6 +100,9 @@ export function platformOs(domain: string, monitor: string | undefined): string 
 
 /** The content-addressed cache of pulled blobs and the tags they were pulled under. */
 class PullCache {
+  /** Digests whose cache file was hashed (or written after a check) by this process. */
+  private readonly verified = new Set<string>();
+
   constructor(readonly root: string) {}
 
   blobPath(digest: string): string {
@@ -134,6 +137,45 @@ class PullCache {
     const temporary = `${file}.${randomBytes(6).toString('hex')}`;
     await writeFile(temporary, data);
     await rename(temporary, file);
+    this.verified.add(digest);
+  }
+
+  markVerified(digest: string): void {
+    this.verified.add(digest);
+  }
+
+  /** Whether the cache holds the blob whole: its size and its sha256 as the descriptor says (a cut or damaged file is not served). */
+  async holds(blob: Descriptor): Promise<boolean> {
+    if (this.verified.has(blob.digest)) return true;
+    const file = this.blobPath(blob.digest);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile() || info.size !== blob.size) return false;
+    const hash = createHash('sha256');
+    try {
+      for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+    } catch {
+      return false;
+    }
+    if (`sha256:${hash.digest('hex')}` !== blob.digest) return false;
+    this.verified.add(blob.digest);
+    return true;
+  }
+}
+
+const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * Refuses descriptors whose digest is not sha256 hex or whose size is not a
+ * byte count: the digest names a cache file, and "sha256:../../x" must not.
+ */
+function checkDescriptors(descriptors: ReadonlyArray<Descriptor | undefined>, display: string): void {
+  for (const descriptor of descriptors) {
+    if (descriptor === undefined) continue;
+    if (typeof descriptor.digest !== 'string' || !SHA256_DIGEST.test(descriptor.digest) || !Number.isSafeInteger(descriptor.size) || descriptor.size < 0) {
+      throw new LapinError(`${display} lists a blob with digest ${JSON.stringify(descriptor.digest)} and size ${JSON.stringify(descriptor.size)}; lapin reads sha256 digests with byte sizes only`, {
+        hint: 'a hostile or broken image; use another base',
+      });
+    }
   }
 }
 
@@ -145,10 +187,24 @@ function sha256(data: Uint8Array): string {
 class Verifier extends Transform {
   readonly hash = createHash('sha256');
   size = 0;
+  /** `limit`: the descriptor's size; a registry sending more is cut off rather than filling the disk. */
+  constructor(private readonly limit: number) {
+    super();
+  }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.hash.update(chunk);
     this.size += chunk.length;
+    if (this.size > this.limit) {
+      callback(new BlobTooLong(this.limit));
+      return;
+    }
     callback(null, chunk);
+  }
+}
+
+class BlobTooLong extends Error {
+  constructor(readonly limit: number) {
+    super(`more than the ${limit} bytes the manifest lists`);
   }
 }
 
@@ -199,6 +255,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
       const offered = manifest.manifests.map((m) => `${m.platform?.os ?? '?'}/${m.platform?.architecture ?? '?'}`).join(', ');
       throw new LapinError(`${reference.display} has no image for ${os}/${architecture} (it has ${offered || 'none'})`, { ...where, hint: 'pick another image or --platform' });
     }
+    checkDescriptors([chosen], reference.display);
     await cache.putVerified(manifestDigest, manifestBytes);
     ({ bytes: manifestBytes, digest: manifestDigest } = await fetchManifest(client, reference, chosen.digest, scopes));
     manifest = JSON.parse(manifestBytes.toString('utf8')) as typeof manifest;
@@ -206,10 +263,11 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   if (!manifest.config || !Array.isArray(manifest.layers)) {
     throw new LapinError(`${reference.display} is not an image manifest (mediaType ${manifest.mediaType ?? 'unknown'})`, where);
   }
+  checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   await cache.putVerified(manifestDigest, manifestBytes);
   emit(`pulling ${reference.display} (${manifestDigest})`);
   for (const blob of [manifest.config, ...manifest.layers]) {
-    if (!(await cache.has(blob.digest))) await fetchBlob(client, reference, blob, cache, options);
+    if (!(await cache.holds(blob))) await fetchBlob(client, reference, blob, cache, options);
   }
   if (!reference.digest) await cache.writeRef(reference, os, architecture, manifestDigest);
   const pulled = await fromCache(cache, reference, manifestDigest, os, architecture);
@@ -256,7 +314,7 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
         what: `fetching blob ${blob.digest} of ${reference.display}`,
       });
       if (!response.body) throw new LapinError(`${client.host} sent no data for blob ${blob.digest}`);
-      const verifier = new Verifier();
+      const verifier = new Verifier(blob.size);
       let done = 0;
       const progress = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
@@ -273,9 +331,15 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
         });
       }
       await rename(temporary, file);
+      cache.markVerified(blob.digest);
       return;
     } catch (error) {
       await rm(temporary, { force: true });
+      if (error instanceof BlobTooLong) {
+        throw new LapinError(`blob ${blob.digest} of ${reference.display} from ${client.host} is longer than its descriptor says (${error.message}); refusing it`, {
+          hint: 'something between lapin and the registry changed the data; nothing was used or cached',
+        });
+      }
       const transient = (error instanceof NetworkError && error.transient) || (!(error instanceof LapinError) && error instanceof Error);
       if (!transient || attempt + 1 >= retry.attempts) {
         if (error instanceof LapinError) throw error;
@@ -292,13 +356,16 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
   let digest = manifestDigest;
   let manifest = JSON.parse(bytes.toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
   if (Array.isArray(manifest.manifests)) {
+    if (sha256(bytes) !== manifestDigest) throw new Error('cached index is damaged');
     const chosen = choosePlatform(manifest.manifests, os, architecture);
     if (!chosen) throw new Error('no platform in the cached index');
+    checkDescriptors([chosen], reference.display);
     bytes = await readFile(cache.blobPath(chosen.digest));
     digest = chosen.digest;
     manifest = JSON.parse(bytes.toString('utf8')) as typeof manifest;
   }
-  if (sha256(bytes) !== digest || !manifest.config || !manifest.layers) throw new Error('cached manifest is damaged');
+  if (sha256(bytes) !== digest || !manifest.config || !Array.isArray(manifest.layers)) throw new Error('cached manifest is damaged');
+  checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   const configBytes = await readFile(cache.blobPath(manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');
   const config = JSON.parse(configBytes.toString('utf8')) as BaseConfig;
@@ -308,7 +375,7 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
   }
   const layers: PulledImage['layers'] = [];
   for (const [index, layer] of manifest.layers.entries()) {
-    if (!(await cache.has(layer.digest))) throw new Error('cached layer missing');
+    if (!(await cache.holds(layer))) throw new Error('cached layer missing or damaged');
     layers.push({ ...layer, diffId: diffIds[index] as string, file: cache.blobPath(layer.digest) });
   }
   return { reference, manifestDigest: digest, manifestAnnotations: manifest.annotations ?? {}, config, configDescriptor: manifest.config, layers, fetched: false };

@@ -150,6 +150,27 @@ describe('output archive', () => {
     assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.kept.tar')), []);
   });
 
+  test('an archive whose final rename fails leaves no temporary file', async () => {
+    const dest = path.join(dir, 'blocked.tar');
+    const archive = await ArchiveFile.create(dest, 0);
+    const config = await archive.putBytes(Buffer.from('{}'));
+    const manifest = await archive.putBytes(Buffer.from('{"m":2}'));
+    const image: Image = {
+      store: new BlobStore(path.join(dir, 'blocked-store')),
+      manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest },
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [],
+      platform: { os: 'linux', architecture: 'amd64' },
+      names: [],
+    };
+    // A non-empty directory appears at dest while the archive is written: rename cannot replace it.
+    await mkdir(path.join(dest, 'inside'), { recursive: true });
+    await assert.rejects(archive.finish(image));
+    await archive.abort();
+    assert.deepEqual(await readdir(dest), ['inside']);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('.blocked.tar')), []);
+  });
+
   test('a full cache hit leaves an untouched archive as it is, and rewrites one that changed', async () => {
     const cacheDir = path.join(dir, 'cache');
     const dest = path.join(dir, 'rebuilt.tar');

@@ -126,6 +126,21 @@ describe('COPY semantics', () => {
     );
   });
 
+  test('COPY --from of a directory holding a hard link to a file outside it copies that file', async () => {
+    const stage = new ImageFilesystem({ mtime: 0 });
+    stage.put({ type: 'file', path: 'a/x', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 4, source: { kind: 'bytes', data: Buffer.from('data') } });
+    stage.put({ type: 'hardlink', path: 'd/y', mode: 0o644, uid: 0, gid: 0, mtime: 0, target: 'a/x' });
+    stage.put({ type: 'hardlink', path: 'd/z', mode: 0o644, uid: 0, gid: 0, mtime: 0, target: 'd/w' });
+    stage.put({ type: 'file', path: 'd/w', mode: 0o600, uid: 0, gid: 0, mtime: 0, size: 1, source: { kind: 'bytes', data: Buffer.from('w') } });
+    const target = new ImageFilesystem({ mtime: 0 });
+    await applyCopy(target, copy(['/d'], '/dest', { fromStage: 'builder' }), { ...env, stages: new Map([['builder', stage]]) });
+    const y = target.get('/dest/y');
+    assert.equal(y?.type, 'file');
+    assert.deepEqual(y?.type === 'file' && y.source.kind === 'bytes' ? Buffer.from(y.source.data).toString() : undefined, 'data');
+    // A link inside the copied directory stays a link, retargeted.
+    assert.deepEqual(target.get('/dest/z'), { type: 'hardlink', path: 'dest/z', mode: 0o644, uid: 0, gid: 0, mtime: 0, target: 'dest/w' });
+  });
+
   test('a file copied onto an existing directory lands inside it', async () => {
     const fs = await run(copy(['app'], '/opt/app'));
     await run(copy(['kernel'], '/opt'), fs);

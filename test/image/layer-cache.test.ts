@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
+import { removePendingSync } from '../../src/export/atomic.js';
 import { LayerCache, defaultCacheDir } from '../../src/image/layer-cache.js';
 import type { FsNode } from '../../src/image/tree.js';
 
@@ -104,6 +105,22 @@ describe('layer cache', () => {
     assert.equal(await cache.key(nodes, { compression: 'gzip', level: 1 }), await cache.key(nodes, { compression: 'gzip' }), 'the default level is 1');
   });
 
+  test('a staging file is keyed on its content, read once for both keys of a layer', async () => {
+    const cache = new LayerCache(path.join(dir, 'content-keys'));
+    const staging = path.join(dir, 'staging-keys');
+    await mkdir(staging, { recursive: true });
+    const file = path.join(staging, 'initrd.cpio');
+    await writeFile(file, 'cpio bytes');
+    const nodes: FsNode[] = [{ type: 'file', path: 'initrd', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 10, source: { kind: 'path', path: file } }];
+    const hashes = new Map<string, string>();
+    const first = await cache.key(nodes, { compression: 'gzip' }, [staging], hashes);
+    // The check after writing takes the remembered hash: the file is not read again.
+    await rm(file);
+    assert.equal(await cache.key(nodes, { compression: 'gzip' }, [staging], hashes), first);
+    await writeFile(file, 'cpio BYTES');
+    assert.notEqual(await cache.key(nodes, { compression: 'gzip' }, [staging]), first);
+  });
+
   test('a missing or truncated blob is a miss, never served', async () => {
     const first = await buildTo('blob-first');
     const blobs = path.join(cacheDir, 'v1', 'blobs', 'sha256');
@@ -125,6 +142,19 @@ describe('layer cache', () => {
       return out;
     };
     assert.deepEqual((await walk(cacheDir)).filter((n) => n.includes('tmp') || n.startsWith('.incoming')), []);
+  });
+
+  test('a blob being written to the cache is removed by the interrupt cleanup', async () => {
+    const cache = new LayerCache(path.join(dir, 'interrupted-cache'));
+    const incoming = await cache.blobs.incoming();
+    // More than the stream buffers, so the file is open and written to.
+    await incoming.write(Buffer.alloc(6 * 1024 * 1024, 1));
+    const blobs = path.join(cache.blobs.dir, 'sha256');
+    assert.equal((await readdir(blobs)).filter((n) => n.startsWith('.incoming')).length, 1);
+    // What the SIGINT/SIGTERM handler runs.
+    removePendingSync();
+    assert.deepEqual(await readdir(blobs), []);
+    await incoming.abort();
   });
 
   test('location: LAPIN_CACHE_DIR, then XDG_CACHE_HOME, then ~/.cache', () => {

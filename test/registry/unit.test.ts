@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { findCredential, hostOfKey } from '../../src/registry/credentials.js';
 import { checkLinkTarget, flattenLayers, safeEntryPath } from '../../src/registry/extract.js';
 import { isLoopbackHost, redactUrl } from '../../src/registry/client.js';
 import { backoffDelay, parseRetryAfter } from '../../src/registry/retry.js';
-import { parsePullReference, platformOs } from '../../src/registry/pull.js';
+import { parsePullReference, platformOs, pullImage } from '../../src/registry/pull.js';
 
 let work: string;
 before(async () => {
@@ -153,5 +154,151 @@ describe('layer extraction', () => {
         }
       }),
     );
+  });
+});
+
+describe('secrets stay out of messages', () => {
+  test('a damaged config.json is reported without quoting its auth values', async () => {
+    const dir = await mkdtemp(path.join(work, 'damaged-'));
+    const secret = Buffer.from('alice:hunter2-very-secret').toString('base64');
+    // A missing quote: V8's JSON.parse message would quote the text around it.
+    await writeFile(path.join(dir, 'config.json'), `{"auths":{"ghcr.io":{"auth":${secret}"}}}`);
+    await assert.rejects(findCredential('ghcr.io', { DOCKER_CONFIG: dir, HOME: dir, XDG_RUNTIME_DIR: dir, XDG_CONFIG_HOME: dir }), (error: Error) => {
+      assert.match(error.message, /cannot read .*config\.json/);
+      assert.ok(!error.message.includes(secret.slice(0, 8)), error.message);
+      return true;
+    });
+  });
+});
+
+describe('the pull cache serves only what matches its digest', () => {
+  const sha = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+  /** A cache holding one image; returns the manifest digest and the layer's cache file. */
+  async function seedCache(cacheDir: string, layerDigest?: string): Promise<{ manifestDigest: string; layerFile: string; layerBytes: Buffer }> {
+    const blobs = path.join(cacheDir, 'registry', 'blobs', 'sha256');
+    await mkdir(blobs, { recursive: true });
+    const put = async (data: Buffer): Promise<string> => {
+      const digest = sha(data);
+      await writeFile(path.join(blobs, digest.slice(7)), data);
+      return digest;
+    };
+    const pack = tar.pack();
+    pack.entry({ name: 'etc/hello', size: 5 }, 'hello');
+    pack.finalize();
+    const chunks: Buffer[] = [];
+    for await (const chunk of pack) chunks.push(chunk as Buffer);
+    const layerBytes = Buffer.concat(chunks);
+    const digest = await put(layerBytes);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] } }));
+    const configDigest = await put(config);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest ?? digest, size: layerBytes.length }],
+      }),
+    );
+    return { manifestDigest: await put(manifest), layerFile: path.join(blobs, digest.slice(7)), layerBytes };
+  }
+
+  test('an intact cached image is served', async () => {
+    const cacheDir = await mkdtemp(path.join(work, 'cache-ok-'));
+    const { manifestDigest } = await seedCache(cacheDir);
+    const image = await pullImage(`registry.invalid/a/b@${manifestDigest}`, { cacheDir, architecture: 'amd64', policy: 'never' });
+    assert.equal(image.layers.length, 1);
+  });
+
+  test('a truncated cached layer is not served', async () => {
+    const cacheDir = await mkdtemp(path.join(work, 'cache-cut-'));
+    const { manifestDigest, layerFile, layerBytes } = await seedCache(cacheDir);
+    await writeFile(layerFile, layerBytes.subarray(0, 600));
+    await assert.rejects(pullImage(`registry.invalid/a/b@${manifestDigest}`, { cacheDir, architecture: 'amd64', policy: 'never' }), /not in the cache/);
+  });
+
+  test('a cached layer with the right size but other bytes is not served', async () => {
+    const cacheDir = await mkdtemp(path.join(work, 'cache-flip-'));
+    const { manifestDigest, layerFile, layerBytes } = await seedCache(cacheDir);
+    const flipped = Buffer.from(layerBytes);
+    flipped[600] = (flipped[600] as number) ^ 0xff;
+    await writeFile(layerFile, flipped);
+    await assert.rejects(pullImage(`registry.invalid/a/b@${manifestDigest}`, { cacheDir, architecture: 'amd64', policy: 'never' }), /not in the cache/);
+  });
+
+  test('a manifest whose layer digest names a path outside the cache is refused', async () => {
+    const cacheDir = await mkdtemp(path.join(work, 'cache-escape-'));
+    const outside = path.join(work, 'outside-layer.tar');
+    await writeFile(outside, 'host file');
+    const climbing = `sha256:${path.relative(path.join(cacheDir, 'registry', 'blobs', 'sha256'), outside)}`;
+    const { manifestDigest } = await seedCache(cacheDir, climbing);
+    await assert.rejects(pullImage(`registry.invalid/a/b@${manifestDigest}`, { cacheDir, architecture: 'amd64', policy: 'never' }), /not in the cache/);
+  });
+});
+
+describe('a registry that sends more than a blob holds', () => {
+  test('the download stops at the descriptor size and nothing is cached', async () => {
+    const http = await import('node:http');
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${'0'.repeat(64)}`] } }));
+    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const layerDigest = `sha256:${'a'.repeat(64)}`;
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layerDigest, size: 1024 }],
+      }),
+    );
+    let layerBytesSent = 0;
+    const server = http.createServer((req, res) => {
+      const url = req.url ?? '/';
+      if (url === '/v2/') return res.end('{}');
+      if (url.startsWith('/v2/a/b/manifests/')) {
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' });
+        return res.end(manifest);
+      }
+      if (url === `/v2/a/b/blobs/${configDigest}`) return res.end(config);
+      if (url === `/v2/a/b/blobs/${layerDigest}`) {
+        // Up to 64 MiB, then stop: far more than the 1 KiB the manifest lists.
+        const chunk = Buffer.alloc(64 * 1024, 1);
+        const send = (): void => {
+          while (layerBytesSent < 64 * 1024 * 1024) {
+            layerBytesSent += chunk.length;
+            if (!res.write(chunk)) return void res.once('drain', send);
+          }
+          res.end();
+        };
+        res.on('close', () => (layerBytesSent = layerBytesSent || 1));
+        return send();
+      }
+      res.writeHead(404);
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const cacheDir = await mkdtemp(path.join(work, 'long-'));
+    try {
+      await assert.rejects(
+        pullImage(`127.0.0.1:${port}/a/b:1`, { cacheDir, architecture: 'amd64', credentials: async () => undefined, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } }),
+        /is longer than its descriptor says/,
+      );
+      assert.ok(layerBytesSent < 16 * 1024 * 1024, `the pull read ${layerBytesSent} bytes of a 1 KiB blob`);
+      const { readdir } = await import('node:fs/promises');
+      assert.ok(!(await readdir(path.join(cacheDir, 'registry', 'blobs', 'sha256'))).some((name) => name.startsWith('a'.repeat(64))), 'nothing of the layer stays in the cache');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('layer diff_ids', () => {
+  test('a layer whose uncompressed bytes do not match the diff_id its config lists is refused', async () => {
+    const dir = await mkdtemp(path.join(work, 'diffid-'));
+    const good = await layer([{ name: 'etc/a', data: 'a' }], path.join(dir, 'l1'));
+    const { readFile } = await import('node:fs/promises');
+    const diffId = `sha256:${createHash('sha256').update(await readFile(good.file)).digest('hex')}`;
+    assert.equal((await flattenLayers([{ ...good, diffId }], path.join(dir, 'data1'), 'test')).length, 2);
+    await assert.rejects(flattenLayers([{ ...good, diffId: `sha256:${'0'.repeat(64)}` }], path.join(dir, 'data2'), 'test'), /not the diff_id .* its config lists; refusing the image/);
   });
 });
