@@ -206,3 +206,18 @@ describe('directory outputs never delete user files', () => {
     assert.deepEqual((await readdir(dest)).sort(), ['.boot', 'urunc.json']);
   });
 });
+
+describe('type=local keeps owners when run as root', { skip: process.getuid?.() === 0 ? false : 'needs root to chown' }, () => {
+  test('COPY --chown reaches the files on disk', async () => {
+    const context = await mkdtemp(path.join(work, 'chown-'));
+    await cp(path.join(EXAMPLE, 'network.hvt'), path.join(context, 'k'));
+    await writeFile(
+      path.join(context, 'Containerfile'),
+      'FROM scratch\nCOPY --chown=1000:100 k /unikernel/k\nLABEL com.urunc.unikernel.binary=/unikernel/k\nLABEL com.urunc.unikernel.unikernelType=mirage\nLABEL com.urunc.unikernel.hypervisor=hvt\n',
+    );
+    const dest = path.join(work, 'chown-rootfs');
+    await build({ context, outputs: [{ type: 'local', dest }] });
+    const stats = await stat(path.join(dest, 'unikernel/k'));
+    assert.deepEqual([stats.uid, stats.gid, stats.mode & 0o7777], [1000, 100, 0o755]);
+  });
+});

@@ -1,25 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { LapinError } from '../errors.js';
 import path from 'node:path';
+import { LapinError } from '../errors.js';
+import { trackTemporary, untrackTemporary } from '../temporaries.js';
 
-/** Paths to remove if the process is interrupted before they are renamed into place. */
-const pending = new Set<string>();
-
-/** Removes every temporary path still pending; safe to call from a signal handler. */
-export function removePendingSync(): void {
-  for (const p of pending) rmSync(p, { recursive: true, force: true });
-  pending.clear();
-}
-
-export function trackTemporary(p: string): void {
-  pending.add(p);
-}
-
-export function untrackTemporary(p: string): void {
-  pending.delete(p);
-}
+// The registry lives in src/temporaries.ts so image/ need not depend on export/.
+export { removePendingSync, trackTemporary, untrackTemporary } from '../temporaries.js';
 
 /**
  * Writes `dest` through a temporary sibling and renames it into place, so a
@@ -28,7 +14,7 @@ export function untrackTemporary(p: string): void {
  */
 export async function writeAtomically(dest: string, write: (temporary: string) => Promise<void>): Promise<void> {
   const temporary = path.join(path.dirname(dest), `.${path.basename(dest)}.lapin-tmp-${randomBytes(6).toString('hex')}`);
-  pending.add(temporary);
+  trackTemporary(temporary);
   try {
     await write(temporary);
     await replace(temporary, dest);
@@ -36,7 +22,7 @@ export async function writeAtomically(dest: string, write: (temporary: string) =
     await rm(temporary, { recursive: true, force: true });
     throw error;
   } finally {
-    pending.delete(temporary);
+    untrackTemporary(temporary);
   }
 }
 
@@ -57,9 +43,9 @@ async function replace(temporary: string, dest: string): Promise<void> {
       throw swapError;
     }
     // Only now is `old` ours to remove, including by an interrupt.
-    pending.add(old);
+    trackTemporary(old);
     await rm(old, { recursive: true, force: true });
-    pending.delete(old);
+    untrackTemporary(old);
   }
 }
 

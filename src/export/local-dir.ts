@@ -1,4 +1,4 @@
-import { chmod, copyFile, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FsNode } from '../image/tree.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
@@ -9,6 +9,11 @@ import { requireFreshDirectory, writeAtomically } from './atomic.js';
  */
 export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string): Promise<void> {
   await requireFreshDirectory(dest);
+  const asRoot = process.getuid?.() === 0;
+  // Before chmod: chown clears setuid and setgid bits.
+  const own = async (target: string, node: FsNode): Promise<void> => {
+    if (asRoot) await lchown(target, node.uid, node.gid);
+  };
   await writeAtomically(dest, async (root) => {
     await mkdir(root, { recursive: true });
     const directories: FsNode[] = [];
@@ -22,11 +27,13 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
         case 'file':
           if (node.source.kind === 'path') await copyFile(node.source.path, target);
           else await writeFile(target, node.source.data);
+          await own(target, node);
           await chmod(target, node.mode);
           await utimes(target, node.mtime, node.mtime);
           break;
         case 'symlink':
           await symlink(node.target, target);
+          await own(target, node);
           await lutimes(target, node.mtime, node.mtime).catch(() => undefined);
           break;
         case 'hardlink':
@@ -37,6 +44,7 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
     // Directory modes and times last: writing children would change them.
     for (const dir of directories.reverse()) {
       const target = path.join(root, ...dir.path.split('/'));
+      await own(target, dir);
       await chmod(target, dir.mode);
       await utimes(target, dir.mtime, dir.mtime);
     }

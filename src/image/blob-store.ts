@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { trackTemporary, untrackTemporary } from '../export/atomic.js';
+import { trackTemporary, untrackTemporary } from '../temporaries.js';
 import { digestHex, sha256Digest } from './digest.js';
 
 export interface IncomingBlob {

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { trackTemporary, untrackTemporary } from '../export/atomic.js';
+import { trackTemporary, untrackTemporary } from '../temporaries.js';
 import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
 import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
