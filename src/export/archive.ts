@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, type BigIntStats } from 'node:fs';
-import { lstat, mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError } from '../errors.js';
@@ -9,7 +9,7 @@ import type { BlobTarget, IncomingBlob } from '../image/blob-store.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
 import type { Image } from '../image/image.js';
 import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
-import { trackTemporary, untrackTemporary } from './atomic.js';
+import { trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { OCI_LAYOUT_FILE, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
 
 /*
@@ -324,17 +324,7 @@ export class ArchiveFile implements BlobTarget {
     const record: ArchiveRecord = { dest: this.dest, identity, file: fileStamp(await lstat(this.dest, { bigint: true })) };
     const target = this.recordPath();
     await mkdir(path.dirname(target), { recursive: true });
-    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    trackTemporary(temp);
-    try {
-      await writeFile(temp, JSON.stringify(record));
-      await rename(temp, target);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    } finally {
-      untrackTemporary(temp);
-    }
+    await writeFileAtomically(target, JSON.stringify(record));
   }
 
   /** Removes the temporary file; nothing once `finish` has renamed it. */

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { trackTemporary, untrackTemporary } from '../temporaries.js';
+import { trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { digestHex, sha256Digest } from './digest.js';
 
 export interface IncomingBlob {
@@ -93,17 +93,7 @@ export class BlobStore implements BlobTarget {
     const digest = sha256Digest(data);
     await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
     const target = this.pathOf(digest);
-    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    trackTemporary(temp);
-    try {
-      await writeFile(temp, data);
-      await rename(temp, target);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    } finally {
-      untrackTemporary(temp);
-    }
+    await writeFileAtomically(target, data);
     return { digest, size: data.length };
   }
 }

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { trackTemporary, untrackTemporary } from '../temporaries.js';
+import { writeFileAtomically } from '../temporaries.js';
 import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
 import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
@@ -120,17 +120,7 @@ export class LayerCache {
     const entry: CacheEntry = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId };
     await mkdir(this.entries, { recursive: true });
     const target = this.entryPath(key);
-    const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
-    trackTemporary(temp);
-    try {
-      await writeFile(temp, JSON.stringify(entry));
-      await rename(temp, target);
-    } catch (error) {
-      await rm(temp, { force: true });
-      throw error;
-    } finally {
-      untrackTemporary(temp);
-    }
+    await writeFileAtomically(target, JSON.stringify(entry));
   }
 
   private entryPath(key: string): string {
