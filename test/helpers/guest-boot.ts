@@ -3,15 +3,46 @@
 // bundle read as urunc reads them, qemu under TCG, and a small helper initrd
 // that loads the modules a virtio disk needs (Debian builds virtio_blk and
 // ext4 as modules), mounts the block image as the root and switches to it.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import type { UmociUnpackResult } from '../consumers/harness.js';
+import { isCI, requireConsumers, type UmociUnpackResult } from '../consumers/harness.js';
 
 export const toolEnv = { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
+
+/** How long a TCG boot of Debian's kernel may take on these 2-core machines. */
+export const BOOT_TIMEOUT_MS = 180_000;
+
+/**
+ * Why a boot test cannot run here, or false. Under CI a missing tool fails
+ * the run instead: CI must boot.
+ */
+export function bootSkip(what: string, programs: readonly string[]): string | false {
+  const umoci = requireConsumers(['umoci']);
+  const missing = programs.filter((p) => spawnSync('sh', ['-c', `command -v ${p}`], { env: toolEnv, stdio: 'ignore' }).status !== 0);
+  if (missing.length === 0) return umoci;
+  const reason = `missing ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
+  if (isCI()) throw new Error(`CI must run ${what}: ${reason}`);
+  return reason;
+}
+
+/** A bunnyfile for a Linux guest on qemu booting the context's `vmlinuz` with `rootfs` (indented YAML lines). */
+export function linuxGuestBunnyfile(rootfs: string, args: readonly string[]): string {
+  return `version: v0.1
+platforms:
+  framework: linux
+  monitor: qemu
+  architecture: x86_64
+kernel:
+  from: local
+  path: vmlinuz
+rootfs:
+${rootfs}cmd: ${JSON.stringify(args)}
+`;
+}
 
 export interface BootAssets {
   kernel: string;

@@ -15,29 +15,29 @@
 // docker-registry on loopback (`rootfs.from: <image>`, `type: block`).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { build } from '../../src/index.js';
-import { isCI, requireConsumers, umociUnpack } from '../consumers/harness.js';
+import { umociUnpack } from '../consumers/harness.js';
 import { registrySkipReason, skopeoPush, startRegistry, type TestRegistry } from '../registry/harness.js';
 import { writeOciArchive } from '../helpers/hand-image.js';
 import {
   HELPER_FAILED,
   HELPER_MOUNTED,
+  BOOT_TIMEOUT_MS,
   bootQemu,
+  bootSkip,
   fetchBootAssets,
   inBundle,
+  linuxGuestBunnyfile,
   moduleLoadOrder,
-  toolEnv,
   uruncValues,
   writeHelperInitrd,
   type BootAssets,
 } from '../helpers/guest-boot.js';
 
 const EPOCH = 1_700_000_000;
-const BOOT_TIMEOUT_MS = 180_000;
 const MARKER = 'LAPIN-BLOCK-BOOT';
 const ARGS = ['/init', 'blk-arg', 'n=7'];
 // What a virtio disk holding ext4 needs on Debian's kernel; their dependencies are found from .modinfo.
@@ -49,32 +49,7 @@ $bb poweroff -f
 `;
 const noCredentials = { credentials: async () => undefined, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 
-/** Why the test cannot run here, or false; under CI a missing tool fails instead. */
-function bootSkip(): string | false {
-  const umoci = requireConsumers(['umoci']);
-  const programs = ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb', 'flock', 'cpio', 'mke2fs', 'debugfs', 'e2fsck'];
-  const missing = programs.filter((p) => spawnSync('sh', ['-c', `command -v ${p}`], { env: toolEnv, stdio: 'ignore' }).status !== 0);
-  if (missing.length === 0) return umoci;
-  const reason = `missing ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
-  if (isCI()) throw new Error(`CI must run the block boot test: ${reason}`);
-  return reason;
-}
-
-function bunnyfile(rootfs: string): string {
-  return `version: v0.1
-platforms:
-  framework: linux
-  monitor: qemu
-  architecture: x86_64
-kernel:
-  from: local
-  path: vmlinuz
-rootfs:
-${rootfs}cmd: ${JSON.stringify(ARGS)}
-`;
-}
-
-const skip = bootSkip();
+const skip = bootSkip('the block boot test', ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb', 'flock', 'cpio', 'mke2fs', 'debugfs', 'e2fsck']);
 const registrySkip = skip || registrySkipReason() || false;
 let work: string;
 let assets: BootAssets;
@@ -98,7 +73,7 @@ async function makeContext(name: string, rootfs: string, extra: string): Promise
   const context = await mkdtemp(path.join(work, `${name}-`));
   await copyFile(assets.kernel, path.join(context, 'vmlinuz'));
   await writeFile(path.join(context, 'extra.txt'), `${extra}\n`);
-  await writeFile(path.join(context, 'bunnyfile'), bunnyfile(rootfs));
+  await writeFile(path.join(context, 'bunnyfile'), linuxGuestBunnyfile(rootfs, ARGS));
   return context;
 }
 

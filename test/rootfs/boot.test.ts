@@ -6,103 +6,30 @@
 // The block rootfs built the same way is checked with e2fsck and debugfs.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFile, link, mkdir, mkdtemp, readFile, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFile, link, mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { build } from '../../src/build.js';
-import { isCI, requireConsumers, umociUnpack, type UmociUnpackResult } from '../consumers/harness.js';
+import { umociUnpack } from '../consumers/harness.js';
+import { BOOT_TIMEOUT_MS, bootQemu, bootSkip, fetchBootAssets, inBundle, linuxGuestBunnyfile, toolEnv, uruncValues } from '../helpers/guest-boot.js';
 
-const SBIN_PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin`;
-const toolEnv = { ...process.env, PATH: SBIN_PATH };
 const MARKER = 'LAPIN-BOOT-MARKER';
 const ARGS = ['/init', 'first-arg', 'second.arg=2'];
-const BOOT_TIMEOUT_MS = 180_000;
 const INIT_SCRIPT = `#!/bin/sh
 echo "${MARKER} args:$*:"
 /bin/busybox poweroff -f
 `;
 const EPOCH = 1_700_000_000;
 
-/** Why the boot test cannot run here, or false; under CI a missing tool fails instead. */
-function bootToolsMissing(): string | false {
-  const umoci = requireConsumers(['umoci']);
-  const programs = ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb', 'mke2fs', 'debugfs', 'e2fsck'];
-  const missing = programs.filter((p) => spawnSync('sh', ['-c', `command -v ${p}`], { env: toolEnv, stdio: 'ignore' }).status !== 0);
-  if (missing.length === 0) return umoci;
-  const reason = `missing ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
-  if (isCI()) throw new Error(`CI must run the boot test: ${reason}`);
-  return reason;
-}
-
-interface Assets {
-  kernel: string;
-  busybox: string;
-}
-
-async function fetchAssets(): Promise<Assets> {
-  const script = path.resolve('scripts/fetch-boot-assets.sh');
-  const { stdout } = await promisify(execFile)(script, [], { env: toolEnv, timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
-  const value = (key: string): string => {
-    const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
-    assert.ok(line, `fetch-boot-assets.sh printed no ${key}:\n${stdout}`);
-    return line.slice(key.length + 1);
-  };
-  return { kernel: value('KERNEL'), busybox: value('BUSYBOX') };
-}
-
-/** The urunc values of an unpacked bundle, read the way urunc reads them: /urunc.json, base64. */
-async function uruncValues(unpacked: UmociUnpackResult): Promise<Record<string, string>> {
-  const root = path.join(unpacked.bundleDir, unpacked.config.root?.path ?? 'rootfs');
-  const encoded = JSON.parse(await readFile(path.join(root, 'urunc.json'), 'utf8')) as Record<string, string>;
-  const values: Record<string, string> = {};
-  for (const [key, value] of Object.entries(encoded)) values[key.replace(/^com\.urunc\.unikernel\./, '')] = Buffer.from(value, 'base64').toString('utf8');
-  return values;
-}
-
-function inBundle(unpacked: UmociUnpackResult, imagePath: string): string {
-  return path.join(unpacked.bundleDir, unpacked.config.root?.path ?? 'rootfs', imagePath);
-}
-
-/** Boots qemu and resolves with everything the guest printed once it powers off (or the timeout kills it). */
-function bootQemu(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('qemu-system-x86_64', args, { env: toolEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
-
-function bunnyfile(rootfs: string): string {
-  return `version: v0.1
-platforms:
-  framework: linux
-  monitor: qemu
-  architecture: x86_64
-kernel:
-  from: local
-  path: vmlinuz
-rootfs:
-${rootfs}cmd: ${JSON.stringify(ARGS)}
-`;
-}
-
-const skip = bootToolsMissing();
+const skip = bootSkip('the boot test', ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb', 'mke2fs', 'debugfs', 'e2fsck']);
 
 describe('a Linux guest boots from what lapin wrote', { skip, timeout: 900_000 }, () => {
   let work: string;
   let context: string;
 
   before(async () => {
-    const assets = await fetchAssets();
+    const assets = await fetchBootAssets();
     work = await mkdtemp(path.join(tmpdir(), 'lapin-boot-'));
     context = path.join(work, 'context');
     const tree = path.join(context, 'rootfs');
@@ -124,7 +51,7 @@ describe('a Linux guest boots from what lapin wrote', { skip, timeout: 900_000 }
   });
 
   test('the initrd boots in qemu and init gets the process args', async () => {
-    await writeFile(path.join(context, 'bunnyfile'), bunnyfile('  type: initrd\n  include:\n    - rootfs:/\n'));
+    await writeFile(path.join(context, 'bunnyfile'), linuxGuestBunnyfile('  type: initrd\n  include:\n    - rootfs:/\n', ARGS));
     const archive = path.join(work, 'initrd.tar');
     await build({ context, tags: ['lapin-test/boot:initrd'], outputs: [{ type: 'oci', dest: archive }], sourceDateEpoch: EPOCH });
     const unpacked = await umociUnpack(archive, 'initrd');
@@ -142,7 +69,7 @@ describe('a Linux guest boots from what lapin wrote', { skip, timeout: 900_000 }
         '-kernel', inBundle(unpacked, values.binary),
         '-initrd', inBundle(unpacked, values.initrd),
         '-append', `console=ttyS0 panic=-1 rdinit=${init as string} -- ${rest.join(' ')}`,
-      ]);
+      ], BOOT_TIMEOUT_MS);
       assert.ok(result.output.includes(`${MARKER} args:${rest.join(' ')}:`), `the guest did not print the marker with its args:\n${result.output.slice(-3000)}`);
       assert.match(result.output, /reboot: Power down/);
       assert.equal(result.code, 0);
@@ -152,7 +79,7 @@ describe('a Linux guest boots from what lapin wrote', { skip, timeout: 900_000 }
   });
 
   test('the block rootfs is fsck-clean and holds the files with their modes', async () => {
-    await writeFile(path.join(context, 'bunnyfile'), bunnyfile('  type: block\n  include:\n    - rootfs:/\n'));
+    await writeFile(path.join(context, 'bunnyfile'), linuxGuestBunnyfile('  type: block\n  include:\n    - rootfs:/\n', ARGS));
     const archive = path.join(work, 'block.tar');
     const steps: string[] = [];
     await build({

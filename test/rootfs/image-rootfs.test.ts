@@ -7,19 +7,18 @@
 // boots Debian's kernel in qemu (TCG).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { build, type BuildResult } from '../../src/build.js';
 import { registrySkipReason, skopeoInspect, skopeoPush, startRegistry, type TestRegistry } from '../registry/harness.js';
 import { fakeElfKernel, writeOciArchive, type HandFile } from '../helpers/hand-image.js';
 import { layerEntries, readArchive, type TarEntry } from '../helpers/archive.js';
-import { isCI, requireConsumers, umociUnpack, type UmociUnpackResult } from '../consumers/harness.js';
+import { isCI, umociUnpack } from '../consumers/harness.js';
+import { BOOT_TIMEOUT_MS, bootQemu, bootSkip, fetchBootAssets, inBundle, toolEnv, uruncValues } from '../helpers/guest-boot.js';
 
-const toolEnv = { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
 const EPOCH = 1_700_000_000;
 const noCredentials = { credentials: async () => undefined, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 } };
 const RUN_SH = '#!/bin/sh\necho run\n';
@@ -304,46 +303,10 @@ echo "${MARKER} args:$*: $(/bin/busybox cat /etc/greeting)"
 /bin/busybox poweroff -f
 `;
 
-function bootSkip(): string | false {
-  if (skip) return skip;
-  const umoci = requireConsumers(['umoci']);
-  const missing = commandMissing(['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb']);
-  if (missing.length === 0) return umoci;
-  const reason = `missing ${missing.join(', ')} (scripts/install-deps.sh installs them)`;
-  if (isCI()) throw new Error(`CI must run the boot test: ${reason}`);
-  return reason;
-}
-
-async function uruncValues(unpacked: UmociUnpackResult): Promise<Record<string, string>> {
-  const root = path.join(unpacked.bundleDir, unpacked.config.root?.path ?? 'rootfs');
-  const encoded = JSON.parse(await readFile(path.join(root, 'urunc.json'), 'utf8')) as Record<string, string>;
-  return Object.fromEntries(Object.entries(encoded).map(([k, v]) => [k.replace(/^com\.urunc\.unikernel\./, ''), Buffer.from(v, 'base64').toString('utf8')]));
-}
-
-function bootQemu(args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('qemu-system-x86_64', args, { env: toolEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
-
-describe('an initrd made from a registry image boots', { skip: bootSkip(), timeout: 900_000 }, () => {
+describe('an initrd made from a registry image boots', { skip: skip || bootSkip('the image boot test', ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb']), timeout: 900_000 }, () => {
   test('busybox and an init script from the image, a file from include: qemu prints the marker with the args', async () => {
-    const { stdout } = await promisify(execFile)(path.resolve('scripts/fetch-boot-assets.sh'), [], { env: toolEnv, timeout: 600_000, maxBuffer: 16 * 1024 * 1024 });
-    const asset = (key: string): string => {
-      const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
-      assert.ok(line, `fetch-boot-assets.sh printed no ${key}:\n${stdout}`);
-      return line.slice(key.length + 1);
-    };
-    const busybox = await readFile(asset('BUSYBOX'));
+    const assets = await fetchBootAssets();
+    const busybox = await readFile(assets.busybox);
     // busybox in one layer, the init script in another, and a stale init the upper layer whites out.
     const reference = await pushHandImage('boot/busybox:1', [
       [
@@ -356,7 +319,7 @@ describe('an initrd made from a registry image boots', { skip: bootSkip(), timeo
       [{ name: 'sbin/.wh.init' }, { name: 'init', body: INIT_SCRIPT, mode: 0o755 }],
     ]);
     const context = await mkdtemp(path.join(work, 'boot-'));
-    await writeFile(path.join(context, 'vmlinuz'), await readFile(asset('KERNEL')));
+    await writeFile(path.join(context, 'vmlinuz'), await readFile(assets.kernel));
     await mkdir(path.join(context, 'etc'));
     await writeFile(path.join(context, 'etc/greeting'), 'included-greeting\n');
     await writeFile(path.join(context, 'bunnyfile'), bunnyfile('linux', `  from: ${reference}\n  type: initrd\n  include:\n    - etc/greeting:/etc/greeting\n`, JSON.stringify(ARGS)));
@@ -367,14 +330,13 @@ describe('an initrd made from a registry image boots', { skip: bootSkip(), timeo
       const values = await uruncValues(unpacked);
       assert.equal(values.initrd, '/.boot/rootfs');
       assert.deepEqual(unpacked.args, ARGS);
-      const root = path.join(unpacked.bundleDir, unpacked.config.root?.path ?? 'rootfs');
       const [init, ...rest] = unpacked.args;
       const result = await bootQemu([
         '-accel', 'tcg', '-m', '256', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio',
-        '-kernel', path.join(root, values.binary as string),
-        '-initrd', path.join(root, values.initrd),
+        '-kernel', inBundle(unpacked, values.binary as string),
+        '-initrd', inBundle(unpacked, values.initrd),
         '-append', `console=ttyS0 panic=-1 rdinit=${init as string} -- ${rest.join(' ')}`,
-      ]);
+      ], BOOT_TIMEOUT_MS);
       assert.ok(result.output.includes(`${MARKER} args:${rest.join(' ')}: included-greeting`), `the guest did not print the marker:\n${result.output.slice(-3000)}`);
       assert.doesNotMatch(result.output, /wrong init/);
       assert.match(result.output, /reboot: Power down/);

@@ -4,13 +4,13 @@
 // from Debian through scripts/fetch-boot-assets.sh (shared with
 // test/rootfs/boot.test.ts).
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { isCI } from '../consumers/harness.js';
+import { fetchBootAssets } from '../helpers/guest-boot.js';
 import { fakeElfKernel, full, uruncJsonFile, writeOciArchive, type HandImage } from '../helpers/hand-image.js';
 
 const ROOT = resolve('.');
@@ -97,16 +97,11 @@ function bootMissing(): string | false {
 
 describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout: 900_000 }, () => {
   test('the guest prints its marker with the args given after --', async () => {
-    const { stdout } = await promisify(execFile)(join(ROOT, 'scripts/fetch-boot-assets.sh'), [], { env: { ...process.env, PATH: SBIN_PATH }, timeout: 600_000 });
-    const asset = (key: string): string => {
-      const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
-      assert.ok(line, `fetch-boot-assets.sh printed no ${key}`);
-      return line.slice(key.length + 1);
-    };
+    const assets = await fetchBootAssets();
     // An initrd made with cpio(1), an image made by hand: nothing here comes from lapin build.
     const tree = join(work, 'initrd-tree');
     await mkdir(join(tree, 'bin'), { recursive: true });
-    await copyFile(asset('BUSYBOX'), join(tree, 'bin/busybox'));
+    await copyFile(assets.busybox, join(tree, 'bin/busybox'));
     await chmod(join(tree, 'bin/busybox'), 0o755);
     await symlink('busybox', join(tree, 'bin/sh'));
     await writeFile(join(tree, 'init'), '#!/bin/sh\necho "LAPIN-RUN-MARKER args:$*:"\n/bin/busybox poweroff -f\n', { mode: 0o755 });
@@ -115,7 +110,7 @@ describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout:
     const values = { unikernelType: 'linux', hypervisor: 'qemu', binary: '/boot/vmlinuz', initrd: '/boot/initrd.cpio' };
     const path = join(work, 'linux.tar');
     await writeOciArchive(path, {
-      layers: [[{ name: 'boot/', type: 'directory' }, { name: 'boot/vmlinuz', body: await readFile(asset('KERNEL')) }, { name: 'boot/initrd.cpio', body: cpio.stdout }], [uruncJsonFile(values)]],
+      layers: [[{ name: 'boot/', type: 'directory' }, { name: 'boot/vmlinuz', body: await readFile(assets.kernel) }, { name: 'boot/initrd.cpio', body: cpio.stdout }], [uruncJsonFile(values)]],
       annotations: full(values),
       cmd: ['/init', 'from-image'],
     });
