@@ -1,0 +1,276 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type { OutputSpec } from '../build.js';
+import { LapinError, UsageError } from '../errors.js';
+import { removePendingSync } from '../export/atomic.js';
+import { parseByteSize } from '../rootfs/size.js';
+import type { RegistryOptions } from '../registry/client.js';
+import { inspectCommand, runCommand } from './inspect-run.js';
+import { registerLoginCommands } from './login.js';
+
+const VERSION = '0.1.0';
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/** Parses repeated K=V options; `K` alone reads $K, as docker does for --build-arg. */
+export function keyValues(values: string[], option: string, fromEnvironment = false): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const value of values) {
+    const equals = value.indexOf('=');
+    if (equals <= 0) {
+      if (fromEnvironment && equals < 0 && value !== '') {
+        const env = process.env[value];
+        if (env !== undefined) result[value] = env;
+        continue;
+      }
+      throw new UsageError(`${option} ${JSON.stringify(value)} is not KEY=VALUE`);
+    }
+    result[value.slice(0, equals)] = value.slice(equals + 1);
+  }
+  return result;
+}
+
+/** Parses buildx's --output syntax: "type=oci,dest=x.tar", "dest=-", or a bare path. */
+export function parseOutput(spec: string): OutputSpec {
+  if (!spec.includes('=')) {
+    // buildx: a bare path is a local directory; an archive name or "-" is clearly an archive.
+    if (spec === '-' || spec.endsWith('.tar')) return { type: 'oci', dest: spec };
+    return { type: 'local', dest: spec };
+  }
+  const fields: Record<string, string> = {};
+  for (const part of spec.split(',')) {
+    const equals = part.indexOf('=');
+    if (equals <= 0) throw new UsageError(`--output ${JSON.stringify(spec)}: ${JSON.stringify(part)} is not key=value`);
+    fields[part.slice(0, equals).trim()] = part.slice(equals + 1).trim();
+  }
+  const type = fields.type ?? 'oci';
+  const dest = fields.dest;
+  for (const key of Object.keys(fields)) {
+    if (!['type', 'dest', 'tar', 'name', 'push'].includes(key)) {
+      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest, tar, name and push');
+    }
+  }
+  if (type === 'registry' || type === 'image') {
+    // buildx: type=registry is type=image,push=true; name= overrides the -t names.
+    const push = type === 'registry' || (fields.push !== undefined && parseBoolean(fields.push, 'push'));
+    if (!push) throw new UsageError('--output type=image without push=true has no image store to go to', 'add push=true, or use --load');
+    const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : undefined;
+    return { type: 'registry', ...(names && names.length > 0 ? { names } : {}) };
+  }
+  // buildx: type=docker without dest loads into docker.
+  if (type === 'docker' && dest === undefined && fields.tar === undefined) return { type: 'load', engine: 'docker' };
+  if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
+  if (type === 'local') return { type: 'local', dest };
+  if (type !== 'oci' && type !== 'docker') {
+    throw new UsageError(`--output type=${type} is not supported`, 'use type=oci, type=docker, type=local or type=registry');
+  }
+  const tar = fields.tar === undefined ? true : parseBoolean(fields.tar, 'tar');
+  return { type, dest, tar };
+}
+
+function parseBoolean(text: string, name: string): boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  throw new UsageError(`--output ${name}=${text} must be true or false`);
+}
+
+function integer(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('not a whole number');
+  return Number(value);
+}
+
+interface BuildCommandOptions {
+  file?: string;
+  syntax?: string;
+  tag?: string[];
+  output?: string[];
+  buildArg?: string[];
+  annotation?: string[];
+  label?: string[];
+  platform?: string;
+  metadataFile?: string;
+  quiet?: boolean;
+  uruncChecks: 'error' | 'warn';
+  compression: 'gzip' | 'zstd' | 'none';
+  compressionLevel?: number;
+  rootfsSize?: number;
+  cache: boolean;
+  progress: 'auto' | 'plain' | 'quiet';
+  push?: boolean;
+  load?: string[];
+  insecureRegistry?: string[];
+  pull: 'missing' | 'always' | 'never';
+}
+
+function byteSize(text: string): number {
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new InvalidArgumentError('expected a byte count or a number with K, M or G, e.g. 64M');
+  return bytes;
+}
+
+export function program(): Command {
+  const root = new Command('lapin')
+    .description('Package pre-built unikernels as OCI images that urunc can run')
+    .version(VERSION)
+    .option('--debug', 'show stack traces for failures')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+
+  root
+    .command('build')
+    .description('build an image from a bunnyfile, Containerfile or args.nix')
+    .argument('[context]', 'build context directory', '.')
+    .option('-f, --file <path>', 'definition file (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
+    .option('--syntax <syntax>', 'bunnyfile, containerfile or nix (default: detected)')
+    .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
+    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false]; dest=- writes to stdout; repeatable', collect)
+    .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect)
+    .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
+    .option('--label <key=value>', 'add an image label; repeatable', collect)
+    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
+    .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
+    .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
+    .addOption(new Option('--compression <type>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
+    .option('--compression-level <n>', 'gzip 1-9 (default 1), zstd 1-19 (default 3)', integer)
+    .option('--no-cache', 'do not reuse or record layers in the layer cache')
+    .option('--rootfs-size <size>', 'size of a block rootfs built from files, e.g. 64M or 1G (overrides rootfs.size)', byteSize)
+    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'quiet']).default('auto'))
+    .option('-q, --quiet', 'print only the image digest')
+    .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
+    .option('--load <engine>', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable', collect)
+    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', collect)
+    .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
+    .action(async (context: string, opts: BuildCommandOptions) => {
+      // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
+      const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
+        import('../build.js'),
+        import('../frontends/index.js'),
+        import('./progress.js'),
+      ]);
+      const outputs = (opts.output ?? []).map(parseOutput);
+      if (opts.push && !outputs.some((o) => o.type === 'registry')) outputs.push({ type: 'registry' });
+      if (opts.load) {
+        const { parseLoadSpec } = await import('../export/load.js');
+        for (const spec of opts.load) outputs.push({ type: 'load', ...parseLoadSpec(spec) });
+      }
+      const toStdout = outputs.some((o) => o.dest === '-');
+      const quiet = opts.quiet === true || opts.progress === 'quiet';
+      const reporter = createReporter({ quiet, plain: opts.progress === 'plain' });
+      const maxLevel = opts.compression === 'zstd' ? 19 : 9;
+      if (opts.compressionLevel !== undefined && (opts.compressionLevel < 1 || opts.compressionLevel > maxLevel)) {
+        throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
+      }
+      const result = await build({
+        context,
+        ...(opts.file !== undefined ? { file: opts.file } : {}),
+        ...(opts.syntax !== undefined ? { syntax: parseSyntaxName(opts.syntax) } : {}),
+        tags: opts.tag ?? [],
+        outputs,
+        buildArgs: keyValues(opts.buildArg ?? [], '--build-arg', true),
+        annotations: keyValues(opts.annotation ?? [], '--annotation'),
+        labels: keyValues(opts.label ?? [], '--label'),
+        ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
+        uruncChecks: opts.uruncChecks,
+        compression: opts.compression,
+        ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
+        ...(opts.rootfsSize !== undefined ? { rootfsSize: opts.rootfsSize } : {}),
+        cache: opts.cache,
+        stdout: process.stdout,
+        onEvent: reporter.event,
+        registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
+        pull: opts.pull,
+      });
+      if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, result);
+      reporter.done(result);
+      if (opts.quiet && !toStdout) process.stdout.write(`${result.digest}\n`);
+    });
+  inspectCommand(root, setExitCode);
+  runCommand(root, setExitCode);
+  registerLoginCommands(root, collect);
+  return root;
+}
+
+/** Set by commands whose outcome is an exit code (inspect's verdict, the guest's exit status). */
+let commandExitCode = 0;
+function setExitCode(code: number): void {
+  commandExitCode = code;
+}
+
+/** Registry settings from flags; --debug shows requests (method, URL without query, status), never headers. */
+function registryOptions(insecureRegistries: string[], debug: boolean): RegistryOptions {
+  return {
+    insecureRegistries,
+    ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
+  };
+}
+
+function installSignalHandlers(): void {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.on(signal, () => {
+      removePendingSync();
+      process.stderr.write(`lapin: interrupted; removed partial output\n`);
+      process.exit(code);
+    });
+  }
+}
+
+function describeUnexpected(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'ENOSPC') return `no space left on the device (${message}); partial output was removed`;
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied: ${message}`;
+  if (code === 'EPIPE') return 'the output pipe closed before the image was written';
+  return `${message} (run with --debug for details)`;
+}
+
+/**
+ * `--load` alone means docker, as with buildx, while `--load=containerd`
+ * names an engine. A bare `--load` of `lapin build` becomes `--load=docker`,
+ * so it never takes the context that follows as its value.
+ */
+export function normalizeLoadFlag(argv: string[]): string[] {
+  const command = argv.find((arg) => !arg.startsWith('-'));
+  if (command !== 'build') return argv;
+  const end = argv.indexOf('--');
+  return argv.map((arg, i) => (arg === '--load' && (end < 0 || i < end) ? '--load=docker' : arg));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  installSignalHandlers();
+  const debug = argv.includes('--debug');
+  try {
+    await program().parseAsync(normalizeLoadFlag(argv), { from: 'user' });
+    return commandExitCode;
+  } catch (error) {
+    removePendingSync();
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return 0;
+      return 2;
+    }
+    if (error instanceof LapinError) {
+      process.stderr.write(`lapin: error: ${error.describe()}\n`);
+      if (debug && error.stack) process.stderr.write(`${error.stack}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`lapin: error: ${describeUnexpected(error)}\n`);
+    if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    return 1;
+  }
+}
+
+/** Runs the CLI on `argv` (the arguments after the program name) and sets the exit code. */
+export function runCli(argv: string[]): void {
+  main(argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    () => {
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,105 @@
+// bin/lapin, the installed command: it starts Node from the start-up
+// snapshot that `npm run build` made (dist/cli/lapin.blob) when the Node on
+// PATH made it, and from dist/cli/main.js otherwise. Both must behave like
+// the CLI run from source. Needs `npm run build` first (scripts/test.sh does).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
+const LAUNCHER = path.join(ROOT, 'bin/lapin');
+const BLOB = path.join(ROOT, 'dist/cli/lapin.blob');
+const FROM_SOURCE = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
+let work: string;
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Run {
+  const result = spawnSync(command, args, { cwd: work, env: { ...process.env, LAPIN_CACHE_DIR: path.join(work, 'cache'), ...env }, encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const launch = (args: string[], env: NodeJS.ProcessEnv = {}, launcher = LAUNCHER): Run => run(launcher, args, env);
+const fromSource = (args: string[]): Run => run(process.execPath, [...FROM_SOURCE, ...args]);
+
+/** A copy of the installed package (bin, dist, package.json) whose files a test may break. */
+async function packageCopy(name: string): Promise<string> {
+  const dir = path.join(work, name);
+  await mkdir(dir);
+  await cp(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  await cp(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  await cp(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
+  return dir;
+}
+
+before(async () => {
+  assert.ok(existsSync(path.join(ROOT, 'dist/cli/main.js')), 'dist/cli/main.js is missing: run npm run build first');
+  work = await mkdtemp(path.join(os.tmpdir(), 'lapin-launcher-'));
+});
+
+describe('bin/lapin', () => {
+  test('npm run build made a start-up snapshot for this Node', async () => {
+    assert.ok(existsSync(BLOB), 'dist/cli/lapin.blob is missing');
+    const madeBy = (await readFile(`${BLOB}.id`, 'utf8')).trim();
+    assert.equal(madeBy, `${process.version} ${os.machine()}`);
+  });
+
+  for (const [name, env] of [
+    ['from the snapshot', {}],
+    ['without it', { LAPIN_NO_SNAPSHOT: '1' }],
+  ] as const) {
+    test(`${name}: the same archives, output and exit codes as the CLI from source`, () => {
+      for (const file of ['bunnyfile', 'Containerfile', 'args.nix']) {
+        const args = (out: string) => ['build', '-q', '-f', path.join(EXAMPLE, file), '-t', 'lapin/launcher:test', '-o', out, EXAMPLE];
+        const launched = launch(args(path.join(work, `launched-${file}.tar`)), env);
+        const source = fromSource(args(path.join(work, `source-${file}.tar`)));
+        assert.equal(launched.status, 0, launched.stderr);
+        assert.equal(source.status, 0, source.stderr);
+        assert.match(launched.stdout, /^sha256:[0-9a-f]{64}\n$/);
+        assert.equal(launched.stdout, source.stdout, file);
+      }
+      assert.equal(launch(['--version'], env).stdout, '0.1.0\n');
+      const usage = launch(['build', '--compression', 'lz4', EXAMPLE], env);
+      assert.equal(usage.status, 2);
+      assert.match(usage.stderr, /lz4/);
+      const failure = launch(['build', '-f', path.join(work, 'missing.yaml'), EXAMPLE], env);
+      assert.equal(failure.status, 1);
+      assert.equal(failure.stderr.trim().split('\n').length, 1, failure.stderr);
+      assert.ok(!/^\s+at /m.test(failure.stderr), failure.stderr);
+    });
+  }
+
+  test('starts through a symlink, as npm links it into node_modules/.bin', async () => {
+    const link = path.join(work, 'bin-link');
+    await mkdir(link);
+    await symlink(LAUNCHER, path.join(link, 'lapin'));
+    const r = launch(['--version'], {}, path.join(link, 'lapin'));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '0.1.0\n');
+  });
+
+  test('uses the blob only when this Node made it, and without NODE_OPTIONS', async () => {
+    // A broken blob shows which way the launcher went: Node refuses it, main.js does not need it.
+    const copy = await packageCopy('broken-blob');
+    const launcher = path.join(copy, 'bin/lapin');
+    await truncate(path.join(copy, 'dist/cli/lapin.blob'), 4096);
+    const taken = launch(['--version'], {}, launcher);
+    assert.notEqual(taken.status, 0, 'a matching id must make the launcher start from the blob');
+
+    assert.equal(launch(['--version'], { NODE_OPTIONS: '--max-old-space-size=512' }, launcher).stdout, '0.1.0\n');
+    assert.equal(launch(['--version'], { LAPIN_NO_SNAPSHOT: '1' }, launcher).stdout, '0.1.0\n');
+    await writeFile(path.join(copy, 'dist/cli/lapin.blob.id'), `v0.0.1 ${os.machine()}\n`);
+    const other = launch(['--version'], {}, launcher);
+    assert.equal(other.status, 0, other.stderr);
+    assert.equal(other.stdout, '0.1.0\n');
+  });
+});
