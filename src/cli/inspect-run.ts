@@ -24,7 +24,7 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
     .description('judge whether urunc can run an image, and on which paths')
     .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
     .option('--json', 'print the report as JSON (docs/inspect.md)')
-    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', (value: string, previous: string[] = []) => [...previous, value])
     .action(async (source: string, opts: { json?: boolean; insecureRegistry?: string[] }) => {
       const [{ inspect }, { formatReport }] = await Promise.all([import('../inspect/inspect.js'), import('../inspect/format.js')]);
       // As for a build: --debug shows each registry request (method, URL without its query, status), never a header.

@@ -41,7 +41,7 @@ export function registerLoginCommands(root: Command, collect: (value: string, pr
     .option('-u, --username <user>', 'user name')
     .option('-p, --password <password>', 'password or token (prefer --password-stdin: arguments show in ps)')
     .option('--password-stdin', 'read the password or token from stdin')
-    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT]; repeatable', collect)
+    .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP; repeatable', collect)
     .action(async (serverArgument: string, opts: LoginOptions) => {
       const server = normalizeServer(serverArgument);
       if (!opts.username) throw new UsageError('lapin login needs --username', 'lapin login -u USER --password-stdin HOST');

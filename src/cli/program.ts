@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { OutputSpec } from '../build.js';
 import { LapinError, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
+import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import { inspectCommand, runCommand } from './inspect-run.js';
@@ -140,7 +141,7 @@ export function program(): Command {
     .option('-q, --quiet', 'print only the image digest')
     .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
     .option('--load <engine>', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable', collect)
-    .option('--insecure-registry <host>', 'allow plain HTTP to HOST[:PORT] (localhost and 127.0.0.0/8 always are); repeatable', collect)
+    .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', collect)
     .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
     .action(async (context: string, opts: BuildCommandOptions) => {
       // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
@@ -241,6 +242,8 @@ export function normalizeLoadFlag(argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Here, not at the top of a module: module top levels are frozen into the start-up snapshot.
+  restoreNodeExtraCaCerts();
   installSignalHandlers();
   const debug = argv.includes('--debug');
   try {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomically } from '../temporaries.js';
 import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
-import { GZIP_CHUNK_SIZE } from './compress/parallel-gzip.js';
+import { GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
@@ -70,7 +70,7 @@ export class LayerCache {
     const hash = createHash('sha256');
     const level = effectiveLevel(options.compression, options.level);
     const format: unknown[] = [CACHE_FORMAT, options.compression, level];
-    if (options.compression === 'gzip') format.push(GZIP_CHUNK_SIZE, process.versions.zlib);
+    if (options.compression === 'gzip') format.push(GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL, process.versions.zlib);
     if (options.compression === 'zstd') format.push(zstdArguments(level), await zstdVersionOnce());
     hash.update(JSON.stringify(format));
     for (const node of nodes) {

@@ -2,16 +2,23 @@ import { LapinError } from '../errors.js';
 import { parseWwwAuthenticate, TokenCache, type Challenge } from './auth.js';
 import { findCredential, type Credential } from './credentials.js';
 import { DEFAULT_RETRY, backoffDelay, isRetryableError, isRetryableStatus, networkErrorCode, parseRetryAfter, sleep, type RetryPolicy } from './retry.js';
+import { registryFetch, type RegistryFetch, type RegistryFetchInit } from './tls.js';
 
 /** How lapin talks to registries; every field has a default. */
 export interface RegistryOptions {
-  /** Hosts (host[:port]) that may be reached over plain HTTP, beyond localhost and 127.0.0.0/8. */
+  /**
+   * Hosts (host[:port]) reached as docker's insecure-registries are: HTTPS
+   * without certificate checks, then plain HTTP. Loopback hosts not listed
+   * get verified HTTPS, then plain HTTP.
+   */
   insecureRegistries?: readonly string[];
   /** Looks up credentials for a host; docker's config.json and containers' auth.json by default. */
   credentials?: (host: string) => Promise<Credential | undefined>;
   retry?: RetryPolicy;
   /** Request lines for --debug: method, URL without its query, status. Never headers. */
   debug?: (message: string) => void;
+  /** Warnings (an unreadable extra CA file); "lapin: warning: ..." on stderr by default. */
+  warn?: (message: string) => void;
 }
 
 /** A failed authentication or authorization; the CLI exits 1 and says so plainly. */
@@ -86,6 +93,7 @@ export class RegistryClient {
   private credential: Promise<Credential | undefined> | undefined;
   private readonly tokens = new TokenCache();
   private readonly retry: RetryPolicy;
+  private transport: Promise<RegistryFetch> | undefined;
 
   constructor(
     readonly host: string,
@@ -96,6 +104,17 @@ export class RegistryClient {
 
   private debug(message: string): void {
     this.options.debug?.(message);
+  }
+
+  /** Node's fetch, or undici's when the registry needs extra CAs or is an --insecure-registry. */
+  private async fetch(url: string, init: RegistryFetchInit): Promise<Response> {
+    this.transport ??= registryFetch({
+      host: this.host,
+      insecureRegistries: this.options.insecureRegistries ?? [],
+      ...(this.options.debug ? { debug: this.options.debug } : {}),
+      ...(this.options.warn ? { warn: this.options.warn } : {}),
+    });
+    return (await this.transport)(url, init);
   }
 
   private insecure(): boolean {
@@ -115,7 +134,7 @@ export class RegistryClient {
       const base = `${scheme}://${this.host}`;
       for (let attempt = 0; attempt < this.retry.attempts; attempt++) {
         try {
-          const response = await fetch(`${base}/v2/`, { method: 'GET', redirect: 'follow' });
+          const response = await this.fetch(`${base}/v2/`, { method: 'GET', redirect: 'follow' });
           this.debug(`GET ${base}/v2/ -> ${response.status}`);
           await drain(response);
           const header = response.headers.get('www-authenticate');
@@ -128,6 +147,7 @@ export class RegistryClient {
           if (scheme === 'http' && response.status === 400 && lastError !== undefined) break;
           return base;
         } catch (error) {
+          if (error instanceof LapinError) throw error; // undici failed to load: not a network failure
           lastError = error;
           this.debug(`GET ${base}/v2/ failed: ${networkErrorCode(error) ?? (error as Error).message}`);
           // A TLS failure on an insecure host means try plain HTTP next.
@@ -219,10 +239,10 @@ export class RegistryClient {
     return new AuthError(`authentication to ${this.host} failed: the registry needs credentials and none are configured`, `run: lapin login ${this.host}`);
   }
 
-  private async fetchWithRetries(url: string, init: RequestInit): Promise<Response> {
+  private async fetchWithRetries(url: string, init: RegistryFetchInit): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const response = await fetch(url, init);
+        const response = await this.fetch(url, init);
         if (isRetryableStatus(response.status) && attempt + 1 < this.retry.attempts) {
           await drain(response);
           await sleep(backoffDelay(attempt, this.retry, parseRetryAfter(response.headers.get('retry-after'))));
@@ -230,6 +250,7 @@ export class RegistryClient {
         }
         return response;
       } catch (error) {
+        if (error instanceof LapinError) throw error;
         if (!isRetryableError(error) || attempt + 1 >= this.retry.attempts) throw connectionError(this.host, error, false);
         await sleep(backoffDelay(attempt, this.retry));
       }
@@ -252,8 +273,9 @@ export class RegistryClient {
       const body = spec.body?.();
       let response: Response;
       try {
-        response = await fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), redirect: 'follow' });
+        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), redirect: 'follow' });
       } catch (error) {
+        if (error instanceof LapinError) throw error;
         this.debug(`${spec.method} ${redactUrl(url)} failed: ${networkErrorCode(error) ?? (error as Error).message}`);
         if (spec.retry !== false && isRetryableError(error) && attempt + 1 < this.retry.attempts) {
           await sleep(backoffDelay(attempt, this.retry));
