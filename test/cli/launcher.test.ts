@@ -50,7 +50,7 @@ describe('bin/lapin', () => {
   test('npm run build made a start-up snapshot for this Node', async () => {
     assert.ok(existsSync(BLOB), 'dist/cli/lapin.blob is missing');
     const madeBy = (await readFile(`${BLOB}.id`, 'utf8')).trim();
-    assert.equal(madeBy, `${process.version} ${os.machine()}`);
+    assert.equal(madeBy, process.version);
   });
 
   for (const [name, env] of [
@@ -97,7 +97,7 @@ describe('bin/lapin', () => {
 
     assert.equal(launch(['--version'], { NODE_OPTIONS: '--max-old-space-size=512' }, launcher).stdout, '0.1.0\n');
     assert.equal(launch(['--version'], { LAPIN_NO_SNAPSHOT: '1' }, launcher).stdout, '0.1.0\n');
-    await writeFile(path.join(copy, 'dist/cli/lapin.blob.id'), `v0.0.1 ${os.machine()}\n`);
+    await writeFile(path.join(copy, 'dist/cli/lapin.blob.id'), 'v0.0.1\n');
     const other = launch(['--version'], {}, launcher);
     assert.equal(other.status, 0, other.stderr);
     assert.equal(other.stdout, '0.1.0\n');
