@@ -6,7 +6,7 @@
 //   Node that made it; bin/lapin uses the blob only with that same Node.
 // A Node that cannot make the snapshot leaves no blob: bin/lapin then runs main.js.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, realpathSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -33,6 +33,7 @@ const snapshotEntry = path.join(out, 'snapshot.cjs');
 const blob = path.join(out, 'lapin.blob');
 rmSync(blob, { force: true });
 rmSync(`${blob}.id`, { force: true });
+rmSync(`${blob}.node`, { force: true });
 await build({ ...common, entryPoints: [path.join(root, 'src/cli/snapshot.ts')], outfile: snapshotEntry, format: 'cjs' });
 const made = spawnSync(process.execPath, ['--snapshot-blob', blob, '--build-snapshot', snapshotEntry], { cwd: root, encoding: 'utf8' });
 rmSync(snapshotEntry, { force: true });
@@ -44,4 +45,8 @@ if (made.status !== 0) {
   // What bin/lapin compares: `node --version` of the Node on PATH.
   const version = execFileSync(process.execPath, ['--version'], { encoding: 'utf8' }).trim();
   writeFileSync(`${blob}.id`, `${version}\n`);
+  // An empty file with this Node's modification time: bin/lapin compares times without running node.
+  const node = statSync(realpathSync(process.execPath));
+  closeSync(openSync(`${blob}.node`, 'w'));
+  utimesSync(`${blob}.node`, node.atime, node.mtime);
 }

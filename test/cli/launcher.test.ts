@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, realpath, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -35,8 +35,8 @@ const fromSource = (args: string[]): Run => run(process.execPath, [...FROM_SOURC
 async function packageCopy(name: string): Promise<string> {
   const dir = path.join(work, name);
   await mkdir(dir);
-  await cp(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true });
-  await cp(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  await cp(path.join(ROOT, 'bin'), path.join(dir, 'bin'), { recursive: true, preserveTimestamps: true });
+  await cp(path.join(ROOT, 'dist'), path.join(dir, 'dist'), { recursive: true, preserveTimestamps: true });
   await cp(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'));
   return dir;
 }
@@ -51,6 +51,8 @@ describe('bin/lapin', () => {
     assert.ok(existsSync(BLOB), 'dist/cli/lapin.blob is missing');
     const madeBy = (await readFile(`${BLOB}.id`, 'utf8')).trim();
     assert.equal(madeBy, process.version);
+    const stamp = await stat(`${BLOB}.node`);
+    assert.equal(stamp.mtimeMs, (await stat(await realpath(process.execPath))).mtimeMs, 'lapin.blob.node must carry the mtime of the Node that made the blob');
   });
 
   for (const [name, env] of [
@@ -91,15 +93,26 @@ describe('bin/lapin', () => {
     // A broken blob shows which way the launcher went: Node refuses it, main.js does not need it.
     const copy = await packageCopy('broken-blob');
     const launcher = path.join(copy, 'bin/lapin');
+    const stamp = path.join(copy, 'dist/cli/lapin.blob.node');
+    const id = path.join(copy, 'dist/cli/lapin.blob.id');
     await truncate(path.join(copy, 'dist/cli/lapin.blob'), 4096);
-    const taken = launch(['--version'], {}, launcher);
-    assert.notEqual(taken.status, 0, 'a matching id must make the launcher start from the blob');
+    const works = (env: NodeJS.ProcessEnv = {}): void => {
+      const r = launch(['--version'], env, launcher);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, '0.1.0\n');
+    };
+    const takesBlob = (why: string): void => assert.notEqual(launch(['--version'], {}, launcher).status, 0, why);
 
-    assert.equal(launch(['--version'], { NODE_OPTIONS: '--max-old-space-size=512' }, launcher).stdout, '0.1.0\n');
-    assert.equal(launch(['--version'], { LAPIN_NO_SNAPSHOT: '1' }, launcher).stdout, '0.1.0\n');
-    await writeFile(path.join(copy, 'dist/cli/lapin.blob.id'), 'v0.0.1\n');
-    const other = launch(['--version'], {}, launcher);
-    assert.equal(other.status, 0, other.stderr);
-    assert.equal(other.stdout, '0.1.0\n');
+    takesBlob('the same Node (same modification time) must start from the blob');
+    works({ NODE_OPTIONS: '--max-old-space-size=512' });
+    works({ LAPIN_NO_SNAPSHOT: '1' });
+    // Another modification time: the launcher asks node --version, which still matches.
+    await utimes(stamp, new Date(0), new Date(0));
+    takesBlob('a Node of the recorded version must start from the blob');
+    // Another Node: neither the time nor the version match.
+    await writeFile(id, 'v0.0.1\n');
+    works();
+    await rm(stamp);
+    works();
   });
 });
