@@ -42,9 +42,10 @@ if (made.status !== 0) {
   // Node warns that some built-in modules are "not yet fully verified" in snapshots; only a failure matters.
   process.stderr.write(`lapin: no start-up snapshot (lapin still works, starting a little slower):\n${made.stderr.trim()}\n`);
 } else {
-  // What bin/lapin compares: `node --version` of the Node on PATH.
+  // What bin/lapin compares when the modification times differ: `node --version` and `uname -sm`.
   const version = execFileSync(process.execPath, ['--version'], { encoding: 'utf8' }).trim();
-  writeFileSync(`${blob}.id`, `${version}\n`);
+  const system = execFileSync('uname', ['-sm'], { encoding: 'utf8' }).trim();
+  writeFileSync(`${blob}.id`, `${version} ${system}\n`);
   // An empty file with this Node's modification time: bin/lapin compares times without running node.
   const node = statSync(realpathSync(process.execPath));
   closeSync(openSync(`${blob}.node`, 'w'));

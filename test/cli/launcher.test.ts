@@ -3,7 +3,7 @@
 // PATH made it, and from dist/cli/main.js otherwise. Both must behave like
 // the CLI run from source. Needs `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, realpath, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -50,7 +50,7 @@ describe('bin/lapin', () => {
   test('npm run build made a start-up snapshot for this Node', async () => {
     assert.ok(existsSync(BLOB), 'dist/cli/lapin.blob is missing');
     const madeBy = (await readFile(`${BLOB}.id`, 'utf8')).trim();
-    assert.equal(madeBy, process.version);
+    assert.equal(madeBy, `${process.version} ${execFileSync('uname', ['-sm'], { encoding: 'utf8' }).trim()}`);
     const stamp = await stat(`${BLOB}.node`);
     assert.equal(stamp.mtimeMs, (await stat(await realpath(process.execPath))).mtimeMs, 'lapin.blob.node must carry the mtime of the Node that made the blob');
   });
@@ -109,8 +109,11 @@ describe('bin/lapin', () => {
     // Another modification time: the launcher asks node --version, which still matches.
     await utimes(stamp, new Date(0), new Date(0));
     takesBlob('a Node of the recorded version must start from the blob');
-    // Another Node: neither the time nor the version match.
-    await writeFile(id, 'v0.0.1\n');
+    // The same version on another machine (a published package), then another Node: neither matches.
+    const system = execFileSync('uname', ['-sm'], { encoding: 'utf8' }).trim();
+    await writeFile(id, `${process.version} ${system.replace(/\S+$/, 'sparc64')}\n`);
+    works();
+    await writeFile(id, `v0.0.1 ${system}\n`);
     works();
     await rm(stamp);
     works();
