@@ -151,7 +151,8 @@ export function registryFetch(options: TlsOptions): Promise<RegistryFetch> {
   const ownUnverified = own !== undefined && unverifiedHosts.has(own);
   const moved = movedExtraCaFile();
   const files = moved === undefined ? [] : [moved];
-  const extraCertificates = moved === undefined ? [] : readExtraCaFile(moved, options.warn);
+  // A copy: readExtraCaFile's arrays are its per-process cache.
+  const extraCertificates = moved === undefined ? [] : [...readExtraCaFile(moved, options.warn)];
   // An explicit CA list replaces Node's store, so a NODE_EXTRA_CA_CERTS Node loaded goes in it again.
   const startup = startupExtraCaFile();
   if (extraCertificates.length > 0 && startup !== undefined && startup !== moved) {

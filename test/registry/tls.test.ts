@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { MOVED_EXTRA_CA_ENV, restoreNodeExtraCaCerts } from '../../src/registry/ca-env.js';
-import { readExtraCaFile, tlsHostKey } from '../../src/registry/tls.js';
+import { readExtraCaFile, registryFetch, tlsHostKey } from '../../src/registry/tls.js';
 import { registrySkipReason, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
 import { EXAMPLE, assertNoStack, lapin, layoutFiles } from './helpers.js';
 
@@ -230,6 +230,34 @@ describe('restoreNodeExtraCaCerts and host keys', () => {
       restoreNodeExtraCaCerts();
       assert.equal(process.env.NODE_EXTRA_CA_CERTS, '/etc/company-ca.pem');
       assert.equal(process.env[MOVED_EXTRA_CA_ENV], '/etc/company-ca.pem', 'the client still sees the CAs were not loaded by Node');
+    } finally {
+      for (const [key, value] of [
+        [MOVED_EXTRA_CA_ENV, saved.moved],
+        ['NODE_EXTRA_CA_CERTS', saved.node],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  });
+
+  test('each registry client trusts the same CAs: the moved file and the one Node loaded, never piling up', async () => {
+    const pems = (await readFile(SYSTEM_BUNDLE, 'utf8')).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    assert.ok(pems.length >= 4, `${SYSTEM_BUNDLE} has too few certificates`);
+    const movedFile = path.join(work, 'moved-cas.pem');
+    const startupFile = path.join(work, 'startup-cas.pem');
+    await writeFile(movedFile, pems.slice(0, 3).join('\n'));
+    await writeFile(startupFile, pems.slice(3, 4).join('\n'));
+    const saved = { moved: process.env[MOVED_EXTRA_CA_ENV], node: process.env.NODE_EXTRA_CA_CERTS };
+    try {
+      process.env[MOVED_EXTRA_CA_ENV] = movedFile;
+      process.env.NODE_EXTRA_CA_CERTS = startupFile;
+      const counts: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        await registryFetch({ host: 'registry.example:5000', insecureRegistries: [], debug: (line) => counts.push(line.replace(/ from .*/, '')), warn: () => undefined });
+      }
+      assert.deepEqual(counts, Array(3).fill('TLS: trusting 4 extra CA certificate(s)'));
+      assert.equal(readExtraCaFile(movedFile).length, 3);
     } finally {
       for (const [key, value] of [
         [MOVED_EXTRA_CA_ENV, saved.moved],
