@@ -47,13 +47,16 @@ async function warmUp(): Promise<void> {
   }
 }
 
-// The blob is written once the event loop is empty, so after the warm-up.
-warmUp().catch((error: unknown) => {
-  process.stderr.write(`lapin: snapshot warm-up failed: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+// tsc also emits this module into dist/; loaded any other way than under --build-snapshot, it does nothing.
+if (v8.startupSnapshot.isBuildingSnapshot()) {
+  // The blob is written once the event loop is empty, so after the warm-up.
+  warmUp().catch((error: unknown) => {
+    process.stderr.write(`lapin: snapshot warm-up failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
 
-v8.startupSnapshot.setDeserializeMainFunction(() => {
-  // Started as `node --snapshot-blob BLOB -- ARGS`: argv is [node, ...ARGS].
-  runCli(process.argv.slice(1));
-});
+  v8.startupSnapshot.setDeserializeMainFunction(() => {
+    // Started as `node --snapshot-blob BLOB -- ARGS`: argv is [node, ...ARGS].
+    runCli(process.argv.slice(1));
+  });
+}
