@@ -62,10 +62,44 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** Manifests and indexes: distribution's own client refuses more than 4 MiB too. */
+export const MANIFEST_SIZE_LIMIT = 4 * 1024 * 1024;
+/** A token answer is a few kilobytes of JSON. */
+export const TOKEN_SIZE_LIMIT = 1024 * 1024;
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+/**
+ * A response body, refused past `limit` bytes, so that a registry (or
+ * whatever answers in its place) cannot make lapin hold an endless answer.
+ */
+export async function readLimitedBody(response: Response, limit: number, what: string): Promise<Buffer> {
+  const tooBig = (size: string): LapinError => new LapinError(`${what}: the answer is ${size}, more than the ${limit} bytes lapin accepts; refusing it`);
+  const declared = Number(response.headers.get('content-length') ?? '');
+  if (Number.isFinite(declared) && declared > limit) {
+    await drain(response);
+    throw tooBig(`${declared} bytes`);
+  }
+  if (!response.body) return Buffer.alloc(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw tooBig(`over ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
 /** The registry's own words from an error body ({"errors":[{"code","message"}]}), if any. */
 async function registryErrorText(response: Response): Promise<string> {
   try {
-    const text = await response.text();
+    const text = (await readLimitedBody(response, ERROR_BODY_LIMIT, 'an error answer')).toString('utf8');
     const parsed = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }> };
     const first = parsed.errors?.[0];
     if (first) return [first.code, first.message].filter((p) => typeof p === 'string' && p !== '').join(': ');
@@ -220,8 +254,9 @@ export class RegistryClient {
       throw new LapinError(`the token service of ${this.host} answered ${response.status}${detail ? ` (${detail})` : ''}`);
     }
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
+    const text = (await readLimitedBody(response, TOKEN_SIZE_LIMIT, `the token service of ${this.host}`)).toString('utf8');
     try {
-      body = (await response.json()) as typeof body;
+      body = JSON.parse(text) as typeof body;
     } catch {
       throw new LapinError(`the token service of ${this.host} answered with something other than JSON`);
     }

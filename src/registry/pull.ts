@@ -9,7 +9,7 @@ import { LapinError, type SourcePosition } from '../errors.js';
 import { defaultCacheDir } from '../image/layer-cache.js';
 import { parseReference } from '../image/reference.js';
 import { repositoryScope } from './auth.js';
-import { NetworkError, RegistryStatusError, type RegistryClient } from './client.js';
+import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 
@@ -283,7 +283,7 @@ async function fetchManifest(client: RegistryClient, reference: PullReference, t
     accept: [200],
     what: `fetching the manifest of ${reference.display}`,
   });
-  const bytes = Buffer.from(await response.arrayBuffer());
+  const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the manifest of ${reference.display} from ${client.host}`);
   const actual = sha256(bytes);
   const expected = tagOrDigest.startsWith('sha256:') ? tagOrDigest : response.headers.get('docker-content-digest');
   if (expected && expected !== actual) {
