@@ -1,5 +1,6 @@
-import { chmod, copyFile, lchown, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lchown, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { copySourceFile } from '../image/source-file.js';
 import type { FsNode } from '../image/tree.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
 
@@ -25,7 +26,7 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
           directories.push(node);
           break;
         case 'file':
-          if (node.source.kind === 'path') await copyFile(node.source.path, target);
+          if (node.source.kind === 'path') await copySourceFile(node.source, target);
           else await writeFile(target, node.source.data);
           await own(target, node);
           await chmod(target, node.mode);

@@ -142,7 +142,7 @@ async function putStat(
     }
     links.set(key, imagePath);
   }
-  target.put({ ...base, type: 'file', mode, size: stats.size, source: { kind: 'path', path: real } }, at);
+  target.put({ ...base, type: 'file', mode, size: stats.size, source: { kind: 'path', path: real, identity: { dev: stats.dev, ino: stats.ino } } }, at);
 }
 
 /** ADD unpacks local archives in Docker; lapin copies files as they are, so it refuses rather than differ. */

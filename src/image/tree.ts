@@ -4,8 +4,14 @@
  * no "." or ".." segments (e.g. "unikernel/network.hvt").
  */
 export type FileSource =
-  | { kind: 'path'; path: string }
+  /** `identity`: the device and inode the build saw; writers refuse another file at the path (source-file.ts). */
+  | { kind: 'path'; path: string; identity?: FileIdentity }
   | { kind: 'bytes'; data: Uint8Array };
+
+export interface FileIdentity {
+  dev: number;
+  ino: number;
+}
 
 interface NodeBase {
   path: string;

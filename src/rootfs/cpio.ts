@@ -26,11 +26,12 @@
  * The node list is validated in full before the first byte goes out (it is
  * metadata only; file contents are streamed from disk chunk by chunk).
  */
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
-import { comparePaths, treePathProblem, type DirNode, type FileNode, type FsNode } from '../image/tree.js';
+import { openSourceFile } from '../image/source-file.js';
+import { comparePaths, treePathProblem, type DirNode, type FileNode, type FileSource, type FsNode } from '../image/tree.js';
 
 const MAGIC_NEWC = '070701';
 const TRAILER_NAME = 'TRAILER!!!';
@@ -53,7 +54,7 @@ interface PlannedEntry {
   gid: number;
   nlink: number;
   mtime: number;
-  body: { kind: 'none' } | { kind: 'bytes'; data: Uint8Array } | { kind: 'disk'; path: string; size: number };
+  body: { kind: 'none' } | { kind: 'bytes'; data: Uint8Array } | { kind: 'disk'; source: Extract<FileSource, { kind: 'path' }>; size: number };
 }
 
 function entryError(path: string, problem: string, hint?: string): LapinError {
@@ -206,7 +207,7 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
           body:
             node.source.kind === 'bytes'
               ? { kind: 'bytes', data: node.source.data }
-              : { kind: 'disk', path: node.source.path, size: node.size },
+              : { kind: 'disk', source: node.source, size: node.size },
         });
         break;
       }
@@ -231,7 +232,7 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
 
   // Fail before any output if a source file is missing or already differs.
   for (const entry of planned) {
-    if (entry.body.kind === 'disk') await checkSourceFile(entry.path, entry.body.path, entry.body.size);
+    if (entry.body.kind === 'disk') await checkSourceFile(entry.path, entry.body.source.path, entry.body.size);
   }
   return planned;
 }
@@ -281,13 +282,9 @@ function encodeHeader(entry: { path: string; ino: number; mode: number; uid: num
   return header;
 }
 
-async function* streamDiskFile(entryPath: string, diskPath: string, size: number, header: Buffer): AsyncGenerator<Uint8Array> {
-  let handle;
-  try {
-    handle = await open(diskPath, 'r');
-  } catch (error) {
-    throw entryError(entryPath, `cannot read source file ${diskPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
+async function* streamDiskFile(entryPath: string, source: Extract<FileSource, { kind: 'path' }>, size: number, header: Buffer): AsyncGenerator<Uint8Array> {
+  const diskPath = source.path;
+  const handle = await openSourceFile(source);
   try {
     const info = await handle.stat();
     if (!info.isFile() || info.size !== size) {
@@ -322,7 +319,7 @@ async function* archiveChunks(nodes: Iterable<FsNode> | AsyncIterable<FsNode>, w
     const bodySize = body.kind === 'none' ? 0 : body.kind === 'bytes' ? body.data.byteLength : body.size;
     const header = encodeHeader(entry, bodySize);
     if (body.kind === 'disk') {
-      yield* streamDiskFile(entry.path, body.path, body.size, header);
+      yield* streamDiskFile(entry.path, body.source, body.size, header);
     } else {
       yield header;
       if (body.kind === 'bytes' && body.data.byteLength > 0) yield body.data;

@@ -22,9 +22,10 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, link, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { copySourceFile } from '../image/source-file.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
 
 /** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
@@ -251,7 +252,7 @@ async function materialize(list: readonly FsNode[], root: string): Promise<void>
         break;
       case 'file':
         if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
-        else await copyFile(node.source.path, target);
+        else await copySourceFile(node.source, target);
         break;
       case 'symlink':
         await symlink(node.target, target);

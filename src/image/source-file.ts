@@ -1,0 +1,57 @@
+// Opening a file of the build context when a layer, an initrd, a block
+// image or a directory output is written, some time after the context was
+// read. Whatever was put at that path meanwhile must not be read in its
+// place: not a symlink (it could point anywhere on the machine), and not
+// another file (a directory on the way swapped for a symlink gives one).
+import { constants } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { copyFile, open, type FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { LapinError } from '../errors.js';
+import type { FileSource } from './tree.js';
+
+type PathSource = Extract<FileSource, { kind: 'path' }>;
+
+const CHANGED_HINT = 'keep the build context unchanged while lapin builds, and build again';
+
+/**
+ * The file as it was when the build read the context: opened without
+ * following a symlink, a regular file, and (when the build recorded it)
+ * the same device and inode.
+ */
+export async function openSourceFile(source: PathSource): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new LapinError(`${source.path} became a symlink while lapin was building; refusing to follow it`, { hint: CHANGED_HINT });
+    throw new LapinError(`cannot read ${source.path}: ${code ?? (error as Error).message}`, { hint: CHANGED_HINT });
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new LapinError(`${source.path} is no longer a regular file`, { hint: CHANGED_HINT });
+    if (source.identity && (info.dev !== source.identity.dev || info.ino !== source.identity.ino)) {
+      throw new LapinError(`${source.path} was replaced by another file while lapin was building; refusing to read it`, { hint: CHANGED_HINT });
+    }
+    return handle;
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+/** Copies the file, checked as openSourceFile checks it, keeping copyFile's reflink and copy_file_range paths. */
+export async function copySourceFile(source: PathSource, target: string): Promise<void> {
+  const handle = await openSourceFile(source);
+  try {
+    // The open descriptor's /proc name is that very file, whatever happens to its path meanwhile.
+    await copyFile(`/proc/self/fd/${handle.fd}`, target).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      // No /proc: copy through the descriptor itself.
+      await pipeline(handle.createReadStream({ start: 0, autoClose: false }), createWriteStream(target));
+    });
+  } finally {
+    await handle.close();
+  }
+}
