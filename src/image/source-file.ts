@@ -17,9 +17,9 @@ const CHANGED_HINT = 'keep the build context unchanged while lapin builds, and b
 /**
  * The file as it was when the build read the context: opened without
  * following a symlink, a regular file, and (when the build recorded it)
- * the same device and inode.
+ * the same device and inode. `size` is its size as it was opened.
  */
-export async function openSourceFile(source: PathSource): Promise<FileHandle> {
+export async function openSourceFile(source: PathSource): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
   try {
     handle = await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -34,7 +34,7 @@ export async function openSourceFile(source: PathSource): Promise<FileHandle> {
     if (source.identity && (info.dev !== source.identity.dev || info.ino !== source.identity.ino)) {
       throw new LapinError(`${source.path} was replaced by another file while lapin was building; refusing to read it`, { hint: CHANGED_HINT });
     }
-    return handle;
+    return { handle, size: info.size };
   } catch (error) {
     await handle.close();
     throw error;
@@ -43,7 +43,7 @@ export async function openSourceFile(source: PathSource): Promise<FileHandle> {
 
 /** Copies the file, checked as openSourceFile checks it, keeping copyFile's reflink and copy_file_range paths. */
 export async function copySourceFile(source: PathSource, target: string): Promise<void> {
-  const handle = await openSourceFile(source);
+  const { handle } = await openSourceFile(source);
   try {
     // The open descriptor's /proc name is that very file, whatever happens to its path meanwhile.
     await copyFile(`/proc/self/fd/${handle.fd}`, target).catch(async (error: NodeJS.ErrnoException) => {

@@ -194,7 +194,7 @@ export async function* tarChunks(nodes: readonly FsNode[], blockSize = READ_SIZE
       if (node.source.data.length !== node.size) throw changedSize(node);
       yield* copyIn(node.source.data);
     } else {
-      const handle = await openSourceFile(node.source);
+      const { handle } = await openSourceFile(node.source);
       const size = node.size;
       let position = 0;
       // Reserves the next piece of the file in the current buffer and starts reading it there.

@@ -8,6 +8,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { defaultCacheDir } from '../image/layer-cache.js';
 import { parseReference } from '../image/reference.js';
+import type { SourceDescriptor } from '../source/types.js';
 import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
@@ -43,13 +44,8 @@ export function parsePullReference(text: string): PullReference {
   return { ...reference, ...(digest ? { digest } : {}), display };
 }
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: { os?: string; architecture?: string; variant?: string };
-}
+/** A descriptor read from a registry: the same loose shape inspect reads from any source. */
+export type Descriptor = SourceDescriptor;
 
 /** The parts of an image config lapin reads from a base. */
 export interface BaseConfig {

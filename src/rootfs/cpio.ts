@@ -284,11 +284,11 @@ function encodeHeader(entry: { path: string; ino: number; mode: number; uid: num
 
 async function* streamDiskFile(entryPath: string, source: Extract<FileSource, { kind: 'path' }>, size: number, header: Buffer): AsyncGenerator<Uint8Array> {
   const diskPath = source.path;
-  const handle = await openSourceFile(source);
+  const opened = await openSourceFile(source);
+  const handle = opened.handle;
   try {
-    const info = await handle.stat();
-    if (!info.isFile() || info.size !== size) {
-      throw entryError(entryPath, `source file ${diskPath} changed size (now ${info.size} bytes, expected ${size})`, 'build again');
+    if (opened.size !== size) {
+      throw entryError(entryPath, `source file ${diskPath} changed size (now ${opened.size} bytes, expected ${size})`, 'build again');
     }
     yield header;
     let remaining = size;

@@ -13,6 +13,7 @@ import { inflateRawSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { build, type BuildResult } from '../../src/index.js';
 import { layerEntries, readArchive } from '../helpers/archive.js';
+import { kernelContainerfile } from '../helpers/fixtures.js';
 import {
   cleanupAll,
   ctrImport,
@@ -89,18 +90,7 @@ describe('consumers read lapin compressed layers', { skip: requireConsumers(['do
     context = path.join(work, 'context');
     await mkdir(context);
     await writeFile(path.join(context, 'kernel.hvt'), expected, { mode: 0o755 });
-    await writeFile(
-      path.join(context, 'Containerfile'),
-      [
-        'FROM scratch',
-        'COPY kernel.hvt /unikernel/kernel.hvt',
-        `LABEL com.urunc.unikernel.binary=${KERNEL_PATH}`,
-        'LABEL com.urunc.unikernel.cmdline=""',
-        'LABEL com.urunc.unikernel.unikernelType=mirage',
-        'LABEL com.urunc.unikernel.hypervisor=hvt',
-        '',
-      ].join('\n'),
-    );
+    await writeFile(path.join(context, 'Containerfile'), kernelContainerfile());
   });
   after(async () => {
     await cleanupAll();

@@ -15,6 +15,7 @@ import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
 import type { Image } from '../../src/image/image.js';
 import { BlobStore } from '../../src/image/blob-store.js';
 import { layerEntries, readArchive } from '../helpers/archive.js';
+import { kernelContainerfile } from '../helpers/fixtures.js';
 
 const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -27,19 +28,7 @@ describe('output archive', () => {
     await mkdir(context);
     await writeFile(path.join(context, 'kernel.hvt'), Buffer.alloc(3 * 1024 * 1024 + 123, 'kernel bytes '), { mode: 0o755 });
     await writeFile(path.join(context, 'app.conf'), 'x=1\n');
-    await writeFile(
-      path.join(context, 'Containerfile'),
-      [
-        'FROM scratch',
-        'COPY kernel.hvt /unikernel/kernel.hvt',
-        'COPY app.conf /etc/app.conf',
-        'LABEL com.urunc.unikernel.binary=/unikernel/kernel.hvt',
-        'LABEL com.urunc.unikernel.cmdline=""',
-        'LABEL com.urunc.unikernel.unikernelType=mirage',
-        'LABEL com.urunc.unikernel.hypervisor=hvt',
-        '',
-      ].join('\n'),
-    );
+    await writeFile(path.join(context, 'Containerfile'), kernelContainerfile('COPY app.conf /etc/app.conf'));
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // socket) and containerd (ctr images import) started by scripts/services.sh,
 // then read back from each engine: the name lapin printed, labels, files.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseDockerLoadOutput, parseLoadSpec } from '../../src/export/load.js';
 import { dockerFiles, dockerInspect, requireConsumers, servicesEnv, startServices } from '../consumers/harness.js';
+import { runProgram, type ProgramResult } from '../helpers/fixtures.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
@@ -29,23 +30,11 @@ const expectedValues = {
   'com.urunc.unikernel.useDMBlock': 'false',
 };
 
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+type CliResult = ProgramResult;
 
 function lapin(args: string[], env: NodeJS.ProcessEnv = {}, prefix: string[] = []): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const [program, ...programArgs] = [...prefix, process.execPath, ...CLI, ...args] as [string, ...string[]];
-    const child = spawn(program, programArgs, { cwd: work, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  const [program, ...programArgs] = [...prefix, process.execPath, ...CLI, ...args] as [string, ...string[]];
+  return runProgram(program, programArgs, { cwd: work, env });
 }
 
 function run(file: string, args: string[]): Promise<string> {

@@ -7,6 +7,7 @@ import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
 import { removePendingSync } from '../../src/export/atomic.js';
 import { LayerCache, defaultCacheDir } from '../../src/image/layer-cache.js';
 import type { FsNode } from '../../src/image/tree.js';
+import { kernelContainerfile } from '../helpers/fixtures.js';
 
 describe('layer cache', () => {
   let dir = '';
@@ -19,19 +20,7 @@ describe('layer cache', () => {
     await mkdir(context);
     await writeFile(path.join(context, 'kernel.hvt'), Buffer.alloc(3 * 1024 * 1024, 'unikernel '), { mode: 0o755 });
     await writeFile(path.join(context, 'etc.conf'), 'x=1\n');
-    await writeFile(
-      path.join(context, 'Containerfile'),
-      [
-        'FROM scratch',
-        'COPY kernel.hvt /unikernel/kernel.hvt',
-        'COPY etc.conf /etc/app.conf',
-        'LABEL com.urunc.unikernel.binary=/unikernel/kernel.hvt',
-        'LABEL com.urunc.unikernel.cmdline=""',
-        'LABEL com.urunc.unikernel.unikernelType=mirage',
-        'LABEL com.urunc.unikernel.hypervisor=hvt',
-        '',
-      ].join('\n'),
-    );
+    await writeFile(path.join(context, 'Containerfile'), kernelContainerfile('COPY etc.conf /etc/app.conf'));
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });

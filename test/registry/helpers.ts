@@ -1,33 +1,31 @@
 // Shared pieces of the registry tests: running the CLI without blocking the
 // in-process proxies and token issuer, and reading files out of an OCI layout.
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { layerEntries, type TarEntry } from '../helpers/archive.js';
+import { runProgram, type ProgramResult } from '../helpers/fixtures.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
 const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 
-export interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = ProgramResult;
 
 /** Runs lapin asynchronously: a synchronous spawn would freeze the proxies this process serves. */
 export function lapin(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stdin.end(options.input ?? '');
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
+  return runProgram(process.execPath, [...CLI, ...args], { ...options, cwd: options.cwd ?? ROOT });
+}
+
+/** An environment with no credentials but the ones a test writes. */
+export function isolatedEnv(dir: string): NodeJS.ProcessEnv {
+  return {
+    DOCKER_CONFIG: path.join(dir, 'docker'),
+    REGISTRY_AUTH_FILE: path.join(dir, 'no-auth.json'),
+    XDG_RUNTIME_DIR: path.join(dir, 'run'),
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_CACHE_HOME: path.join(dir, 'cache'),
+  };
 }
 
 export function assertNoStack(stderr: string): void {

@@ -6,22 +6,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { registrySkipReason, skopeoCopyToOci, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
-import { EXAMPLE, assertNoStack, lapin, layoutFiles } from './helpers.js';
+import { EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
 
 const skip = registrySkipReason();
 let work: string;
 const registries: TestRegistry[] = [];
-
-/** An environment with no credentials but the ones a test writes. */
-function isolatedEnv(dir: string): NodeJS.ProcessEnv {
-  return {
-    DOCKER_CONFIG: path.join(dir, 'docker'),
-    REGISTRY_AUTH_FILE: path.join(dir, 'no-auth.json'),
-    XDG_RUNTIME_DIR: path.join(dir, 'run'),
-    XDG_CONFIG_HOME: path.join(dir, 'config'),
-    XDG_CACHE_HOME: path.join(dir, 'cache'),
-  };
-}
 
 async function writeDockerConfig(dir: string, config: unknown): Promise<void> {
   await mkdir(path.join(dir, 'docker'), { recursive: true });

@@ -4,7 +4,6 @@
 // checks. Against docker-registry with a generated CA; undici, which both
 // need, must stay unloaded when neither is in play.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,7 +15,8 @@ import { build } from '../../src/build.js';
 import { MOVED_EXTRA_CA_ENV, restoreNodeExtraCaCerts } from '../../src/registry/ca-env.js';
 import { readExtraCaFile, registryFetch, tlsHostKey } from '../../src/registry/tls.js';
 import { registrySkipReason, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
-import { EXAMPLE, assertNoStack, lapin, layoutFiles } from './helpers.js';
+import { runProgram } from '../helpers/fixtures.js';
+import { EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
 
 const skip = registrySkipReason();
 const SYSTEM_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
@@ -41,13 +41,8 @@ after(async () => {
  * NODE_EXTRA_CA_CERTS unset.
  */
 async function cleanEnv(extra: NodeJS.ProcessEnv = {}): Promise<NodeJS.ProcessEnv> {
-  const dir = await mkdtemp(path.join(work, 'env-'));
   return {
-    DOCKER_CONFIG: path.join(dir, 'docker'),
-    REGISTRY_AUTH_FILE: path.join(dir, 'no-auth.json'),
-    XDG_RUNTIME_DIR: path.join(dir, 'run'),
-    XDG_CONFIG_HOME: path.join(dir, 'config'),
-    XDG_CACHE_HOME: path.join(dir, 'cache'),
+    ...isolatedEnv(await mkdtemp(path.join(work, 'env-'))),
     NODE_EXTRA_CA_CERTS: undefined,
     [MOVED_EXTRA_CA_ENV]: undefined,
     ...extra,
@@ -78,14 +73,8 @@ describe('registry TLS settings', { skip }, () => {
     const launcher = path.join(import.meta.dirname, '../../bin/lapin');
     assert.ok(existsSync(path.join(import.meta.dirname, '../../dist/cli/main.js')), 'dist/cli/main.js is missing: run npm run build first');
     const name = `${secure.host}/launcher/app:1`;
-    const env = { ...process.env, ...(await cleanEnv({ NODE_EXTRA_CA_CERTS: secure.caFile })) };
-    const result = await new Promise<{ status: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(launcher, pushArgs(name, '--debug'), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('error', reject);
-      child.on('close', (status) => resolve({ status, stderr }));
-    });
+    const env = await cleanEnv({ NODE_EXTRA_CA_CERTS: secure.caFile });
+    const result = await runProgram(launcher, pushArgs(name, '--debug'), { env });
     assert.equal(result.status, 0, result.stderr);
     // Printed only when lapin adds the CA file itself, i.e. when Node did not load it at start-up.
     assert.match(result.stderr, /TLS: trusting 1 extra CA certificate\(s\) from /);
@@ -214,9 +203,24 @@ process.on('exit', () => writeFileSync(process.env.LAPIN_TEST_LOADED, JSON.strin
   });
 });
 
+type CaEnv = { moved: string | undefined; node: string | undefined };
+
+const saveCaEnv = (): CaEnv => ({ moved: process.env[MOVED_EXTRA_CA_ENV], node: process.env.NODE_EXTRA_CA_CERTS });
+
+/** Puts both CA variables of this process back as saveCaEnv found them. */
+function restoreCaEnv(saved: CaEnv): void {
+  for (const [key, value] of [
+    [MOVED_EXTRA_CA_ENV, saved.moved],
+    ['NODE_EXTRA_CA_CERTS', saved.node],
+  ] as const) {
+    if (value === undefined) delete process.env[key];
+    else process.env[key] = value;
+  }
+}
+
 describe('restoreNodeExtraCaCerts and host keys', () => {
   test('puts the moved value back for child processes, never over a value already set', () => {
-    const saved = { moved: process.env[MOVED_EXTRA_CA_ENV], node: process.env.NODE_EXTRA_CA_CERTS };
+    const saved = saveCaEnv();
     try {
       delete process.env.NODE_EXTRA_CA_CERTS;
       delete process.env[MOVED_EXTRA_CA_ENV];
@@ -231,13 +235,7 @@ describe('restoreNodeExtraCaCerts and host keys', () => {
       assert.equal(process.env.NODE_EXTRA_CA_CERTS, '/etc/company-ca.pem');
       assert.equal(process.env[MOVED_EXTRA_CA_ENV], '/etc/company-ca.pem', 'the client still sees the CAs were not loaded by Node');
     } finally {
-      for (const [key, value] of [
-        [MOVED_EXTRA_CA_ENV, saved.moved],
-        ['NODE_EXTRA_CA_CERTS', saved.node],
-      ] as const) {
-        if (value === undefined) delete process.env[key];
-        else process.env[key] = value;
-      }
+      restoreCaEnv(saved);
     }
   });
 
@@ -248,7 +246,7 @@ describe('restoreNodeExtraCaCerts and host keys', () => {
     const startupFile = path.join(work, 'startup-cas.pem');
     await writeFile(movedFile, pems.slice(0, 3).join('\n'));
     await writeFile(startupFile, pems.slice(3, 4).join('\n'));
-    const saved = { moved: process.env[MOVED_EXTRA_CA_ENV], node: process.env.NODE_EXTRA_CA_CERTS };
+    const saved = saveCaEnv();
     try {
       process.env[MOVED_EXTRA_CA_ENV] = movedFile;
       process.env.NODE_EXTRA_CA_CERTS = startupFile;
@@ -259,13 +257,7 @@ describe('restoreNodeExtraCaCerts and host keys', () => {
       assert.deepEqual(counts, Array(3).fill('TLS: trusting 4 extra CA certificate(s)'));
       assert.equal(readExtraCaFile(movedFile).length, 3);
     } finally {
-      for (const [key, value] of [
-        [MOVED_EXTRA_CA_ENV, saved.moved],
-        ['NODE_EXTRA_CA_CERTS', saved.node],
-      ] as const) {
-        if (value === undefined) delete process.env[key];
-        else process.env[key] = value;
-      }
+      restoreCaEnv(saved);
     }
   });
 
