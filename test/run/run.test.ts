@@ -116,7 +116,9 @@ describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout:
     });
     const inspected = lapin(['inspect', path]);
     assert.equal(inspected.status, 0, inspected.stdout);
-    const r = lapin(['run', '--timeout', '300', path, '--', '/init', 'first-arg', 'second.arg=2']);
+    // TCG, as every boot test: some nested-KVM hosts run a paused vCPU (kvmUsable's probe) and
+    // even real-mode code, yet never get a Linux guest past its first line.
+    const r = lapin(['run', '--accel', 'tcg', '--timeout', '300', path, '--', '/init', 'first-arg', 'second.arg=2']);
     assert.equal(r.status, 0, r.stderr + r.stdout.slice(-3000));
     assert.ok(r.stdout.includes('LAPIN-RUN-MARKER args:first-arg second.arg=2:'), `no marker with the args in:\n${r.stdout.slice(-3000)}`);
     assert.match(r.stdout, /reboot: Power down/);
