@@ -12,7 +12,11 @@
  *   host's /etc/mke2fs.conf cannot change features or sizes;
  * - UUID and directory hash seed: derived from the tree's metadata (-U,
  *   -E hash_seed), so two builds of the same tree agree;
- * - the clock: E2FSPROGS_FAKE_TIME for the superblock and lost+found;
+ * - the clock: E2FSPROGS_FAKE_TIME for the superblock and lost+found.
+ *   e2fsprogs reads a fake time of 0 as "not set" and takes the wall clock,
+ *   so epoch 0 runs the tools at 1 s; debugfs then sets the creation and
+ *   check times (and every inode's) to the real epoch. Only the superblock's
+ *   last write time, which every close of the image rewrites, keeps the 1 s;
  * - every inode's mode, owner and times: mke2fs copies them from the staging
  *   tree (whose ctime is "now" and whose owner is whoever runs lapin), so a
  *   debugfs pass sets them from the tree afterwards, by inode number
@@ -216,11 +220,16 @@ function runTool(file: string, args: readonly string[], env: NodeJS.ProcessEnv):
   });
 }
 
+/** The clock e2fsprogs runs at: the epoch, but never 0, which it takes for the wall clock. */
+export function toolClock(mtime: number): number {
+  return Math.max(1, Math.floor(mtime));
+}
+
 /** PATH with the sbin directories where Debian installs e2fsprogs, for users without them on PATH. */
 function toolEnv(mtime: number, config: string): NodeJS.ProcessEnv {
   const pathList = (process.env.PATH ?? '').split(':').filter((p) => p !== '');
   for (const dir of ['/usr/sbin', '/sbin']) if (!pathList.includes(dir)) pathList.push(dir);
-  return { ...process.env, PATH: pathList.join(':'), LC_ALL: 'C', E2FSPROGS_FAKE_TIME: String(Math.floor(mtime)), MKE2FS_CONFIG: config };
+  return { ...process.env, PATH: pathList.join(':'), LC_ALL: 'C', E2FSPROGS_FAKE_TIME: String(toolClock(mtime)), MKE2FS_CONFIG: config };
 }
 
 function lastLines(text: string): string {
@@ -341,6 +350,9 @@ export async function writeExtImage(nodes: readonly FsNode[], outFile: string, o
       commands.push(`sif <${ino}> mode 0${mode.toString(8)}`, `sif <${ino}> uid ${uid}`, `sif <${ino}> gid ${gid}`);
       for (const field of timeFields) commands.push(`sif <${ino}> ${field} ${field === 'mtime' ? `@${Math.floor(mtime)}` : time}`);
     };
+    // The tools ran at toolClock(); the superblock and the journal get the epoch itself.
+    commands.push(`ssv mkfs_time ${time}`, `ssv lastcheck ${time}`);
+    if (options.flavor === 'ext4') for (const field of timeFields) commands.push(`sif <8> ${field} ${time}`);
     setInode(2, 0o040755, 0, 0, options.mtime);
     const lostFound = numbers.get('lost+found');
     if (lostFound !== undefined && !list.some((n) => n.path === 'lost+found')) setInode(lostFound, 0o040700, 0, 0, options.mtime);

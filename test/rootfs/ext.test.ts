@@ -183,6 +183,33 @@ for (const flavor of ['ext4', 'ext2'] as const) {
   });
 }
 
+// e2fsprogs reads E2FSPROGS_FAKE_TIME=0 as "not set" and stamps the wall
+// clock into the superblock and the journal and lost+found inodes.
+describe('writeExtImage at epoch 0 (SOURCE_DATE_EPOCH unset)', { skip: e2fsprogsMissing() }, () => {
+  for (const flavor of ['ext4', 'ext2'] as const) {
+    test(`${flavor}: two builds a second apart give the same bytes, dated 1970`, async () => {
+      const atZero = (): FsNode[] => sampleTree().map((node) => ({ ...node, mtime: 0 }));
+      const write = async (name: string): Promise<Buffer> => {
+        const image = join(work, `${name}.img`);
+        await writeExtImage(atZero(), image, { flavor, mtime: 0, workDir: join(work, `${name}-work`) });
+        return readFile(image);
+      };
+      const first = await write(`zero-a-${flavor}`);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const second = await write(`zero-b-${flavor}`);
+      assert.ok(first.equals(second), 'the images differ');
+      // The superblock's times (ext4 layout: s_wtime 0x30, s_lastcheck 0x40, s_mkfs_time 0x108, high bytes 0x274..0x276).
+      const superblock = first.subarray(1024, 2048);
+      assert.deepEqual([superblock.readUInt32LE(0x108), superblock.readUInt32LE(0x40)], [0, 0], 'creation and check times are the epoch');
+      // Every close rewrites the last write time with the tools' clock, which cannot be 0.
+      assert.equal(superblock.readUInt32LE(0x30), 1);
+      assert.deepEqual([...superblock.subarray(0x274, 0x277)], [0, 0, 0]);
+      const image = join(work, `zero-a-${flavor}.img`);
+      for (const p of ['/', '/bin/app', '/lost+found']) assert.equal(statInode(image, p).mtime, 0, p);
+    });
+  }
+});
+
 describe('writeExtImage sizes and refusals', { skip: e2fsprogsMissing() }, () => {
   test('an automatic size holds the files with room to spare', async () => {
     const nodes = [dir('d'), ...Array.from({ length: 300 }, (_, i) => bytesFile(`d/f${String(i).padStart(3, '0')}`, 'y'.repeat(5000 + i)))];
