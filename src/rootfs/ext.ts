@@ -16,7 +16,8 @@
  *   e2fsprogs reads a fake time of 0 as "not set" and takes the wall clock,
  *   so epoch 0 runs the tools at 1 s; debugfs then sets the creation and
  *   check times (and every inode's) to the real epoch. Only the superblock's
- *   last write time, which every close of the image rewrites, keeps the 1 s;
+ *   last write time, which every close of the image rewrites, keeps the 1 s.
+ *   `test/reproducible.test.ts` builds every writer twice at epoch 0;
  * - every inode's mode, owner and times: mke2fs copies them from the staging
  *   tree (whose ctime is "now" and whose owner is whoever runs lapin), so a
  *   debugfs pass sets them from the tree afterwards, by inode number
