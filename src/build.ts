@@ -27,6 +27,7 @@ import {
   type Platform,
 } from './image/image.js';
 import { readKernelInfo } from './image/kernel-arch.js';
+import { applySolo5Notes, bufferReader, readSolo5Notes, readSolo5NotesFromFile } from './image/solo5.js';
 import { tarSize, type Compression, type LayerBlob } from './image/layer.js';
 import { LayerCache, defaultCacheDir, writeLayerCached } from './image/layer-cache.js';
 import { formatReference, parseReference } from './image/reference.js';
@@ -35,6 +36,7 @@ import { FILE_KEYS } from './plan/rules.js';
 import { finalizeMetadata } from './plan/finalize.js';
 import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
+import { URUNC_KEYS } from './plan/urunc-keys.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
 import { writeRootfsImage } from './rootfs/image.js';
 
@@ -163,6 +165,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     const baseNodes = new Set<FsNode>();
     const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
+    // A Solo5 kernel's manifest names its devices; urunc's names must match (before urunc.json is written).
+    const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
+    if (kernelNode?.type === 'file') {
+      const notes = kernelNode.source.kind === 'bytes' ? readSolo5Notes(bufferReader(Buffer.from(kernelNode.source.data))) : readSolo5NotesFromFile(kernelNode.source.path);
+      const solo5 = applySolo5Notes(notes, metadata, URUNC_KEYS);
+      for (const message of solo5.steps) emit({ kind: 'step', message });
+      for (const message of solo5.warnings) emit({ kind: 'warning', message });
+    }
     const urunc = uruncJson(metadata.urunc);
     rootfs.put({ type: 'file', path: URUNC_JSON_PATH, mode: 0o644, uid: 0, gid: 0, mtime, size: urunc.length, source: { kind: 'bytes', data: urunc } });
 

@@ -1,3 +1,4 @@
+import { describeSolo5 } from '../image/solo5.js';
 import type { InspectReport, Message, ValueSet } from './inspect.js';
 
 function valueLines(label: string, set: ValueSet, extra = ''): string[] {
@@ -43,6 +44,7 @@ export function formatReport(report: InspectReport): string {
     else {
       const via = file.resolvedPath && file.resolvedPath !== file.path ? ` -> ${file.resolvedPath}` : '';
       lines.push(`  ${file.key} ${file.path}${via}: ${size(file.size)}, ${file.detail ?? file.type ?? ''}`);
+      if (file.solo5) lines.push(`    Solo5 manifest: ${describeSolo5(file.solo5)}`);
     }
   }
   if (report.effective.source !== 'none') lines.push(`  guest storage: ${report.storage}`);

@@ -6,6 +6,7 @@
  * prints (docs/inspect.md).
  */
 import { FILE_TYPE_HEADER_BYTES, KERNEL_HEADER_BYTES, sniffFileType, sniffKernel, type FileType } from '../image/kernel-arch.js';
+import { adviseSolo5, readSolo5NotesFromHeader, type Solo5Notes } from '../image/solo5.js';
 import { checkUruncValues, FILE_KEYS, GUESTS, MONITOR_GUESTS, MONITORS, parseGoBool, pathProblem, PATH_KEYS } from '../plan/rules.js';
 import { URUNC_PREFIX } from '../plan/urunc-keys.js';
 import { guestCommandLine, rootfsType } from '../run/monitor.js';
@@ -60,6 +61,8 @@ export interface FileCheck {
   detail?: string;
   /** For binary: the kernel's architecture (amd64, arm64, ...). */
   architecture?: string;
+  /** For binary: its Solo5 manifest and ABI notes, when it has any (src/image/solo5.ts). */
+  solo5?: Solo5Notes;
   problem?: string;
 }
 
@@ -217,6 +220,8 @@ function checkFile(rootfs: FlatRootfs, key: FileCheck['key'], value: string): Fi
     const kernel = sniffKernel(header);
     check.detail = kernel.detail;
     if (kernel.architecture) check.architecture = kernel.architecture;
+    const solo5 = readSolo5NotesFromHeader(header, entry.size);
+    if (solo5 && (solo5.devices || solo5.abi || solo5.problems.length > 0)) check.solo5 = solo5;
   } else {
     check.detail = FILE_TYPE_DETAILS[check.type] ?? check.type;
   }
@@ -273,6 +278,7 @@ function judgeValues(values: Record<string, string>, rootfs: FlatRootfs, config:
   if (binary?.architecture && imageArchitecture && binary.architecture !== imageArchitecture) {
     warnings.push({ message: `the binary is ${binary.architecture} but the image says ${imageArchitecture}`, hint: 'urunc boots it on the platform the image was pulled for' });
   }
+  if (binary?.solo5) for (const message of adviseSolo5(binary.solo5, set).warnings) warnings.push({ message });
   const initrd = files.find((f) => f.key === 'initrd');
   if (initrd?.exists && initrd.type !== undefined && !['cpio-newc', 'gzip', 'zstd', 'xz'].includes(initrd.type) && guest === 'linux') {
     warnings.push({ message: `the initrd ${initrd.path} is ${initrd.detail}; Linux expects a (compressed) newc cpio archive` });
