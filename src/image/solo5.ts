@@ -28,7 +28,7 @@ export interface Solo5Notes {
   devices?: Solo5Device[];
   /** The tender the ABI note names: hvt, spt, virtio, muen, genode, xen, or "target N". */
   abi?: string;
-  /** Why a note that is there cannot be used (solo5 would refuse the binary). */
+  /** Why a Solo5 note that is there cannot be used (solo5 would refuse the binary). */
   problems: string[];
 }
 
@@ -73,22 +73,13 @@ export function readSolo5Notes(read: ByteReader): Solo5Notes | undefined {
   const phoff = ehdr.readBigUInt64LE(32);
   const phentsize = ehdr.readUInt16LE(54);
   const phnum = ehdr.readUInt16LE(56);
-  if (phnum === 0) return notes;
-  if (phentsize < 56 || phentsize > MAX_PROGRAM_HEADER_BYTES) {
-    notes.problems.push(`program header entries of ${phentsize} bytes (ELF64 uses 56)`);
-    return notes;
-  }
+  // A table that cannot be read is the ELF loader's problem, not the notes': nothing is reported.
+  if (phnum === 0 || phentsize < 56 || phentsize > MAX_PROGRAM_HEADER_BYTES) return notes;
   const count = Math.min(phnum, MAX_PROGRAM_HEADERS);
   const tableBytes = count * phentsize;
-  if (phoff > BigInt(Number.MAX_SAFE_INTEGER - tableBytes)) {
-    notes.problems.push('the program header table lies outside the file');
-    return notes;
-  }
+  if (phoff > BigInt(Number.MAX_SAFE_INTEGER - tableBytes)) return notes;
   const table = read(Number(phoff), tableBytes);
-  if (table.length < tableBytes) {
-    notes.problems.push('the program header table is cut short');
-    return notes;
-  }
+  if (table.length < tableBytes) return notes;
   const segments: Array<{ offset: bigint; filesz: bigint }> = [];
   for (let i = 0; i < count; i++) {
     const at = i * phentsize;
@@ -238,9 +229,10 @@ export interface Solo5Advice {
  * with solo5NetDev/solo5BlkDev (not rumprun, which uses its own names).
  */
 export function adviseSolo5(notes: Solo5Notes, values: Readonly<Record<string, string>>): Solo5Advice {
-  const advice: Solo5Advice = { set: {}, warnings: [...notes.problems.map((p) => `the kernel's ${p}; solo5-${values.hypervisor ?? 'hvt'} refuses it`)] };
+  const advice: Solo5Advice = { set: {}, warnings: [] };
   const monitor = values.hypervisor;
   if (monitor !== 'hvt' && monitor !== 'spt') return advice;
+  for (const problem of notes.problems) advice.warnings.push(`the kernel's ${problem}; solo5-${monitor} refuses it`);
   if (notes.abi !== undefined && notes.abi !== monitor) advice.warnings.push(`the kernel is built for solo5-${notes.abi} (its Solo5 ABI note) but the image says hypervisor ${monitor}`);
   if (values.unikernelType === 'rumprun' || notes.devices === undefined) return advice;
   const tender = `solo5-${monitor}`;
