@@ -1,0 +1,26 @@
+// The README's build and inspect samples are what lapin prints today: each
+// marked block is run (test/docs/readme-samples.ts) and compared line for
+// line. When output changes on purpose, `npm run docs:samples` rewrites them.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ROOT, renderSamples, sampleBlocks } from './readme-samples.js';
+
+test('README.md samples match real runs (regenerate with npm run docs:samples)', async () => {
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+  const blocks = sampleBlocks(readme);
+  assert.ok(blocks.some((b) => b.args[0] === 'build'), 'the README has a build sample');
+  assert.ok(blocks.some((b) => b.args[0] === 'inspect'), 'the README has an inspect sample');
+  const rendered = await renderSamples(readme);
+  blocks.forEach((block, i) => {
+    assert.deepEqual(block.content, rendered[i], `README.md:${block.line + 1}: the sample of lapin ${block.args.join(' ')} is stale; run npm run docs:samples`);
+  });
+});
+
+test('the build command the README opens with is the one its build sample runs', async () => {
+  const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+  const build = sampleBlocks(readme).find((b) => b.args[0] === 'build');
+  assert.ok(build);
+  assert.ok(readme.includes(`npx lapin ${build.args.join(' ')}\n`), `README.md does not show "npx lapin ${build.args.join(' ')}"`);
+});
