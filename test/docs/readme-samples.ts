@@ -9,17 +9,38 @@
 // output. `npm run docs:samples` rewrites the blocks; test/docs/readme.test.ts
 // fails while they differ.
 import { spawn } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
-const MARKER = /^<!-- sample: (stdout|stderr) lapin (.+) -->$/;
+const MARKER = /^<!-- sample: (stdout|stderr|stdout\+status) lapin (.+?)(?: \(after ([\w-]+)\))? -->$/;
+
+/** Images other tools make, for samples that inspect them; each runs in the scratch directory. */
+const SETUPS: Record<string, Array<[string, ...string[]]>> = {
+  // buildah from scratch with the urunc values only as config labels.
+  'buildah-labels': [
+    ['buildah', ...buildahStorage(), 'from', '--name', 'labels', '--isolation', 'chroot', 'scratch'],
+    ['buildah', ...buildahStorage(), 'copy', 'labels', 'examples/mirage-hvt/network.hvt', '/unikernel/network.hvt'],
+    ['buildah', ...buildahStorage(), 'config', '--label', 'com.urunc.unikernel.unikernelType=mirage', '--label', 'com.urunc.unikernel.hypervisor=hvt', '--label', 'com.urunc.unikernel.binary=/unikernel/network.hvt', 'labels'],
+    ['buildah', ...buildahStorage(), 'commit', '--quiet', '--timestamp', '0', 'labels', 'oci-archive:labels.tar'],
+    ['buildah', ...buildahStorage(), 'rm', 'labels'],
+  ],
+};
+
+function buildahStorage(): string[] {
+  return ['--root', 'buildah/root', '--runroot', 'buildah/run', '--storage-driver', 'vfs'];
+}
+
+/** The programs the samples' setups need (for skips). */
+export const SETUP_PROGRAMS: Record<string, string> = { 'buildah-labels': 'buildah' };
 
 export interface SampleBlock {
-  stream: 'stdout' | 'stderr';
+  stream: 'stdout' | 'stderr' | 'stdout+status';
   args: string[];
+  setup?: string;
   /** The marker's line index; the fence opens on the next line. */
   line: number;
   /** The block's lines between the fences. */
@@ -42,14 +63,15 @@ export function sampleBlocks(readme: string): SampleBlock[] {
     const end = lines.findIndex((l, n) => n > i + 1 && l.startsWith('```'));
     if (end < 0) throw new Error(`README.md:${i + 1}: the sample block is not closed`);
     const content = lines.slice(i + 2, end);
-    blocks.push({ stream: match[1] as 'stdout' | 'stderr', args: words(match[2] as string), line: i, content, showsCommand: (content[0] ?? '').startsWith('$ ') });
+    if (match[3] !== undefined && SETUPS[match[3]] === undefined) throw new Error(`README.md:${i + 1}: no sample setup named ${match[3]}`);
+    blocks.push({ stream: match[1] as SampleBlock['stream'], args: words(match[2] as string), ...(match[3] !== undefined ? { setup: match[3] } : {}), line: i, content, showsCommand: (content[0] ?? '').startsWith('$ ') });
   }
   return blocks;
 }
 
-function runLapin(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string; status: number | null }> {
+function runProgram(program: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ stdout: string; stderr: string; status: number | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(program, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -59,13 +81,23 @@ function runLapin(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<
   });
 }
 
-/** What each sample block should hold, from real runs, in README order. */
-export async function renderSamples(readme: string): Promise<string[][]> {
+function installed(program: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && existsSync(path.join(dir, program)));
+}
+
+/**
+ * What each sample block should hold, from real runs, in README order;
+ * undefined for a block whose setup needs a program that is not installed
+ * (an error under CI).
+ */
+export async function renderSamples(readme: string): Promise<Array<string[] | undefined>> {
   const blocks = sampleBlocks(readme);
   const work = await mkdtemp(path.join(os.tmpdir(), 'lapin-readme-'));
   try {
     await cp(path.join(ROOT, 'examples'), path.join(work, 'examples'), { recursive: true });
-    await mkdir(path.join(work, 'home'));
+    await mkdir(path.join(work, 'home', 'docker'), { recursive: true });
+    // No credentials; buildah wants the file DOCKER_CONFIG names to exist.
+    await writeFile(path.join(work, 'home', 'docker', 'config.json'), '{"auths":{}}\n');
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: path.join(work, 'home'),
@@ -74,12 +106,24 @@ export async function renderSamples(readme: string): Promise<string[][]> {
       LC_ALL: 'C',
       TZ: 'UTC',
     };
-    const rendered: string[][] = [];
+    const rendered: Array<string[] | undefined> = [];
     for (const block of blocks) {
-      const result = await runLapin(block.args, work, env);
-      const output = (block.stream === 'stdout' ? result.stdout : result.stderr).replace(/\n$/, '');
+      const needs = block.setup !== undefined ? SETUP_PROGRAMS[block.setup] : undefined;
+      if (needs !== undefined && !installed(needs)) {
+        if (process.env.CI === 'true') throw new Error(`CI must run every README sample: ${needs} is missing (scripts/install-deps.sh installs it)`);
+        rendered.push(undefined);
+        continue;
+      }
+      for (const [program, ...args] of block.setup !== undefined ? (SETUPS[block.setup] ?? []) : []) {
+        const step = await runProgram(program, args, work, env);
+        if (step.status !== 0) throw new Error(`sample setup ${block.setup}: ${program} ${args.join(' ')}: ${step.stderr}`);
+      }
+      const result = await runProgram(process.execPath, [...CLI, ...block.args], work, env);
+      const output = (block.stream === 'stderr' ? result.stderr : result.stdout).replace(/\n$/, '');
       const lines = output === '' ? [] : output.split('\n');
-      rendered.push(block.showsCommand ? [`$ lapin ${block.args.join(' ')}`, ...lines] : lines);
+      const withStatus = block.stream === 'stdout+status';
+      if (withStatus) lines.push(String(result.status));
+      rendered.push(block.showsCommand ? [`$ lapin ${block.args.join(' ')}${withStatus ? '; echo $?' : ''}`, ...lines] : lines);
     }
     return rendered;
   } finally {
@@ -88,12 +132,13 @@ export async function renderSamples(readme: string): Promise<string[][]> {
 }
 
 /** The README with every sample block replaced by its rendering. */
-export function withSamples(readme: string, rendered: readonly string[][]): string {
+export function withSamples(readme: string, rendered: ReadonlyArray<string[] | undefined>): string {
   const lines = readme.split('\n');
   const blocks = sampleBlocks(readme);
   for (let b = blocks.length - 1; b >= 0; b--) {
     const block = blocks[b] as SampleBlock;
-    lines.splice(block.line + 2, block.content.length, ...(rendered[b] as string[]));
+    const next = rendered[b];
+    if (next !== undefined) lines.splice(block.line + 2, block.content.length, ...next);
   }
   return lines.join('\n');
 }

