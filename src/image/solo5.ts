@@ -249,6 +249,9 @@ export function adviseSolo5(notes: Solo5Notes, values: Readonly<Record<string, s
     }
     const name = declared[0];
     if (name === undefined) {
+      if (kind.type === 'NET_BASIC') {
+        advice.warnings.push(`the kernel's Solo5 manifest declares no network device, but urunc attaches one whenever the container has a network interface, and ${tender} refuses a device the manifest does not declare; run it with no network (docker run --network none)`);
+      }
       if (kind.type === 'BLOCK_BASIC' && values.block !== undefined) {
         advice.warnings.push(`the image has a block rootfs but the kernel's Solo5 manifest declares no block device; ${tender} refuses the one urunc attaches`);
       }

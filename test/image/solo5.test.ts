@@ -140,7 +140,7 @@ describe('adviseSolo5', () => {
   test('sets a device name urunc would otherwise get wrong; leaves the defaults alone', () => {
     assert.deepEqual(adviseSolo5(notes([{ name: 'service', type: 'net' }]), mirage), { set: {}, warnings: [] });
     assert.deepEqual(adviseSolo5(notes([{ name: 'net0', type: 'net' }]), mirage), { set: { solo5NetDev: 'net0' }, warnings: [] });
-    assert.deepEqual(adviseSolo5(notes([{ name: 'disk', type: 'block' }]), { ...mirage, block: '/b' }), { set: { solo5BlkDev: 'disk' }, warnings: [] });
+    assert.deepEqual(adviseSolo5(notes([{ name: 'service', type: 'net' }, { name: 'disk', type: 'block' }]), { ...mirage, block: '/b' }), { set: { solo5BlkDev: 'disk' }, warnings: [] });
   });
   test('warns where solo5 would refuse the devices urunc attaches', () => {
     const one = (devices: Solo5ElfDevice[], values: Record<string, string>, abi: 'hvt' | 'spt' = 'hvt'): string => adviseSolo5(notes(devices, abi), values).warnings.join('\n');
@@ -149,6 +149,8 @@ describe('adviseSolo5', () => {
     assert.match(one([{ name: 'storage', type: 'block' }], mirage), /declares the block device storage, but the image has no block rootfs/);
     assert.match(one([{ name: 'service', type: 'net' }], { ...mirage, block: '/b' }), /declares no block device/);
     assert.match(one([], mirage, 'spt'), /built for solo5-spt .* but the image says hypervisor hvt/);
+    // urunc attaches a tap device whenever the container has eth0 (pkg/unikontainers/unikontainers.go).
+    assert.match(one([{ name: 'storage', type: 'block' }], { ...mirage, block: '/b' }), /declares no network device, but urunc attaches one whenever the container has a network interface/);
     // rumprun's devices have fixed names in urunc; other monitors have no Solo5 tender.
     assert.equal(one([{ name: 'x', type: 'net' }], { ...mirage, unikernelType: 'rumprun' }), '');
     assert.equal(one([{ name: 'x', type: 'net' }], { ...mirage, hypervisor: 'qemu' }), '');
