@@ -49,9 +49,13 @@ export function storageUse(guest: string, monitor: string | undefined, kind: Sto
   return row[kind];
 }
 
-/** Whether a default `mountRootfs=true` would reach this guest (Containerfile defaults). */
+/**
+ * Whether a default `mountRootfs=true` would reach this guest (Containerfile
+ * defaults); true for a guest urunc does not know, which is an error anyway.
+ */
 export function canMountRootfs(guest: string, monitor: string | undefined): boolean {
-  return storageUse(guest, monitor, 'mountRootfs') === 'uses';
+  const use = storageUse(guest, monitor === '' ? undefined : monitor, 'mountRootfs');
+  return use === undefined || use === 'uses';
 }
 
 function isTrue(text: string | undefined): boolean {
