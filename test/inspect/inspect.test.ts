@@ -94,6 +94,20 @@ describe('lapin inspect: hand-made images', () => {
     assert.equal(json.runnable, false);
   });
 
+  test('no Cmd and no Entrypoint: inspect gives the docker and nerdctl commands urunc documents (IMAGE unikernel)', async () => {
+    const path = await archive({ layers: [kernelLayer, [uruncJsonFile(unikraft)]] });
+    const report = await inspect(path);
+    assert.equal(report.runnable, true, messages(report.errors));
+    const commands = report.urunc.engines.filter((e) => e.release === '0.8' && e.command).map((e) => [e.engine, e.command]);
+    assert.deepEqual(commands, [
+      ['docker', ['docker', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
+      ['containerd', ['nerdctl', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
+    ]);
+    const cli = lapin(['inspect', path]);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /docker run and nerdctl run need a command:\n {4}docker run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}nerdctl run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n/);
+  });
+
   test('a guest/monitor pair urunc refuses; exit 1', async () => {
     const values = { unikernelType: 'mirage', hypervisor: 'firecracker', binary: '/unikernel/app' };
     const path = await archive({ layers: [kernelLayer, [uruncJsonFile(values)]], annotations: full(values), cmd: ['app'] });
