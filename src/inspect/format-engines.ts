@@ -10,7 +10,7 @@ const ENGINE_LABELS: Readonly<Record<EngineVerdict['engine'], string>> = {
 };
 
 const SOURCE_LABELS: Readonly<Record<EngineValueSource, string>> = {
-  'spec-annotations': 'the spec annotations the engine copied from the manifest',
+  'spec-annotations': 'the manifest annotations it copies into the spec',
   'image-metadata': "the image's manifest annotations and labels, looked up by urunc's shim",
   uruncJson: '/urunc.json',
   none: 'nothing',
