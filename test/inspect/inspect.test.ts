@@ -108,6 +108,16 @@ describe('lapin inspect: hand-made images', () => {
     assert.match(cli.stdout, /docker run and nerdctl run need a command:\n {4}docker run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}nerdctl run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n/);
   });
 
+  test("urunc's storage table: mountRootfs=true for mirage is a warning (exit 0), an initrd for mirage an error (exit 1)", async () => {
+    const mirage = { unikernelType: 'mirage', hypervisor: 'qemu', binary: '/unikernel/app' };
+    const ignored = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile({ ...mirage, mountRootfs: 'true' })]], cmd: ['app'] }));
+    assert.equal(ignored.runnable, true, messages(ignored.errors));
+    assert.match(messages(ignored.warnings), /mountRootfs=true: mirage cannot use the container rootfs; urunc ignores it/);
+    const refused = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile({ ...mirage, initrd: '/unikernel/app' })]], cmd: ['app'] }));
+    assert.equal(refused.runnable, false);
+    assert.match(messages(refused.errors), /mirage cannot use an initrd: urunc does not give it one/);
+  });
+
   test('a guest/monitor pair urunc refuses; exit 1', async () => {
     const values = { unikernelType: 'mirage', hypervisor: 'firecracker', binary: '/unikernel/app' };
     const path = await archive({ layers: [kernelLayer, [uruncJsonFile(values)]], annotations: full(values), cmd: ['app'] });
