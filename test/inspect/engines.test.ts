@@ -82,6 +82,22 @@ describe('engine paths x urunc release lines', () => {
     assert.ok(engineVerdicts(inputs({ uruncJson: json })).every((v) => v.command === undefined));
   });
 
+  test('for any values: 12 verdicts, runs exactly when there are no reasons, a command exactly for docker/nerdctl without Cmd', () => {
+    const key = fc.constantFrom('unikernelType', 'hypervisor', 'binary', 'initrd', 'cmdline', 'mountRootfs');
+    const values = fc.dictionary(key, fc.string({ maxLength: 12 }));
+    fc.assert(fc.property(values, values, values, fc.boolean(), fc.array(fc.string(), { maxLength: 2 }), (annotations, labels, jsonValues, hasJson, processArgs) => {
+      const verdicts = engineVerdicts(inputs({ annotations, labels, uruncJson: { found: hasJson, values: jsonValues, problems: [] }, processArgs, refusals: (v) => (v.hypervisor === 'qemu' ? [] : ['not qemu']) }));
+      assert.equal(verdicts.length, 12);
+      for (const v of verdicts) {
+        assert.equal(v.runs, v.reasons.length === 0);
+        assert.equal(v.command !== undefined, processArgs.length === 0 && (v.engine === 'docker' || v.engine === 'containerd'));
+        if (v.source === 'image-metadata') assert.ok(v.release === '0.8' && (v.engine === 'containerd' || v.engine === 'cri'));
+        if (v.source === 'spec-annotations') assert.equal(v.engine, 'podman');
+        if (v.source === 'none') assert.equal(v.runs, false);
+      }
+    }));
+  });
+
   test("goBase64 is Go's StdEncoding: padded, standard alphabet", () => {
     assert.equal(goBase64('cWVtdQ=='), 'qemu');
     assert.equal(goBase64('qemu'), Buffer.from('qemu', 'base64').toString('utf8'));
