@@ -439,10 +439,13 @@ function judge(g: Gathered): InspectReport {
       hint: 'urunc treats it as an ordinary container; package a unikernel with lapin build',
     });
   } else if (!runnable) {
+    // One error per distinct reason, naming the engines it stops.
+    const stopped = new Map<string, string[]>();
     for (const r of current) {
-      const reasons = r.verdict.reasons;
-      if (reasons.length > 0) errors.push({ message: `${r.verdict.engine}: ${reasons.join('; ')}` });
+      const reason = r.verdict.reasons.join('; ');
+      if (reason !== '') stopped.set(reason, [...(stopped.get(reason) ?? []), r.verdict.engine]);
     }
+    for (const [reason, engines] of stopped) errors.push({ message: `${engines.join(', ')}: ${reason}` });
     if (labels.found && hasRequired(labels.values) && !hasRequired(annotations.values) && !uruncJson.found && release !== '0.8') {
       errors.push({ message: `the urunc values are only in the config labels, which ${releaseName(release)} does not read`, hint: 'urunc 0.8 reads them through its containerd shim; or rebuild with lapin build, which writes annotations, labels and /urunc.json' });
     }
