@@ -34,6 +34,7 @@ import { formatReference, parseReference } from './image/reference.js';
 import type { Finding } from './plan/rules.js';
 import { FILE_KEYS } from './plan/rules.js';
 import { finalizeMetadata } from './plan/finalize.js';
+import type { UruncRelease } from './plan/releases.js';
 import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from './plan/types.js';
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
 import { URUNC_KEYS } from './plan/urunc-keys.js';
@@ -74,6 +75,8 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** "warn" turns refusals under urunc's rules into warnings, for guests newer than lapin. */
   uruncChecks?: 'error' | 'warn';
+  /** The urunc release whose rules are enforced (default: the newest, 0.8). */
+  uruncVersion?: UruncRelease;
   compression?: Compression;
   compressionLevel?: number;
   /** Reuse layers whose inputs are unchanged (default true); see docs/performance.md. */
@@ -151,7 +154,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const metadata = finalizeMetadata(plan, {
     ...(options.annotations ? { annotations: options.annotations } : {}),
     ...(options.labels ? { labels: options.labels } : {}),
-  });
+  }, options.uruncVersion);
   const findings: Finding[] = [...metadata.findings];
 
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];

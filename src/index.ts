@@ -9,7 +9,7 @@ export { checkUruncValues, MONITOR_GUESTS } from './plan/rules.js';
 export type { Finding } from './plan/rules.js';
 export type { BuildPlan, Syntax, Architecture } from './plan/types.js';
 export { inspect, inspectSource, INSPECT_SCHEMA_VERSION } from './inspect/inspect.js';
-export type { InspectReport, Consumer, FileCheck, Difference } from './inspect/inspect.js';
+export type { InspectReport, FileCheck, Difference, EngineName, EngineValueSource, EngineVerdict, UruncEngineReport, UruncRelease } from './inspect/inspect.js';
 export { formatReport } from './inspect/format.js';
 export { run } from './run/run.js';
 export type { RunOptions } from './run/run.js';

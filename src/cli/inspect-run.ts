@@ -1,5 +1,6 @@
 /** The `inspect` and `run` subcommands (kept apart from main.ts, which many hands edit). */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { parseUruncRelease, type UruncRelease } from '../plan/releases.js';
 
 // inspect and run are loaded by their own commands only, so `lapin build` and --version do not pay for them.
 
@@ -13,6 +14,13 @@ export function parseMemory(text: string): number {
   return megabytes;
 }
 
+/** `--urunc-version`: a release line lapin knows (build and inspect). */
+export function uruncVersion(text: string): UruncRelease {
+  const release = parseUruncRelease(text);
+  if (release === undefined) throw new InvalidArgumentError('lapin knows urunc 0.8, 0.7 and pre-0.7 (e.g. 0.8, v0.7.0, 0.5.0)');
+  return release;
+}
+
 function seconds(text: string): number {
   if (!/^\d+(\.\d+)?$/.test(text) || Number(text) <= 0) throw new InvalidArgumentError('give a number of seconds');
   return Number(text);
@@ -24,8 +32,9 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
     .description('judge whether urunc can run an image, and on which paths')
     .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
     .option('--json', 'print the report as JSON (docs/inspect.md)')
+    .option('--urunc-version <version>', 'the urunc release the verdict and exit code are for: 0.8 (default), 0.7 or pre-0.7', uruncVersion)
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', (value: string, previous: string[] = []) => [...previous, value])
-    .action(async (source: string, opts: { json?: boolean; insecureRegistry?: string[] }) => {
+    .action(async (source: string, opts: { json?: boolean; insecureRegistry?: string[]; uruncVersion?: UruncRelease }) => {
       const [{ inspect }, { formatReport }] = await Promise.all([import('../inspect/inspect.js'), import('../inspect/format.js')]);
       // As for a build: --debug shows each registry request (method, URL without its query, status), never a header.
       const debug = root.opts<{ debug?: boolean }>().debug === true;
@@ -33,7 +42,7 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
         insecureRegistries: opts.insecureRegistry ?? [],
         ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
       };
-      const report = await inspect(source, { registry });
+      const report = await inspect(source, { registry, ...(opts.uruncVersion ? { release: opts.uruncVersion } : {}) });
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
       setExitCode(report.runnable ? 0 : 1);
     });

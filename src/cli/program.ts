@@ -5,7 +5,8 @@ import { removePendingSync } from '../export/atomic.js';
 import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
-import { inspectCommand, runCommand } from './inspect-run.js';
+import type { UruncRelease } from '../plan/releases.js';
+import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
 import { registerLoginCommands } from './login.js';
 
 const VERSION = '0.1.0';
@@ -93,6 +94,7 @@ interface BuildCommandOptions {
   metadataFile?: string;
   quiet?: boolean;
   uruncChecks: 'error' | 'warn';
+  uruncVersion?: UruncRelease;
   compression: 'gzip' | 'zstd' | 'none';
   compressionLevel?: number;
   rootfsSize?: number;
@@ -133,6 +135,7 @@ export function program(): Command {
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
+    .option('--urunc-version <version>', "the urunc release whose rules are enforced: 0.8 (default), 0.7 or pre-0.7", uruncVersion)
     .addOption(new Option('--compression <type>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
     .option('--compression-level <n>', 'gzip 1-9 (default 1), zstd 1-19 (default 3)', integer)
     .option('--no-cache', 'do not reuse or record layers in the layer cache')
@@ -174,6 +177,7 @@ export function program(): Command {
         labels: keyValues(opts.label ?? [], '--label'),
         ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
         uruncChecks: opts.uruncChecks,
+        ...(opts.uruncVersion ? { uruncVersion: opts.uruncVersion } : {}),
         compression: opts.compression,
         ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
         ...(opts.rootfsSize !== undefined ? { rootfsSize: opts.rootfsSize } : {}),

@@ -25,6 +25,7 @@ import {
   type StagePlan,
   type UruncInput,
 } from '../plan/types.js';
+import { canMountRootfs } from '../plan/storage.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
 
@@ -641,7 +642,9 @@ function withBunnyDefaults(urunc: UruncInput): UruncInput {
   if (result.mountRootfs === undefined && !useDMBlockGiven) {
     const hasInitrd = (result.initrd?.value ?? '') !== '';
     const blockIsRoot = result.blkMntPoint?.value === '/';
-    result.mountRootfs = { value: hasInitrd || blockIsRoot ? 'false' : 'true' };
+    // Not for a guest that cannot use the container rootfs (mirage, mewz, hermit): urunc would ignore it.
+    const usable = canMountRootfs(result.unikernelType.value, result.hypervisor.value);
+    result.mountRootfs = { value: hasInitrd || blockIsRoot || !usable ? 'false' : 'true' };
   }
   return result;
 }

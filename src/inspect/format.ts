@@ -1,4 +1,5 @@
 import { describeSolo5 } from '../image/solo5.js';
+import { engineLines } from './format-engines.js';
 import type { InspectReport, Message, ValueSet } from './inspect.js';
 
 function valueLines(label: string, set: ValueSet, extra = ''): string[] {
@@ -27,12 +28,11 @@ export function formatReport(report: InspectReport): string {
   lines.push(`  ${image.os ?? '?'}/${image.architecture ?? '?'}, ${image.layers} layer${image.layers === 1 ? '' : 's'}${image.manifestDigest ? `, manifest ${image.manifestDigest}` : ''}`);
   lines.push('urunc values');
   lines.push(...valueLines('manifest annotations', report.values.annotations));
-  lines.push(...valueLines('config labels', report.values.labels, report.values.labels.found ? ' (urunc never reads these)' : ''));
+  lines.push(...valueLines('config labels', report.values.labels, report.values.labels.found ? " (urunc 0.8's shim reads these under containerd and the CRI)" : ''));
   const json = report.values.uruncJson;
   lines.push(...valueLines('/urunc.json', json, json.found ? ' (base64-decoded)' : ''));
   for (const problem of json.problems) lines.push(`    problem: ${problem}`);
   lines.push(`  sources agree: ${report.agreement.agree ? 'yes' : `no (${report.agreement.differences.map((d) => d.key).join(', ')})`}`);
-  lines.push(`  urunc uses: ${report.effective.source === 'none' ? 'nothing it can use' : report.effective.source === 'uruncJson' ? '/urunc.json' : 'manifest annotations (where passed), else /urunc.json'}`);
   const pair = report.pair;
   if (pair.guest || pair.monitor) {
     lines.push(`guest ${pair.guest ?? '(none)'} on monitor ${pair.monitor ?? '(none)'}: ${pair.accepted ? 'accepted by urunc' : `not accepted${pair.monitorsForGuest.length ? `; ${pair.guest} runs on ${pair.monitorsForGuest.join(', ')}` : ''}`}`);
@@ -54,12 +54,10 @@ export function formatReport(report: InspectReport): string {
   lines.push(`  urunc >= 0.7 (Entrypoint + Cmd): ${JSON.stringify(command.processArgs)}`);
   if (command.guest !== undefined) lines.push(`  guest command line: ${JSON.stringify(command.guest)}`);
   if (command.guestProblem !== undefined) lines.push(`  guest command line: ${command.guestProblem}`);
-  lines.push('ways to run it');
-  for (const consumer of report.consumers) {
-    lines.push(`  ${consumer.works ? 'yes' : 'no '}  ${consumer.id}${consumer.works ? ` (from ${consumer.source === 'uruncJson' ? '/urunc.json' : consumer.source})` : `: ${consumer.reasons.join('; ')}`}`);
-  }
+  lines.push(...engineLines(report.urunc));
   for (const error of report.errors) lines.push(messageLine('error', error));
   for (const warning of report.warnings) lines.push(messageLine('warning', warning));
-  lines.push(report.runnable ? 'verdict: urunc can run this image' : `verdict: urunc cannot run this image (${report.errors.length} error${report.errors.length === 1 ? '' : 's'})`);
+  const release = report.urunc.release === 'pre-0.7' ? 'urunc < 0.7' : `urunc ${report.urunc.release}`;
+  lines.push(report.runnable ? `verdict: ${release} can run this image` : `verdict: ${release} cannot run this image (${report.errors.length} error${report.errors.length === 1 ? '' : 's'})`);
   return `${lines.join('\n')}\n`;
 }

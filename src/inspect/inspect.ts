@@ -1,20 +1,26 @@
 /**
  * Judges an image for urunc: where its urunc values are, whether they agree,
- * whether urunc accepts them, whether the files they name exist, and which
- * ways of running it (docker, containerd with or without annotation passing)
- * find what they need. The result is the stable object `lapin inspect --json`
- * prints (docs/inspect.md).
+ * whether urunc accepts them, whether the files they name exist, and, for
+ * each engine (docker, containerd, the CRI, podman) and urunc release line,
+ * what urunc finds and whether it boots (engines.ts). The result is the
+ * stable object `lapin inspect --json` prints (docs/inspect.md).
  */
 import { FILE_TYPE_HEADER_BYTES, KERNEL_HEADER_BYTES, sniffFileType, sniffKernel, type FileType } from '../image/kernel-arch.js';
 import { adviseSolo5, readSolo5NotesFromHeader, type Solo5Notes } from '../image/solo5.js';
+import { NEWEST_URUNC_RELEASE, readsCmdline, releaseName, SPEC_ONLY_KEYS, type UruncRelease } from '../plan/releases.js';
 import { checkUruncValues, FILE_KEYS, GUESTS, MONITOR_GUESTS, MONITORS, parseGoBool, pathProblem, PATH_KEYS } from '../plan/rules.js';
 import { URUNC_PREFIX } from '../plan/urunc-keys.js';
 import { guestCommandLine, rootfsType } from '../run/monitor.js';
 import { openSource, type OpenSourceOptions } from '../source/open.js';
 import { flattenRootfs, normalizeImagePath, resolveFile, type Capture, type FlatRootfs } from '../source/rootfs.js';
 import type { ImageSource, SourceImageConfig } from '../source/types.js';
+import { ENGINES, goBase64, hasRequired, missingRequired, resolveEngine, type EngineInputs, type EngineValueSource, type ResolvedEngine, type UruncEngineReport } from './engines.js';
 
-export const INSPECT_SCHEMA_VERSION = 1;
+export type { EngineName, EngineValueSource, EngineVerdict, UruncEngineReport } from './engines.js';
+export type { UruncRelease } from '../plan/releases.js';
+
+/** 2: `consumers` gave way to `urunc` (engines x release lines); `effective.source` names an engine source. */
+export const INSPECT_SCHEMA_VERSION = 2;
 
 export type ValueOrigin = 'annotations' | 'labels' | 'uruncJson';
 
@@ -66,16 +72,6 @@ export interface FileCheck {
   problem?: string;
 }
 
-export interface Consumer {
-  /** docker | containerd-annotations | containerd */
-  id: 'docker' | 'containerd-annotations' | 'containerd';
-  description: string;
-  /** Where urunc takes its values on this path; "none" when it finds none it can use. */
-  source: 'annotations' | 'uruncJson' | 'none';
-  works: boolean;
-  reasons: string[];
-}
-
 export interface Message {
   message: string;
   hint?: string;
@@ -96,8 +92,8 @@ export interface InspectReport {
   };
   values: { annotations: ValueSet; labels: ValueSet; uruncJson: UruncJsonSet };
   agreement: { agree: boolean; differences: Difference[] };
-  /** The values urunc uses on its most capable path, and where they came from. */
-  effective: { source: 'annotations' | 'uruncJson' | 'none'; values: Record<string, string> };
+  /** The values urunc (`urunc.release`) uses on the first engine path that boots it (containerd, cri, podman, docker), and their source. */
+  effective: { source: EngineValueSource; values: Record<string, string> };
   pair: { guest?: string; monitor?: string; accepted: boolean; monitorsForGuest: string[] };
   paths: PathCheck[];
   files: FileCheck[];
@@ -112,10 +108,19 @@ export interface InspectReport {
     guestProblem?: string;
     consistent: boolean;
   };
-  consumers: Consumer[];
+  /** Each engine path on each urunc release line; the verdict is for `urunc.release`. */
+  urunc: UruncEngineReport;
   errors: Message[];
   warnings: Message[];
+  /** Some engine path boots it on `urunc.release`; exit code 0 exactly when true. */
   runnable: boolean;
+}
+
+export interface InspectOptions {
+  /** The urunc release line the verdict is for (default: the newest, 0.8). */
+  release?: UruncRelease;
+  /** What the image is called, for the commands the report suggests (default IMAGE). */
+  imageName?: string;
 }
 
 const URUNC_JSON = '/urunc.json';
@@ -123,7 +128,6 @@ const URUNC_JSON_MAX_BYTES = 1024 * 1024;
 const HEADER_BYTES = Math.max(KERNEL_HEADER_BYTES, FILE_TYPE_HEADER_BYTES);
 /** The fields urunc's UnikernelConfig reads from urunc.json (encoding/json ignores the rest). */
 const URUNC_JSON_KEYS = new Set(['unikernelType', 'unikernelVersion', 'cmdline', 'binary', 'hypervisor', 'initrd', 'block', 'blkMntPoint', 'mountRootfs', 'useDMBlock', 'solo5NetDev', 'solo5BlkDev']);
-const REQUIRED = ['unikernelType', 'hypervisor', 'binary'] as const;
 
 function uruncValues(map: Record<string, string> | null | undefined): ValueSet {
   const values: Record<string, string> = {};
@@ -131,14 +135,6 @@ function uruncValues(map: Record<string, string> | null | undefined): ValueSet {
     if (key.startsWith(URUNC_PREFIX) && typeof value === 'string') values[key.slice(URUNC_PREFIX.length)] = value;
   }
   return { found: Object.keys(values).length > 0, values };
-}
-
-/** Go's base64.StdEncoding.DecodeString: padded, standard alphabet; CR and LF are skipped. */
-function goBase64(text: string): string | undefined {
-  const cleaned = text.replace(/[\r\n]/g, '');
-  if (cleaned.length % 4 !== 0 || !/^[A-Za-z0-9+/]*(={0,2})$/.test(cleaned)) return undefined;
-  if (/=[^=]/.test(cleaned)) return undefined;
-  return Buffer.from(cleaned, 'base64').toString('utf8');
 }
 
 function looksPlain(raw: string, key: string): boolean {
@@ -204,10 +200,6 @@ function nonEmpty(values: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ''));
 }
 
-function hasRequired(values: Record<string, string>): boolean {
-  return REQUIRED.every((key) => (values[key] ?? '') !== '');
-}
-
 function checkFile(rootfs: FlatRootfs, key: FileCheck['key'], value: string): FileCheck {
   const path = normalizeImagePath(value);
   const resolved = resolveFile(rootfs, path);
@@ -251,12 +243,27 @@ interface PathVerdict {
   warnings: Message[];
 }
 
-/** What urunc does with these values on one path: refusals are errors, doubtful points warnings. */
-function judgeValues(values: Record<string, string>, rootfs: FlatRootfs, config: SourceImageConfig, processArgs: string[]): PathVerdict & { files: FileCheck[] } {
+/** What `release` does with these values on one path: refusals are errors, doubtful points warnings. */
+function judgeValues(
+  values: Record<string, string>,
+  rootfs: FlatRootfs,
+  config: SourceImageConfig,
+  processArgs: string[],
+  release: UruncRelease,
+  source: Exclude<EngineValueSource, 'none'>,
+): PathVerdict & { files: FileCheck[] } {
   const errors: Message[] = [];
   const warnings: Message[] = [];
   const set = nonEmpty(values);
-  for (const finding of checkUruncValues(set)) {
+  if (source === 'uruncJson') {
+    // urunc never reads these from /urunc.json.
+    for (const key of SPEC_ONLY_KEYS) {
+      if (set[key] === undefined) continue;
+      warnings.push({ message: `/urunc.json carries ${key}, which urunc reads from the OCI spec's annotations only`, hint: 'put it in the manifest annotations and labels' });
+      delete set[key];
+    }
+  }
+  for (const finding of checkUruncValues(set, {}, release)) {
     const message = finding.hint ? { message: finding.message, hint: finding.hint } : { message: finding.message };
     (finding.severity === 'error' ? errors : warnings).push(message);
   }
@@ -287,14 +294,14 @@ function judgeValues(values: Record<string, string>, rootfs: FlatRootfs, config:
   if (block?.exists && (guest === 'linux' || guest === 'rumprun') && block.type !== 'ext') {
     warnings.push({ message: `the block image ${block.path} is ${block.detail}; ${guest} mounts ext2/3/4` });
   }
-  if (guest === 'linux' && processArgs.length === 0) {
-    const message = 'the image has no Entrypoint or Cmd: urunc >= 0.7 takes the Linux init from them and refuses ("no init was specified")';
-    if ((set.cmdline ?? '') !== '') warnings.push({ message: `${message}; only urunc < 0.7 uses the cmdline value` });
-    else errors.push({ message, hint: 'set Cmd to the init and its arguments, e.g. ["/init"]' });
-  }
-  for (const key of ['mountRootfs', 'useDMBlock'] as const) {
-    if (set[key] !== undefined && parseGoBool(set[key] as string) === true && !set.initrd && !(set.block && set.blkMntPoint === '/') && guest !== 'linux' && guest !== 'unikraft') {
-      warnings.push({ message: `${key}=true: ${guest} cannot use the container rootfs` });
+  const cmdline = set.cmdline ?? '';
+  if (guest === 'linux' && (readsCmdline(release) ? cmdline === '' && processArgs.length === 0 : processArgs.length === 0)) {
+    if (readsCmdline(release)) {
+      errors.push({ message: `${releaseName(release)} takes the Linux init from cmdline, and the image has none`, hint: 'set cmdline (and Cmd) to the init and its arguments, e.g. /init' });
+    } else {
+      const message = `the image has no Entrypoint or Cmd: ${releaseName(release)} takes the Linux init from them and refuses ("no init was specified")`;
+      if (cmdline !== '') errors.push({ message: `${message}; only urunc < 0.7 uses the cmdline value`, hint: 'set Cmd to the init and its arguments, e.g. ["/init"]' });
+      else errors.push({ message, hint: 'set Cmd to the init and its arguments, e.g. ["/init"]' });
     }
   }
   return { errors, warnings, files };
@@ -305,8 +312,15 @@ function dedupe(messages: Message[]): Message[] {
   return messages.filter((m) => (seen.has(m.message) ? false : (seen.add(m.message), true)));
 }
 
+/** The name `command` suggestions use: the reference for registry and daemon sources, else IMAGE. */
+function defaultImageName(source: ImageSource): string {
+  if (source.transport === 'docker') return source.name.replace(/^docker:\/\//, '');
+  if (source.transport === 'docker-daemon') return source.name.replace(/^docker-daemon:/, '');
+  return 'IMAGE';
+}
+
 /** Reads what inspect needs from the source: manifest, config, and a few files of the flattened rootfs. */
-export async function inspectSource(source: ImageSource): Promise<InspectReport> {
+export async function inspectSource(source: ImageSource, options: InspectOptions = {}): Promise<InspectReport> {
   const { manifest, digest: manifestDigest } = await source.manifest();
   const { config, digest: configDigest } = await source.config();
   const annotations = uruncValues(manifest.annotations);
@@ -339,7 +353,19 @@ export async function inspectSource(source: ImageSource): Promise<InspectReport>
     rootfs = await flattenRootfs(source, { capture: capture(new Set([...candidates, ...missing])) });
     uruncJson = readUruncJson(rootfs);
   }
-  return judge({ source, manifestDigest, configDigest, config, layers: manifest.layers.length, annotations, labels, uruncJson, rootfs });
+  return judge({
+    source,
+    manifestDigest,
+    configDigest,
+    config,
+    layers: manifest.layers.length,
+    annotations,
+    labels,
+    uruncJson,
+    rootfs,
+    release: options.release ?? NEWEST_URUNC_RELEASE,
+    imageName: options.imageName ?? defaultImageName(source),
+  });
 }
 
 interface Gathered {
@@ -352,10 +378,15 @@ interface Gathered {
   labels: ValueSet;
   uruncJson: UruncJsonSet;
   rootfs: FlatRootfs;
+  release: UruncRelease;
+  imageName: string;
 }
 
+/** The order `effective` prefers engine paths in: the ones that read the most places first. */
+const EFFECTIVE_ORDER = ['containerd', 'cri', 'podman', 'docker'] as const;
+
 function judge(g: Gathered): InspectReport {
-  const { annotations, labels, uruncJson, config, rootfs } = g;
+  const { annotations, labels, uruncJson, config, rootfs, release } = g;
   const entrypoint = config.config?.Entrypoint ?? [];
   const cmd = config.config?.Cmd ?? [];
   const env = config.config?.Env ?? [];
@@ -367,56 +398,45 @@ function judge(g: Gathered): InspectReport {
   const keys = [...new Set([...Object.keys(annotations.values), ...Object.keys(labels.values), ...Object.keys(uruncJson.values)])].sort();
   const differences: Difference[] = [];
   for (const key of keys) {
+    if (SPEC_ONLY_KEYS.includes(key) && uruncJson.values[key] === undefined && !annotations.found && !labels.found) continue;
     const seen: Difference = { key };
     if (annotations.found) seen.annotations = annotations.values[key] ?? '';
     if (labels.found) seen.labels = labels.values[key] ?? '';
-    if (uruncJson.found && uruncJson.problems.length === 0) seen.uruncJson = uruncJson.values[key] ?? '';
+    // lapin leaves vAccel and RPCAddress out of /urunc.json: urunc reads them from the spec only.
+    if (uruncJson.found && uruncJson.problems.length === 0 && !(SPEC_ONLY_KEYS.includes(key) && uruncJson.values[key] === undefined)) seen.uruncJson = uruncJson.values[key] ?? '';
     const distinct = new Set([seen.annotations, seen.labels, seen.uruncJson].filter((v) => v !== undefined));
     if (distinct.size > 1) differences.push(seen);
   }
 
-  // urunc's lookup: annotations when the required three are there, else /urunc.json.
-  const jsonUsable = uruncJson.found && uruncJson.problems.length === 0 && hasRequired(uruncJson.values);
-  const annotationsUsable = hasRequired(annotations.values);
-  const jsonVerdict = jsonUsable ? judgeValues(uruncJson.values, rootfs, config, processArgs) : undefined;
-  const annotationVerdict = annotationsUsable ? judgeValues(annotations.values, rootfs, config, processArgs) : jsonVerdict;
-  const effectiveSource = annotationsUsable ? 'annotations' : jsonUsable ? 'uruncJson' : 'none';
-  const effectiveValues = annotationsUsable ? annotations.values : jsonUsable ? uruncJson.values : {};
-
-  const jsonFailure = (): string[] => {
-    if (!uruncJson.found) return ['the image has no /urunc.json'];
-    if (uruncJson.problems.length > 0) return uruncJson.problems;
-    if (!hasRequired(uruncJson.values)) return [`/urunc.json lacks ${REQUIRED.filter((k) => !uruncJson.values[k]).join(', ')}`];
-    return (jsonVerdict?.errors ?? []).map((e) => e.message);
+  // Every engine on every release line.
+  const judgedCache = new Map<string, PathVerdict & { files: FileCheck[] }>();
+  const judgeOnce = (values: Record<string, string>, on: UruncRelease, source: Exclude<EngineValueSource, 'none'>): PathVerdict & { files: FileCheck[] } => {
+    const key = JSON.stringify([on, source, values]);
+    let verdict = judgedCache.get(key);
+    if (!verdict) {
+      verdict = judgeValues(values, rootfs, config, processArgs, on, source);
+      judgedCache.set(key, verdict);
+    }
+    return verdict;
   };
-  const noCommand = processArgs.length === 0;
-  const dockerReasons = [...jsonFailure()];
-  if (noCommand) dockerReasons.push('docker run refuses an image with neither Entrypoint nor Cmd ("no command specified")');
-  const annotationReasons = annotationsUsable ? (annotationVerdict?.errors ?? []).map((e) => e.message) : jsonFailure();
-  const consumers: Consumer[] = [
-    {
-      id: 'docker',
-      description: 'docker run --runtime io.containerd.urunc.v2: docker never passes image annotations, so urunc reads /urunc.json',
-      source: jsonUsable ? 'uruncJson' : 'none',
-      works: dockerReasons.length === 0,
-      reasons: dockerReasons,
-    },
-    {
-      id: 'containerd-annotations',
-      description: "containerd or Kubernetes passing image annotations to urunc (urunc's shim, or container_annotations): annotations first, then /urunc.json",
-      source: annotationsUsable ? 'annotations' : jsonUsable ? 'uruncJson' : 'none',
-      works: annotationReasons.length === 0,
-      reasons: annotationReasons,
-    },
-    {
-      id: 'containerd',
-      description: 'ctr, nerdctl or Kubernetes without annotation passing: urunc reads /urunc.json',
-      source: jsonUsable ? 'uruncJson' : 'none',
-      works: jsonFailure().length === 0,
-      reasons: jsonFailure(),
-    },
-  ];
-  const runnable = consumers.some((c) => c.works);
+  const inputs: EngineInputs = {
+    annotations: annotations.values,
+    labels: labels.values,
+    uruncJson,
+    processArgs,
+    imageName: g.imageName,
+    refusals: (values, on, source) => judgeOnce(values, on, source).errors.map((e) => e.message),
+  };
+  const resolved: ResolvedEngine[] = [];
+  for (const on of ['pre-0.7', '0.7', '0.8'] as const) for (const engine of ENGINES) resolved.push(resolveEngine(inputs, engine, on));
+  const current = resolved.filter((r) => r.verdict.release === release);
+  const runnable = current.some((r) => r.verdict.runs);
+
+  const byEngine = (engine: string): ResolvedEngine | undefined => current.find((r) => r.verdict.engine === engine);
+  const chosen = EFFECTIVE_ORDER.map(byEngine).find((r) => r?.verdict.runs) ?? EFFECTIVE_ORDER.map(byEngine).find((r) => r && r.verdict.source !== 'none');
+  const effectiveSource: EngineValueSource = chosen?.verdict.source ?? 'none';
+  const effectiveValues = chosen?.values ?? {};
+  const chosenVerdict = chosen && chosen.verdict.source !== 'none' ? judgeOnce(chosen.values, release, chosen.verdict.source) : undefined;
 
   const anyValues = annotations.found || labels.found || uruncJson.found;
   if (!anyValues) {
@@ -425,33 +445,32 @@ function judge(g: Gathered): InspectReport {
       hint: 'urunc treats it as an ordinary container; package a unikernel with lapin build',
     });
   } else if (!runnable) {
-    if (!annotationsUsable && !jsonUsable) {
-      if (labels.found && hasRequired(labels.values)) {
-        errors.push({
-          message: 'the urunc values are only in the config labels, which urunc never reads',
-          hint: 'urunc reads manifest annotations (when the runtime passes them) and /urunc.json; rebuild with lapin build, which writes all three',
-        });
-      } else {
-        errors.push({ message: `urunc finds no usable values: ${[...new Set([...annotationReasons, ...jsonFailure()])].join('; ')}` });
-      }
-      if (annotations.found && !annotationsUsable) errors.push({ message: `the manifest annotations lack ${REQUIRED.filter((k) => !annotations.values[k]).join(', ')}` });
+    // One error per distinct reason, naming the engines it stops.
+    const stopped = new Map<string, string[]>();
+    for (const r of current) {
+      const reason = r.verdict.reasons.join('; ');
+      if (reason !== '') stopped.set(reason, [...(stopped.get(reason) ?? []), r.verdict.engine]);
     }
-    errors.push(...(annotationVerdict?.errors ?? []), ...(jsonVerdict?.errors ?? []));
+    for (const [reason, engines] of stopped) errors.push({ message: `${engines.join(', ')}: ${reason}` });
+    if (labels.found && hasRequired(labels.values) && !hasRequired(annotations.values) && !uruncJson.found && release !== '0.8') {
+      errors.push({ message: `the urunc values are only in the config labels, which ${releaseName(release)} does not read`, hint: 'urunc 0.8 reads them through its containerd shim; or rebuild with lapin build, which writes annotations, labels and /urunc.json' });
+    }
+    if (annotations.found && !hasRequired(annotations.values)) errors.push({ message: `the manifest annotations lack ${missingRequired(annotations.values).join(', ')}` });
   } else {
-    for (const consumer of consumers) {
-      if (!consumer.works) warnings.push({ message: `works only on some paths: ${consumer.id} fails: ${consumer.reasons.join('; ')}` });
+    for (const r of current) {
+      if (!r.verdict.runs) warnings.push({ message: `on ${releaseName(release)}, ${r.verdict.engine} does not run it: ${r.verdict.reasons.join('; ')}` });
     }
   }
-  warnings.push(...(annotationVerdict?.warnings ?? []), ...(jsonVerdict && jsonVerdict !== annotationVerdict ? jsonVerdict.warnings : []));
+  // Doubtful points of every value set the chosen release takes.
+  for (const r of current) if (r.verdict.source !== 'none') warnings.push(...judgeOnce(r.values, release, r.verdict.source).warnings);
   for (const difference of differences) {
     const parts = (['annotations', 'labels', 'uruncJson'] as const).filter((o) => difference[o] !== undefined).map((o) => `${o} ${JSON.stringify(difference[o])}`);
-    warnings.push({ message: `the sources disagree on ${difference.key}: ${parts.join(', ')}`, hint: 'different runtimes would boot different things; write the same value everywhere' });
+    warnings.push({ message: `the sources disagree on ${difference.key}: ${parts.join(', ')}`, hint: 'different engines would boot different things; write the same value everywhere' });
   }
-  if (annotations.found && !uruncJson.found) warnings.push({ message: 'no /urunc.json: docker, and containerd without annotation passing, cannot run it', hint: 'add /urunc.json with base64 values (lapin build writes it)' });
 
   // The command line.
   const effective = nonEmpty(effectiveValues);
-  const cmdline = effectiveValues.cmdline ?? (uruncJson.values.cmdline !== undefined ? uruncJson.values.cmdline : annotations.values.cmdline);
+  const cmdline = effectiveValues.cmdline ?? uruncJson.values.cmdline ?? annotations.values.cmdline ?? labels.values.cmdline;
   const consistent = cmdline === undefined || processArgs.length === 0 || cmdline === processArgs.join(' ');
   if (!consistent) {
     warnings.push({ message: `old and new urunc pass different arguments: cmdline ${JSON.stringify(cmdline)} (urunc < 0.7), process args ${JSON.stringify(processArgs.join(' '))} (urunc >= 0.7)` });
@@ -491,7 +510,6 @@ function judge(g: Gathered): InspectReport {
     blkMntPoint: effective.blkMntPoint,
     mountRootfs: parseGoBool(effective.mountRootfs ?? effective.useDMBlock ?? '') === true,
   });
-  const files = (annotationsUsable ? annotationVerdict : jsonVerdict)?.files ?? [];
   return {
     schemaVersion: INSPECT_SCHEMA_VERSION,
     source: { name: g.source.name, transport: g.source.transport },
@@ -515,7 +533,7 @@ function judge(g: Gathered): InspectReport {
       monitorsForGuest: guest ? MONITORS.filter((m) => MONITOR_GUESTS[m]?.includes(guest)) : [],
     },
     paths: pathChecks,
-    files,
+    files: chosenVerdict?.files ?? [],
     storage: storageType === 'initrd' ? 'initrd' : storageType === 'block' ? 'block' : storageType === '9pfs' ? 'container rootfs' : 'none',
     commandLine: {
       ...(cmdline !== undefined ? { cmdline } : {}),
@@ -524,7 +542,7 @@ function judge(g: Gathered): InspectReport {
       ...(guestProblem !== undefined ? { guestProblem } : {}),
       consistent,
     },
-    consumers,
+    urunc: { release, engines: resolved.map((r) => r.verdict) },
     errors: dedupe(errors),
     warnings: dedupe(warnings),
     runnable,
@@ -532,12 +550,12 @@ function judge(g: Gathered): InspectReport {
 }
 
 /** Opens SOURCE (skopeo's transport syntax) and inspects it. */
-export async function inspect(sourceText: string, options: OpenSourceOptions = {}): Promise<InspectReport> {
-  const source = await openSource(sourceText, options);
+export async function inspect(sourceText: string, options: OpenSourceOptions & InspectOptions = {}): Promise<InspectReport> {
+  const { release, imageName, ...open } = options;
+  const source = await openSource(sourceText, open);
   try {
-    return await inspectSource(source);
+    return await inspectSource(source, { ...(release ? { release } : {}), ...(imageName ? { imageName } : {}) });
   } finally {
     await source.close();
   }
 }
-

@@ -1,4 +1,5 @@
 import type { SourcePosition } from '../errors.js';
+import { NEWEST_URUNC_RELEASE, type UruncRelease } from './releases.js';
 import { checkUruncValues, parseGoBool, type Finding } from './rules.js';
 import type { BuildPlan } from './types.js';
 import { URUNC_KEYS, fullUruncKey, shortUruncKey } from './urunc-keys.js';
@@ -36,9 +37,9 @@ export interface ImageMetadata {
 /**
  * Applies command-line overrides and urunc's consistency rules to a plan:
  * mirrors useDMBlock/mountRootfs, keeps `cmdline` and the process args in
- * agreement, drops empty values, and checks the result against urunc 0.8.
+ * agreement, drops empty values, and checks the result against `release`.
  */
-export function finalizeMetadata(plan: BuildPlan, overrides: PlanOverrides = {}): ImageMetadata {
+export function finalizeMetadata(plan: BuildPlan, overrides: PlanOverrides = {}, release: UruncRelease = NEWEST_URUNC_RELEASE): ImageMetadata {
   const findings: Finding[] = [];
   const given: Record<string, string> = {};
   const uruncAt: Record<string, SourcePosition | undefined> = {};
@@ -102,7 +103,7 @@ export function finalizeMetadata(plan: BuildPlan, overrides: PlanOverrides = {})
     urunc[key] = value;
   }
 
-  findings.push(...checkUruncValues(urunc, uruncAt));
+  findings.push(...checkUruncValues(urunc, uruncAt, release));
 
   for (const [key, value] of Object.entries(urunc)) labels[fullUruncKey(key)] = value;
   const annotations: Record<string, string> = {};

@@ -1,4 +1,6 @@
 import type { SourcePosition } from '../errors.js';
+import { guestSince, monitorSince, NEWEST_URUNC_RELEASE, releaseAdding, releaseName, releaseReadsKey, atLeast, SPEC_ONLY_KEYS, type UruncRelease } from './releases.js';
+import { checkStorage } from './storage.js';
 import { isUruncKey } from './urunc-keys.js';
 
 /** A problem found while checking an image against urunc's rules. */
@@ -60,11 +62,13 @@ export function pathProblem(key: string, value: string): string | undefined {
 
 /**
  * Checks final urunc values (short keys, empty values already dropped)
- * against what urunc 0.8 accepts. `at` gives where each value came from.
+ * against what `release` accepts (urunc 0.8 by default), with urunc's
+ * storage table. `at` gives where each value came from.
  */
 export function checkUruncValues(
   values: Readonly<Record<string, string>>,
   at: Readonly<Record<string, SourcePosition | undefined>> = {},
+  release: UruncRelease = NEWEST_URUNC_RELEASE,
 ): Finding[] {
   const findings: Finding[] = [];
   const error = (key: string, message: string, hint?: string): void => {
@@ -85,6 +89,14 @@ export function checkUruncValues(
   }
   if (monitor !== undefined && !MONITORS.includes(monitor)) {
     error('hypervisor', `unknown hypervisor ${JSON.stringify(monitor)}`, `use one of ${MONITORS.join(', ')} (values are case-sensitive)`);
+  }
+  const guestFrom = guest === undefined ? undefined : guestSince(guest);
+  const monitorFrom = monitor === undefined ? undefined : monitorSince(monitor);
+  if (guestFrom !== undefined && !atLeast(release, guestFrom)) {
+    error('unikernelType', `${releaseName(release)} has no ${guest} guest`, `${guest} came with ${releaseName(guestFrom)}; choose --urunc-version for the urunc you run`);
+  }
+  if (monitorFrom !== undefined && !atLeast(release, monitorFrom)) {
+    error('hypervisor', `${releaseName(release)} has no ${monitor} monitor`, `${monitor} came with ${releaseName(monitorFrom)}; choose --urunc-version for the urunc you run`);
   }
   if (guest !== undefined && monitor !== undefined && GUESTS.includes(guest) && MONITORS.includes(monitor)) {
     const accepted = MONITOR_GUESTS[monitor] ?? [];
@@ -115,16 +127,37 @@ export function checkUruncValues(
     }
   }
 
+  const vAccel = values.vAccel;
+  if (vAccel !== undefined && releaseReadsKey(release, 'vAccel')) {
+    if (vAccel !== 'vsock') error('vAccel', `com.urunc.unikernel.vAccel ${JSON.stringify(vAccel)} is not a transport urunc offers`, 'urunc supports only vAccel=vsock');
+    else if (values.RPCAddress === undefined) error('vAccel', 'com.urunc.unikernel.vAccel=vsock needs com.urunc.unikernel.RPCAddress', 'give the vAccel RPC agent address as RPCAddress');
+  }
+
+  const specOnly = SPEC_ONLY_KEYS.filter((key) => values[key] !== undefined && releaseReadsKey(release, key));
+  if (specOnly.length > 0) {
+    const where = at[specOnly[0] as string];
+    findings.push({
+      severity: 'warning',
+      message: `${specOnly.join(' and ')} ${specOnly.length > 1 ? 'are' : 'is'} read from the OCI spec's annotations only, never from /urunc.json: podman passes them, and so does urunc 0.8's shim on containerd and the CRI; docker, and containerd before urunc 0.8, do not`,
+      ...(where ? { at: where } : {}),
+      hint: 'run it with podman, or with urunc 0.8 under containerd or Kubernetes',
+    });
+  }
+
   for (const key of Object.keys(values)) {
+    const where = at[key];
+    const warn = (message: string, hint?: string): void => {
+      findings.push({ severity: 'warning', message, ...(where ? { at: where } : {}), ...(hint ? { hint } : {}) });
+    };
     if (!isUruncKey(key)) {
-      const where = at[key];
-      findings.push({
-        severity: 'warning',
-        message: `com.urunc.unikernel.${key} is not a value urunc 0.8 reads`,
-        ...(where ? { at: where } : {}),
-      });
+      warn(`com.urunc.unikernel.${key} is not a value ${releaseName(release)} reads`);
+    } else if (!releaseReadsKey(release, key) && key !== 'cmdline') {
+      // cmdline is written for urunc < 0.7 on purpose; the others are newer than this release.
+      const since = releaseAdding(key);
+      warn(`${releaseName(release)} does not read com.urunc.unikernel.${key}${since ? ` (${releaseName(since)} does)` : ''}`);
     }
   }
+  findings.push(...checkStorage(values, at));
   return findings;
 }
 

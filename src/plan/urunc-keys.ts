@@ -15,6 +15,8 @@ export const URUNC_KEYS = [
   'useDMBlock',
   'solo5NetDev',
   'solo5BlkDev',
+  'vAccel',
+  'RPCAddress',
 ] as const;
 
 export type UruncKey = (typeof URUNC_KEYS)[number];

@@ -287,7 +287,7 @@ describe('urunc docs: docs/tutorials/existing-container-linux.md', { skip }, () 
     for (const f of ['urunit', 'usr/local/bin/redis-server', 'etc/alpine-release']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
     const inspected = await lapin(['inspect', out], { env });
     assert.equal(inspected.status, 1);
-    assert.match(inspected.stdout, /verdict: urunc cannot run this image/);
+    assert.match(inspected.stdout, /verdict: urunc 0\.8 cannot run this image/);
     await pushUrunitRootfs();
   });
 

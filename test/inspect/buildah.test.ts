@@ -59,16 +59,19 @@ describe('lapin inspect on buildah images', { skip: buildahMissing() }, () => {
     const archive = make('json', [['kernel', '/unikernel/app'], ['urunc.json', '/urunc.json']], ['--cmd', '["app"]']);
     const report = await inspect(`oci-archive:${archive}:latest`);
     assert.equal(report.runnable, true, JSON.stringify(report.errors));
-    assert.ok(report.consumers.every((c) => c.works));
+    assert.ok(report.urunc.engines.every((e) => e.runs), JSON.stringify(report.urunc.engines));
     assert.equal(report.files[0]?.type, 'elf');
   });
 
-  test('labels only: urunc reads no labels', async () => {
+  test("labels only: urunc 0.8's shim reads them under containerd and the CRI; urunc 0.7 does not", async () => {
     const archive = make('labels', [['kernel', '/unikernel/app']], [...label('unikernelType', 'unikraft'), ...label('hypervisor', 'qemu'), ...label('binary', '/unikernel/app'), '--cmd', '["app"]']);
     const report = await inspect(archive);
-    assert.equal(report.runnable, false);
+    assert.equal(report.runnable, true);
     assert.equal(report.values.labels.found, true);
-    assert.match(report.errors.map((e) => e.message).join('\n'), /only in the config labels/);
+    assert.deepEqual(report.urunc.engines.filter((e) => e.runs).map((e) => `${e.release} ${e.engine}`), ['0.8 containerd', '0.8 cri']);
+    const old = await inspect(archive, { release: '0.7' });
+    assert.equal(old.runnable, false);
+    assert.match(old.errors.map((e) => e.message).join('\n'), /only in the config labels, which urunc 0\.7 does not read/);
   });
 
   test('a bad pair, a missing binary and an unclean path in urunc.json', async () => {

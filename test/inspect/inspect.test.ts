@@ -43,6 +43,11 @@ function messages(list: Array<{ message: string }>): string {
   return list.map((m) => m.message).join('\n');
 }
 
+/** "release engine runs source" for every engine path, or only those of one release. */
+function paths(report: InspectReport, release?: string): string[] {
+  return report.urunc.engines.filter((e) => release === undefined || e.release === release).map((e) => `${e.release} ${e.engine} ${e.runs ? 'runs' : 'fails'} ${e.source}`);
+}
+
 describe('lapin inspect: hand-made images', () => {
   test('urunc.json only: every path reads /urunc.json; exit 0', async () => {
     const path = await archive({ layers: [kernelLayer, [uruncJsonFile(unikraft)]], cmd: ['app', '-v'] });
@@ -52,11 +57,9 @@ describe('lapin inspect: hand-made images', () => {
     assert.equal(report.values.uruncJson.found, true);
     assert.deepEqual(report.values.uruncJson.values, unikraft);
     assert.equal(report.effective.source, 'uruncJson');
-    assert.deepEqual(report.consumers.map((c) => [c.id, c.works, c.source]), [
-      ['docker', true, 'uruncJson'],
-      ['containerd-annotations', true, 'uruncJson'],
-      ['containerd', true, 'uruncJson'],
-    ]);
+    assert.equal(report.urunc.release, '0.8');
+    assert.deepEqual(paths(report), ['pre-0.7', '0.7', '0.8'].flatMap((r) => ['docker', 'containerd', 'cri', 'podman'].map((e) => `${r} ${e} runs uruncJson`)));
+    assert.ok(report.urunc.engines.every((e) => e.command === undefined && e.reasons.length === 0));
     const binary = report.files.find((f) => f.key === 'binary');
     assert.equal(binary?.exists, true);
     assert.equal(binary?.size, 4096);
@@ -69,15 +72,50 @@ describe('lapin inspect: hand-made images', () => {
     assert.equal(lapin(['inspect', path]).status, 0);
   });
 
-  test('labels only: urunc reads no labels, so no path works; exit 1', async () => {
+  test("labels only: urunc 0.8's shim reads them under containerd and the CRI (exit 0); older urunc runs it nowhere (exit 1)", async () => {
     const path = await archive({ layers: [kernelLayer], labels: full(unikraft), cmd: ['app'] });
     const report = await inspect(path);
-    assert.equal(report.runnable, false);
-    assert.match(messages(report.errors), /only in the config labels, which urunc never reads/);
-    assert.ok(report.consumers.every((c) => !c.works && c.source === 'none'));
+    assert.equal(report.runnable, true, messages(report.errors));
+    assert.deepEqual(paths(report, '0.8'), ['0.8 docker fails none', '0.8 containerd runs image-metadata', '0.8 cri runs image-metadata', '0.8 podman fails none']);
+    assert.deepEqual(paths(report, '0.7'), ['docker', 'containerd', 'cri', 'podman'].map((e) => `0.7 ${e} fails none`));
+    assert.equal(report.effective.source, 'image-metadata');
+    assert.match(messages(report.warnings), /on urunc 0\.8, docker does not run it: the image has no \/urunc\.json; docker passes neither/);
     const cli = lapin(['inspect', path]);
-    assert.equal(cli.status, 1, cli.stderr);
-    assert.match(cli.stdout, /verdict: urunc cannot run this image/);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /config labels: \(urunc 0\.8's shim reads these under containerd and the CRI\)/);
+    assert.match(cli.stdout, /yes {2}containerd \(ctr, nerdctl\): from the image's manifest annotations and labels, looked up by urunc's shim/);
+    assert.match(cli.stdout, /verdict: urunc 0\.8 can run this image/);
+    const old = lapin(['inspect', '--urunc-version', '0.7', path]);
+    assert.equal(old.status, 1, old.stderr);
+    assert.match(old.stdout, /only in the config labels, which urunc 0\.7 does not read/);
+    assert.match(old.stdout, /verdict: urunc 0\.7 cannot run this image/);
+    const json = JSON.parse(lapin(['inspect', '--json', '--urunc-version', 'v0.5.0', path]).stdout) as InspectReport;
+    assert.equal(json.urunc.release, 'pre-0.7');
+    assert.equal(json.runnable, false);
+  });
+
+  test('no Cmd and no Entrypoint: inspect gives the docker and nerdctl commands urunc documents (IMAGE unikernel)', async () => {
+    const path = await archive({ layers: [kernelLayer, [uruncJsonFile(unikraft)]] });
+    const report = await inspect(path);
+    assert.equal(report.runnable, true, messages(report.errors));
+    const commands = report.urunc.engines.filter((e) => e.release === '0.8' && e.command).map((e) => [e.engine, e.command]);
+    assert.deepEqual(commands, [
+      ['docker', ['docker', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
+      ['containerd', ['nerdctl', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
+    ]);
+    const cli = lapin(['inspect', path]);
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /docker run and nerdctl run need a command:\n {4}docker run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}nerdctl run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n/);
+  });
+
+  test("urunc's storage table: mountRootfs=true for mirage is a warning (exit 0), an initrd for mirage an error (exit 1)", async () => {
+    const mirage = { unikernelType: 'mirage', hypervisor: 'qemu', binary: '/unikernel/app' };
+    const ignored = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile({ ...mirage, mountRootfs: 'true' })]], cmd: ['app'] }));
+    assert.equal(ignored.runnable, true, messages(ignored.errors));
+    assert.match(messages(ignored.warnings), /mountRootfs=true: mirage cannot use the container rootfs; urunc ignores it/);
+    const refused = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile({ ...mirage, initrd: '/unikernel/app' })]], cmd: ['app'] }));
+    assert.equal(refused.runnable, false);
+    assert.match(messages(refused.errors), /mirage cannot use an initrd: urunc does not give it one/);
   });
 
   test('a guest/monitor pair urunc refuses; exit 1', async () => {
@@ -91,7 +129,7 @@ describe('lapin inspect: hand-made images', () => {
     const cli = lapin(['inspect', '--json', path]);
     assert.equal(cli.status, 1);
     const json = JSON.parse(cli.stdout) as InspectReport;
-    assert.equal(json.schemaVersion, 1);
+    assert.equal(json.schemaVersion, 2);
     assert.equal(json.pair.accepted, false);
   });
 
@@ -112,7 +150,7 @@ describe('lapin inspect: hand-made images', () => {
     assert.deepEqual(report.paths, [{ key: 'binary', value: '/unikernel//app', problem: 'contains "//"' }]);
   });
 
-  test('sources that disagree: containerd with annotations works, docker does not; exit 0 with warnings', async () => {
+  test("sources that disagree: the shim and podman take the annotations, /urunc.json's engines fail; exit 0 with warnings", async () => {
     const json = { ...unikraft, binary: '/unikernel/old-app' };
     const path = await archive({ layers: [kernelLayer, [uruncJsonFile(json)]], annotations: full(unikraft), labels: full({ ...unikraft, hypervisor: 'firecracker' }), cmd: ['app', '-v'] });
     const report = await inspect(path);
@@ -122,12 +160,11 @@ describe('lapin inspect: hand-made images', () => {
       { key: 'binary', annotations: '/unikernel/app', labels: '/unikernel/app', uruncJson: '/unikernel/old-app' },
       { key: 'hypervisor', annotations: 'qemu', labels: 'firecracker', uruncJson: 'qemu' },
     ]);
-    assert.deepEqual(report.consumers.map((c) => [c.id, c.works]), [
-      ['docker', false],
-      ['containerd-annotations', true],
-      ['containerd', false],
-    ]);
-    assert.match(messages(report.warnings), /works only on some paths: docker fails: .*old-app is missing/);
+    assert.deepEqual(paths(report, '0.8'), ['0.8 docker fails uruncJson', '0.8 containerd runs image-metadata', '0.8 cri runs image-metadata', '0.8 podman runs spec-annotations']);
+    assert.deepEqual(paths(report, '0.7'), ['0.7 docker fails uruncJson', '0.7 containerd fails uruncJson', '0.7 cri fails uruncJson', '0.7 podman runs spec-annotations']);
+    // urunc < 0.7 base64-decodes what podman copies: "/unikernel/app" is not base64, so runc runs it.
+    assert.match(report.urunc.engines.find((e) => e.release === 'pre-0.7' && e.engine === 'podman')?.reasons.join() ?? '', /is not base64, so urunc runs the container with runc/);
+    assert.match(messages(report.warnings), /on urunc 0\.8, docker does not run it: .*old-app is missing/);
     assert.match(messages(report.warnings), /the sources disagree on binary/);
     assert.equal(report.errors.length, 0);
   });
@@ -238,6 +275,6 @@ describe("lapin inspect: lapin's own seed build", () => {
     assert.equal(report.pair.monitor, 'hvt');
     assert.equal(report.pair.accepted, true);
     assert.equal(report.files[0]?.detail, 'ELF 64-bit LSB executable, x86-64');
-    assert.equal(report.consumers.find((c) => c.id === 'containerd-annotations')?.works, true);
+    assert.ok(report.urunc.engines.filter((e) => e.release === '0.8').every((e) => e.runs), JSON.stringify(report.urunc.engines));
   });
 });

@@ -115,7 +115,7 @@ describe('lapin inspect: images in a registry', { skip }, () => {
 
     const human = await lapin(['inspect', `docker://${registry.host}/lapin/seed:1`], { env });
     assert.equal(human.status, 0, human.stderr);
-    assert.match(human.stdout, /verdict: urunc can run this image/);
+    assert.match(human.stdout, /verdict: urunc 0\.8 can run this image/);
     assert.ok(human.stdout.includes(seedDigest), human.stdout);
 
     const json = await lapin(['inspect', '--json', `docker://${registry.host}/lapin/seed:1`], { env });
@@ -131,7 +131,7 @@ describe('lapin inspect: images in a registry', { skip }, () => {
     assert.deepEqual(await parseSource(ref), { transport: 'docker', target: ref });
     const human = await lapin(['inspect', ref], { env });
     assert.equal(human.status, 0, human.stderr);
-    assert.match(human.stdout, /verdict: urunc can run this image/);
+    assert.match(human.stdout, /verdict: urunc 0\.8 can run this image/);
     const json = await lapin(['inspect', '--json', `${registry.host}/hand/urunc-json-only:1`], { env });
     assert.equal(json.status, 0, json.stderr);
     const report = JSON.parse(json.stdout) as InspectReport;
@@ -140,19 +140,21 @@ describe('lapin inspect: images in a registry', { skip }, () => {
     assert.deepEqual(report.values.uruncJson.values, unikraft);
   });
 
-  test('a labels-only image (pushed by skopeo): urunc reads no labels; exit 1 by docker:// and bare reference', async () => {
+  test("a labels-only image (pushed by skopeo): urunc 0.8's shim reads the labels (exit 0), urunc 0.7 does not (exit 1), by docker:// and bare reference", async () => {
     const ref = `${registry.host}/hand/labels-only:1`;
     for (const source of [`docker://${ref}`, ref]) {
       const human = await lapin(['inspect', source], { env });
-      assert.equal(human.status, 1, human.stderr);
-      assert.match(human.stdout, /verdict: urunc cannot run this image/);
-      assert.match(human.stdout, /only in the config labels, which urunc never reads/);
+      assert.equal(human.status, 0, human.stderr);
+      assert.match(human.stdout, /verdict: urunc 0\.8 can run this image/);
+      const old = await lapin(['inspect', '--urunc-version', '0.7', source], { env });
+      assert.equal(old.status, 1, old.stderr);
+      assert.match(old.stdout, /only in the config labels, which urunc 0\.7 does not read/);
       const json = await lapin(['inspect', '--json', source], { env });
-      assert.equal(json.status, 1, json.stderr);
+      assert.equal(json.status, 0, json.stderr);
       const report = JSON.parse(json.stdout) as InspectReport;
-      assert.equal(report.runnable, false);
+      assert.equal(report.runnable, true);
       assert.equal(report.values.labels.found, true);
-      assert.ok(report.consumers.every((c) => !c.works));
+      assert.deepEqual(report.urunc.engines.filter((e) => e.runs).map((e) => `${e.release} ${e.engine} ${e.source}`), ['0.8 containerd image-metadata', '0.8 cri image-metadata']);
     }
   });
 
