@@ -8,7 +8,12 @@
 #
 # `start` is idempotent: daemons that already answer are reused. After it
 # succeeds, <dir>/env holds KEY=VALUE lines (DOCKER_HOST, CONTAINERD_ADDRESS,
-# CONTAINERD_SNAPSHOTTER, DOCKER_BIN) for the tests.
+# CONTAINERD_SNAPSHOTTER, DOCKER_BIN, RECORDING_RUNTIME) for the tests.
+#
+# dockerd knows one extra runtime, `lapin-recording`: a copy of
+# test/helpers/recording-runtime.sh that test/consumers/engines.test.ts points
+# `docker run --runtime` at. Its recordings land under
+# <dir>/recording-runtime/recordings/<container id>.
 set -euo pipefail
 
 dir="${LAPIN_SERVICES_DIR:-/tmp/lapin-services}"
@@ -27,6 +32,11 @@ docker_sock="$dockerd_dir/docker.sock"
 dockerd_pid="$dockerd_dir/dockerd.pid"
 dockerd_launch_pid="$dockerd_dir/launched.pid"
 dockerd_log="$dir/dockerd.log"
+
+recording_source="$(cd "$(dirname "$0")/.." && pwd)/test/helpers/recording-runtime.sh"
+recording_dir="$dir/recording-runtime"
+recording_bin="$recording_dir/runtime"
+recording_name="lapin-recording"
 
 # The Debian client matches the Debian daemon (20.10); a newer client that
 # comes first on PATH would negotiate down anyway, but keep them paired.
@@ -102,15 +112,51 @@ EOF
   wait_until containerd containerd_answers "$ctrd_log" "$ctrd_pid"
 }
 
+install_recording_runtime() {
+  mkdir -p "$recording_dir/recordings"
+  if cmp -s "$recording_source" "$recording_bin"; then return; fi
+  # Copy, then rename: a runtime being exec'd right now keeps its old file.
+  cp "$recording_source" "$recording_bin.$$"
+  chmod 0755 "$recording_bin.$$"
+  mv "$recording_bin.$$" "$recording_bin"
+}
+
+write_daemon_json() {
+  # Only what differs from the defaults; an empty config would also keep a
+  # host /etc/docker/daemon.json out of it.
+  printf '{"runtimes": {"%s": {"path": "%s"}}}\n' "$recording_name" "$recording_bin" >"$dockerd_dir/daemon.json.$$"
+  mv "$dockerd_dir/daemon.json.$$" "$dockerd_dir/daemon.json"
+}
+
+dockerd_has_recording_runtime() {
+  timeout 10 "$docker_bin" -H "unix://$docker_sock" info --format '{{json .Runtimes}}' 2>/dev/null |
+    grep -qF "\"$recording_name\":{\"path\":\"$recording_bin\""
+}
+
+# A dockerd started by an older services.sh has no recording runtime: add it
+# to its config and have it reload (runtimes are reloadable on SIGHUP), so the
+# daemon and the containers other tests use keep running.
+register_recording_runtime() {
+  if dockerd_has_recording_runtime; then return; fi
+  write_daemon_json
+  pid_alive "$dockerd_pid" dockerd || die "dockerd answers but $dockerd_pid does not name it; stop it and start again"
+  kill -HUP "$(cat "$dockerd_pid")"
+  local deadline=$((SECONDS + wait_seconds))
+  until dockerd_has_recording_runtime; do
+    [ "$SECONDS" -lt "$deadline" ] || die "dockerd did not load the $recording_name runtime on SIGHUP; see $dockerd_log"
+    sleep 0.2
+  done
+}
+
 start_dockerd() {
-  if dockerd_answers; then return; fi
+  install_recording_runtime
+  if dockerd_answers; then register_recording_runtime; return; fi
   command -v dockerd >/dev/null || die "dockerd not found (run scripts/install-deps.sh)"
   [ -n "$docker_bin" ] || die "docker client not found (run scripts/install-deps.sh)"
   stop_one dockerd "$dockerd_launch_pid" >/dev/null
   mkdir -p "$dockerd_dir/data" "$dockerd_dir/exec"
   rm -f "$docker_sock" "$dockerd_pid"
-  # An empty config file keeps a host /etc/docker/daemon.json out of it.
-  echo '{}' >"$dockerd_dir/daemon.json"
+  write_daemon_json
   setsid dockerd \
     --config-file "$dockerd_dir/daemon.json" \
     --data-root "$dockerd_dir/data" \
@@ -135,6 +181,8 @@ write_env() {
     echo "DOCKER_BIN=$docker_bin"
     echo "CONTAINERD_ADDRESS=$ctrd_sock"
     echo "CONTAINERD_SNAPSHOTTER=$snapshotter"
+    echo "RECORDING_RUNTIME=$recording_name"
+    echo "RECORDING_RUNTIME_DIR=$recording_dir"
   } >"$tmp"
   mv "$tmp" "$dir/env"
 }
