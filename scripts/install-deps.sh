@@ -22,6 +22,8 @@ have debugfs || need+=(e2fsprogs)
 # scripts/fetch-boot-assets.sh) in qemu; block-boot packs its helper initrd with cpio.
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 have zstd || need+=(zstd)
+# test/consumers/engines.test.ts: the recording OCI runtime reads config.json with jq.
+have jq || need+=(jq)
 # test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
 have buildah || need+=(buildah)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

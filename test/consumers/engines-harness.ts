@@ -280,7 +280,14 @@ async function processesMentioning(needle: string): Promise<number[]> {
  * one runtime handler, `handler`, that is the runc shim with BinaryName set to
  * the recording runtime, as urunc's Kubernetes docs configure urunc.
  */
-export async function startCriDaemon(options: { runtimeBin: string; sandboxImage: string; handler?: string }): Promise<CriDaemon> {
+export async function startCriDaemon(options: {
+  runtimeBin: string;
+  sandboxImage: string;
+  handler?: string;
+  /** The handler's pod_annotations / container_annotations: which Kubernetes annotations it forwards into the spec. */
+  podAnnotations?: string[];
+  containerAnnotations?: string[];
+}): Promise<CriDaemon> {
   const handler = options.handler ?? 'lapin-recording';
   // A short path: the socket's path must fit in sun_path (108 bytes).
   const dir = await mkdtemp(join(tmpdir(), 'lapin-cri-'));
@@ -305,6 +312,8 @@ export async function startCriDaemon(options: { runtimeBin: string; sandboxImage
       `[${cri}]`,
       `  sandbox_image = ${toml(options.sandboxImage)}`,
       '  disable_apparmor = true',
+      // Containers may not lower their oom_score_adj below ours (-998 for a sandbox) in every sandbox these tests run in.
+      '  restrict_oom_score_adj = true',
       `[${cri}.containerd]`,
       '  snapshotter = "native"',
       '  default_runtime_name = "runc"',
@@ -312,8 +321,12 @@ export async function startCriDaemon(options: { runtimeBin: string; sandboxImage
       '  runtime_type = "io.containerd.runc.v2"',
       `[${cri}.containerd.runtimes.${toml(handler)}]`,
       '  runtime_type = "io.containerd.runc.v2"',
+      `  pod_annotations = ${JSON.stringify(options.podAnnotations ?? [])}`,
+      `  container_annotations = ${JSON.stringify(options.containerAnnotations ?? [])}`,
       `[${cri}.containerd.runtimes.${toml(handler)}.options]`,
       `  BinaryName = ${toml(options.runtimeBin)}`,
+      // runc's state of the sandboxes in here, not in the host's /run/containerd/runc.
+      `  Root = ${toml(join(dir, 'runc'))}`,
       `[${cri}.cni]`,
       `  bin_dir = ${toml(join(dir, 'cni/bin'))}`,
       `  conf_dir = ${toml(join(dir, 'cni/conf'))}`,

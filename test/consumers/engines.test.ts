@@ -36,10 +36,10 @@ import { RELEASES, uruncLookup, type EngineName, type UruncOutcome } from './eng
 const ROOT = resolve('.');
 /**
  * The lapin that builds and inspects: this checkout's source, or another
- * build's CLI (LAPIN_ENGINES_CLI=/path/to/dist/cli/main.js) to try these
- * tests on another branch's inspect.
+ * checkout's (LAPIN_ENGINES_CLI=/path/to/src/cli/main.ts), to try these tests
+ * on another branch's inspect.
  */
-const CLI = process.env.LAPIN_ENGINES_CLI ? [process.env.LAPIN_ENGINES_CLI] : ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
+const CLI = ['--import', import.meta.resolve('tsx'), process.env.LAPIN_ENGINES_CLI ?? join(ROOT, 'src/cli/main.ts')];
 
 function skipReason(): string | false {
   const consumers = requireConsumers(['docker', 'ctr', 'podman', 'skopeo']);
@@ -312,7 +312,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
       if (how === 'import') await must('ctr', ['--address', address, '--namespace', namespace, 'images', 'import', '--snapshotter', 'native', test.archive]);
       else await must('ctr', ['--address', address, '--namespace', namespace, 'images', 'pull', '--plain-http', '--snapshotter', 'native', ref]);
       const id = uniqueName(`ctr-${how}-${test.key}`);
-      const result = await ctr(['run', '--runc-binary', runtime.bin, '--snapshotter', 'native', ref, id, ...(test.processArgs.length === 0 ? ['unikernel'] : [])]);
+      const result = await ctr(['run', '--runc-binary', runtime.bin, '--runc-root', join(work, 'runc root'), '--snapshotter', 'native', ref, id, ...(test.processArgs.length === 0 ? ['unikernel'] : [])]);
       expectMarker(result, `ctr run (${how}) ${test.key}`);
       const recording = await runtime.read(id);
       assertNoImageMetadataInSpec(`ctr (${how})`, test, recording);
@@ -384,7 +384,10 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     const pauseName = `lapin.test/pause:${suffix}`;
     const pauseArchive = join(work, 'pause.tar');
     await writePauseArchive(pauseArchive, pauseName);
-    const cri: CriDaemon = await startCriDaemon({ runtimeBin: runtime.bin, sandboxImage: pauseName });
+    // The handler forwards Kubernetes annotations, urunc's keys included, as urunc's
+    // docs have it; the image's own annotations are still not among them.
+    const forwarded = ['lapin.test/*', 'com.urunc.unikernel.*'];
+    const cri: CriDaemon = await startCriDaemon({ runtimeBin: runtime.bin, sandboxImage: pauseName, podAnnotations: forwarded, containerAnnotations: forwarded });
     cleanups.push(() => cri.stop());
     const version = await cri.runtime.Version({ version: 'v1' });
     assert.equal(version.runtime_name, 'containerd');
@@ -403,7 +406,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     cri.sandboxes.add(sandboxId);
     const sandbox = await runtime.read(sandboxId);
     assert.ok(sandbox.handedToRunc, 'the pause container went through the runtime handler to runc');
-    assert.equal(sandbox.spec.annotations?.['lapin.test/pod'], 'yes', 'pod annotations do reach the spec');
+    assert.equal(sandbox.spec.annotations?.['lapin.test/pod'], 'yes', 'the pod annotations the handler forwards reach the spec');
     for (const test of images) {
       const config = {
         metadata: { name: test.key, attempt: 0 },
@@ -419,7 +422,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
       const { container_id: id } = await cri.runtime.CreateContainer({ pod_sandbox_id: sandboxId, config, sandbox_config: sandboxConfig });
       await assert.rejects(cri.runtime.StartContainer({ container_id: id }), new RegExp(RECORDED_MARKER));
       const recording = await runtime.read(id);
-      assert.equal(recording.spec.annotations?.['lapin.test/container'], test.key, 'container annotations do reach the spec');
+      assert.equal(recording.spec.annotations?.['lapin.test/container'], test.key, 'the container annotations the handler forwards reach the spec');
       assertNoImageMetadataInSpec('cri', test, recording);
       assertRootfs('cri', test, recording);
       const stored = await storedImageOf(cri.address, 'k8s.io', id);
