@@ -143,6 +143,8 @@ async function inspectJson(archive: string, cwd: string): Promise<InspectJson> {
 // What every recording must show, and the comparison with inspect
 
 const recorded = new Map<string, { engine: EngineName; image: TestImage; recording: Recording; stored?: StoredImage }>();
+/** (engine path, image, release) triples whose inspect verdict was compared. */
+let compared = 0;
 
 function assertNoImageMetadataInSpec(engine: string, image: TestImage, recording: Recording): void {
   const annotations = recording.spec.annotations ?? {};
@@ -179,6 +181,7 @@ function compareWithInspect(engine: EngineName, image: TestImage, recording: Rec
     const where: string = `${image.key} image, ${engine}, urunc ${release}: urunc on the recording says ${actual.source}/${actual.runs ? 'runs' : 'does not run'} (${actual.why}); inspect said ${predicted.source}/${predicted.runs ? 'runs' : 'does not run'} (${predicted.reasons.join('; ')})`;
     assert.equal(predicted.source, actual.source, where);
     assert.equal(predicted.runs, actual.runs, where);
+    compared += 1;
     if (engine === 'docker' || engine === 'containerd') {
       if (image.processArgs.length === 0) assert.equal(predicted.command?.at(-1), 'unikernel', `${where}: the command to type`);
       else assert.equal(predicted.command, undefined, `${where}: no command needed`);
@@ -438,7 +441,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     }
   });
 
-  test('urunc finds its values on every path the way the reference says', () => {
+  test('urunc finds its values on every path the way the reference says', (t) => {
     // The whole table, from the recordings, for the images every engine ran.
     const table = new Map<string, string>();
     for (const [key, { engine, recording, stored }] of recorded) {
@@ -463,5 +466,11 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     }
     assert.equal(recorded.size, paths.length * images.length, `every engine ran every image: ${[...recorded.keys()].join(', ')}`);
     assert.deepEqual(Object.fromEntries(table), expected);
+    if (images.every((test) => test.report.urunc !== undefined)) {
+      assert.equal(compared, recorded.size * RELEASES.length, 'inspect was compared on every path, image and release');
+      t.diagnostic(`lapin inspect agreed with urunc's lookup on ${compared} recorded (engine path, image, release) cases`);
+    } else {
+      t.diagnostic('lapin inspect --json has no report.urunc yet: its engine verdicts were not compared');
+    }
   });
 });
