@@ -11,7 +11,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { ProgramResult } from '../helpers/fixtures.js';
 import { b64, fakeElfKernel, handBlobs, tarOf, type HandFile, type HandImage } from '../helpers/hand-image.js';
@@ -33,7 +34,7 @@ import {
 } from './engines-harness.js';
 import { RELEASES, uruncLookup, type EngineName, type UruncOutcome } from './engines-urunc.js';
 
-const ROOT = resolve('.');
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /**
  * The lapin that builds and inspects: this checkout's source, or another
  * checkout's (LAPIN_ENGINES_CLI=/path/to/src/cli/main.ts), to try these tests
@@ -346,8 +347,11 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
 
   test('podman run --runtime: the manifest annotations are copied into the spec as text, labels are not', async () => {
     const storage = join(work, 'podman storage');
-    const global = ['--root', join(storage, 'root'), '--runroot', join(storage, 'runroot'), '--tmpdir', join(storage, 'tmp'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
-    for (const sub of ['root', 'runroot', 'tmp']) await mkdir(join(storage, sub), { recursive: true });
+    // podman refuses a runroot path over 50 characters, whatever TMPDIR is.
+    const runroot = await mkdtemp('/tmp/lapin-podman-run-');
+    cleanups.push(() => rm(runroot, { recursive: true, force: true }));
+    const global = ['--root', join(storage, 'root'), '--runroot', runroot, '--tmpdir', join(storage, 'tmp'), '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
+    for (const sub of ['root', 'tmp']) await mkdir(join(storage, sub), { recursive: true });
     const podman = (args: string[]): Promise<ProgramResult> => runProgram('podman', [...global, ...args]);
     cleanups.push(async () => {
       await podman(['rm', '-af']);
