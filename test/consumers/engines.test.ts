@@ -60,7 +60,7 @@ const uruncKeys = (values: Record<string, string>): Record<string, string> =>
   Object.fromEntries(Object.entries(values).map(([key, value]) => [`com.urunc.unikernel.${key}`, value]));
 
 interface TestImage {
-  key: 'full' | 'labels' | 'nocmd';
+  key: 'full' | 'labels' | 'nocmd' | 'mixed';
   /** The name every engine knows it by (docker.io/... spelled out). */
   name: string;
   archive: string;
@@ -241,11 +241,21 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     const uruncJson: HandFile = { name: 'urunc.json', body: JSON.stringify(Object.fromEntries(Object.entries(uruncKeys(mirage)).map(([key, value]) => [key, b64(value)]))) };
     await writeHandArchive(nocmdArchive, { layers: [[...kernelLayer, uruncJson]], labels: uruncKeys(mirage), annotations: uruncKeys(mirage) }, nocmdName);
 
+    // 4. Values split between manifest annotations and labels, disagreeing on the
+    // guest: spec > manifest > labels, key by key, gives unikraft on firecracker
+    // (runs); labels first would give mirage on firecracker (does not).
+    const mixedName = `docker.io/lapin-engines/mixed:${suffix}`;
+    const mixedArchive = join(work, 'mixed.tar');
+    const mixedAnnotations = uruncKeys({ unikernelType: 'unikraft', hypervisor: 'firecracker' });
+    const mixedLabels = uruncKeys({ unikernelType: 'mirage', binary: '/.boot/kernel' });
+    await writeHandArchive(mixedArchive, { layers: [kernelLayer], labels: mixedLabels, annotations: mixedAnnotations, cmd: ['hello'] }, mixedName);
+
     const fullManifestAnnotations = uruncKeys({ ...fullValues, unikernelVersion: '0.17.0', cmdline: 'hello world', mountRootfs: 'false', useDMBlock: 'false' });
     images.push(
       { key: 'full', name: fullName, archive: fullArchive, processArgs: ['hello', 'world'], manifestAnnotations: fullManifestAnnotations, labels: fullManifestAnnotations, hasUruncJson: true, report: fullReport },
       { key: 'labels', name: labelsName, archive: labelsArchive, processArgs: ['hello'], manifestAnnotations: {}, labels, hasUruncJson: false, report: await inspectJson(labelsArchive, work) },
       { key: 'nocmd', name: nocmdName, archive: nocmdArchive, processArgs: [], manifestAnnotations: uruncKeys(mirage), labels: uruncKeys(mirage), hasUruncJson: true, report: await inspectJson(nocmdArchive, work) },
+      { key: 'mixed', name: mixedName, archive: mixedArchive, processArgs: ['hello'], manifestAnnotations: mixedAnnotations, labels: mixedLabels, hasUruncJson: false, report: await inspectJson(mixedArchive, work) },
     );
   });
 
@@ -466,6 +476,8 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
         expected[`${path}/full ${release}`] = path === 'podman' ? podman : elsewhere;
         expected[`${path}/labels ${release}`] = shim && release === '0.8' ? 'image-metadata/runs' : 'none/no';
         expected[`${path}/nocmd ${release}`] = path === 'podman' ? podman : elsewhere;
+        // podman's spec lacks binary: urunc >= 0.7 looks for /urunc.json, and there is none.
+        expected[`${path}/mixed ${release}`] = shim && release === '0.8' ? 'image-metadata/runs' : path === 'podman' && release === 'pre-0.7' ? 'spec-annotations/no' : 'none/no';
       }
     }
     assert.equal(recorded.size, paths.length * images.length, `every engine ran every image: ${[...recorded.keys()].join(', ')}`);
