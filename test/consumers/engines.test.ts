@@ -191,6 +191,30 @@ function compareWithInspect(engine: EngineName, image: TestImage, recording: Rec
   return outcomes;
 }
 
+/**
+ * `docker run` for one image: when inspect says what to type (an image with
+ * neither Cmd nor Entrypoint), exactly that, with the recording runtime for
+ * urunc's and the image's name for IMAGE; `typed` is what follows the image.
+ */
+function dockerRunArgv(image: TestImage, short: string, runtimeName: string, name: string): { argv: string[]; typed: string[] } {
+  const own = ['--network', 'none', '--name', name];
+  const report = image.report.urunc;
+  const command = report?.engines.find((verdict) => verdict.engine === 'docker' && verdict.release === report.release)?.command;
+  if (!command) {
+    const typed = image.processArgs.length === 0 ? ['unikernel'] : [];
+    return { argv: ['run', '--runtime', runtimeName, ...own, short, ...typed], typed };
+  }
+  assert.deepEqual(command.slice(0, 2), ['docker', 'run'], `inspect's command: ${JSON.stringify(command)}`);
+  const argv = command.slice(1);
+  const imageAt = argv.findIndex((arg) => arg === 'IMAGE' || arg === image.name || arg === short);
+  const runtimeAt = argv.indexOf('--runtime');
+  assert.ok(imageAt > 0 && runtimeAt > 0, `inspect's command names the image and the runtime: ${JSON.stringify(command)}`);
+  argv[imageAt] = short;
+  argv[runtimeAt + 1] = runtimeName;
+  const typed = argv.slice(imageAt + 1);
+  return { argv: ['run', ...own, ...argv.slice(1)], typed };
+}
+
 function expectMarker(result: ProgramResult, what: string): void {
   assert.notEqual(result.status, 0, `${what} should fail at the recording runtime's create`);
   assert.match(result.stderr + result.stdout, new RegExp(RECORDED_MARKER), `${what}: the runtime's message reaches the user`);
@@ -295,13 +319,15 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
         assert.notEqual(refused.status, 0);
         assert.match(refused.stderr, /no command specified/i);
       }
-      const result = await docker(['run', '--runtime', runtimeName, '--network', 'none', '--name', name, short, ...(test.processArgs.length === 0 ? ['unikernel'] : [])]);
-      expectMarker(result, `docker run ${test.key}`);
+      const { argv, typed } = dockerRunArgv(test, short, runtimeName, name);
+      const result = await docker(argv);
+      expectMarker(result, `docker ${argv.join(' ')}`);
       const id = (await must(servicesEnv().dockerBin, ['inspect', '--format', '{{.Id}}', name], { env })).stdout.trim();
       const recording = await dockerRuntime.read(id);
       cleanups.push(() => rm(join(dockerRuntime.dir, id), { recursive: true, force: true }));
       assertNoImageMetadataInSpec('docker', test, recording);
       assertRootfs('docker', test, recording);
+      assert.deepEqual(recording.spec.process?.args, test.processArgs.length > 0 ? test.processArgs : typed, 'docker runs what was typed after the image');
       // docker 20.10 keeps its images out of containerd's store: urunc 0.8's shim finds nothing there.
       const stored = await storedImageOf(servicesEnv().containerdAddress, 'moby', id).catch(() => undefined);
       assert.equal(stored, undefined, 'containerd has no image for a docker container');
