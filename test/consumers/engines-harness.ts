@@ -4,7 +4,7 @@
 // and /urunc.json. The CRI runs in a containerd of its own, started and
 // stopped here, so the shared daemons of scripts/services.sh stay as they are.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -333,7 +333,6 @@ export async function startCriDaemon(options: {
       '',
     ].join('\n'),
   );
-  const { openSync, closeSync } = await import('node:fs');
   const logFd = openSync(join(dir, 'containerd.log'), 'a');
   const child = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', logFd, logFd], detached: true });
   closeSync(logFd);
