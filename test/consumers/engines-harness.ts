@@ -195,6 +195,7 @@ export interface CriRuntimeClient {
 
 export interface CriImageClient {
   ImageStatus(request: { image: { image: string } }): Promise<{ image: { id: string; repo_tags: string[] } | null }>;
+  PullImage(request: { image: { image: string } }): Promise<{ image_ref: string }>;
 }
 
 export interface PodSandboxConfig {
@@ -242,7 +243,7 @@ function criClients(address: string): { runtime: CriRuntimeClient; images: CriIm
   const imagesRaw = new loaded.runtime.v1.ImageService(target, grpc.credentials.createInsecure()) as RawClient;
   return {
     runtime: promisify<CriRuntimeClient>(runtimeRaw, ['Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'CreateContainer', 'StartContainer']),
-    images: promisify<CriImageClient>(imagesRaw, ['ImageStatus']),
+    images: promisify<CriImageClient>(imagesRaw, ['ImageStatus', 'PullImage']),
     close: () => {
       runtimeRaw.close();
       imagesRaw.close();
@@ -287,6 +288,8 @@ export async function startCriDaemon(options: {
   /** The handler's pod_annotations / container_annotations: which Kubernetes annotations it forwards into the spec. */
   podAnnotations?: string[];
   containerAnnotations?: string[];
+  /** host:port of registries to pull from over plain HTTP. */
+  plainHttpRegistries?: string[];
 }): Promise<CriDaemon> {
   const handler = options.handler ?? 'lapin-recording';
   // A short path: the socket's path must fit in sun_path (108 bytes).
@@ -327,6 +330,7 @@ export async function startCriDaemon(options: {
       `  BinaryName = ${toml(options.runtimeBin)}`,
       // runc's state of the sandboxes in here, not in the host's /run/containerd/runc.
       `  Root = ${toml(join(dir, 'runc'))}`,
+      ...(options.plainHttpRegistries ?? []).flatMap((host) => [`[${cri}.registry.mirrors.${toml(host)}]`, `  endpoint = [${toml(`http://${host}`)}]`]),
       `[${cri}.cni]`,
       `  bin_dir = ${toml(join(dir, 'cni/bin'))}`,
       `  conf_dir = ${toml(join(dir, 'cni/conf'))}`,

@@ -230,6 +230,8 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
   const cleanups: Array<() => Promise<unknown>> = [];
   const suffix = uniqueName('e').toLowerCase();
   const image = (key: TestImage['key']): TestImage => images.find((candidate) => candidate.key === key) as TestImage;
+  /** Where before() pushed the image in the test registry. */
+  const registryRef = (test: TestImage): string => `${registry?.host ?? 'no-registry'}/engines/${test.key}:${suffix}`;
 
   before(async () => {
     await startServices();
@@ -281,6 +283,12 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
       { key: 'nocmd', name: nocmdName, archive: nocmdArchive, processArgs: [], manifestAnnotations: uruncKeys(mirage), labels: uruncKeys(mirage), hasUruncJson: true, report: await inspectJson(nocmdArchive, work) },
       { key: 'mixed', name: mixedName, archive: mixedArchive, processArgs: ['hello'], manifestAnnotations: mixedAnnotations, labels: mixedLabels, hasUruncJson: false, report: await inspectJson(mixedArchive, work) },
     );
+
+    // The same images in a registry, for the engines that pull.
+    registry = await startRegistry('anonymous');
+    for (const test of images) {
+      await must('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci-archive:${test.archive}`, `docker://${registryRef(test)}`]);
+    }
   });
 
   after(async () => {
@@ -374,13 +382,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
   });
 
   test('ctr run --runc-binary after ctr images pull --plain-http from a registry', async () => {
-    registry = await startRegistry('anonymous');
-    const host = registry.host;
-    const refOf = (test: TestImage): string => `${host}/engines/${test.key}:${suffix}`;
-    for (const test of images) {
-      await must('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci-archive:${test.archive}`, `docker://${refOf(test)}`]);
-    }
-    await ctrRun('pull', uniqueName('lapin-engines-pull'), refOf);
+    await ctrRun('pull', uniqueName('lapin-engines-pull'), registryRef);
   });
 
   test('podman run --runtime: the manifest annotations are copied into the spec as text, labels are not', async () => {
@@ -425,21 +427,35 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     }
   });
 
-  test('the Kubernetes CRI with a runtime handler (runc shim, BinaryName): no image annotations or labels in the spec', async () => {
+  test('the Kubernetes CRI with a runtime handler (runc shim, BinaryName), images imported and pulled by PullImage: no image annotations or labels in the spec', async () => {
     const pauseName = `lapin.test/pause:${suffix}`;
     const pauseArchive = join(work, 'pause.tar');
     await writePauseArchive(pauseArchive, pauseName);
     // The handler forwards Kubernetes annotations, urunc's keys included, as urunc's
     // docs have it; the image's own annotations are still not among them.
     const forwarded = ['lapin.test/*', 'com.urunc.unikernel.*'];
-    const cri: CriDaemon = await startCriDaemon({ runtimeBin: runtime.bin, sandboxImage: pauseName, podAnnotations: forwarded, containerAnnotations: forwarded });
+    const cri: CriDaemon = await startCriDaemon({
+      runtimeBin: runtime.bin,
+      sandboxImage: pauseName,
+      podAnnotations: forwarded,
+      containerAnnotations: forwarded,
+      plainHttpRegistries: [registry?.host ?? ''],
+    });
     cleanups.push(() => cri.stop());
     const version = await cri.runtime.Version({ version: 'v1' });
     assert.equal(version.runtime_name, 'containerd');
     for (const archive of [pauseArchive, ...images.map((test) => test.archive)]) await cri.ctr(['images', 'import', '--snapshotter', 'native', archive]);
-    for (const test of images) {
-      const status = await cri.images.ImageStatus({ image: { image: test.name } });
-      assert.ok(status.image?.repo_tags.includes(test.name), `the CRI sees ${test.name}: ${JSON.stringify(status)}`);
+    // Imported into k8s.io, and pulled by the CRI itself from the registry, as the kubelet does.
+    for (const test of images) await cri.images.PullImage({ image: { image: registryRef(test) } });
+    const ways = [
+      { how: 'import', refOf: (test: TestImage) => test.name },
+      { how: 'pull', refOf: registryRef },
+    ];
+    for (const { refOf } of ways) {
+      for (const test of images) {
+        const status = await cri.images.ImageStatus({ image: { image: refOf(test) } });
+        assert.ok(status.image?.repo_tags.includes(refOf(test)), `the CRI sees ${refOf(test)}: ${JSON.stringify(status)}`);
+      }
     }
     const sandboxConfig = {
       metadata: { name: 'engines', uid: suffix, namespace: 'lapin', attempt: 0 },
@@ -452,17 +468,18 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     const sandbox = await runtime.read(sandboxId);
     assert.ok(sandbox.handedToRunc, 'the pause container went through the runtime handler to runc');
     assert.equal(sandbox.spec.annotations?.['lapin.test/pod'], 'yes', 'the pod annotations the handler forwards reach the spec');
-    for (const test of images) {
+    const containers = ways.flatMap(({ how, refOf }) => images.map((test) => ({ how, ref: refOf(test), test })));
+    for (const { how, ref, test } of containers) {
       const config = {
-        metadata: { name: test.key, attempt: 0 },
-        image: { image: test.name },
+        metadata: { name: `${test.key}-${how}`, attempt: 0 },
+        image: { image: ref },
         annotations: { 'lapin.test/container': test.key },
         log_path: `${test.key}.log`,
         // A pod spec must give a command to an image with neither Cmd nor Entrypoint.
         ...(test.processArgs.length === 0 ? { args: ['unikernel'] } : {}),
       };
       if (test.processArgs.length === 0) {
-        await assert.rejects(cri.runtime.CreateContainer({ pod_sandbox_id: sandboxId, config: { ...config, args: [], metadata: { name: `${test.key}-bare`, attempt: 0 } }, sandbox_config: sandboxConfig }), /no command specified/i);
+        await assert.rejects(cri.runtime.CreateContainer({ pod_sandbox_id: sandboxId, config: { ...config, args: [], metadata: { name: `${test.key}-${how}-bare`, attempt: 0 } }, sandbox_config: sandboxConfig }), /no command specified/i);
       }
       const { container_id: id } = await cri.runtime.CreateContainer({ pod_sandbox_id: sandboxId, config, sandbox_config: sandboxConfig });
       await assert.rejects(cri.runtime.StartContainer({ container_id: id }), new RegExp(RECORDED_MARKER));
@@ -474,7 +491,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
       assert.ok(stored, `containerd's store has the image of CRI container ${id}`);
       assert.deepEqual(stored.manifestAnnotations, test.manifestAnnotations);
       assert.deepEqual(stored.labels, test.labels);
-      recorded.set(`cri/${test.key}`, { engine: 'cri', image: test, recording, stored });
+      recorded.set(`cri-${how}/${test.key}`, { engine: 'cri', image: test, recording, stored });
       const outcomes = compareWithInspect('cri', test, recording, stored);
       if (test.key === 'labels') {
         // Only urunc 0.8's shim reads labels; older urunc find nothing.
@@ -493,9 +510,9 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
       }
     }
     const expected: Record<string, string> = {};
-    const paths = ['docker', 'ctr-import', 'ctr-pull', 'podman', 'cri'];
+    const paths = ['docker', 'ctr-import', 'ctr-pull', 'podman', 'cri-import', 'cri-pull'];
     for (const path of paths) {
-      const shim = path === 'ctr-import' || path === 'ctr-pull' || path === 'cri';
+      const shim = path.startsWith('ctr-') || path.startsWith('cri-');
       for (const release of RELEASES) {
         // podman's text annotations: refused by urunc < 0.7's base64, read by later ones.
         const podman = release === 'pre-0.7' ? 'spec-annotations/no' : 'spec-annotations/runs';
