@@ -8,7 +8,8 @@
 #
 # `start` is idempotent: daemons that already answer are reused. After it
 # succeeds, <dir>/env holds KEY=VALUE lines (DOCKER_HOST, CONTAINERD_ADDRESS,
-# CONTAINERD_SNAPSHOTTER, DOCKER_BIN, RECORDING_RUNTIME) for the tests.
+# CONTAINERD_SNAPSHOTTER, DOCKER_BIN, RECORDING_RUNTIME, RECORDING_RUNTIME_DIR)
+# for the tests.
 #
 # dockerd knows one extra runtime, `lapin-recording`: a copy of
 # test/helpers/recording-runtime.sh that test/consumers/engines.test.ts points
@@ -114,6 +115,8 @@ EOF
 
 install_recording_runtime() {
   mkdir -p "$recording_dir/recordings"
+  # A checkout without the tests (a packed copy) has nothing to install.
+  [ -f "$recording_source" ] || return 0
   if cmp -s "$recording_source" "$recording_bin"; then return; fi
   # Copy, then rename: a runtime being exec'd right now keeps its old file.
   cp "$recording_source" "$recording_bin.$$"
