@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import type { EngineVerdict, InspectReport } from '../../src/index.js';
 import type { ProgramResult } from '../helpers/fixtures.js';
 import { b64, fakeElfKernel, handBlobs, tarOf, type HandFile, type HandImage } from '../helpers/hand-image.js';
 import { startRegistry, type TestRegistry } from '../registry/harness.js';
@@ -73,19 +74,8 @@ interface TestImage {
   report: InspectJson;
 }
 
-interface EngineVerdict {
-  engine: EngineName;
-  release: string;
-  source: string;
-  runs: boolean;
-  reasons: string[];
-  command?: string[];
-}
-
-interface InspectJson {
-  urunc?: { release: string; engines: EngineVerdict[] };
-  [key: string]: unknown;
-}
+/** `lapin inspect --json` as the library types it; `urunc` is the engine report contract. */
+type InspectJson = InspectReport;
 
 async function lapin(args: string[], cwd: string): Promise<ProgramResult> {
   return runProgram(process.execPath, [...CLI, ...args], { cwd });
@@ -173,8 +163,7 @@ function compareWithInspect(engine: EngineName, image: TestImage, recording: Rec
   const outcomes = new Map<string, UruncOutcome>();
   for (const release of RELEASES) outcomes.set(release, uruncLookup(release, engine, { recording, ...(stored ? { stored } : {}) }));
   const report = image.report.urunc;
-  // Until lapin's inspect reports engine paths (issue 10 §2) there is nothing to compare.
-  if (report === undefined) return outcomes;
+  assert.ok(report, `lapin inspect --json of the ${image.key} image has no urunc engine report`);
   for (const release of RELEASES) {
     const actual = outcomes.get(release) as UruncOutcome;
     const predicted: EngineVerdict | undefined = report.engines.find((verdict) => verdict.engine === engine && verdict.release === release);
@@ -299,10 +288,10 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
 
   test('lapin wrote the values everywhere in the full image', () => {
     // The facts the engine assertions below lean on.
-    const report = image('full').report as { values?: { annotations?: { values?: Record<string, string> }; labels?: { values?: Record<string, string> }; uruncJson?: { found?: boolean } } };
-    assert.equal(report.values?.annotations?.values?.hypervisor, 'qemu');
-    assert.equal(report.values?.labels?.values?.hypervisor, 'qemu');
-    assert.equal(report.values?.uruncJson?.found, true);
+    const { values } = image('full').report;
+    assert.equal(values.annotations.values.hypervisor, 'qemu');
+    assert.equal(values.labels.values.hypervisor, 'qemu');
+    assert.equal(values.uruncJson.found, true);
   });
 
   test('docker run --runtime: no image annotations or labels in the spec; /urunc.json in the rootfs', async () => {
@@ -527,11 +516,7 @@ describe('engines hand urunc the spec and rootfs the reference says', { skip: sk
     }
     assert.equal(recorded.size, paths.length * images.length, `every engine ran every image: ${[...recorded.keys()].join(', ')}`);
     assert.deepEqual(Object.fromEntries(table), expected);
-    if (images.every((test) => test.report.urunc !== undefined)) {
-      assert.equal(compared, recorded.size * RELEASES.length, 'inspect was compared on every path, image and release');
-      t.diagnostic(`lapin inspect agreed with urunc's lookup on ${compared} recorded (engine path, image, release) cases`);
-    } else {
-      t.diagnostic('lapin inspect --json has no report.urunc yet: its engine verdicts were not compared');
-    }
+    assert.equal(compared, recorded.size * RELEASES.length, 'inspect was compared on every path, image and release');
+    t.diagnostic(`lapin inspect agreed with urunc's lookup on ${compared} recorded (engine path, image, release) cases`);
   });
 });
