@@ -16,6 +16,8 @@ import {
   type Scalar,
 } from 'yaml';
 import { LapinError, type SourcePosition } from '../errors.js';
+import { didYouMean } from '../plan/similar.js';
+import { checkDefinitionSize, tooDeep } from './limits.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import { parseByteSize } from '../rootfs/size.js';
 import {
@@ -143,7 +145,7 @@ class Reader {
       }
       const key = this.scalarText(keyNode);
       if (!known.includes(key)) {
-        this.fail(`unknown key "${key}" in ${what}`, keyAt, `known keys: ${known.join(', ')}`);
+        this.fail(`unknown key "${key}" in ${what}`, keyAt, `${didYouMean(key, known) ?? ''} known keys: ${known.join(', ')}`.trimStart());
       }
       const value = this.resolve(pair.value, keyAt);
       entries.set(key, { keyAt, value, valueAt: this.nodeAt(value, keyAt) });
@@ -266,6 +268,15 @@ function includeCopy(include: Include): CopyOp {
 
 /** Compiles a bunnyfile into a BuildPlan; every problem is a LapinError with a position. */
 export function parseBunnyfile(text: string, file: string): BuildPlan {
+  checkDefinitionSize(text, file);
+  try {
+    return compileBunnyfile(text, file);
+  } catch (error) {
+    throw tooDeep(error, file);
+  }
+}
+
+function compileBunnyfile(text: string, file: string): BuildPlan {
   const lines = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const position = (offset: number): SourcePosition => {
@@ -522,6 +533,10 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
   const cmdlineEntry = top.get('cmdline');
   const cmdline = reader.string(cmdlineEntry, 'cmdline');
   let effectiveCmd = cmd !== undefined && cmd.value.length > 0 ? cmd : undefined;
+  if (effectiveCmd !== undefined && cmdline !== undefined && cmdline.value !== effectiveCmd.value.join(' ')) {
+    // bunny drops cmdline silently here; the Containerfile and args.nix refuse the same contradiction.
+    reader.fail(`cmdline ${JSON.stringify(cmdline.value)} contradicts cmd ${JSON.stringify(effectiveCmd.value)}`, cmdline.at, 'give the command line once: as cmd, or as cmdline');
+  }
   if (effectiveCmd === undefined && cmdline !== undefined) effectiveCmd = { value: cmdline.value.split(' '), at: cmdline.at };
   if (effectiveCmd !== undefined) config.cmd = { value: effectiveCmd.value, at: effectiveCmd.at };
   if (entrypoint !== undefined && entrypoint.value.length > 0) config.entrypoint = { value: entrypoint.value, at: entrypoint.at };

@@ -12,7 +12,9 @@
  * the position of the offending text.
  */
 import { Add, Copy, DockerfileParser, From, Keyword, type Dockerfile, type Instruction as SyntaxInstruction } from 'dockerfile-ast';
-import { LapinError, type SourcePosition } from '../errors.js';
+import { LapinError, UsageError, type SourcePosition } from '../errors.js';
+import { closestName } from '../plan/similar.js';
+import { MAX_EXPANDED_TOTAL, checkDefinitionSize, expansionTooLarge, tooDeep } from './limits.js';
 import {
   emptyConfig,
   type Architecture,
@@ -22,10 +24,12 @@ import {
   type CopyOp,
   type FsOp,
   type Located,
+  type PlanWarning,
   type StagePlan,
   type UruncInput,
 } from '../plan/types.js';
 import { canMountRootfs } from '../plan/storage.js';
+import { checkUruncKey } from './urunc-names.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
 
@@ -59,36 +63,51 @@ function isWordSeparator(char: string | undefined): boolean {
   return char === ' ' || char === '\t' || char === '\v' || char === '\f' || char === '\r';
 }
 
-/** One instruction with its continuation lines joined, and where each character came from. */
+/** One instruction with its continuation lines joined, and where each piece came from. */
 class LogicalLine {
   text = '';
-  private readonly lines: number[] = [];
-  private readonly columns: number[] = [];
+  /** One entry per appended piece: where it starts in `text`, and its source line and first column. */
+  private readonly pieces: Array<{ start: number; line: number; column: number }> = [];
 
   constructor(private readonly file: string) {}
 
   append(physical: string, line: number, from: number, to: number): void {
-    for (let index = from; index < to; index += 1) {
-      this.text += physical[index] ?? '';
-      this.lines.push(line);
-      this.columns.push(index + 1);
+    if (to <= from) return;
+    this.pieces.push({ start: this.text.length, line, column: from + 1 });
+    this.text += physical.slice(from, to);
+  }
+
+  /** The piece holding `text[index]` (index < text.length), found by binary search. */
+  private piece(index: number): { start: number; line: number; column: number } | undefined {
+    let low = 0;
+    let high = this.pieces.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if ((this.pieces[middle]?.start ?? 0) <= index) low = middle;
+      else high = middle - 1;
     }
+    return this.pieces[low];
   }
 
   /** The source position of `text[index]`; past the end, just after the last character. */
   at(index: number): SourcePosition {
     const clamped = Math.max(0, Math.min(index, this.text.length));
     if (clamped < this.text.length) {
-      return { file: this.file, line: this.lines[clamped] ?? 1, column: this.columns[clamped] ?? 1 };
+      const piece = this.piece(clamped);
+      return { file: this.file, line: piece?.line ?? 1, column: (piece?.column ?? 1) + clamped - (piece?.start ?? 0) };
     }
-    const last = this.text.length - 1;
-    return { file: this.file, line: this.lines[last] ?? 1, column: (this.columns[last] ?? 0) + 1 };
+    if (this.text.length === 0) return { file: this.file, line: 1, column: 1 };
+    const last = this.at(this.text.length - 1);
+    return { ...last, column: last.column + 1 };
   }
 
   /** The index in `text` of the character at a 1-based line and column, if it is part of this line. */
   indexOf(line: number, column: number): number | undefined {
-    for (let index = 0; index < this.text.length; index += 1) {
-      if (this.lines[index] === line && this.columns[index] === column) return index;
+    for (const [position, piece] of this.pieces.entries()) {
+      const end = this.pieces[position + 1]?.start ?? this.text.length;
+      if (piece.line === line && column >= piece.column && column < piece.column + end - piece.start) {
+        return piece.start + column - piece.column;
+      }
     }
     return undefined;
   }
@@ -155,7 +174,21 @@ interface Stage {
  * values; they override ARG defaults and may set the predefined platform
  * ARGs (TARGETPLATFORM, TARGETARCH, ...), which otherwise describe the host.
  */
-export function parseContainerfile(text: string, file: string, buildArgs: Record<string, string> = {}): BuildPlan {
+export function parseContainerfile(
+  text: string,
+  file: string,
+  buildArgs: Record<string, string> = {},
+  options: ContainerfileOptions = {},
+): BuildPlan {
+  checkDefinitionSize(text, file);
+  try {
+    return compileContainerfile(text, file, buildArgs, options);
+  } catch (error) {
+    throw tooDeep(error, file);
+  }
+}
+
+function compileContainerfile(text: string, file: string, buildArgs: Record<string, string>, options: ContainerfileOptions): BuildPlan {
   const { escapeToken, instructions } = readStructure(text, file);
   if (instructions.length === 0) {
     throw new LapinError(`${file} has no instructions`, {
@@ -163,9 +196,25 @@ export function parseContainerfile(text: string, file: string, buildArgs: Record
     });
   }
   const compiler = new Compiler(file, escapeToken, buildArgs, instructions);
-  for (const instruction of instructions) compiler.dispatch(instruction);
+  const target = options.target?.toLowerCase();
+  if (target !== undefined) compiler.checkTarget(options.target ?? target);
+  for (const instruction of instructions) {
+    // --target: the build stops where the stage after the target begins.
+    if (target !== undefined && instruction.keyword === 'FROM' && compiler.currentStageName() === target) break;
+    compiler.dispatch(instruction);
+  }
   return compiler.finish();
 }
+
+export interface ContainerfileOptions {
+  /** `--target`: the stage that is the image; later stages are not built. */
+  target?: string;
+}
+
+/** ARGs docker predefines, which a --build-arg may set without an ARG (BuildKit's builtinAllowedBuildArgs). */
+const PREDEFINED_ARGS = new Set([
+  'HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy',
+]);
 
 
 // ---------------------------------------------------------------------------
@@ -674,6 +723,11 @@ class Compiler {
   private current: Stage | undefined;
   /** Every `AS name`, so COPY --from can tell a later stage from an image. */
   private readonly allStageNames = new Set<string>();
+  /** ARG names declared in what was built, for the unused --build-arg warning. */
+  private readonly declaredArgs = new Set<string>();
+  private readonly warnings: PlanWarning[] = [];
+  /** Characters all expansions produced so far, against MAX_EXPANDED_TOTAL. */
+  private expanded = 0;
 
   constructor(
     private readonly file: string,
@@ -687,6 +741,23 @@ class Compiler {
       const words = plainWords(instruction);
       if (words.length === 3) this.allStageNames.add(words[2]?.text.toLowerCase() ?? '');
     }
+  }
+
+  currentStageName(): string | undefined {
+    return this.current?.name;
+  }
+
+  /** An unknown --target is a usage error that lists the stages there are. */
+  checkTarget(target: string): void {
+    if (this.allStageNames.has(target.toLowerCase())) return;
+    const names = [...this.allStageNames];
+    const close = closestName(target, names);
+    throw new UsageError(
+      `--target ${target}: ${this.file} has no stage named ${target}`,
+      names.length === 0
+        ? 'name a stage with FROM <image> AS <name>'
+        : `${close === undefined ? '' : `did you mean ${close}? `}the stages are ${names.join(', ')}`,
+    );
   }
 
   dispatch(instruction: Instruction): void {
@@ -766,7 +837,17 @@ class Compiler {
       config: final.config,
       urunc: withBunnyDefaults(final.urunc),
       annotations: {},
+      warnings: [...this.warnings, ...this.unusedBuildArgs()],
     };
+  }
+
+  /** docker's "[Warning] One or more build-args [X] were not consumed". */
+  private unusedBuildArgs(): PlanWarning[] {
+    const unused = Object.keys(this.buildArgs).filter(
+      (name) => !this.declaredArgs.has(name) && !PREDEFINED_ARGS.has(name) && !this.platformValues.has(name),
+    );
+    if (unused.length === 0) return [];
+    return [{ message: `one or more build-args [${unused.sort().join(' ')}] were not consumed: no ARG in ${this.file} declares them` }];
   }
 
   // --- helpers
@@ -777,12 +858,18 @@ class Compiler {
 
   /** Quote removal and variable expansion of one word; errors point into the word. */
   private expand(text: string, lookup: VariableLookup, at: (offset: number) => SourcePosition): string {
+    let result: string;
     try {
-      return processWord(text, lookup, this.escapeToken);
+      result = processWord(text, lookup, this.escapeToken);
     } catch (error) {
-      if (error instanceof ShellWordError) throw new LapinError(`${error.message} in "${text}"`, { at: at(error.offset) });
+      if (error instanceof ShellWordError) throw new LapinError(`${error.message} in "${abbreviate(text)}"`, { at: at(error.offset) });
       throw error;
     }
+    this.expanded += result.length;
+    if (this.expanded > MAX_EXPANDED_TOTAL) {
+      throw new LapinError(expansionTooLarge(MAX_EXPANDED_TOTAL), { at: at(0), hint: 'expand fewer or shorter variables' });
+    }
+    return result;
   }
 
   private expandWord(instruction: Instruction, word: Word, lookup: VariableLookup): string {
@@ -967,6 +1054,7 @@ class Compiler {
       const equals = word.text.indexOf('=');
       const name = equals < 0 ? word.text : word.text.slice(0, equals);
       if (name === '') throw new LapinError('ARG names cannot be blank', { at: this.at(instruction, word.index) });
+      this.declaredArgs.add(name);
       const lookup = stage === undefined ? this.globalLookup() : this.stageLookup(stage);
       let value = this.buildArg(name);
       if (value === undefined && equals >= 0) {
@@ -1049,7 +1137,10 @@ class Compiler {
     const op: CopyOp = { kind: 'copy', sources, destination, at: instruction.at };
     if (isAdd) op.isAdd = true;
     const from = flags.get('from');
-    if (from !== undefined) op.fromStage = this.fromStage(keyword, from, stage, lookup);
+    if (from !== undefined) {
+      op.fromStage = this.fromStage(keyword, from, stage, lookup);
+      op.fromAt = from.at;
+    }
     const chmod = flags.get('chmod');
     if (chmod !== undefined) op.mode = this.mode(keyword, chmod, lookup);
     const chown = flags.get('chown');
@@ -1126,7 +1217,7 @@ class Compiler {
       const value = this.expandWord(instruction, pair.value, lookup);
       const short = shortUruncKey(name);
       if (short === undefined) setEntry(stage.config.labels, name, value);
-      else setEntry(stage.urunc, short, { value, at });
+      else setEntry(stage.urunc, checkUruncKey(short, name, at), { value, at });
     }
   }
 
@@ -1158,7 +1249,16 @@ class Compiler {
         hint: `write ${instruction.keyword} ["program", "argument"]`,
       });
     }
-    const value = jsonArray(instruction) ?? [...stage.shell, instruction.args];
+    const json = jsonArray(instruction);
+    const bracket = instruction.args.indexOf('[');
+    if (json === undefined && instruction.args.trimStart().startsWith('[')) {
+      // docker takes it as the shell form too; a unikernel has no shell to run it.
+      this.warnings.push({
+        message: `${instruction.keyword} starts with "[" but is not a JSON array, so it is read as a shell command: ${JSON.stringify([...stage.shell, instruction.args])}; check the brackets and quotes`,
+        at: this.at(instruction, instruction.argsStart + bracket),
+      });
+    }
+    const value = json ?? [...stage.shell, instruction.args];
     const located = { value, at: instruction.at };
     if (instruction.keyword === 'CMD') stage.config.cmd = located;
     else stage.config.entrypoint = located;
@@ -1259,6 +1359,11 @@ class Compiler {
       hint: 'remove it (HEALTHCHECK NONE is accepted)',
     });
   }
+}
+
+/** A word as quoted in a message: long ones are cut, so the one-line error stays one line. */
+function abbreviate(text: string): string {
+  return text.length <= 80 ? text : `${text.slice(0, 60)}...`;
 }
 
 /** Go's strconv.ParseBool. */

@@ -39,17 +39,46 @@ export function detectSyntax(file: string, text: string): Syntax {
   });
 }
 
+/** What the command line adds to a definition file. */
+export interface CompileOptions {
+  /** `--target`: the Containerfile stage to build; other syntaxes have no stages. */
+  target?: string;
+}
+
 /**
  * Compiles a definition file's text into a BuildPlan. Each frontend is
  * loaded when its syntax is used: yaml and dockerfile-ast cost tens of
  * milliseconds to load, a good part of a small build (docs/performance.md).
  */
-export async function compile(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string> = {}): Promise<BuildPlan> {
+export async function compile(
+  text: string,
+  file: string,
+  syntax: Syntax,
+  buildArgs: Record<string, string> = {},
+  options: CompileOptions = {},
+): Promise<BuildPlan> {
+  if (options.target !== undefined && syntax !== 'containerfile') {
+    throw new UsageError(`--target ${options.target}: a ${syntax} has no build stages`, 'drop --target; only Containerfiles have stages');
+  }
+  const plan = await compileSyntax(text, file, syntax, buildArgs, options);
+  if (syntax !== 'containerfile') {
+    const unused = Object.keys(buildArgs).filter((name) => !PLATFORM_ARGS.has(name));
+    if (unused.length > 0) {
+      plan.warnings = [...(plan.warnings ?? []), { message: `one or more build-args [${unused.sort().join(' ')}] were not consumed: a ${syntax} has no ARG` }];
+    }
+  }
+  return plan;
+}
+
+/** The build args lapin sets itself from --platform. */
+const PLATFORM_ARGS = new Set(['TARGETPLATFORM']);
+
+async function compileSyntax(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string>, options: CompileOptions): Promise<BuildPlan> {
   switch (syntax) {
     case 'bunnyfile':
       return (await import('./bunnyfile.js')).parseBunnyfile(text, file);
     case 'containerfile':
-      return (await import('./containerfile.js')).parseContainerfile(text, file, buildArgs);
+      return (await import('./containerfile.js')).parseContainerfile(text, file, buildArgs, options);
     case 'nix':
       return (await import('./nix.js')).parseArgsNix(text, file);
   }

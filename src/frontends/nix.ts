@@ -4,7 +4,10 @@
  */
 import { LapinError, type SourcePosition } from '../errors.js';
 import { ARCHITECTURE_ALIASES, emptyConfig, type BuildPlan, type CopyOp, type Located } from '../plan/types.js';
+import { didYouMean } from '../plan/similar.js';
 import { URUNC_KEYS, URUNC_PREFIX, isUruncKey, shortUruncKey } from '../plan/urunc-keys.js';
+import { checkDefinitionSize, tooDeep } from './limits.js';
+import { checkUruncKey } from './urunc-names.js';
 import { describeNixKind, parseNixData, type NixSet, type NixValue } from './nix-parser.js';
 
 const TOP_LEVEL_KEYS = ['name', 'tag', 'files', 'annotations', 'cmd', 'entrypoint', 'env', 'envs', 'labels', 'architecture'] as const;
@@ -15,6 +18,15 @@ const BOOLEAN_URUNC_KEYS = new Set(['useDMBlock', 'mountRootfs']);
 
 /** Compile the text of an args.nix file into a BuildPlan. */
 export function parseArgsNix(text: string, file: string): BuildPlan {
+  checkDefinitionSize(text, file);
+  try {
+    return compileArgsNix(text, file);
+  } catch (error) {
+    throw tooDeep(error, file);
+  }
+}
+
+function compileArgsNix(text: string, file: string): BuildPlan {
   const root = parseNixData(text, file);
   if (root.kind !== 'set') {
     throw new LapinError(`args.nix must be an attribute set, found ${describeNixKind(root)}`, {
@@ -49,13 +61,7 @@ export function parseArgsNix(text: string, file: string): BuildPlan {
         break;
       case 'annotations':
         for (const entry of flattenSet(expectSet(value, "'annotations'", '{ unikernelType = "mirage"; hypervisor = "hvt"; }'))) {
-          const key = uruncKeyOf(entry.name);
-          if (key === undefined) {
-            throw new LapinError(`unknown annotation '${entry.name}'`, {
-              at: entry.at,
-              hint: `known keys: ${URUNC_KEYS.join(', ')} (or their full names ${URUNC_PREFIX}<key>)`,
-            });
-          }
+          const key = checkUruncKey(shortUruncKey(entry.name) ?? entry.name, entry.name, entry.at);
           setUrunc(plan, uruncGivenAt, key, entry, 'annotation');
         }
         break;
@@ -63,13 +69,7 @@ export function parseArgsNix(text: string, file: string): BuildPlan {
         for (const entry of flattenSet(expectSet(value, "'labels'", '{ "org.opencontainers.image.source" = "..."; }'))) {
           if (entry.name.startsWith(URUNC_PREFIX)) {
             // A urunc value given as a label means the same as the annotation.
-            const key = uruncKeyOf(entry.name);
-            if (key === undefined) {
-              throw new LapinError(`unknown urunc label '${entry.name}'`, {
-                at: entry.at,
-                hint: `known keys: ${URUNC_KEYS.map((known) => URUNC_PREFIX + known).join(', ')}`,
-              });
-            }
+            const key = checkUruncKey(shortUruncKey(entry.name) ?? entry.name, entry.name, entry.at);
             setUrunc(plan, uruncGivenAt, key, entry, 'label');
           } else {
             plan.config.labels[entry.name] = expectString(entry.value, `label '${entry.name}'`);
@@ -106,7 +106,9 @@ export function parseArgsNix(text: string, file: string): BuildPlan {
         }
         throw new LapinError(`unknown args.nix attribute '${name}'`, {
           at: attribute.at,
-          hint: `known attributes: ${TOP_LEVEL_KEYS.join(', ')} (and the urunc keys, preferably inside annotations)`,
+          hint:
+            didYouMean(name, [...TOP_LEVEL_KEYS, ...URUNC_KEYS]) ??
+            `known attributes: ${TOP_LEVEL_KEYS.join(', ')} (and the urunc keys, preferably inside annotations)`,
         });
     }
   }
@@ -228,12 +230,6 @@ function flattenSet(set: NixSet, prefix = ''): FlatEntry[] {
     }
   }
   return entries;
-}
-
-function uruncKeyOf(name: string): string | undefined {
-  if (isUruncKey(name)) return name;
-  const short = shortUruncKey(name);
-  return short !== undefined && isUruncKey(short) ? short : undefined;
 }
 
 function setUrunc(plan: BuildPlan, givenAt: Map<string, SourcePosition>, key: string, entry: FlatEntry, source: string): void {

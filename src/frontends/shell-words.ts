@@ -5,6 +5,8 @@
  * command substitution, globbing or word splitting of results.
  */
 
+import { MAX_EXPANDED_WORD, expansionTooLarge } from './limits.js';
+
 /** Looks a variable up; undefined means "not set" (different from set to ""). */
 export type VariableLookup = (name: string) => string | undefined;
 
@@ -32,8 +34,8 @@ const DIGIT = /^\p{Nd}$/u;
  * `#`, `##`, `%`, `%%`, `/`, `//`), as Docker does for FROM, COPY, ENV,
  * LABEL and the other instructions that expand variables.
  */
-export function processWord(word: string, lookup: VariableLookup, escapeToken = '\\'): string {
-  return new WordLexer(word, lookup, escapeToken).processStopOn(undefined, false);
+export function processWord(word: string, lookup: VariableLookup, escapeToken = '\\', maxLength = MAX_EXPANDED_WORD): string {
+  return new WordLexer(word, lookup, escapeToken, maxLength).processStopOn(undefined, false);
 }
 
 class WordLexer {
@@ -45,7 +47,14 @@ class WordLexer {
     private readonly word: string,
     private readonly lookup: VariableLookup,
     private readonly escapeToken: string,
+    private readonly maxLength: number,
   ) {}
+
+  /** Refuses a result past the limit as it grows, before doubling chains exhaust memory. */
+  private bounded(result: string): string {
+    if (result.length > this.maxLength) throw new ShellWordError(expansionTooLarge(this.maxLength), this.position);
+    return result;
+  }
 
   private peek(): string | undefined {
     return this.word[this.position];
@@ -69,11 +78,11 @@ class WordLexer {
           return result;
         }
         if (char === '$') {
-          result += this.processDollar();
+          result = this.bounded(result + this.processDollar());
         } else if (char === "'") {
           result += this.processSingleQuote();
         } else if (char === '"') {
-          result += this.processDoubleQuote();
+          result = this.bounded(result + this.processDoubleQuote());
         } else {
           this.next();
           if (char === this.escapeToken) {
@@ -122,7 +131,7 @@ class WordLexer {
         return result;
       }
       if (char === '$') {
-        result += this.processDollar();
+        result = this.bounded(result + this.processDollar());
         continue;
       }
       this.next();
@@ -206,7 +215,12 @@ class WordLexer {
     const replacement = this.nested(() => this.processStopOn('}', true), dollarAt);
     const value = this.lookup(name) ?? '';
     const regex = patternToRegex(pattern, true, false, dollarAt, replaceAll ? 'g' : '');
-    return value.replace(regex, () => replacement);
+    let grown = value.length;
+    return value.replace(regex, (match: string) => {
+      grown += replacement.length - match.length;
+      if (grown > this.maxLength) throw new ShellWordError(expansionTooLarge(this.maxLength), dollarAt);
+      return replacement;
+    });
   }
 
   /** Runs a nested part of a ${...}, refusing absurd depths and naming a missing '}'. */

@@ -31,6 +31,8 @@ export interface CopyOp {
   destination: string;
   /** Stage name whose filesystem the sources are read from; context when absent. */
   fromStage?: string;
+  /** Where the `--from` value (or bunnyfile include `from`) is written. */
+  fromAt?: SourcePosition;
   /** ADD: a local archive would be unpacked; the resolver refuses archives rather than guess. */
   isAdd?: boolean;
   /** Replace permission bits (COPY --chmod). */
@@ -148,6 +150,13 @@ export interface BuildPlan {
   annotations: Record<string, string>;
   /** A rootfs file whose kind is checked (or detected) by reading it. */
   rootfsFile?: RootfsFileCheck;
+  /** What the frontend read but doubts the user meant (the build prints them as warnings). */
+  warnings?: PlanWarning[];
+}
+
+export interface PlanWarning {
+  message: string;
+  at?: SourcePosition;
 }
 
 export function emptyConfig(): ConfigPlan {

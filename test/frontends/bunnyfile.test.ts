@@ -471,10 +471,14 @@ describe('bunnyfile: cmd, entrypoint, envs, cmdline', () => {
   test('legacy cmdline is used when cmd is an empty list', () => {
     assert.deepEqual(parse(`${head()}cmd: []\ncmdline: x y\n`).config.cmd?.value, ['x', 'y']);
   });
-  test('cmdline is ignored when cmd is given', () => {
-    const plan = parse(`${head()}cmd: [a]\ncmdline: b\n`);
-    assert.deepEqual(plan.config.cmd?.value, ['a']);
-    assert.equal(plan.urunc.cmdline?.value, 'a');
+  test('a cmdline that contradicts cmd is refused at the cmdline (bunny drops it silently)', () => {
+    const error = assertFailsAt(`${head()}cmd: [a]\ncmdline: b\n`, 9, 10, /cmdline "b" contradicts cmd \["a"\]/);
+    assert.match(error.hint ?? '', /once/);
+  });
+  test('a cmdline that says what cmd says is accepted', () => {
+    const plan = parse(`${head()}cmd: [a, "b"]\ncmdline: a b\n`);
+    assert.deepEqual(plan.config.cmd?.value, ['a', 'b']);
+    assert.equal(plan.urunc.cmdline?.value, 'a b');
   });
   test('an empty cmdline leaves no cmd and an empty cmdline annotation', () => {
     const plan = parse(`${head()}cmdline: ""\n`);

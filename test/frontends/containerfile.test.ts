@@ -233,8 +233,8 @@ describe('multi-stage builds', () => {
       },
     ]);
     assert.deepEqual(plan.ops, [
-      { kind: 'copy', sources: ['/kernel'], destination: '/boot/kernel', fromStage: 'kernel', at: at(6, 1) },
-      { kind: 'copy', sources: ['/initrd'], destination: '/boot/', fromStage: '1', at: at(7, 1) },
+      { kind: 'copy', sources: ['/kernel'], destination: '/boot/kernel', fromStage: 'kernel', fromAt: at(6, 6), at: at(6, 1) },
+      { kind: 'copy', sources: ['/initrd'], destination: '/boot/', fromStage: '1', fromAt: at(7, 6), at: at(7, 1) },
     ]);
   });
 
@@ -392,12 +392,17 @@ describe('LABEL', () => {
     const plan = lines(
       'FROM scratch',
       'LABEL org.opencontainers.image.title=k com.urunc.unikernel.binary=/k',
-      'LABEL com.urunc.unikernel.somethingNew=x',
       'LABEL "com.urunc.unikernel.binary"=/k2',
     );
     assert.deepEqual(plan.config.labels, { 'org.opencontainers.image.title': 'k' });
-    assert.deepEqual(plan.urunc.binary, { value: '/k2', at: at(4, 7) });
-    assert.deepEqual(plan.urunc.somethingNew, { value: 'x', at: at(3, 7) });
+    assert.deepEqual(plan.urunc.binary, { value: '/k2', at: at(3, 7) });
+  });
+
+  test('an unknown urunc key is refused at the key, naming the one meant when one is close', () => {
+    const misspelt = fails('FROM scratch\nLABEL com.urunc.unikernel.hypervisr=hvt\n', /unknown urunc key com\.urunc\.unikernel\.hypervisr$/, 2, 7);
+    assert.equal(misspelt.hint, 'did you mean com.urunc.unikernel.hypervisor?');
+    const other = fails('FROM scratch\nLABEL x=1 com.urunc.unikernel.somethingNew=x\n', /unknown urunc key com\.urunc\.unikernel\.somethingNew$/, 2, 11);
+    assert.match(other.hint ?? '', /urunc reads com\.urunc\.unikernel\.unikernelType, .*--label/);
   });
 
   test('label keys and values are expanded', () => {
