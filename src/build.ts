@@ -13,6 +13,7 @@ import type { PullPolicy, PulledImage } from './registry/pull.js';
 import { copySourceImages, imagesOf } from './plan/images.js';
 import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
+import { MAX_DEFINITION_BYTES, definitionTooLarge } from './frontends/limits.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import { applyCopy, type CopyEnvironment } from './image/copy.js';
 import { ImageFilesystem, treePath } from './image/filesystem.js';
@@ -67,6 +68,8 @@ export interface BuildOptions {
   /** Default: an archive named after the image in the current directory. */
   outputs?: OutputSpec[];
   buildArgs?: Record<string, string>;
+  /** The Containerfile stage to build (--target); later stages are not built. */
+  target?: string;
   annotations?: Record<string, string>;
   labels?: Record<string, string>;
   /** "linux/amd64" or "linux/arm64". */
@@ -126,14 +129,19 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   if (!contextStats?.isDirectory()) throw new UsageError(`build context ${contextDir} is not a directory`);
   const file = await locateDefinition(contextDir, options.file, cwd);
   const displayFile = displayPath(file, cwd);
+  // Refused before it is read: a definition file is small (src/frontends/limits.ts).
+  if (((await stat(file).catch(() => undefined))?.size ?? 0) > MAX_DEFINITION_BYTES) throw definitionTooLarge(displayFile);
   const text = await readFile(file, 'utf8').catch((error: unknown) => {
     throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
   });
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
   // As with buildx, --platform reaches a Containerfile as TARGETPLATFORM (and TARGETARCH...).
   const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
-  const compiled = await compile(text, displayFile, syntax, buildArgs);
-  emit({ kind: 'step', message: `read ${displayFile} as ${syntax}` });
+  const compiled = await compile(text, displayFile, syntax, buildArgs, options.target === undefined ? {} : { target: options.target });
+  emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
+  for (const warning of compiled.warnings ?? []) {
+    emit({ kind: 'warning', message: `${warning.at ? `${formatPosition(warning.at)}: ` : ''}${warning.message}` });
+  }
   // Registry images the plan reads (FROM, kernel.from, rootfs.from, COPY --from=IMAGE): pulled or found in
   // the cache. The registry code loads only then: it is a good part of start-up otherwise.
   const registry = imagesOf(compiled).length > 0 ? await loadRegistry() : undefined;

@@ -104,6 +104,7 @@ interface BuildCommandOptions {
   load?: string[];
   insecureRegistry?: string[];
   pull: 'missing' | 'always' | 'never';
+  target?: string;
 }
 
 function byteSize(text: string): number {
@@ -130,6 +131,7 @@ export function program(): Command {
     .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
     .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false]; dest=- writes to stdout; repeatable', collect)
     .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect)
+    .option('--target <stage>', 'build the Containerfile up to this stage, which becomes the image')
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
     .option('--label <key=value>', 'add an image label; repeatable', collect)
     .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
@@ -173,6 +175,7 @@ export function program(): Command {
         tags: opts.tag ?? [],
         outputs,
         buildArgs: keyValues(opts.buildArg ?? [], '--build-arg', true),
+        ...(opts.target !== undefined ? { target: opts.target } : {}),
         annotations: keyValues(opts.annotation ?? [], '--annotation'),
         labels: keyValues(opts.label ?? [], '--label'),
         ...(opts.platform !== undefined ? { platform: opts.platform } : {}),

@@ -149,6 +149,8 @@ function mirrorRootfsFlags(
     }
     return;
   }
+  // A value that is no boolean is reported once, under the key the user wrote, not again under its mirror.
+  if (parseGoBool(mount ?? dm ?? '') === undefined) return;
   if (mount !== undefined) {
     given.useDMBlock = mount;
     uruncAt.useDMBlock = uruncAt.mountRootfs;

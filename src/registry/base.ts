@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { ImageFilesystem } from '../image/filesystem.js';
 import type { FsNode } from '../image/tree.js';
-import { imagesOf } from '../plan/images.js';
+import { imagesOf, pullFailure } from '../plan/images.js';
 import type { BuildPlan } from '../plan/types.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { flattenLayers } from './extract.js';
@@ -21,8 +21,13 @@ export async function pullPlanImages(plan: BuildPlan, options: Omit<PullOptions,
   const architecture = pullArchitecture(plan, options.platform);
   const monitor = plan.urunc.hypervisor?.value;
   const pulled = new Map<string, PulledImage>();
-  for (const { reference, at } of imagesOf(plan)) {
-    pulled.set(reference, await pullImage(reference, { ...options, architecture, ...(monitor ? { monitor } : {}), ...(at ? { at } : {}) }));
+  for (const use of imagesOf(plan)) {
+    const { reference, at } = use;
+    try {
+      pulled.set(reference, await pullImage(reference, { ...options, architecture, ...(monitor ? { monitor } : {}), ...(at ? { at } : {}) }));
+    } catch (error) {
+      throw pullFailure(plan, use, error);
+    }
   }
   return pulled;
 }

@@ -57,6 +57,17 @@ describe('finalizeMetadata', () => {
     assert.match(clash.findings[0]?.message ?? '', /contradicts/);
   });
 
+  test('a useDMBlock that is no boolean is one finding about useDMBlock, not also about mountRootfs', () => {
+    for (const [key, other] of [['useDMBlock', 'mountRootfs'], ['mountRootfs', 'useDMBlock']] as const) {
+      const m = finalizeMetadata(plan({ ...base, [key]: 'yes' }));
+      const errors = m.findings.filter((f) => f.severity === 'error');
+      assert.equal(errors.length, 1, errors.map((f) => f.message).join('\n'));
+      assert.match(errors[0]?.message ?? '', new RegExp(`${key} "yes" is not a boolean`));
+      assert.ok(!m.findings.some((f) => f.message.includes(other)));
+      assert.equal(m.urunc[other], undefined);
+    }
+  });
+
   test('empty values are dropped, except cmdline', () => {
     const m = finalizeMetadata(plan({ ...base, initrd: '', block: '', unikernelVersion: '' }));
     assert.deepEqual(Object.keys(m.urunc), ['unikernelType', 'hypervisor', 'binary', 'cmdline']);
