@@ -17,7 +17,7 @@ import {
 } from 'yaml';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { didYouMean } from '../plan/similar.js';
-import { checkDefinitionSize, tooDeep } from './limits.js';
+import { MAX_NESTING, checkDefinitionSize, tooDeep } from './limits.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import { parseByteSize } from '../rootfs/size.js';
 import {
@@ -291,6 +291,13 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
     const error = doc.errors[0];
     if (error !== undefined) {
       const message = error.message.split('\n')[0] ?? error.message;
+      if (/call stack/i.test(message)) {
+        // The yaml library reports its own stack overflow as a syntax error.
+        throw new LapinError('the bunnyfile nests lists or mappings too deeply to read', {
+          at: position(error.pos[0]),
+          hint: `a bunnyfile needs a few levels; keep it under ${MAX_NESTING}`,
+        });
+      }
       throw new LapinError(`YAML syntax error: ${message}`, { at: position(error.pos[0]) });
     }
   }

@@ -9,6 +9,7 @@
  * string escapes); indented strings are unindented with Nix's algorithm.
  */
 import { LapinError, type SourcePosition } from '../errors.js';
+import { MAX_NESTING } from './limits.js';
 
 export interface NixAttribute {
   name: string;
@@ -98,7 +99,7 @@ export function parseNixData(text: string, file: string): NixValue {
 
 const MAX_INT = 9223372036854775807n;
 /** Deeper nesting than this is refused rather than risking the JS stack. */
-const MAX_DEPTH = 200;
+const MAX_DEPTH = MAX_NESTING;
 
 const KEYWORDS = new Set(['if', 'then', 'else', 'assert', 'with', 'let', 'in', 'rec', 'inherit', 'or']);
 
