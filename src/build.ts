@@ -16,6 +16,7 @@ import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js'
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from './frontends/limits.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import { applyCopy, type CopyEnvironment } from './image/copy.js';
+import { loadContextIgnore, type ContextIgnore } from './image/dockerignore.js';
 import { ImageFilesystem, treePath } from './image/filesystem.js';
 import {
   MEDIA_TYPE_CONFIG,
@@ -139,6 +140,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
   const compiled = await compile(text, displayFile, syntax, buildArgs, options.target === undefined ? {} : { target: options.target });
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
+  const ignore = await loadContextIgnore(contextDir, file, (p) => displayPath(p, cwd));
+  if (ignore) emit({ kind: 'step', message: `excluding what ${ignore.file} names from the build context` });
   for (const warning of compiled.warnings ?? []) {
     emit({ kind: 'warning', message: `${warning.at ? `${formatPosition(warning.at)}: ` : ''}${warning.message}` });
   }
@@ -174,7 +177,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   try {
     await mkdir(staging, { recursive: true });
     const baseNodes = new Set<FsNode>();
-    const rootfs = await assembleFilesystem(plan, { contextDir, mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
+    const rootfs = await assembleFilesystem(plan, { contextDir, ...(ignore ? { ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
     // A Solo5 kernel's manifest names its devices; urunc's names must match (before urunc.json is written).
     const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
@@ -320,6 +323,7 @@ function imageNames(plan: BuildPlan, tags: string[]): string[] {
 
 interface AssembleContext {
   contextDir: string;
+  ignore?: ContextIgnore;
   mtime: number;
   staging: string;
   /** --rootfs-size: overrides the size of block images built from files. */
@@ -340,7 +344,7 @@ function requireRegistry(context: AssembleContext): RegistryModules {
 /** Runs the plan's stages and final operations into an in-memory tree. */
 async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Promise<ImageFilesystem> {
   const stages = new Map<string, ImageFilesystem>();
-  const env: CopyEnvironment = { contextDir: context.contextDir, stages, mtime: context.mtime };
+  const env: CopyEnvironment = { contextDir: context.contextDir, stages, mtime: context.mtime, ...(context.ignore ? { ignore: context.ignore } : {}) };
   const baseData = path.join(context.staging, 'base');
   const copiedImages = copySourceImages(plan);
   for (const [reference, image] of context.pulled ?? []) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { LapinError, type SourcePosition } from '../errors.js';
 import type { CopyOp } from '../plan/types.js';
 import { expandContextGlob, globSegmentRegExp, hasGlob, resolveInContext } from './context.js';
+import type { ContextIgnore } from './dockerignore.js';
 import { ImageFilesystem, treePath } from './filesystem.js';
 import type { FsNode } from './tree.js';
 
@@ -14,6 +15,8 @@ export interface CopyEnvironment {
   stages: ReadonlyMap<string, ImageFilesystem>;
   /** Time written on every entry (SOURCE_DATE_EPOCH). */
   mtime: number;
+  /** .dockerignore: context paths COPY does not see. */
+  ignore?: ContextIgnore;
 }
 
 interface Owner {
@@ -45,7 +48,7 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
       });
     }
     if (hasGlob(normalized)) {
-      const matches = await expandContextGlob(env.contextDir, normalized, op.at);
+      const matches = (await expandContextGlob(env.contextDir, normalized, op.at)).filter((match) => !env.ignore?.matcher.ignores(match));
       if (matches.length === 0) {
         throw new LapinError(`no files in the build context match ${JSON.stringify(source)}`, where(op.at));
       }
@@ -59,6 +62,12 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
   const links = new Map<string, string>();
   for (const source of sources) {
     const real = await resolveInContext(env.contextDir, source);
+    if (env.ignore && real !== undefined && (env.ignore.matcher.ignores(source) || env.ignore.matcher.ignores(path.relative(env.contextDir, real)))) {
+      throw new LapinError(`${JSON.stringify(source)} is excluded from the build context by ${env.ignore.file}`, {
+        ...where(op.at),
+        hint: `remove its pattern from ${env.ignore.file}, or add an exception !${source}`,
+      });
+    }
     if (real === undefined) {
       throw new LapinError(`${JSON.stringify(source === '' ? '.' : source)} not found in the build context ${env.contextDir}`, {
         ...where(op.at),
@@ -76,6 +85,22 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
       await putStat(target, real, filePath, stats, owner, env, links, op.at);
     }
   }
+}
+
+/**
+ * Whether .dockerignore keeps a context path out of a directory copy. An
+ * excluded directory still comes along when an exception brings back
+ * something inside it, as BuildKit sends the parents of what it sends.
+ */
+async function excluded(env: CopyEnvironment, real: string): Promise<boolean> {
+  const matcher = env.ignore?.matcher;
+  const relative = path.relative(env.contextDir, real).split(path.sep).join('/');
+  if (matcher === undefined || !matcher.ignores(relative)) return false;
+  if (!matcher.hasExceptions || !(await lstat(real)).isDirectory()) return true;
+  for (const name of await readdir(real)) {
+    if (!(await excluded(env, path.join(real, name)))) return false;
+  }
+  return true;
 }
 
 function joinTree(dir: string, name: string): string {
@@ -101,6 +126,7 @@ async function copyDirectoryContents(
   const names = (await readdir(dir)).sort();
   for (const name of names) {
     const real = path.join(dir, name);
+    if (env.ignore && (await excluded(env, real))) continue;
     const stats = await lstat(real);
     const imagePath = joinTree(destination, name);
     if (stats.isDirectory()) {
