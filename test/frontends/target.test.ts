@@ -1,5 +1,9 @@
 // Issue 15 "Containerfile conventions": --target STAGE and the warning for a --build-arg no ARG consumes.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { LapinError, UsageError } from '../../src/errors.js';
 import { parseContainerfile } from '../../src/frontends/containerfile.js';
@@ -69,5 +73,26 @@ describe('build-args no ARG consumes', () => {
     const plan = await compile('{ }', 'args.nix', 'nix', { X: '1', TARGETPLATFORM: 'linux/amd64' });
     assert.deepEqual(plan.warnings, [{ message: 'one or more build-args [X] were not consumed: a nix has no ARG' }]);
     assert.ok(!(plan instanceof LapinError));
+  });
+});
+
+describe('lapin build --target and --build-arg (CLI)', () => {
+  const CLI = ['--import', import.meta.resolve('tsx'), path.resolve('src/cli/main.ts')];
+  test('--target picks the stage; an unused --build-arg is a warning; an unknown target exits 2', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'lapin target '));
+    const context = path.join(dir, 'ctx');
+    await mkdir(context);
+    await writeFile(path.join(context, 'k'), 'kernel');
+    await writeFile(
+      path.join(context, 'Containerfile'),
+      'FROM scratch AS unikernel\nARG V=1\nCOPY k /k\nLABEL com.urunc.unikernel.binary=/k com.urunc.unikernel.unikernelType=mirage com.urunc.unikernel.hypervisor=hvt\nFROM scratch\nRUN make\n',
+    );
+    const run = (...args: string[]) => spawnSync(process.execPath, [...CLI, 'build', ...args, context], { cwd: dir, encoding: 'utf8' });
+    const built = run('--progress', 'plain', '--target', 'unikernel', '--build-arg', 'V=2', '--build-arg', 'NOPE=1', '-o', `type=oci,dest=${path.join(dir, 'out.tar')}`);
+    assert.equal(built.status, 0, built.stderr);
+    assert.match(built.stderr, /one or more build-args \[NOPE\] were not consumed/);
+    const unknown = run('--target', 'unikernl', '-o', `type=oci,dest=${path.join(dir, 'no.tar')}`);
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.match(unknown.stderr, /--target unikernl: ctx\/Containerfile has no stage named unikernl \(did you mean unikernel\? the stages are unikernel\)/);
   });
 });
