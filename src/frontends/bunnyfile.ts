@@ -17,7 +17,8 @@ import {
 } from 'yaml';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { didYouMean } from '../plan/similar.js';
-import { MAX_NESTING, checkDefinitionSize, tooDeep } from './limits.js';
+import { MAX_NESTING, checkDefinitionSize, positionOf, tooDeep } from './limits.js';
+import { yamlTooDeep } from './yaml-depth.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import { parseByteSize } from '../rootfs/size.js';
 import {
@@ -266,6 +267,13 @@ function includeCopy(include: Include): CopyOp {
   return { kind: 'copy', sources: [include.source], destination: include.destination, ...fromImage, at: include.at };
 }
 
+function tooDeepYaml(at: SourcePosition): LapinError {
+  return new LapinError('the bunnyfile nests lists or mappings too deeply to read', {
+    at,
+    hint: `a bunnyfile needs a few levels; keep it under ${MAX_NESTING}`,
+  });
+}
+
 /** Compiles a bunnyfile into a BuildPlan; every problem is a LapinError with a position. */
 export function parseBunnyfile(text: string, file: string): BuildPlan {
   checkDefinitionSize(text, file);
@@ -278,6 +286,8 @@ export function parseBunnyfile(text: string, file: string): BuildPlan {
 
 function compileBunnyfile(text: string, file: string): BuildPlan {
   const lines = new LineCounter();
+  const deep = yamlTooDeep(text);
+  if (deep !== undefined) throw tooDeepYaml(positionOf(text, deep, file));
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const position = (offset: number): SourcePosition => {
     const { line, col } = lines.linePos(Math.max(0, Math.min(offset, text.length)));
@@ -291,13 +301,8 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
     const error = doc.errors[0];
     if (error !== undefined) {
       const message = error.message.split('\n')[0] ?? error.message;
-      if (/call stack/i.test(message)) {
-        // The yaml library reports its own stack overflow as a syntax error.
-        throw new LapinError('the bunnyfile nests lists or mappings too deeply to read', {
-          at: position(error.pos[0]),
-          hint: `a bunnyfile needs a few levels; keep it under ${MAX_NESTING}`,
-        });
-      }
+      // The yaml library reports its own stack overflow as a syntax error.
+      if (/call stack/i.test(message)) throw tooDeepYaml(position(error.pos[0]));
       throw new LapinError(`YAML syntax error: ${message}`, { at: position(error.pos[0]) });
     }
   }

@@ -121,6 +121,17 @@ describe('nesting', () => {
       assert.match(error.describe(), /^bunnyfile:\d+:\d+: the bunnyfile nests lists or mappings too deeply to read \(a bunnyfile needs a few levels; keep it under 200\)$/);
     }
   });
+  test('deep YAML near the size limit is refused at level 200 before the yaml library builds it', () => {
+    const flow = within(1, () => failure(parseBunnyfile, `version: v0.1\ncmd: ${'['.repeat(500000)}\n`, 'bunnyfile'));
+    assert.deepEqual(flow.at, { file: 'bunnyfile', line: 2, column: 205 });
+    const items = within(1, () => failure(parseBunnyfile, `version: v0.1\ncmd:\n${'- '.repeat(500000)}x\n`, 'bunnyfile'));
+    assert.deepEqual(items.at, { file: 'bunnyfile', line: 3, column: 399 });
+    const indented = Array.from({ length: 300 }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n');
+    assert.equal(within(1, () => failure(parseBunnyfile, `${indented}\n`, 'bunnyfile')).at?.line, 201);
+    // Brackets in quotes, comments and block scalars are not nesting.
+    const quoted = `version: v0.1\ncmd: ["${'['.repeat(300)}", '${'{'.repeat(300)}']  # ${'['.repeat(300)}\nentrypoint: |\n  ${'['.repeat(300)}\n`;
+    assert.doesNotMatch(failure(parseBunnyfile, quoted, 'bunnyfile').message, /too deeply/);
+  });
   test('deep Nix is refused at the level past the limit', () => {
     const error = failure(parseArgsNix, `{ name = ${'['.repeat(50000)}${']'.repeat(50000)}; }`, 'args.nix');
     assert.match(error.describe(), /^args\.nix:1:\d+: values nested more than 200 deep/);
