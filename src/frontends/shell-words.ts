@@ -214,6 +214,7 @@ class WordLexer {
     const pattern = this.nested(() => this.processStopOn('/', true), dollarAt);
     const replacement = this.nested(() => this.processStopOn('}', true), dollarAt);
     const value = this.lookup(name) ?? '';
+    checkMatchCost(pattern, value, false, dollarAt);
     const regex = patternToRegex(pattern, true, false, dollarAt, replaceAll ? 'g' : '');
     let grown = value.length;
     return value.replace(regex, (match: string) => {
@@ -261,6 +262,25 @@ class WordLexer {
 
 const REGEX_SPECIAL = new Set(['[', ']', '{', '}', '.', '+', '(', ')', '|', '^', '$']);
 
+/**
+ * JavaScript's backtracking regular expressions take about n^(k+1) steps to
+ * fail an unanchored pattern with k `*` on n characters (n^k anchored), where
+ * BuildKit's Go regexp is linear: past MATCH_STEPS such a match would run for
+ * minutes, so it is refused (docs/syntaxes.md "Limits").
+ */
+const MATCH_STEPS = 2 ** 28;
+
+function checkMatchCost(pattern: string, value: string, anchored: boolean, offset: number): void {
+  const stars = (pattern.replace(/\\./g, '').match(/\*/g) ?? []).length;
+  const power = stars + (anchored ? 0 : 1);
+  if (stars > 0 && power > 1 && value.length ** power > MATCH_STEPS) {
+    throw new ShellWordError(
+      `a pattern with ${stars} '*' on a value of ${value.length} characters is past lapin's limit for pattern substitutions`,
+      offset,
+    );
+  }
+}
+
 /** A shell pattern (`*`, `?`, escapes; no brackets) as a regular expression. */
 function patternToRegex(pattern: string, greedy: boolean, anchored: boolean, offset: number, flags = ''): RegExp {
   const chars = Array.from(pattern);
@@ -294,6 +314,7 @@ function patternToRegex(pattern: string, greedy: boolean, anchored: boolean, off
 }
 
 function trimPrefix(pattern: string, value: string, greedy: boolean, offset: number): string {
+  checkMatchCost(pattern, value, true, offset);
   const match = patternToRegex(pattern, greedy, true, offset).exec(value);
   return match === null ? value : value.slice(match.index + match[0].length);
 }

@@ -103,6 +103,14 @@ describe('variable expansion', () => {
     const text = `FROM scratch\nARG B=${'b'.repeat(4096)}\nARG C=${'c'.repeat(4096)}\nLABEL a=\${B//b/$C}\n`;
     assert.match(within(3, () => failure(parseContainerfile, text, 'Containerfile')).message, /longer than 1 MiB/);
   });
+  test('a * pattern on a long value is refused instead of backtracking for minutes', () => {
+    const text = `FROM scratch\nARG V=${'b'.repeat(32768)}\nLABEL a=\${V//*a/x}\n`;
+    const error = within(1, () => failure(parseContainerfile, text, 'Containerfile'));
+    assert.deepEqual(error.at, { file: 'Containerfile', line: 3, column: 9 });
+    assert.match(error.message, /a pattern with 1 '\*' on a value of 32768 characters is past lapin's limit/);
+    const short = parseContainerfile('FROM scratch\nARG V=xxaxxa\nLABEL a=${V//*a/y} b=${V#*a*a} c=${V%%a*}\n', 'Containerfile');
+    assert.deepEqual(short.config.labels, { a: 'y', b: '', c: 'xx' });
+  });
   test('all expansions of a file together are capped', () => {
     const lines = ['FROM scratch', `ARG V0=${'x'.repeat(16)}`];
     for (let i = 1; i <= 16; i += 1) lines.push(`ARG V${i}=$V${i - 1}$V${i - 1}`);
