@@ -18,6 +18,8 @@ function parentOf(p: string): string {
  */
 export class ImageFilesystem {
   private readonly nodes = new Map<string, FsNode>();
+  /** For each file path, the hardlinks that name it. */
+  private readonly linksTo = new Map<string, Set<string>>();
 
   constructor(private readonly defaults: { mtime: number }) {}
 
@@ -77,7 +79,63 @@ export class ImageFilesystem {
       const what = existing.type === 'dir' ? 'a directory with a file' : 'a file with a directory';
       throw new LapinError(`cannot replace ${what} at /${node.path}`, at ? { at } : {});
     }
+    if (existing) this.unlink(existing);
+    if (node.type === 'hardlink') {
+      const links = this.linksTo.get(node.target) ?? new Set<string>();
+      links.add(node.path);
+      this.linksTo.set(node.target, links);
+    }
     this.nodes.set(node.path, node);
+  }
+
+  /**
+   * Takes a node out of the link index before it is replaced. A hard link
+   * shares content, not a path: when the file it names is replaced (a later
+   * COPY over it), the links keep the old content, as in a real filesystem.
+   * The first link in byte order takes the file's data; the others name it.
+   */
+  private unlink(existing: FsNode): void {
+    if (existing.type === 'hardlink') {
+      const links = this.linksTo.get(existing.target);
+      links?.delete(existing.path);
+      if (links?.size === 0) this.linksTo.delete(existing.target);
+      return;
+    }
+    const links = this.linksTo.get(existing.path);
+    if (!links) return;
+    this.linksTo.delete(existing.path);
+    if (existing.type !== 'file') return;
+    const [heir, ...rest] = [...links].sort(comparePaths);
+    const heirNode = this.nodes.get(heir as string);
+    if (heirNode?.type !== 'hardlink') return;
+    this.nodes.set(heirNode.path, { ...existing, path: heirNode.path, mode: heirNode.mode, uid: heirNode.uid, gid: heirNode.gid, mtime: heirNode.mtime });
+    for (const other of rest) {
+      const link = this.nodes.get(other);
+      if (link?.type === 'hardlink') this.put({ ...link, target: heirNode.path });
+    }
+  }
+
+  /**
+   * Writers want a link's file before the link in byte order; a directory
+   * walk can meet a link first ("a-b" sorts before "a/x"). The earliest
+   * name of each group becomes the file, the others links to it.
+   */
+  private linkInOrder(): void {
+    for (const [target, links] of [...this.linksTo]) {
+      const first = [...links].sort(comparePaths)[0] as string;
+      const file = this.nodes.get(target);
+      const firstNode = this.nodes.get(first);
+      if (comparePaths(first, target) > 0 || file?.type !== 'file' || firstNode?.type !== 'hardlink') continue;
+      const others = [...links].filter((l) => l !== first);
+      this.linksTo.delete(target);
+      this.nodes.set(first, { ...file, path: first, mode: firstNode.mode, uid: firstNode.uid, gid: firstNode.gid, mtime: firstNode.mtime });
+      this.linksTo.set(first, new Set([target, ...others]));
+      this.nodes.set(target, { type: 'hardlink', path: target, mode: file.mode, uid: file.uid, gid: file.gid, mtime: file.mtime, target: first });
+      for (const other of others) {
+        const link = this.nodes.get(other);
+        if (link?.type === 'hardlink') this.nodes.set(other, { ...link, target: first });
+      }
+    }
   }
 
   isDirectory(p: string): boolean {
@@ -87,6 +145,7 @@ export class ImageFilesystem {
 
   /** Every node in byte order of paths; parents come before children. */
   list(): FsNode[] {
+    this.linkInOrder();
     return [...this.nodes.values()].sort((a, b) => comparePaths(a.path, b.path));
   }
 
