@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { lstat, open, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Paths to remove if the process is interrupted before they are renamed into place. */
 const pending = new Set<string>();
@@ -19,16 +20,143 @@ export function untrackTemporary(p: string): void {
   pending.delete(p);
 }
 
+/*
+ * Ownership of temporaries. A signal removes what is pending, but kill -9
+ * or a power loss leaves temporaries behind. Each temporary's name carries
+ * its owner: the pid and the process start time (clock ticks since boot,
+ * /proc/PID/stat field 22), so a later build can tell a temporary of a live
+ * build (keep it) from one of a dead process, or of a pid since reused
+ * (remove it). Names: PREFIX-PID-START-RANDOM, e.g. lapin-812-99120-5fa0c1d2e3b4.
+ */
+
+/** The start time of a process, or undefined without /proc or when it is not running. */
+function startTimeOf(pid: number | 'self'): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name (field 2) is in parentheses and may contain spaces: count from after it.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+let ownTag: string | undefined;
+
+/** "PID-START" of this process ("PID-0" without /proc). */
+export function ownerTag(): string {
+  ownTag ??= `${process.pid}-${startTimeOf('self') ?? '0'}`;
+  return ownTag;
+}
+
+/** A fresh name for a temporary: `${prefix}PID-START-RANDOM`. */
+export function temporaryName(prefix: string): string {
+  return `${prefix}${ownerTag()}-${randomBytes(6).toString('hex')}`;
+}
+
+/** Whether the process that made a temporary is still running (pid and start time both match). */
+function ownerAlive(pid: number, start: string): boolean {
+  if (pid === process.pid && start === startTimeOf('self')) return true;
+  const current = startTimeOf(pid);
+  if (current !== undefined) return current === start;
+  if (start !== '0') return false;
+  // No /proc: the pid alone, as lock files do.
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Temporaries of lapin before names carried their owner: removed once they are this old. */
+const UNOWNED_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+/** The names lapin gives temporaries, with the owner's pid and start time captured. */
+const OWNED = [
+  /^lapin-(\d+)-(\d+)-[0-9a-f]{12}$/, // build staging, in TMPDIR
+  /^lapin-load-(\d+)-(\d+)-[0-9a-f]{12}$/, // --load=containerd archive, in TMPDIR
+  /^\.incoming-(\d+)-(\d+)-[0-9a-f]{12}$/, // blob being written, in a blob store
+  /^\..+\.lapin-tmp-(\d+)-(\d+)-[0-9a-f]{12}(\.old)?$/, // output beside its destination
+  /^.+\.tmp-(\d+)-(\d+)-[0-9a-f]{12}$/, // small file (cache entry, record) being written
+];
+const UNOWNED = [/^\.incoming-[0-9a-f]{16}$/, /^\..+\.lapin-tmp-[0-9a-f]{12}(\.old)?$/, /^.+\.json\.tmp-[0-9a-f]{12}$/];
+
 /**
- * Writes a small file through a temporary sibling and a rename, so readers
- * (other builds sharing the cache) never see it half-written.
+ * Removes, in each directory, the temporaries lapin left there that no live
+ * process owns. Best effort: a directory that cannot be read is skipped.
+ * Returns the paths removed.
+ */
+export async function sweepStaleTemporaries(dirs: Iterable<string>): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of new Set(dirs)) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const full = path.join(dir, name);
+      if (pending.has(full)) continue;
+      let stale = false;
+      const owned = OWNED.map((pattern) => pattern.exec(name)).find((match) => match !== null);
+      if (owned) {
+        stale = !ownerAlive(Number(owned[1]), owned[2] as string);
+      } else if (UNOWNED.some((pattern) => pattern.test(name))) {
+        const info = await lstat(full).catch(() => undefined);
+        stale = info !== undefined && Date.now() - info.mtimeMs > UNOWNED_MAX_AGE_MS;
+      }
+      if (!stale) continue;
+      try {
+        await rm(full, { recursive: true, force: true });
+        removed.push(full);
+      } catch {
+        // Another build may be sweeping it too, or it is not ours to remove.
+      }
+    }
+  }
+  return removed;
+}
+
+/** Flushes a file (or directory) to the disk: what a rename publishes must survive a power loss. */
+export async function fsyncPath(p: string): Promise<void> {
+  const handle = await open(p, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Flushes a directory's entries (a rename into it); filesystems that cannot sync a directory are let be. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  try {
+    await fsyncPath(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EBADF') throw error;
+  }
+}
+
+/**
+ * Writes a small file through a temporary sibling, flushed, and a rename,
+ * so readers (other builds sharing the cache) never see it half-written and
+ * a power loss never leaves it empty.
  */
 export async function writeFileAtomically(target: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${target}.tmp-${randomBytes(6).toString('hex')}`;
+  const temp = path.join(path.dirname(target), temporaryName(`${path.basename(target)}.tmp-`));
   trackTemporary(temp);
   try {
-    await writeFile(temp, data);
+    const handle = await open(temp, 'wx');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(temp, target);
+    await fsyncDirectory(path.dirname(target));
   } catch (error) {
     await rm(temp, { force: true });
     throw error;

@@ -1,23 +1,37 @@
-import { randomBytes } from 'node:crypto';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
-import { trackTemporary, untrackTemporary } from '../temporaries.js';
+import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 
 // The registry lives in src/temporaries.ts so image/ need not depend on export/.
 export { removePendingSync, trackTemporary, untrackTemporary } from '../temporaries.js';
 
 /**
- * Writes `dest` through a temporary sibling and renames it into place, so a
- * reader never sees a half-written file or directory. On failure the
- * temporary is removed and `dest` is untouched.
+ * Writes the directory `dest` through a temporary sibling, flushed to the
+ * disk, and renames it into place, so a reader never sees a half-written
+ * directory. rename(2) replaces only a missing or empty directory: when
+ * another build got there first, this one says so and leaves that build's
+ * output alone. On failure the temporary is removed and `dest` is untouched.
  */
 export async function writeAtomically(dest: string, write: (temporary: string) => Promise<void>): Promise<void> {
-  const temporary = path.join(path.dirname(dest), `.${path.basename(dest)}.lapin-tmp-${randomBytes(6).toString('hex')}`);
+  const temporary = path.join(path.dirname(dest), temporaryName(`.${path.basename(dest)}.lapin-tmp-`));
   trackTemporary(temporary);
   try {
     await write(temporary);
-    await replace(temporary, dest);
+    await fsyncTree(temporary);
+    try {
+      await rename(temporary, dest);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') {
+        throw new LapinError(`output directory ${dest} was filled by another build while this one ran; that output is left as it is, and this build's copy was removed`, {
+          hint: 'give each concurrent build its own destination',
+        });
+      }
+      if (code === 'ENOTDIR') throw new LapinError(`output ${dest} became a file while lapin was building; this build's copy was removed`, { hint: 'choose a new directory' });
+      throw error;
+    }
+    await fsyncDirectory(path.dirname(dest));
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
     throw error;
@@ -26,27 +40,20 @@ export async function writeAtomically(dest: string, write: (temporary: string) =
   }
 }
 
-/** Renames over a file, or swaps out an existing directory (rename cannot replace a non-empty one). */
-async function replace(temporary: string, dest: string): Promise<void> {
-  try {
-    await rename(temporary, dest);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EISDIR') throw error;
-    const old = `${temporary}.old`;
-    await rename(dest, old);
-    try {
-      await rename(temporary, dest);
-    } catch (swapError) {
-      // Put the destination back as it was; `old` is the user's, never a temporary to delete.
-      await rename(old, dest).catch(() => undefined);
-      throw swapError;
-    }
-    // Only now is `old` ours to remove, including by an interrupt.
-    trackTemporary(old);
-    await rm(old, { recursive: true, force: true });
-    untrackTemporary(old);
+/** Flushes every file and directory under `root` (children first), so the rename publishes data that is on the disk. */
+async function fsyncTree(root: string): Promise<void> {
+  for (const entry of await readdir(root, { withFileTypes: true })) {
+    const full = path.join(root, entry.name);
+    if (entry.isDirectory()) await fsyncTree(full);
+    else if (entry.isFile()) await fsyncPath(full).catch(tolerateUnreadable);
   }
+  await fsyncPath(root).catch(tolerateUnreadable);
+}
+
+/** A file the image makes unreadable (mode 0) cannot be opened to flush it unless lapin runs as root. */
+function tolerateUnreadable(error: unknown): void {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EINVAL') throw error;
 }
 
 /**

@@ -6,7 +6,7 @@
  * (src/export/archive.ts), and lapin reports the names the engine now has.
  */
 import { spawn } from 'node:child_process';
-import { access, constants, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
@@ -15,6 +15,7 @@ import { LapinError, UsageError } from '../errors.js';
 import type { Image } from '../image/image.js';
 import { writeArchive, writeArchiveFile } from './archive.js';
 import { trackTemporary, untrackTemporary } from './atomic.js';
+import { temporaryName } from '../temporaries.js';
 
 export type LoadEngine = 'docker' | 'containerd';
 
@@ -271,9 +272,10 @@ async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: numbe
   const namespace = target.namespace ?? (process.env.CONTAINERD_NAMESPACE || 'default');
   await checkContainerdSocket(address);
   const global = ['--address', address, '--namespace', namespace, '--connect-timeout', '10s'];
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'lapin-load-'));
+  const dir = path.join(os.tmpdir(), temporaryName('lapin-load-'));
   trackTemporary(dir);
   try {
+    await mkdir(dir, { mode: 0o700 });
     const archive = path.join(dir, 'image.tar');
     await writeArchiveFile(image, archive, mtime);
     const args = [...global, 'images', 'import', '--platform', `${image.platform.os}/${image.platform.architecture}`];
