@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, type BigIntStats } from 'node:fs';
+import { constants, createReadStream, type BigIntStats } from 'node:fs';
 import { lstat, mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -9,7 +9,7 @@ import type { BlobTarget, IncomingBlob } from '../image/blob-store.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
 import type { Image } from '../image/image.js';
 import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
-import { trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
+import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { OCI_LAYOUT_FILE, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
 
 /*
@@ -132,8 +132,9 @@ interface ArchiveRecord {
   file: string;
 }
 
+/** Device, inode, size, mtime and ctime; a file with no name left (replaced meanwhile) is no stamp. */
 function fileStamp(s: BigIntStats): string {
-  if (!s.isFile()) return 'not a file';
+  if (!s.isFile() || s.nlink === 0n) return 'not a file';
   return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
 }
 
@@ -181,7 +182,7 @@ export class ArchiveFile implements BlobTarget {
    * leave an unchanged archive as it is. Undefined: always write.
    */
   static async create(dest: string, mtime: number, recordDir?: string): Promise<ArchiveFile> {
-    const temporary = path.join(path.dirname(dest), `.${path.basename(dest)}.lapin-tmp-${randomBytes(6).toString('hex')}`);
+    const temporary = path.join(path.dirname(dest), temporaryName(`.${path.basename(dest)}.lapin-tmp-`));
     trackTemporary(temporary);
     let handle: FileHandle;
     try {
@@ -287,17 +288,24 @@ export class ArchiveFile implements BlobTarget {
     await this.write(trailing);
     await this.drain();
     this.closed = true;
+    let written: string | undefined;
     try {
-      await this.handle.close();
+      // On the disk before it is published: a power loss must not leave an empty archive under dest.
+      await this.handle.sync();
       await rename(this.temporary, this.dest);
+      // The descriptor is this build's file whatever is at dest by now (another build may rename over it).
+      written = fileStamp(await this.handle.stat({ bigint: true }));
     } catch (error) {
       // Not renamed: the temporary is still ours to remove (abort skips a closed archive).
+      await this.handle.close().catch(() => undefined);
       await rm(this.temporary, { force: true });
       untrackTemporary(this.temporary);
       throw error;
     }
     untrackTemporary(this.temporary);
-    if (this.records !== undefined) await this.remember(identity).catch(() => undefined);
+    await this.handle.close();
+    await fsyncDirectory(path.dirname(this.dest));
+    if (this.records !== undefined && written !== undefined) await this.remember(identity, written).catch(() => undefined);
     return true;
   }
 
@@ -320,8 +328,10 @@ export class ArchiveFile implements BlobTarget {
     }
   }
 
-  private async remember(identity: string): Promise<void> {
-    const record: ArchiveRecord = { dest: this.dest, identity, file: fileStamp(await lstat(this.dest, { bigint: true })) };
+  /** Records `file`, the stamp of the file this build renamed into place, unless dest is already another file. */
+  private async remember(identity: string, file: string): Promise<void> {
+    if (file === 'not a file' || fileStamp(await lstat(this.dest, { bigint: true })) !== file) return;
+    const record: ArchiveRecord = { dest: this.dest, identity, file };
     const target = this.recordPath();
     await mkdir(path.dirname(target), { recursive: true });
     await writeFileAtomically(target, JSON.stringify(record));
@@ -349,7 +359,11 @@ export class ArchiveFile implements BlobTarget {
   }
 
   private async copyFile(file: string, size: number): Promise<void> {
-    const source = await open(file, 'r');
+    // Not through a symlink: the file may be a cache blob, which only lapin should have put there.
+    const source = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ELOOP') throw new LapinError(`${file} became a symlink while lapin was building; refusing to follow it`, { hint: 'build again' });
+      throw error;
+    });
     try {
       let left = size;
       while (left > 0) {
