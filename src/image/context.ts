@@ -1,7 +1,8 @@
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { LapinError, type SourcePosition } from '../errors.js';
+import { readContextDirectory } from './context-names.js';
 
 const MAX_SYMLINKS = 255;
 
@@ -101,7 +102,7 @@ export async function expandContextGlob(root: string, pattern: string, at?: Sour
         if (dir === undefined) continue;
         let names: string[];
         try {
-          names = await readdir(dir);
+          names = await readContextDirectory(dir, root);
         } catch (error) {
           if (isNotFound(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
           throw error;

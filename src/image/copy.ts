@@ -1,8 +1,9 @@
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { LapinError, type SourcePosition } from '../errors.js';
 import type { CopyOp } from '../plan/types.js';
+import { readContextDirectory } from './context-names.js';
 import { expandContextGlob, globSegmentRegExp, hasGlob, resolveInContext } from './context.js';
 import type { ContextIgnore } from './dockerignore.js';
 import { ImageFilesystem, treePath } from './filesystem.js';
@@ -123,7 +124,7 @@ async function copyDirectoryContents(
   links: Map<string, string>,
   op: CopyOp,
 ): Promise<void> {
-  const names = (await readdir(dir)).sort();
+  const names = (await readContextDirectory(dir, env.contextDir)).sort();
   for (const name of names) {
     const real = path.join(dir, name);
     if (env.ignore && (await excluded(env, real))) continue;
