@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -28,6 +27,7 @@ import {
   type Image,
   type Platform,
 } from './image/image.js';
+import { checkSourceDateEpoch } from './image/epoch.js';
 import { readKernelInfo } from './image/kernel-arch.js';
 import { applySolo5Notes, bufferReader, readSolo5Notes, readSolo5NotesFromFile } from './image/solo5.js';
 import { tarSize, type Compression, type LayerBlob } from './image/layer.js';
@@ -41,6 +41,7 @@ import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from '.
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
 import { URUNC_KEYS } from './plan/urunc-keys.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
+import { sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
 import { writeRootfsImage } from './rootfs/image.js';
 
 /** Where a build's image goes (buildx's --output). */
@@ -155,7 +156,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const plan = registry ? registry.base.inheritBaseConfig(compiled, finalBase) : compiled;
 
   const names = imageNames(plan, options.tags ?? []);
-  const mtime = options.sourceDateEpoch ?? sourceDateEpochFromEnv();
+  const mtime = options.sourceDateEpoch !== undefined ? checkSourceDateEpoch(options.sourceDateEpoch, `sourceDateEpoch ${options.sourceDateEpoch}`) : sourceDateEpochFromEnv();
   // A local rootfs file's kind (initrd or block) decides urunc values, so it is read before they are final.
   const rootfsDecision = await resolveRootfsFile(plan, contextDir);
   if (rootfsDecision) {
@@ -171,9 +172,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : [defaultOutput(names, cwd)];
   await checkOutputs(outputs, cwd, options.stdout !== undefined, names);
 
-  const staging = path.join(os.tmpdir(), `lapin-${process.pid}-${randomBytes(6).toString('hex')}`);
+  // Temporaries left by builds killed with SIGKILL (or a power loss): their owners are gone.
+  await sweepStaleTemporaries(temporaryDirs(outputs, cwd, options));
+  const staging = path.join(os.tmpdir(), temporaryName('lapin-'));
   trackTemporary(staging);
   let direct: ArchiveFile | undefined;
+  const written: Array<{ type: string; dest: string }> = [];
+  let current: OutputSpec | undefined;
   try {
     await mkdir(staging, { recursive: true });
     const baseNodes = new Set<FsNode>();
@@ -214,8 +219,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     direct = await openArchiveOutput(outputs, cwd, mtime, archiveRecords);
     const image = await writeImage({ plan, rootfs, metadata, store, target: direct ?? store, platform, names, mtime, options, emit, staging, ...(finalBase && registry ? { base: { name: finalBase.reference.display, layers: registry.base.baseLayers(finalBase) } } : {}), baseNodes });
 
-    const written: Array<{ type: string; dest: string }> = [];
     for (const output of outputs) {
+      current = output;
       if (output.type === 'registry') {
         // Loaded only to push: the registry client is a good part of lapin's start-up otherwise.
         const { pushToRegistry } = await import('./export/registry.js');
@@ -265,6 +270,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       syntax,
       file: displayFile,
     };
+  } catch (error) {
+    // A later output failed: say which outputs are complete, not that all was removed.
+    throw current !== undefined && written.length > 0 ? partialOutputError(error, current, written, cwd) : error;
   } finally {
     await direct?.abort();
     await rm(staging, { recursive: true, force: true });
@@ -298,7 +306,7 @@ function sourceDateEpochFromEnv(): number {
   const raw = process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === '') return 0;
   if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH=${raw} is not a number of seconds`);
-  return Number(raw);
+  return checkSourceDateEpoch(Number(raw), `SOURCE_DATE_EPOCH=${raw.length > 40 ? `${raw.slice(0, 40)}...` : raw}`);
 }
 
 function imageNames(plan: BuildPlan, tags: string[]): string[] {
@@ -501,7 +509,7 @@ interface WriteImageInput {
 /** The layer cache, or none when it is turned off or cannot be created. */
 async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) => void): Promise<LayerCache | undefined> {
   if (options.cache === false) return undefined;
-  const cache = new LayerCache(options.cacheDir ?? defaultCacheDir());
+  const cache = new LayerCache(options.cacheDir ?? defaultCacheDir(), { onWarning: (message) => emit({ kind: 'warning', message }) });
   try {
     await mkdir(path.join(cache.blobs.dir, 'sha256'), { recursive: true });
     return cache;
@@ -561,6 +569,19 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
   return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, config, layers, platform, names };
 }
 
+/** Where this build's temporaries (and those of killed builds before it) live. */
+function temporaryDirs(outputs: OutputSpec[], cwd: string, options: BuildOptions): string[] {
+  const dirs = [os.tmpdir()];
+  if (options.cache !== false) {
+    const cache = new LayerCache(options.cacheDir ?? defaultCacheDir());
+    dirs.push(path.join(cache.blobs.dir, 'sha256'), ...cache.recordDirs());
+  }
+  for (const output of outputs) {
+    if (output.dest !== undefined && output.dest !== '-') dirs.push(path.dirname(path.resolve(cwd, output.dest)));
+  }
+  return dirs;
+}
+
 /** Finds unusable outputs before any work is done. */
 async function checkOutputs(outputs: OutputSpec[], cwd: string, haveStdout: boolean, names: string[]): Promise<void> {
   for (const output of outputs) {
@@ -610,7 +631,7 @@ function defaultOutput(names: string[], cwd: string): OutputSpec {
   return { type: 'oci', dest: path.join(cwd, `${repo}-${ref.tag}.tar`) };
 }
 
-/** Writes buildx-style build metadata. */
+/** Writes buildx-style build metadata (through a flushed temporary and a rename). */
 export async function writeMetadataFile(file: string, result: BuildResult): Promise<void> {
   const document = {
     'containerimage.digest': result.digest,
@@ -618,5 +639,36 @@ export async function writeMetadataFile(file: string, result: BuildResult): Prom
     'containerimage.descriptor': { ...result.manifest, platform: result.platform },
     'image.name': result.names.join(','),
   };
-  await writeFile(file, `${JSON.stringify(document, null, 2)}\n`);
+  try {
+    await writeFileAtomically(path.resolve(file), `${JSON.stringify(document, null, 2)}\n`);
+  } catch (error) {
+    const done = result.outputs.map((o) => describeWritten(o)).join(', ');
+    throw new LapinError(`cannot write the metadata file ${file} (${reasonOf(error)}); the image itself is complete${done ? `: ${done}` : ''}`, {
+      hint: 'fix the metadata path or free space, and build again to write it',
+    });
+  }
+}
+
+function reasonOf(error: unknown): string {
+  if (error instanceof LapinError) return error.describe();
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return 'no space left on the device';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'no such directory';
+  return (error as Error).message;
+}
+
+function describeWritten(output: { type: string; dest: string }): string {
+  if (output.type === 'registry') return `pushed ${output.dest}`;
+  if (output.type === 'load') return `loaded into ${output.dest}`;
+  return output.dest === '-' ? 'written to stdout' : `${output.dest}`;
+}
+
+/** A later output failed: that one is gone, the earlier ones are complete and stay. */
+function partialOutputError(error: unknown, output: OutputSpec, written: Array<{ type: string; dest: string }>, cwd: string): LapinError {
+  const failed = output.dest !== undefined && output.dest !== '-' ? ` ${displayPath(path.resolve(cwd, output.dest), cwd)}` : '';
+  const done = written.map((o) => (o.type === 'registry' || o.type === 'load' ? describeWritten(o) : displayPath(o.dest, cwd))).join(', ');
+  return new LapinError(`writing the ${describeOutput(output)}${failed} failed (${reasonOf(error)}); nothing of it was left, and the earlier output${written.length > 1 ? 's are' : ' is'} complete and kept: ${done}`, {
+    hint: 'fix that output and build again',
+  });
 }

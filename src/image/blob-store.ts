@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
+import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { digestHex, sha256Digest } from './digest.js';
 
 export interface IncomingBlob {
@@ -33,7 +32,11 @@ export class BlobStore implements BlobTarget {
   /** Blobs kept elsewhere (the layer cache), by digest. */
   private readonly adopted = new Map<string, string>();
 
-  constructor(readonly dir: string) {}
+  /** `durable`: blobs are flushed to the disk before they are filed (a cache that outlives the build). */
+  constructor(
+    readonly dir: string,
+    private readonly durable = false,
+  ) {}
 
   pathOf(digest: string): string {
     return this.adopted.get(digest) ?? path.join(this.dir, 'sha256', digestHex(digest));
@@ -55,7 +58,7 @@ export class BlobStore implements BlobTarget {
    */
   async incoming(): Promise<IncomingBlob> {
     await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
-    const temp = path.join(this.dir, 'sha256', `.incoming-${randomBytes(8).toString('hex')}`);
+    const temp = path.join(this.dir, 'sha256', temporaryName('.incoming-'));
     // The store may be the layer cache, which outlives the build: an interrupt must not leave a partial blob there.
     trackTemporary(temp);
     const out = createWriteStream(temp, { highWaterMark: 4 * 1024 * 1024 });
@@ -76,8 +79,11 @@ export class BlobStore implements BlobTarget {
         out.end();
         await closed;
         const target = this.pathOf(digest);
+        // Flushed first: a cache entry must never name a blob a power loss emptied.
+        if (this.durable) await fsyncPath(temp);
         await rename(temp, target);
         untrackTemporary(temp);
+        if (this.durable) await fsyncDirectory(path.dirname(target));
         return target;
       },
       abort: async () => {

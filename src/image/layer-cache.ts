@@ -1,14 +1,17 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { LapinError } from '../errors.js';
 import { writeFileAtomically } from '../temporaries.js';
 import { BlobStore, type BlobTarget, type IncomingBlob } from './blob-store.js';
 import { GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
+import { READ_SIZE } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 
 /**
@@ -53,11 +56,36 @@ function zstdVersionOnce(): Promise<string> {
 export class LayerCache {
   readonly blobs: BlobStore;
   private readonly entries: string;
+  private readonly onWarning: (message: string) => void;
+  /** Why the cache was turned off during this build (a full or unwritable disk), if it was. */
+  private offReason: string | undefined;
 
-  constructor(readonly dir: string) {
+  constructor(readonly dir: string, options: { onWarning?: (message: string) => void } = {}) {
     const root = path.join(dir, `v${CACHE_FORMAT}`);
-    this.blobs = new BlobStore(path.join(root, 'blobs'));
+    this.blobs = new BlobStore(path.join(root, 'blobs'), true);
     this.entries = path.join(root, 'layers');
+    this.onWarning = options.onWarning ?? (() => undefined);
+  }
+
+  /** Directories holding the cache's small records: layer entries and the archives written (src/export/archive.ts). */
+  recordDirs(): string[] {
+    return [this.entries, path.join(this.dir, 'v1', 'archives')];
+  }
+
+  get enabled(): boolean {
+    return this.offReason === undefined;
+  }
+
+  /** Builds on without the cache after it failed to take a write, and says so once. */
+  turnOff(error: unknown): void {
+    if (this.offReason !== undefined) return;
+    this.offReason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    this.onWarning(`layer cache off: cannot write to ${this.dir} (${describeCacheError(error)}); building without it`);
+  }
+
+  /** Says a cached blob was not what its entry promised, and that it is rebuilt. */
+  warn(message: string): void {
+    this.onWarning(message);
   }
 
   /**
@@ -111,8 +139,12 @@ export class LayerCache {
       return undefined;
     }
     const file = this.blobs.pathOf(entry.digest);
-    const s = await stat(file).catch(() => undefined);
-    if (!s?.isFile() || s.size !== entry.size) return undefined;
+    const problem = await verifyBlob(file, entry.digest, entry.size);
+    if (problem === 'missing') return undefined;
+    if (problem !== undefined) {
+      this.warn(`cached layer ${entry.digest} ${problem}; building the layer again`);
+      return undefined;
+    }
     return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, diffId: entry.diffId, path: file };
   }
 
@@ -128,23 +160,87 @@ export class LayerCache {
   }
 }
 
+/**
+ * Why the blob at `file` is not the blob `digest` of `size` bytes, or
+ * undefined when it is: opened without following a symlink, a regular
+ * file of that size, hashed to that digest. A hit saves reading the layer's
+ * files and compressing them; hashing the compressed blob costs a fraction.
+ */
+async function verifyBlob(file: string, digest: string, size: number): Promise<string | undefined> {
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'missing';
+    return code === 'ELOOP' ? 'is a symlink' : `cannot be read (${code ?? (error as Error).message})`;
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) return 'is not a regular file';
+    if (info.size !== size) return `is ${info.size} bytes, not ${size}`;
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(Math.min(READ_SIZE, Math.max(size, 1)));
+    let read = 0;
+    while (true) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+    if (read !== size) return `changed size while it was read`;
+    if (`sha256:${hash.digest('hex')}` !== digest) return 'does not match its digest';
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Errors of the cache's disk, after which a build goes on without the cache. */
+const CACHE_DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO', 'EFBIG']);
+
+function isCacheDiskError(error: unknown): boolean {
+  return !(error instanceof LapinError) && CACHE_DISK_ERRORS.has((error as NodeJS.ErrnoException).code ?? '');
+}
+
+function describeCacheError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EROFS') return 'read-only file system';
+  return code ?? (error as Error).message;
+}
+
 export interface CachedLayerResult extends LayerBlob {
   cached: boolean;
 }
 
-/** One blob written to two places at once: the output and the cache. */
-function tee(first: IncomingBlob, second: IncomingBlob): IncomingBlob {
+/**
+ * One blob written to two places at once: the output and the cache. When
+ * the cache's disk fails (full, unwritable), the cache copy is dropped and
+ * the output goes on; `cacheFailed` then says so.
+ */
+function tee(first: IncomingBlob, second: IncomingBlob, cache: LayerCache): IncomingBlob & { cacheFailed(): boolean } {
+  let failed = false;
+  const dropCache = async (error: unknown): Promise<void> => {
+    if (!isCacheDiskError(error)) throw error;
+    failed = true;
+    cache.turnOff(error);
+    await second.abort().catch(() => undefined);
+  };
   return {
     write: async (data) => {
-      await Promise.all([first.write(data), second.write(data)]);
+      await Promise.all([first.write(data), failed ? undefined : second.write(data).catch(dropCache)]);
     },
     commit: async (digest) => {
       await first.commit(digest);
-      return second.commit(digest);
+      if (!failed) await second.commit(digest).catch(dropCache);
+      return undefined;
     },
     abort: async () => {
-      await Promise.all([first.abort(), second.abort()]);
+      await Promise.all([first.abort(), failed ? undefined : second.abort()]);
     },
+    cacheFailed: () => failed,
   };
 }
 
@@ -162,7 +258,7 @@ export async function writeLayerCached(
   cache: LayerCache | undefined,
   contentKeyed: readonly string[] = [],
 ): Promise<CachedLayerResult> {
-  if (!cache) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
+  if (!cache?.enabled) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
   // lapin's own staging files do not change once made: hashed once, for both keys below.
   const contentHashes = new Map<string, string>();
   const key = await cache.key(nodes, options, contentKeyed, contentHashes);
@@ -172,18 +268,37 @@ export async function writeLayerCached(
     return { ...withoutPath(hit), cached: true };
   }
   let layer: LayerBlob;
+  let recordable = true;
   if (target.adoptsFiles) {
-    layer = await writeLayer(nodes, cache.blobs, options);
-    await target.addFile(layer.digest, layer.size, cache.blobs.pathOf(layer.digest));
+    try {
+      layer = await writeLayer(nodes, cache.blobs, options);
+      await target.addFile(layer.digest, layer.size, cache.blobs.pathOf(layer.digest));
+    } catch (error) {
+      if (!isCacheDiskError(error)) throw error;
+      cache.turnOff(error);
+      return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
+    }
   } else {
     const out = await target.incoming();
     const cached = await cache.blobs.incoming().catch(async (error: unknown) => {
+      if (isCacheDiskError(error)) {
+        cache.turnOff(error);
+        return undefined;
+      }
       await out.abort();
       throw error;
     });
-    layer = await writeLayer(nodes, tee(out, cached), options);
+    if (cached === undefined) return { ...withoutPath(await writeLayer(nodes, out, options)), cached: false };
+    const both = tee(out, cached, cache);
+    layer = await writeLayer(nodes, both, options);
+    recordable = !both.cacheFailed();
   }
-  if ((await cache.key(nodes, options, contentKeyed, contentHashes)) === key) await cache.record(key, layer);
+  if (recordable && (await cache.key(nodes, options, contentKeyed, contentHashes)) === key) {
+    await cache.record(key, layer).catch((error: unknown) => {
+      if (!isCacheDiskError(error)) throw error;
+      cache.turnOff(error);
+    });
+  }
   return { ...withoutPath(layer), cached: false };
 }
 

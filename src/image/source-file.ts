@@ -13,6 +13,7 @@ import type { FileSource } from './tree.js';
 type PathSource = Extract<FileSource, { kind: 'path' }>;
 
 const CHANGED_HINT = 'keep the build context unchanged while lapin builds, and build again';
+export const UNREADABLE_HINT = 'make the file readable by the user running lapin (chmod a+r), or leave it out of the build';
 
 /**
  * The file as it was when the build read the context: opened without
@@ -26,6 +27,7 @@ export async function openSourceFile(source: PathSource): Promise<{ handle: File
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') throw new LapinError(`${source.path} became a symlink while lapin was building; refusing to follow it`, { hint: CHANGED_HINT });
+    if (code === 'EACCES' || code === 'EPERM') throw new LapinError(`cannot read ${source.path}: permission denied`, { hint: UNREADABLE_HINT, exitCode: 2 });
     throw new LapinError(`cannot read ${source.path}: ${code ?? (error as Error).message}`, { hint: CHANGED_HINT });
   }
   try {
