@@ -26,6 +26,8 @@ have zstd || need+=(zstd)
 have jq || need+=(jq)
 # test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
 have buildah || need+=(buildah)
+# test/export/fsync.test.ts reads the fsync and rename calls of a build with strace.
+have strace || need+=(strace)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing: ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2
