@@ -33,6 +33,7 @@ function ensureTools() {
   if (!have('zstd')) need.push('zstd');
   if (!have('mke2fs')) need.push('e2fsprogs');
   if (!existsSync('/usr/bin/time')) need.push('time');
+  if (!have('eatmydata')) need.push('eatmydata');
   if (need.length === 0) return;
   if (process.getuid?.() !== 0) throw new Error(`missing ${need.join(' ')}: apt-get install -y ${need.join(' ')} as root`);
   log(`installing ${need.join(' ')}`);
@@ -216,9 +217,11 @@ function main() {
   const version = measure('lapin --version', `${lapin} --version >/dev/null`, reps);
   // Each fresh build starts with no output file, as buildah's does (removing it is not timed).
   const noOutput = { before: () => rmSync(path.join(work, 'lapin.tar'), { force: true }) };
-  const [seedLapin, seedBuildah] = measureInterleaved(
+  const [seedLapin, seedNoSync, seedBuildah] = measureInterleaved(
     [
       { name: 'seed: lapin (gzip, no cache)', command: `${env} ${lapinCommand(seed, '--no-cache')}`, ...noOutput },
+      // The cost of flushing outputs to the disk: the same build with fsync made a no-op.
+      { name: 'seed: lapin (gzip, no cache), fsync a no-op (eatmydata)', command: `${env} eatmydata ${lapinCommand(seed, '--no-cache')}`, ...noOutput },
       { name: 'seed: buildah bud + push oci-archive', command: buildahCommand(seed, 'seed'), before: buildahReset('seed') },
     ],
     reps,
@@ -236,7 +239,7 @@ function main() {
   lines.push('');
   lines.push('| measurement | median | max RSS |');
   lines.push('|---|---|---|');
-  const rows = [nodeStart, version, seedLapin, seedBuildah, seedRebuild];
+  const rows = [nodeStart, version, seedLapin, seedNoSync, seedBuildah, seedRebuild];
   if (big) rows.push(big.pigz, big.zstd, big.sha, big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild, big.bigBuildah);
   for (const m of rows) {
     lines.push(`| ${m.name.replaceAll('|', '\\|')} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
@@ -33,6 +33,14 @@ interface CacheEntry {
   digest: string;
   size: number;
   diffId: string;
+  /** The blob file's device, inode, size, mtime and ctime when it was last hashed to `digest`. */
+  verified?: string;
+}
+
+/** A blob file's stamp: any write to it or replacement of it changes the ctime, which cannot be set back. */
+async function blobStamp(file: string): Promise<string | undefined> {
+  const s = await lstat(file, { bigint: true }).catch(() => undefined);
+  return s?.isFile() ? [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':') : undefined;
 }
 
 let zstdVersion: Promise<string> | undefined;
@@ -139,17 +147,23 @@ export class LayerCache {
       return undefined;
     }
     const file = this.blobs.pathOf(entry.digest);
+    const hit = { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, diffId: entry.diffId, path: file };
+    // Untouched since it was hashed (one lstat): trusted. Otherwise hashed again before use.
+    const stamp = await blobStamp(file);
+    if (stamp !== undefined && stamp === entry.verified && entry.verified.split(':')[2] === String(entry.size)) return hit;
     const problem = await verifyBlob(file, entry.digest, entry.size);
     if (problem === 'missing') return undefined;
     if (problem !== undefined) {
       this.warn(`cached layer ${entry.digest} ${problem}; building the layer again`);
       return undefined;
     }
-    return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size, diffId: entry.diffId, path: file };
+    await this.record(key, hit).catch(() => undefined);
+    return hit;
   }
 
   async record(key: string, layer: LayerBlob): Promise<void> {
-    const entry: CacheEntry = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId };
+    const verified = await blobStamp(this.blobs.pathOf(layer.digest));
+    const entry: CacheEntry = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId, ...(verified ? { verified } : {}) };
     await mkdir(this.entries, { recursive: true });
     const target = this.entryPath(key);
     await writeFileAtomically(target, JSON.stringify(entry));
@@ -163,8 +177,9 @@ export class LayerCache {
 /**
  * Why the blob at `file` is not the blob `digest` of `size` bytes, or
  * undefined when it is: opened without following a symlink, a regular
- * file of that size, hashed to that digest. A hit saves reading the layer's
- * files and compressing them; hashing the compressed blob costs a fraction.
+ * file of that size, hashed to that digest. Run when the blob changed since
+ * it was last hashed (its stamp), so a rebuild with nothing changed stays
+ * one lstat per layer.
  */
 async function verifyBlob(file: string, digest: string, size: number): Promise<string | undefined> {
   let handle;
