@@ -514,7 +514,7 @@ async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) =
     await mkdir(path.join(cache.blobs.dir, 'sha256'), { recursive: true });
     return cache;
   } catch (error) {
-    emit({ kind: 'warning', message: `layer cache off: cannot create ${cache.dir} (${(error as Error).message})` });
+    cache.turnOff(error);
     return undefined;
   }
 }

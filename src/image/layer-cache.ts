@@ -223,6 +223,7 @@ function describeCacheError(error: unknown): string {
   if (code === 'ENOSPC' || code === 'EDQUOT') return 'no space left';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EROFS') return 'read-only file system';
+  if (code === 'ENOTDIR' || code === 'EEXIST') return 'a file is in the way';
   return code ?? (error as Error).message;
 }
 

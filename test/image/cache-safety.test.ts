@@ -125,3 +125,15 @@ describe('a cache on a full disk', () => {
     });
   }
 });
+
+test('a cache that cannot be created warns the same way and builds', async () => {
+  const dir = await mkdtemp(path.join(work, 'blocked-'));
+  const cacheDir = path.join(dir, 'cache');
+  await writeFile(cacheDir, 'a file where the cache directory should be');
+  const warnings = await run([{ type: 'oci', dest: path.join(dir, 'a.tar') }], cacheDir);
+  assert.deepEqual(
+    warnings.filter((w) => w.startsWith('layer cache off')),
+    [`layer cache off: cannot write to ${cacheDir} (a file is in the way); building without it`],
+  );
+  await assertBlobsMatch(path.join(dir, 'a.tar'));
+});
