@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { lstat, open, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -23,10 +23,13 @@ export function untrackTemporary(p: string): void {
 /*
  * Ownership of temporaries. A signal removes what is pending, but kill -9
  * or a power loss leaves temporaries behind. Each temporary's name carries
- * its owner: the pid and the process start time (clock ticks since boot,
- * /proc/PID/stat field 22), so a later build can tell a temporary of a live
- * build (keep it) from one of a dead process, or of a pid since reused
- * (remove it). Names: PREFIX-PID-START-RANDOM, e.g. lapin-812-99120-5fa0c1d2e3b4.
+ * its owner: the pid namespace, the pid and the process start time (clock
+ * ticks since boot, /proc/PID/stat field 22), so a later build can tell a
+ * temporary of a live build (keep it) from one of a dead process, or of a
+ * pid since reused (remove it). A temporary from another pid namespace (a
+ * container sharing the directory) cannot be judged by its pid: it is
+ * removed only once it is old. Names: PREFIX-NS-PID-START-RANDOM, e.g.
+ * lapin-4026531836-812-99120-5fa0c1d2e3b4.
  */
 
 /** The start time of a process, or undefined without /proc or when it is not running. */
@@ -41,11 +44,20 @@ function startTimeOf(pid: number | 'self'): string | undefined {
   }
 }
 
+/** The inode number of this process's pid namespace, "0" without /proc. */
+function pidNamespace(): string {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '0';
+  } catch {
+    return '0';
+  }
+}
+
 let ownTag: string | undefined;
 
-/** "PID-START" of this process ("PID-0" without /proc). */
+/** "NS-PID-START" of this process ("0-PID-0" without /proc). */
 export function ownerTag(): string {
-  ownTag ??= `${process.pid}-${startTimeOf('self') ?? '0'}`;
+  ownTag ??= `${pidNamespace()}-${process.pid}-${startTimeOf('self') ?? '0'}`;
   return ownTag;
 }
 
@@ -54,8 +66,9 @@ export function temporaryName(prefix: string): string {
   return `${prefix}${ownerTag()}-${randomBytes(6).toString('hex')}`;
 }
 
-/** Whether the process that made a temporary is still running (pid and start time both match). */
-function ownerAlive(pid: number, start: string): boolean {
+/** Whether the process that made a temporary may still be running: same namespace, pid and start time, or a namespace lapin cannot see into. */
+function ownerAlive(namespace: string, pid: number, start: string, modifiedMs: number): boolean {
+  if (namespace !== pidNamespace()) return Date.now() - modifiedMs < FOREIGN_MAX_AGE_MS;
   if (pid === process.pid && start === startTimeOf('self')) return true;
   const current = startTimeOf(pid);
   if (current !== undefined) return current === start;
@@ -71,16 +84,24 @@ function ownerAlive(pid: number, start: string): boolean {
 
 /** Temporaries of lapin before names carried their owner: removed once they are this old. */
 const UNOWNED_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+/** Temporaries of another pid namespace: no build runs this long. */
+const FOREIGN_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
 /** The names lapin gives temporaries, with the owner's pid and start time captured. */
 const OWNED = [
-  /^lapin-(\d+)-(\d+)-[0-9a-f]{12}$/, // build staging, in TMPDIR
-  /^lapin-load-(\d+)-(\d+)-[0-9a-f]{12}$/, // --load=containerd archive, in TMPDIR
-  /^\.incoming-(\d+)-(\d+)-[0-9a-f]{12}$/, // blob being written, in a blob store
-  /^\..+\.lapin-tmp-(\d+)-(\d+)-[0-9a-f]{12}(\.old)?$/, // output beside its destination
-  /^.+\.tmp-(\d+)-(\d+)-[0-9a-f]{12}$/, // small file (cache entry, record) being written
+  /^lapin-(\d+)-(\d+)-(\d+)-[0-9a-f]{12}$/, // build staging, in TMPDIR
+  /^lapin-load-(\d+)-(\d+)-(\d+)-[0-9a-f]{12}$/, // --load=containerd archive, in TMPDIR
+  /^\.incoming-(\d+)-(\d+)-(\d+)-[0-9a-f]{12}$/, // blob being written, in a blob store
+  /^\..+\.lapin-tmp-(\d+)-(\d+)-(\d+)-[0-9a-f]{12}(\.old)?$/, // output beside its destination
+  /^.+\.tmp-(\d+)-(\d+)-(\d+)-[0-9a-f]{12}$/, // small file (cache entry, record) being written
 ];
-const UNOWNED = [/^\.incoming-[0-9a-f]{16}$/, /^\..+\.lapin-tmp-[0-9a-f]{12}(\.old)?$/, /^.+\.json\.tmp-[0-9a-f]{12}$/];
+const UNOWNED = [
+  /^lapin-\d+-[0-9a-f]{12}$/,
+  /^lapin-load-[A-Za-z0-9]{6}$/,
+  /^\.incoming-[0-9a-f]{16}$/,
+  /^\..+\.lapin-tmp-[0-9a-f]{12}(\.old)?$/,
+  /^.+\.json\.tmp-[0-9a-f]{12}$/,
+];
 
 /**
  * Removes, in each directory, the temporaries lapin left there that no live
@@ -102,7 +123,8 @@ export async function sweepStaleTemporaries(dirs: Iterable<string>): Promise<str
       let stale = false;
       const owned = OWNED.map((pattern) => pattern.exec(name)).find((match) => match !== null);
       if (owned) {
-        stale = !ownerAlive(Number(owned[1]), owned[2] as string);
+        const info = await lstat(full).catch(() => undefined);
+        stale = info !== undefined && !ownerAlive(owned[1] as string, Number(owned[2]), owned[3] as string, info.mtimeMs);
       } else if (UNOWNED.some((pattern) => pattern.test(name))) {
         const info = await lstat(full).catch(() => undefined);
         stale = info !== undefined && Date.now() - info.mtimeMs > UNOWNED_MAX_AGE_MS;
