@@ -1,6 +1,8 @@
-import { constants } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { copyFile, mkdir, open, writeFile } from 'node:fs/promises';
+import { LapinError } from '../errors.js';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { Image } from '../image/image.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
 import { OCI_LAYOUT_FILE, blobPaths, indexJson } from './layout.js';
@@ -16,8 +18,23 @@ export async function writeLayoutDirectory(image: Image, dest: string): Promise<
       const from = image.store.pathOf(blob.digest);
       const to = path.join(temporary, blob.layoutPath);
       // A copy, not a hard link: the store may be the layer cache, which a user's edit must not reach.
+      // Through a descriptor opened without following a symlink: a cache blob swapped for one is not copied.
       // FICLONE makes it a cheap reflink where the filesystem supports one.
-      await copyFile(from, to, constants.COPYFILE_FICLONE);
+      const handle = await open(from, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ELOOP') throw new LapinError(`${from} became a symlink while lapin was building; refusing to follow it`, { hint: 'build again' });
+        throw error;
+      });
+      try {
+        const info = await handle.stat();
+        if (!info.isFile() || info.size !== blob.size) throw new LapinError(`blob ${blob.digest} changed while lapin was building`, { hint: 'build again' });
+        await copyFile(`/proc/self/fd/${handle.fd}`, to, constants.COPYFILE_FICLONE).catch(async (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT') throw error;
+          // No /proc: copy through the descriptor itself.
+          await pipeline(handle.createReadStream({ start: 0, autoClose: false }), createWriteStream(to));
+        });
+      } finally {
+        await handle.close();
+      }
     }
   });
 }
