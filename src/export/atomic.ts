@@ -42,7 +42,11 @@ export async function writeAtomically(dest: string, write: (temporary: string) =
 
 /** Flushes every file and directory under `root` (children first), so the rename publishes data that is on the disk. */
 async function fsyncTree(root: string): Promise<void> {
-  for (const entry of await readdir(root, { withFileTypes: true })) {
+  const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
+    tolerateUnreadable(error);
+    return [];
+  });
+  for (const entry of entries) {
     const full = path.join(root, entry.name);
     if (entry.isDirectory()) await fsyncTree(full);
     else if (entry.isFile()) await fsyncPath(full).catch(tolerateUnreadable);
@@ -50,7 +54,7 @@ async function fsyncTree(root: string): Promise<void> {
   await fsyncPath(root).catch(tolerateUnreadable);
 }
 
-/** A file the image makes unreadable (mode 0) cannot be opened to flush it unless lapin runs as root. */
+/** A file or directory the image makes unreadable (mode 0) cannot be opened to flush it unless lapin runs as root. */
 function tolerateUnreadable(error: unknown): void {
   const code = (error as NodeJS.ErrnoException).code;
   if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EINVAL') throw error;

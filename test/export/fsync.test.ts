@@ -3,7 +3,7 @@
 // the rename onto the destination, and an fsync of the directory after it.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -87,4 +87,24 @@ describe('fsync before the final rename', { skip: noStrace }, () => {
     assertFlushedBeforeRename(calls, path.join(work, 'rootfs'), inside('urunc.json'));
     assertFlushedBeforeRename(calls, path.join(work, 'rootfs'), inside('etc/app.conf'));
   });
+});
+
+test('a rootfs directory whose image makes a directory unreadable is still written when lapin is not root', { skip: process.getuid?.() === 0 ? false : 'needs root to run the build as another user' }, async () => {
+  const context = path.join(work, 'closed');
+  await mkdir(path.join(context, 'd'), { recursive: true });
+  await cp(path.join(ROOT, 'examples/mirage-hvt/network.hvt'), path.join(context, 'kernel.hvt'));
+  await writeFile(path.join(context, 'd/secret'), 'x\n');
+  await writeFile(path.join(context, 'Containerfile'), kernelContainerfile('COPY --chmod=000 d/ /d/'));
+  await chmod(work, 0o755);
+  await chmod(context, 0o777);
+  const r = spawnSync(process.execPath, [...CLI, 'build', '--progress', 'quiet', '--no-cache', '-o', 'type=local,dest=rootfs', '.'], {
+    cwd: context,
+    env: { ...process.env, HOME: context },
+    encoding: 'utf8',
+    uid: 65534,
+    gid: 65534,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok((await readdir(path.join(context, 'rootfs'))).includes('d'));
+  await chmod(path.join(context, 'rootfs', 'd'), 0o755);
 });
