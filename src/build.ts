@@ -421,7 +421,7 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
     // Size problems point at rootfs.size when the file gave it.
     const at = context.rootfsSize === undefined ? (op.size?.at ?? op.at) : undefined;
     if (error instanceof LapinError && error.at === undefined && at !== undefined) {
-      throw new LapinError(error.message, { at, ...(error.hint ? { hint: error.hint } : {}) });
+      throw new LapinError(error.message, { at, exitCode: error.exitCode, ...(error.hint ? { hint: error.hint } : {}) });
     }
     throw error;
   }

@@ -142,7 +142,7 @@ export async function sweepStaleTemporaries(dirs: Iterable<string>): Promise<str
 }
 
 /** Flushes a file (or directory) to the disk: what a rename publishes must survive a power loss. */
-export async function fsyncPath(p: string): Promise<void> {
+export async function fsyncPath(p: string | Buffer): Promise<void> {
   const handle = await open(p, 'r');
   try {
     await handle.sync();

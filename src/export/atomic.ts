@@ -1,4 +1,4 @@
-import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
 import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
@@ -41,15 +41,17 @@ export async function writeAtomically(dest: string, write: (temporary: string) =
 }
 
 /** Flushes every file and directory under `root` (children first), so the rename publishes data that is on the disk. */
-async function fsyncTree(root: string): Promise<void> {
-  const entries = await readdir(root, { withFileTypes: true }).catch((error: unknown) => {
+async function fsyncTree(root: string | Buffer): Promise<void> {
+  // Names as bytes: an image may hold names that are not UTF-8.
+  const names = await readdir(root, { encoding: 'buffer' }).catch((error: unknown) => {
     tolerateUnreadable(error);
-    return [];
+    return [] as Buffer[];
   });
-  for (const entry of entries) {
-    const full = path.join(root, entry.name);
-    if (entry.isDirectory()) await fsyncTree(full);
-    else if (entry.isFile()) await fsyncPath(full).catch(tolerateUnreadable);
+  for (const name of names) {
+    const full = Buffer.concat([Buffer.from(root), Buffer.from('/'), name]);
+    const info = await lstat(full);
+    if (info.isDirectory()) await fsyncTree(full);
+    else if (info.isFile()) await fsyncPath(full).catch(tolerateUnreadable);
   }
   await fsyncPath(root).catch(tolerateUnreadable);
 }

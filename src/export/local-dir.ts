@@ -1,5 +1,6 @@
 import { chmod, lchown, link, lutimes, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fsPath } from '../image/names.js';
 import { copySourceFile } from '../image/source-file.js';
 import type { FsNode } from '../image/tree.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
@@ -12,14 +13,15 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
   await requireFreshDirectory(dest);
   const asRoot = process.getuid?.() === 0;
   // Before chmod: chown clears setuid and setgid bits.
-  const own = async (target: string, node: FsNode): Promise<void> => {
+  const own = async (target: string | Buffer, node: FsNode): Promise<void> => {
     if (asRoot) await lchown(target, node.uid, node.gid);
   };
   await writeAtomically(dest, async (root) => {
     await mkdir(root, { recursive: true });
     const directories: FsNode[] = [];
     for (const node of nodes) {
-      const target = path.join(root, ...node.path.split('/'));
+      // Exact bytes for names that are not UTF-8 (names.ts).
+      const target = fsPath(path.join(root, ...node.path.split('/')));
       switch (node.type) {
         case 'dir':
           await mkdir(target, { recursive: true });
@@ -33,18 +35,18 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
           await utimes(target, node.mtime, node.mtime);
           break;
         case 'symlink':
-          await symlink(node.target, target);
+          await symlink(fsPath(node.target), target);
           await own(target, node);
           await lutimes(target, node.mtime, node.mtime).catch(() => undefined);
           break;
         case 'hardlink':
-          await link(path.join(root, ...node.target.split('/')), target);
+          await link(fsPath(path.join(root, ...node.target.split('/'))), target);
           break;
       }
     }
     // Directory modes and times last: writing children would change them.
     for (const dir of directories.reverse()) {
-      const target = path.join(root, ...dir.path.split('/'));
+      const target = fsPath(path.join(root, ...dir.path.split('/')));
       await own(target, dir);
       await chmod(target, dir.mode);
       await utimes(target, dir.mtime, dir.mtime);

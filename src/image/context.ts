@@ -3,6 +3,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { readContextDirectory } from './context-names.js';
+import { decodeName, fsPath } from './names.js';
 
 const MAX_SYMLINKS = 255;
 
@@ -24,7 +25,7 @@ export async function resolveInContext(root: string, relative: string): Promise<
     const candidate = path.join(root, ...resolved, segment);
     let stats: Stats;
     try {
-      stats = await lstat(candidate);
+      stats = await lstat(fsPath(candidate));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -33,7 +34,7 @@ export async function resolveInContext(root: string, relative: string): Promise<
       if (++links > MAX_SYMLINKS) {
         throw new LapinError(`too many levels of symbolic links at ${path.posix.join(...resolved, segment)}`);
       }
-      const target = await readlink(candidate);
+      const target = decodeName(await readlink(fsPath(candidate), { encoding: 'buffer' }));
       if (target.startsWith('/')) resolved.length = 0;
       pending.unshift(...splitSegments(target));
       continue;
@@ -102,7 +103,7 @@ export async function expandContextGlob(root: string, pattern: string, at?: Sour
         if (dir === undefined) continue;
         let names: string[];
         try {
-          names = await readContextDirectory(dir, root);
+          names = await readContextDirectory(fsPath(dir));
         } catch (error) {
           if (isNotFound(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
           throw error;

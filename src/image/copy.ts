@@ -4,10 +4,11 @@ import path from 'node:path';
 import { LapinError, type SourcePosition } from '../errors.js';
 import type { CopyOp } from '../plan/types.js';
 import { readContextDirectory } from './context-names.js';
+import { decodeName, fsPath } from './names.js';
 import { expandContextGlob, globSegmentRegExp, hasGlob, resolveInContext } from './context.js';
 import type { ContextIgnore } from './dockerignore.js';
 import { ImageFilesystem, treePath } from './filesystem.js';
-import type { FsNode } from './tree.js';
+import { comparePaths, type FsNode } from './tree.js';
 
 export interface CopyEnvironment {
   /** Absolute path of the build context. */
@@ -75,7 +76,7 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
         hint: 'check the path; it is relative to the context, not to the definition file',
       });
     }
-    const stats = await lstat(real);
+    const stats = await lstat(fsPath(real));
     if (stats.isDirectory()) {
       putDirectory(target, destination, owner, env, op.at);
       await copyDirectoryContents(target, real, destination, owner, env, links, op);
@@ -97,8 +98,8 @@ async function excluded(env: CopyEnvironment, real: string): Promise<boolean> {
   const matcher = env.ignore?.matcher;
   const relative = path.relative(env.contextDir, real).split(path.sep).join('/');
   if (matcher === undefined || !matcher.ignores(relative)) return false;
-  if (!matcher.hasExceptions || !(await lstat(real)).isDirectory()) return true;
-  for (const name of await readdir(real)) {
+  if (!matcher.hasExceptions || !(await lstat(fsPath(real))).isDirectory()) return true;
+  for (const name of await readContextDirectory(fsPath(real))) {
     if (!(await excluded(env, path.join(real, name)))) return false;
   }
   return true;
@@ -124,11 +125,11 @@ async function copyDirectoryContents(
   links: Map<string, string>,
   op: CopyOp,
 ): Promise<void> {
-  const names = (await readContextDirectory(dir, env.contextDir)).sort();
+  const names = (await readContextDirectory(fsPath(dir))).sort(comparePaths);
   for (const name of names) {
     const real = path.join(dir, name);
     if (env.ignore && (await excluded(env, real))) continue;
-    const stats = await lstat(real);
+    const stats = await lstat(fsPath(real));
     const imagePath = joinTree(destination, name);
     if (stats.isDirectory()) {
       target.put({ type: 'dir', path: imagePath, mode: owner.mode ?? stats.mode & 0o7777, uid: owner.uid, gid: owner.gid, mtime: env.mtime }, op.at);
@@ -153,7 +154,7 @@ async function putStat(
   const base = { path: imagePath, uid: owner.uid, gid: owner.gid, mtime: env.mtime };
   if (stats.isSymbolicLink()) {
     // Inside a copied directory a link stays a link, as in Docker.
-    target.put({ ...base, type: 'symlink', mode: 0o777, target: await readlink(real) }, at);
+    target.put({ ...base, type: 'symlink', mode: 0o777, target: decodeName(await readlink(fsPath(real), { encoding: 'buffer' })) }, at);
     return;
   }
   if (!stats.isFile()) {
@@ -174,7 +175,7 @@ async function putStat(
 
 /** ADD unpacks local archives in Docker; lapin copies files as they are, so it refuses rather than differ. */
 async function refuseArchive(real: string, source: string, at?: SourcePosition): Promise<void> {
-  const handle = await open(real, 'r');
+  const handle = await open(fsPath(real), 'r');
   try {
     const header = Buffer.alloc(512);
     const { bytesRead } = await handle.read(header, 0, 512, 0);

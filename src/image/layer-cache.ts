@@ -11,6 +11,7 @@ import { GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
+import { fsPath } from './names.js';
 import { READ_SIZE } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 
@@ -126,7 +127,7 @@ export class LayerCache {
           fields.push('content', content);
         } else {
           const file = path.resolve(node.source.path);
-          const s = await stat(file, { bigint: true });
+          const s = await stat(fsPath(file), { bigint: true });
           fields.push('path', file, String(s.size), String(s.mtimeNs), String(s.ctimeNs), String(s.ino), String(s.dev));
         }
       }

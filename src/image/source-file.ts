@@ -8,6 +8,7 @@ import { createWriteStream } from 'node:fs';
 import { copyFile, open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
+import { fsPath } from './names.js';
 import type { FileSource } from './tree.js';
 
 type PathSource = Extract<FileSource, { kind: 'path' }>;
@@ -23,7 +24,7 @@ export const UNREADABLE_HINT = 'make the file readable by the user running lapin
 export async function openSourceFile(source: PathSource): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
   try {
-    handle = await open(source.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    handle = await open(fsPath(source.path), constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') throw new LapinError(`${source.path} became a symlink while lapin was building; refusing to follow it`, { hint: CHANGED_HINT });
@@ -44,7 +45,7 @@ export async function openSourceFile(source: PathSource): Promise<{ handle: File
 }
 
 /** Copies the file, checked as openSourceFile checks it, keeping copyFile's reflink and copy_file_range paths. */
-export async function copySourceFile(source: PathSource, target: string): Promise<void> {
+export async function copySourceFile(source: PathSource, target: string | Buffer): Promise<void> {
   const { handle } = await openSourceFile(source);
   try {
     // The open descriptor's /proc name is that very file, whatever happens to its path meanwhile.

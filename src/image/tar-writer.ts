@@ -1,5 +1,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
+import { hasRawBytes, nameBytes } from './names.js';
 import { openSourceFile } from './source-file.js';
 import { treePathProblem, type FsNode } from './tree.js';
 
@@ -53,7 +54,7 @@ function ustarBlock(fields: HeaderFields): Buffer | undefined {
     name = name.slice(slash + 1);
   }
   if (name.length > 100 || prefix.length > 155) return undefined;
-  if (fields.linkname !== undefined && Buffer.byteLength(fields.linkname) > 100) return undefined;
+  if (fields.linkname !== undefined && (Buffer.byteLength(fields.linkname) > 100 || hasRawBytes(fields.linkname))) return undefined;
   return encodeBlock(fields, name, prefix);
 }
 
@@ -86,12 +87,13 @@ function encodeBlock(fields: HeaderFields, name: string, prefix: string): Buffer
   return block;
 }
 
-function paxRecord(key: string, value: string): string {
-  const body = ` ${key}=${value}\n`;
-  const length = Buffer.byteLength(body);
+/** One pax record; the value as its exact bytes (names.ts), so a name that is not UTF-8 keeps them. */
+function paxRecord(key: string, value: string): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`), nameBytes(value), Buffer.from('\n')]);
+  const length = body.length;
   let digits = String(length).length;
   if (length + digits >= 10 ** digits) digits++;
-  return `${length + digits}${body}`;
+  return Buffer.concat([Buffer.from(String(length + digits)), body]);
 }
 
 function padding(size: number): Buffer | undefined {
@@ -103,9 +105,13 @@ function padding(size: number): Buffer | undefined {
 export function headerBytes(fields: HeaderFields): Buffer {
   const plain = ustarBlock(fields);
   if (plain) return plain;
-  const pax = Buffer.from(
-    (fields.name ? paxRecord('path', fields.name) : '') + (fields.linkname ? paxRecord('linkpath', fields.linkname) : ''),
-  );
+  // POSIX: names that are not UTF-8 are declared binary, so readers take their bytes as they are.
+  const binary = hasRawBytes(fields.name) || (fields.linkname !== undefined && hasRawBytes(fields.linkname));
+  const pax = Buffer.concat([
+    ...(binary ? [paxRecord('hdrcharset', 'BINARY')] : []),
+    ...(fields.name ? [paxRecord('path', fields.name)] : []),
+    ...(fields.linkname ? [paxRecord('linkpath', fields.linkname)] : []),
+  ]);
   const paxFields: HeaderFields = {
     ...fields,
     name: 'PaxHeader',

@@ -1,7 +1,10 @@
+import { nameBytes } from './names.js';
+
 /**
  * A filesystem tree as the layer, initrd and block writers consume it.
  * Paths are relative to the root, "/"-separated, with no leading "/" and
- * no "." or ".." segments (e.g. "unikernel/network.hvt").
+ * no "." or ".." segments (e.g. "unikernel/network.hvt"). A name that is
+ * not UTF-8 holds its bytes escaped as lone surrogates (names.ts).
  */
 export type FileSource =
   /** `identity`: the device and inode the build saw; writers refuse another file at the path (source-file.ts). */
@@ -49,7 +52,7 @@ export type FsNode = FileNode | DirNode | SymlinkNode | HardlinkNode;
 
 /** Byte-wise order of paths, the order every writer emits entries in. */
 export function comparePaths(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return Buffer.compare(nameBytes(a), nameBytes(b));
 }
 
 /** Why `p` is not a clean tree path (relative, no "." or ".." or empty segments), or undefined. */

@@ -30,6 +30,7 @@ import { stat } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
+import { fsPath, nameBytes } from '../image/names.js';
 import { openSourceFile } from '../image/source-file.js';
 import { comparePaths, treePathProblem, type DirNode, type FileNode, type FileSource, type FsNode } from '../image/tree.js';
 
@@ -66,7 +67,7 @@ export function checkTreePath(path: string): void {
   if (path === '') throw entryError(path, 'empty path', 'the root directory is implied; list only what is inside it');
   const problem = treePathProblem(path);
   if (problem) throw entryError(path, problem, path.startsWith('/') ? 'tree paths are relative to the root' : undefined);
-  if (Buffer.byteLength(path) + 1 > KERNEL_PATH_MAX) {
+  if (nameBytes(path).length + 1 > KERNEL_PATH_MAX) {
     throw entryError(path, `path is longer than ${KERNEL_PATH_MAX - 1} bytes; the kernel would skip it`);
   }
 }
@@ -146,7 +147,7 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
         namesPerFile.set(node, 1);
         break;
       case 'symlink': {
-        const targetBytes = Buffer.byteLength(node.target);
+        const targetBytes = nameBytes(node.target).length;
         if (targetBytes === 0) throw entryError(node.path, 'symlink has an empty target');
         if (node.target.includes('\0')) throw entryError(node.path, 'symlink target contains a NUL byte');
         if (targetBytes + 1 > KERNEL_PATH_MAX) {
@@ -193,7 +194,7 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
           ino: nextIno++,
           mode: TYPE_SYMLINK | node.mode,
           nlink: 1,
-          body: { kind: 'bytes', data: Buffer.from(node.target) },
+          body: { kind: 'bytes', data: nameBytes(node.target) },
         });
         break;
       case 'file': {
@@ -240,7 +241,7 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
 async function checkSourceFile(entryPath: string, diskPath: string, size: number): Promise<void> {
   let info;
   try {
-    info = await stat(diskPath);
+    info = await stat(fsPath(diskPath));
   } catch (error) {
     throw entryError(entryPath, `cannot read source file ${diskPath}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
@@ -259,7 +260,7 @@ function padLength(length: number): number {
 }
 
 function encodeHeader(entry: { path: string; ino: number; mode: number; uid: number; gid: number; nlink: number; mtime: number }, bodySize: number): Buffer {
-  const name = Buffer.from(entry.path);
+  const name = nameBytes(entry.path);
   const fields =
     MAGIC_NEWC +
     hex8(entry.ino) +

@@ -8,7 +8,10 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
+import { LapinError } from '../errors.js';
+import { escapeName } from '../image/context-names.js';
 import type { ImageFilesystem } from '../image/filesystem.js';
+import { hasRawBytes, nameBytes } from '../image/names.js';
 import { writeCpioNewc } from './cpio.js';
 import { writeExtImage, type ExtFlavor } from './ext.js';
 
@@ -27,6 +30,16 @@ export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageS
     const file = path.join(options.staging, `initrd-${id}.cpio`);
     const { size } = await writeCpioNewc(tree.list(), createWriteStream(file));
     return { file, size };
+  }
+  // mke2fs -d and debugfs take names as text: a name that is not UTF-8 is refused, not renamed.
+  for (const node of tree.list()) {
+    const which = [node.path, node.type === 'symlink' ? node.target : ''].find(hasRawBytes);
+    if (which !== undefined) {
+      throw new LapinError(`block rootfs entry "${escapeName(nameBytes(which))}": the name is not UTF-8, which block images here cannot hold`, {
+        hint: 'give it a UTF-8 name, or use an initrd, which keeps the bytes',
+        exitCode: 2,
+      });
+    }
   }
   const file = path.join(options.staging, `block-${id}.img`);
   const { size } = await writeExtImage(tree.list(), file, {
