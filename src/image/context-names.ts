@@ -14,7 +14,7 @@ export async function readContextDirectory(dir: string | Buffer): Promise<string
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM') {
-      throw new LapinError(`cannot read the directory ${String(dir)} of the build context: permission denied`, {
+      throw new LapinError(`cannot read the directory ${typeof dir === 'string' ? dir : escapeName(dir)} of the build context: permission denied`, {
         hint: 'make it readable by the user running lapin (chmod a+rx), or leave it out of the build',
         exitCode: 2,
       });
