@@ -6,8 +6,8 @@
  * Architecture names follow Go's GOARCH / the OCI platform names
  * (amd64, arm64, 386, arm, riscv64, s390x, ppc64le, ...).
  */
-import { open } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
+import { openRegularFile } from '../regular-file.js';
 
 export interface KernelInfo {
   format: 'elf' | 'bzimage' | 'arm64-image' | 'unknown';
@@ -214,11 +214,14 @@ export function sniffFileType(header: Uint8Array): FileType {
 }
 
 async function readHeader(path: string, bytes: number, what: string): Promise<Uint8Array> {
+  // Non-blocking and fstat-checked: a FIFO or a device here must not hang the build.
   let handle;
   try {
-    handle = await open(path, 'r');
+    ({ handle } = await openRegularFile(path, { what: `${what} ${path}`, followSymlink: true, exitCode: 1 }));
   } catch (error) {
-    throw new LapinError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === undefined) throw error;
+    throw new LapinError(`cannot read ${what} ${path}: ${code}`);
   }
   try {
     const buffer = Buffer.alloc(bytes);

@@ -128,7 +128,13 @@ export async function resolveRootfsFile(plan: BuildPlan, contextDir: string): Pr
   }
   const file = await resolveInContext(contextDir, source);
   if (file === undefined) return undefined;
-  const type = await readFileType(file).catch(() => undefined);
+  const type = await readFileType(file).catch((error: unknown) => {
+    // A FIFO or a device is refused here, at the line; an unreadable file is left to the copy to report.
+    if (error instanceof LapinError && ((error.cause as NodeJS.ErrnoException | undefined)?.code === undefined)) {
+      throw new LapinError(`rootfs.path ${source} ${error.message.replace(/^file \S+ /, '')}`, { ...(check.at ? { at: check.at } : {}), hint: 'give a cpio initrd or an ext2/3/4 image file' });
+    }
+    return undefined;
+  });
   if (type === undefined) return undefined;
   const decision = decideRootfsKind(check, type, source);
   if (check.declared === undefined) {

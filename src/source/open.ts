@@ -4,23 +4,19 @@
  * docker-daemon:NAME, docker://REF, or a bare path (detected).
  */
 import { spawn } from 'node:child_process';
-import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import { SourceError } from './errors.js';
 import type { RegistryOptions } from '../registry/client.js';
-import { TarFile } from './tar-file.js';
+import { openRegularFile, readExactly, resolveInsideRoot } from '../regular-file.js';
+import { checkDigest, verifyingStream } from './verify.js';
+import { normalizeMemberName, TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
 
-/** The source could not be read: a usage or I/O problem, not a verdict on the image (exit 2). */
-export class SourceError extends LapinError {
-  constructor(message: string, hint?: string) {
-    super(message, { exitCode: 2, ...(hint === undefined ? {} : { hint }) });
-    this.name = 'SourceError';
-  }
-}
+export { SourceError };
 
 export interface SourceSpec {
   transport: SourceTransport;
@@ -85,6 +81,7 @@ export async function parseSource(text: string): Promise<SourceSpec> {
   try {
     archive = await TarFile.open(path);
   } catch (error) {
+    if (error instanceof LapinError) throw error;
     throw new SourceError(`${path}: ${(error as Error).message}`, 'give an OCI or docker archive (.tar), or a layout directory');
   }
   // An archive holding both (lapin writes those) is read as OCI: it keeps manifest annotations.
@@ -93,21 +90,46 @@ export async function parseSource(text: string): Promise<SourceSpec> {
   throw new SourceError(`${path} holds neither index.json (OCI layout) nor manifest.json (docker save)`);
 }
 
+/** Manifests, indexes and configs are small JSON; more than this is no image lapin reads. */
+const JSON_LIMIT = 16 * 1024 * 1024;
+
 /** Reads a layout's or archive's named files. */
 interface FileReader {
   has(name: string): Promise<boolean>;
-  read(name: string): Promise<Buffer>;
-  stream(name: string): Promise<Readable>;
+  /** The whole file, refused past `maxBytes`. */
+  read(name: string, maxBytes: number): Promise<Buffer>;
+  stream(name: string): Promise<{ stream: Readable; size: number }>;
 }
 
+/**
+ * A layout directory's files: each must resolve inside the directory and be
+ * a regular file (no FIFO, no device), and is read no further than its size.
+ */
 function directoryReader(dir: string): FileReader {
-  const full = (name: string): string => join(dir, ...posix.normalize(`/${name}`).split('/'));
+  const opened = async (name: string) => {
+    const what = `${dir}: ${name}`;
+    const real = await resolveInsideRoot(dir, name, { what });
+    if (real === undefined) throw new SourceError(`${what} is missing`);
+    return openRegularFile(real, { what });
+  };
   return {
-    has: (name) => exists(full(name)),
-    read: (name) => readFile(full(name)),
+    has: async (name) => (await lstat(join(dir, ...posix.normalize(`/${name}`).split('/'))).then(() => true, () => false)),
+    read: async (name, maxBytes) => {
+      const { handle, size } = await opened(name);
+      try {
+        if (size > maxBytes) throw new SourceError(`${dir}: ${name} is ${size} bytes, more than the ${maxBytes} lapin reads for it`);
+        return await readExactly(handle, size, 0, `${dir}: ${name}`);
+      } finally {
+        await handle.close();
+      }
+    },
     stream: async (name) => {
-      await stat(full(name));
-      return createReadStream(full(name));
+      const { handle, size } = await opened(name);
+      if (size === 0) {
+        await handle.close();
+        return { stream: Readable.from([]), size };
+      }
+      return { stream: handle.createReadStream({ start: 0, end: size - 1 }), size };
     },
   };
 }
@@ -120,16 +142,20 @@ function archiveReader(archive: TarFile): FileReader {
   };
   return {
     has: async (name) => archive.member(name) !== undefined,
-    read: (name) => archive.read(member(name)),
-    stream: async (name) => archive.stream(member(name)),
+    read: (name, maxBytes) => archive.read(member(name), maxBytes),
+    stream: async (name) => {
+      const found = member(name);
+      return { stream: await archive.stream(found), size: found.size };
+    },
   };
 }
 
+/** Never quotes the text: a file that is not JSON may be anything (a symlink's target, a secret). */
 function parseJson<T>(data: Buffer, what: string): T {
   try {
     return JSON.parse(data.toString('utf8')) as T;
-  } catch (error) {
-    throw new SourceError(`${what} is not valid JSON: ${(error as Error).message}`);
+  } catch {
+    throw new SourceError(`${what} is not valid JSON`, 'the source is damaged or is not an image');
   }
 }
 
@@ -143,7 +169,7 @@ const HOST_ARCHITECTURE: Record<string, string> = { x64: 'amd64', arm64: 'arm64'
 
 /** Picks the manifest named by tag, else the only one, else the host platform's. */
 async function selectManifest(files: FileReader, where: string, tag: string | undefined): Promise<SourceDescriptor> {
-  const index = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read('index.json'), `${where}: index.json`);
+  const index = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read('index.json', JSON_LIMIT), `${where}: index.json`);
   const manifests = index.manifests ?? [];
   if (manifests.length === 0) throw new SourceError(`${where}: index.json lists no images`);
   let candidates = manifests;
@@ -169,12 +195,19 @@ async function selectManifest(files: FileReader, where: string, tag: string | un
 /** Follows an image index down to the manifest for this host (or the only one). */
 async function resolveIndex(files: FileReader, where: string, descriptor: SourceDescriptor, depth = 0): Promise<SourceDescriptor> {
   if (!MEDIA_INDEX.has(descriptor.mediaType) || depth > 4) return descriptor;
-  const nested = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read(blobName(descriptor.digest)), `${where}: index ${descriptor.digest}`);
+  const nested = parseJson<{ manifests?: SourceDescriptor[] }>(await readVerified(files, descriptor, `${where}: index ${descriptor.digest}`), `${where}: index ${descriptor.digest}`);
   const images = (nested.manifests ?? []).filter((m) => m.platform?.architecture !== 'unknown');
   const host = HOST_ARCHITECTURE[process.arch] ?? process.arch;
   const chosen = images.length === 1 ? images[0] : images.find((m) => m.platform?.architecture === host);
   if (!chosen) throw new SourceError(`${where}: the image index has no manifest for ${host}`);
   return resolveIndex(files, where, chosen, depth + 1);
+}
+
+/** A blob read whole and checked against its descriptor's digest and size, as a registry pull checks it. */
+async function readVerified(files: FileReader, descriptor: SourceDescriptor, what: string): Promise<Buffer> {
+  const data = await files.read(blobName(descriptor.digest), JSON_LIMIT);
+  checkDigest(data, descriptor.digest, typeof descriptor.size === 'number' ? descriptor.size : undefined, what);
+  return data;
 }
 
 class LayoutSource implements ImageSource {
@@ -192,7 +225,7 @@ class LayoutSource implements ImageSource {
     if (!(await this.files.has('index.json'))) throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`);
     const descriptor = await selectManifest(this.files, this.where, this.tag);
     if (!MEDIA_MANIFEST.has(descriptor.mediaType)) throw new SourceError(`${this.where}: unsupported manifest type ${descriptor.mediaType}`);
-    const manifest = parseJson<SourceManifest>(await this.files.read(blobName(descriptor.digest)), `${this.where}: manifest`);
+    const manifest = parseJson<SourceManifest>(await readVerified(this.files, descriptor, `${this.where}: manifest ${descriptor.digest}`), `${this.where}: manifest ${descriptor.digest}`);
     checkManifest(manifest, this.where);
     this.manifestCache = { manifest, digest: descriptor.digest };
     return this.manifestCache;
@@ -200,12 +233,13 @@ class LayoutSource implements ImageSource {
 
   async config(): Promise<{ config: SourceImageConfig; digest: string }> {
     const { manifest } = await this.manifest();
-    const config = parseJson<SourceImageConfig>(await this.files.read(blobName(manifest.config.digest)), `${this.where}: config`);
+    const config = parseJson<SourceImageConfig>(await readVerified(this.files, manifest.config, `${this.where}: config ${manifest.config.digest}`), `${this.where}: config ${manifest.config.digest}`);
     return { config, digest: manifest.config.digest };
   }
 
   async blob(descriptor: SourceDescriptor): Promise<Readable> {
-    return this.files.stream(blobName(descriptor.digest));
+    const { stream } = await this.files.stream(blobName(descriptor.digest));
+    return verifyingStream(stream, descriptor.digest, typeof descriptor.size === 'number' ? descriptor.size : undefined, `${this.where}: blob ${descriptor.digest}`);
   }
 
   async close(): Promise<void> {}
@@ -228,6 +262,7 @@ interface DockerManifestEntry {
 class DockerArchiveSource implements ImageSource {
   readonly transport: SourceTransport;
   private entryCache?: DockerManifestEntry;
+  private configCache?: { config: SourceImageConfig; digest: string };
   constructor(
     readonly name: string,
     private readonly archive: TarFile,
@@ -242,8 +277,11 @@ class DockerArchiveSource implements ImageSource {
     if (this.entryCache) return this.entryCache;
     const member = this.archive.member('manifest.json');
     if (!member) throw new SourceError(`${this.archive.path} is not a docker archive (no manifest.json)`);
-    const entries = parseJson<DockerManifestEntry[]>(await this.archive.read(member), `${this.archive.path}: manifest.json`);
+    const entries = parseJson<DockerManifestEntry[]>(await this.archive.read(member, JSON_LIMIT), `${this.archive.path}: manifest.json`);
     if (!Array.isArray(entries) || entries.length === 0) throw new SourceError(`${this.archive.path}: manifest.json lists no images`);
+    if (!entries.every((e) => typeof e === 'object' && e !== null && typeof e.Config === 'string' && Array.isArray(e.Layers) && e.Layers.every((l) => typeof l === 'string'))) {
+      throw new SourceError(`${this.archive.path}: manifest.json is not docker save's format (Config and Layers)`);
+    }
     let entry = entries[0] as DockerManifestEntry;
     if (this.tag !== undefined) {
       const found = entries.find((e) => (e.RepoTags ?? []).some((t) => t === this.tag || t.endsWith(`:${this.tag}`) || t.endsWith(`/${this.tag}`)));
@@ -266,7 +304,7 @@ class DockerArchiveSource implements ImageSource {
       // docker-archive has no layer descriptors; the member path stands in for the digest.
       return { mediaType: 'application/vnd.docker.image.rootfs.diff.tar', digest: `path:${path}`, size: member.size };
     });
-    const configDigest = /sha256[:/]([a-f0-9]{64})/.exec(entry.Config)?.[1];
+    const configDigest = (/sha256[:/]([a-f0-9]{64})$/.exec(entry.Config) ?? /^(?:\.\/)?([a-f0-9]{64})\.json$/.exec(entry.Config))?.[1];
     return {
       manifest: {
         schemaVersion: 2,
@@ -277,18 +315,39 @@ class DockerArchiveSource implements ImageSource {
   }
 
   async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+    if (this.configCache) return this.configCache;
     const entry = await this.entry();
     const member = this.archive.member(entry.Config);
     if (!member) throw new SourceError(`${this.archive.path}: ${entry.Config} is missing`);
     const { manifest } = await this.manifest();
-    return { config: parseJson<SourceImageConfig>(await this.archive.read(member), `${this.archive.path}: ${entry.Config}`), digest: manifest.config.digest };
+    const what = `${this.archive.path}: ${entry.Config}`;
+    const data = await this.archive.read(member, JSON_LIMIT);
+    // docker save names the config by its digest ("<hex>.json", "blobs/sha256/<hex>").
+    if (!manifest.config.digest.startsWith('path:')) checkDigest(data, manifest.config.digest, undefined, what);
+    this.configCache = { config: parseJson<SourceImageConfig>(data, what), digest: manifest.config.digest };
+    return this.configCache;
   }
 
+  /**
+   * A layer checked as it is read: by the digest in its name when docker
+   * saved it content-addressed ("blobs/sha256/<hex>"), else by the config's
+   * diff_id for it (the older "<id>/layer.tar" is the uncompressed tar).
+   */
   async blob(descriptor: SourceDescriptor): Promise<Readable> {
     const path = descriptor.digest.startsWith('path:') ? descriptor.digest.slice(5) : blobName(descriptor.digest);
     const member = this.archive.member(path);
     if (!member) throw new SourceError(`${this.archive.path}: ${path} is missing`);
-    return this.archive.stream(member);
+    const what = `${this.archive.path}: layer ${path}`;
+    const named = /(?:^|\/)sha256\/([a-f0-9]{64})$/.exec(normalizeMemberName(path))?.[1];
+    let expected = named === undefined ? undefined : `sha256:${named}`;
+    if (expected === undefined) {
+      const entry = await this.entry();
+      const position = entry.Layers.indexOf(path);
+      const diffId = (await this.config()).config.rootfs?.diff_ids?.[position];
+      if (typeof diffId !== 'string') throw new SourceError(`${what}: the config lists no diff_id for it, so it cannot be verified`, 'the archive is damaged');
+      expected = diffId;
+    }
+    return verifyingStream(await this.archive.stream(member), expected, member.size, what);
   }
 
   async close(): Promise<void> {
@@ -300,6 +359,7 @@ async function openArchive(path: string): Promise<TarFile> {
   try {
     return await TarFile.open(path);
   } catch (error) {
+    if (error instanceof LapinError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new SourceError(`${path}: no such file`);
     if (code === 'EISDIR') throw new SourceError(`${path} is a directory`, `use oci:${path} for a layout directory`);

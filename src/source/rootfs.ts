@@ -7,11 +7,11 @@
  */
 import { createWriteStream } from 'node:fs';
 import { join, posix } from 'node:path';
-import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as zlib from 'node:zlib';
 import tar from 'tar-stream';
-import { SourceError } from './open.js';
+import { LayerDecompressor } from './decompress.js';
+import { SourceError } from './errors.js';
 import type { ImageSource, SourceDescriptor } from './types.js';
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'other';
@@ -55,114 +55,140 @@ export function normalizeImagePath(name: string): string {
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-function removeBelow(entries: Map<string, RootfsEntry>, path: string, layer: number, includeSelf: boolean): void {
-  const prefix = path === '/' ? '/' : `${path}/`;
-  for (const [key, entry] of entries) {
-    if (entry.layer >= layer) continue;
-    if ((includeSelf && key === path) || key.startsWith(prefix)) entries.delete(key);
-  }
-}
+/**
+ * Which paths are below which: each path is linked into its parent's set of
+ * children (implicit parents included), so removing a subtree visits only
+ * that subtree and reading a layer stays linear in its entries.
+ */
+class PathTree {
+  private readonly children = new Map<string, Set<string>>();
 
-/** Undoes the layer's compression, judged by its first bytes (media types lie in the wild). */
-function decompressor(): Transform {
-  let decided: Transform | undefined;
-  const head = new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      if (!decided) {
-        if (chunk[0] === 0x1f && chunk[1] === 0x8b) decided = zlib.createGunzip();
-        else if (chunk[0] === 0x28 && chunk[1] === 0xb5 && chunk[2] === 0x2f && chunk[3] === 0xfd) {
-          const zstd = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
-          if (!zstd) {
-            callback(new SourceError('this image has zstd-compressed layers, which need Node.js 22.15 or newer', 'run lapin on a newer Node.js, or recompress the image with gzip'));
-            return;
-          }
-          decided = zstd();
-        } else decided = new PassThrough();
-        decided.on('data', (data: Buffer) => this.push(data));
+  add(path: string): void {
+    let child = path;
+    while (child !== '/') {
+      const parent = posix.dirname(child);
+      let set = this.children.get(parent);
+      if (!set) {
+        set = new Set();
+        this.children.set(parent, set);
       }
-      if (decided.write(chunk)) callback();
-      else decided.once('drain', () => callback());
-    },
-    flush(callback: TransformCallback) {
-      if (!decided) {
-        callback();
-        return;
+      if (set.has(child)) return;
+      set.add(child);
+      child = parent;
+    }
+  }
+
+  /** Deletes the entries of earlier layers below `path` (and `path` itself when asked). */
+  removeBelow(entries: Map<string, RootfsEntry>, path: string, layer: number, includeSelf: boolean): void {
+    const visit = (node: string, self: boolean): void => {
+      if (self) {
+        const entry = entries.get(node);
+        if (entry && entry.layer < layer) entries.delete(node);
       }
-      decided.once('end', () => callback());
-      decided.once('error', (error) => callback(error));
-      decided.end();
-    },
-  });
-  return head;
+      const below = this.children.get(node);
+      if (below) {
+        for (const child of [...below]) visit(child, true);
+        if (below.size === 0) this.children.delete(node);
+      }
+      if (self && !entries.has(node) && !this.children.has(node) && node !== '/') this.children.get(posix.dirname(node))?.delete(node);
+    };
+    visit(path, includeSelf);
+  }
 }
 
 async function readLayer(
   stream: Readable,
   layer: number,
   entries: Map<string, RootfsEntry>,
+  tree: PathTree,
   capture: FlattenOptions['capture'],
   what: string,
 ): Promise<void> {
   const extract = tar.extract();
-  const feeding = pipeline(stream, decompressor(), extract as unknown as NodeJS.WritableStream).catch((error: Error) => {
-    extract.destroy(error);
-    throw error;
-  });
+  const feeding = pipeline(stream, new LayerDecompressor(what), extract as unknown as NodeJS.WritableStream);
+  // Settled here, so a failure is never an unhandled rejection whatever the loop below does.
+  const fed = feeding.then(
+    () => undefined,
+    (error: unknown) => {
+      extract.destroy(error as Error);
+      return error;
+    },
+  );
+  // A path cleared once in this layer needs no second walk (hostile layers repeat whiteouts).
+  const cleared = new Set<string>();
+  const clear = (path: string, includeSelf: boolean): void => {
+    const key = `${includeSelf ? 's' : 'c'}${path}`;
+    if (cleared.has(key)) return;
+    cleared.add(key);
+    tree.removeBelow(entries, path, layer, includeSelf);
+  };
   let fileNumber = 0;
   try {
-    for await (const entry of extract) {
-      const header = entry.header;
-      const path = normalizeImagePath(header.name);
-      const base = posix.basename(path);
-      const dir = posix.dirname(path);
-      if (base === OPAQUE) {
-        removeBelow(entries, dir, layer, false);
-        entry.resume();
-        continue;
-      }
-      if (base.startsWith(WHITEOUT)) {
-        removeBelow(entries, posix.join(dir, base.slice(WHITEOUT.length)), layer, true);
-        entry.resume();
-        continue;
-      }
-      const type: EntryType =
-        header.type === 'file' || header.type === 'contiguous-file' ? 'file' : header.type === 'directory' ? 'directory' : header.type === 'symlink' ? 'symlink' : header.type === 'link' ? 'link' : 'other';
-      if (type !== 'directory') removeBelow(entries, path, layer, false);
-      const record: RootfsEntry = {
-        path,
-        type,
-        size: type === 'file' ? header.size : 0,
-        mode: header.mode,
-        linkname: type === 'link' ? normalizeImagePath(header.linkname) : header.linkname,
-        layer,
-      };
-      const wanted = type === 'file' ? capture?.(path) : undefined;
-      if (wanted?.kind === 'file') {
-        const file = join(wanted.dir, `layer${layer}-${fileNumber++}`);
-        await pipeline(entry as unknown as Readable, createWriteStream(file));
-        record.file = file;
-      } else if (wanted) {
-        const limit = wanted.kind === 'header' ? wanted.bytes : wanted.maxBytes;
-        const chunks: Buffer[] = [];
-        let kept = 0;
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          if (kept < limit) {
-            const part = chunk.subarray(0, limit - kept);
-            chunks.push(part);
-            kept += part.length;
-          }
+    try {
+      for await (const entry of extract) {
+        const header = entry.header;
+        const path = normalizeImagePath(header.name);
+        const base = posix.basename(path);
+        const dir = posix.dirname(path);
+        if (base === OPAQUE) {
+          clear(dir, false);
+          entry.resume();
+          continue;
         }
-        record.data = Buffer.concat(chunks);
-      } else {
-        entry.resume();
-        // Wait for the body to be skipped before the next header.
-        await new Promise<void>((resolve) => entry.on('end', () => resolve()));
+        if (base.startsWith(WHITEOUT)) {
+          clear(posix.join(dir, base.slice(WHITEOUT.length)), true);
+          entry.resume();
+          continue;
+        }
+        const type: EntryType =
+          header.type === 'file' || header.type === 'contiguous-file' ? 'file' : header.type === 'directory' ? 'directory' : header.type === 'symlink' ? 'symlink' : header.type === 'link' ? 'link' : 'other';
+        if (type !== 'directory') clear(path, false);
+        const record: RootfsEntry = {
+          path,
+          type,
+          size: type === 'file' ? header.size : 0,
+          mode: header.mode,
+          linkname: type === 'link' ? normalizeImagePath(header.linkname) : header.linkname,
+          layer,
+        };
+        const wanted = type === 'file' ? capture?.(path) : undefined;
+        if (wanted?.kind === 'file') {
+          const file = join(wanted.dir, `layer${layer}-${fileNumber++}`);
+          await pipeline(entry as unknown as Readable, createWriteStream(file));
+          record.file = file;
+        } else if (wanted) {
+          const limit = wanted.kind === 'header' ? wanted.bytes : wanted.maxBytes;
+          const chunks: Buffer[] = [];
+          let kept = 0;
+          for await (const chunk of entry as AsyncIterable<Buffer>) {
+            if (kept < limit) {
+              const part = chunk.subarray(0, limit - kept);
+              chunks.push(part);
+              kept += part.length;
+            }
+          }
+          record.data = Buffer.concat(chunks);
+        } else {
+          entry.resume();
+          // Wait for the body to be skipped before the next header.
+          await new Promise<void>((resolve, reject) => {
+            entry.on('end', () => resolve());
+            entry.on('error', reject);
+          });
+        }
+        entries.set(path, record);
+        tree.add(path);
       }
-      entries.set(path, record);
+    } finally {
+      // On a failure in the loop, stop the feeding and wait for it, so nothing runs on after.
+      stream.destroy();
     }
-    await feeding;
+    const failure = await fed;
+    if (failure !== undefined) throw failure;
   } catch (error) {
+    const fedError = await fed;
     if (error instanceof SourceError) throw error;
+    if (fedError instanceof SourceError) throw fedError;
     throw new SourceError(`${what}: cannot read layer ${layer + 1}: ${(error as Error).message}`);
   }
 }
@@ -171,10 +197,11 @@ async function readLayer(
 export async function flattenRootfs(source: ImageSource, options: FlattenOptions = {}): Promise<FlatRootfs> {
   const { manifest } = await source.manifest();
   const entries = new Map<string, RootfsEntry>();
+  const tree = new PathTree();
   const layers: SourceDescriptor[] = manifest.layers;
   for (const [index, descriptor] of layers.entries()) {
     options.onLayer?.(index, layers.length);
-    await readLayer(await source.blob(descriptor), index, entries, options.capture, source.name);
+    await readLayer(await source.blob(descriptor), index, entries, tree, options.capture, source.name);
   }
   return { entries, layerCount: layers.length };
 }
