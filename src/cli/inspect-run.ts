@@ -1,6 +1,7 @@
 /** The `inspect` and `run` subcommands (kept apart from main.ts, which many hands edit). */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { parseUruncRelease, type UruncRelease } from '../plan/releases.js';
+import { escapeLine } from '../text.js';
 
 // inspect and run are loaded by their own commands only, so `lapin build` and --version do not pay for them.
 
@@ -40,7 +41,7 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
       const debug = root.opts<{ debug?: boolean }>().debug === true;
       const registry = {
         insecureRegistries: opts.insecureRegistry ?? [],
-        ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
+        ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${escapeLine(message)}\n`) } : {}),
       };
       const report = await inspect(source, { registry, ...(opts.uruncVersion ? { release: opts.uruncVersion } : {}) });
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));

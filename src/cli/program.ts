@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { OutputSpec } from '../build.js';
 import { LapinError, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
+import { escapeLine } from '../text.js';
 import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
@@ -210,7 +211,7 @@ function setExitCode(code: number): void {
 function registryOptions(insecureRegistries: string[], debug: boolean): RegistryOptions {
   return {
     insecureRegistries,
-    ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
+    ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${escapeLine(message)}\n`) } : {}),
   };
 }
 
@@ -263,11 +264,11 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (error instanceof LapinError) {
-      process.stderr.write(`lapin: error: ${error.describe()}\n`);
+      process.stderr.write(`lapin: error: ${escapeLine(error.describe())}\n`);
       if (debug && error.stack) process.stderr.write(`${error.stack}\n`);
       return error.exitCode;
     }
-    process.stderr.write(`lapin: error: ${describeUnexpected(error)}\n`);
+    process.stderr.write(`lapin: error: ${escapeLine(describeUnexpected(error))}\n`);
     if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     return 1;
   }

@@ -1,4 +1,5 @@
 import { describeSolo5 } from '../image/solo5.js';
+import { escapeLine } from '../text.js';
 import { engineLines } from './format-engines.js';
 import type { InspectReport, Message, ValueSet } from './inspect.js';
 
@@ -59,5 +60,6 @@ export function formatReport(report: InspectReport): string {
   for (const warning of report.warnings) lines.push(messageLine('warning', warning));
   const release = report.urunc.release === 'pre-0.7' ? 'urunc < 0.7' : `urunc ${report.urunc.release}`;
   lines.push(report.runnable ? `verdict: ${release} can run this image` : `verdict: ${release} cannot run this image (${report.errors.length} error${report.errors.length === 1 ? '' : 's'})`);
-  return `${lines.join('\n')}\n`;
+  // Each entry is one line; whatever the image put in it (ESC, a newline, U+202E) is shown escaped.
+  return `${lines.map(escapeLine).join('\n')}\n`;
 }

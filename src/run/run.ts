@@ -13,6 +13,7 @@ import { inspectSource, type InspectReport } from '../inspect/inspect.js';
 import { parseGoBool } from '../plan/rules.js';
 import { openSource } from '../source/open.js';
 import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
+import { escapeLine, escapeTerminalText } from '../text.js';
 import { monitorCommand, shellLine, type MonitorRequest } from './monitor.js';
 
 export interface RunOptions {
@@ -148,9 +149,9 @@ export async function run(options: RunOptions): Promise<number> {
       // urunc execs the monitor inside the container rootfs, so the paths are the image's own.
       const paths = { kernel: values.binary ?? '', ...(values.initrd ? { initrd: values.initrd } : {}), ...(values.block ? { block: values.block } : {}) };
       const command = monitorCommand(requestFor(report, paths, options, accel, '/tmp'));
-      stdout.write(`${shellLine(command.program, command.args)}\n`);
-      for (const file of command.files) stdout.write(`# ${file.path}:\n${file.content}\n`);
-      for (const note of command.notes) stderr.write(`lapin: note: ${note}\n`);
+      stdout.write(`${escapeLine(shellLine(command.program, command.args))}\n`);
+      for (const file of command.files) stdout.write(`# ${escapeLine(file.path)}:\n${escapeTerminalText(file.content)}\n`);
+      for (const note of command.notes) stderr.write(`lapin: note: ${escapeLine(note)}\n`);
       return 0;
     }
 
@@ -170,8 +171,8 @@ export async function run(options: RunOptions): Promise<number> {
       throw new LapinError(`${values.hypervisor ?? ''} guests need ${command.program}, which is not on PATH`, { hint: INSTALL_HINTS[command.program] ?? `install ${command.program}` });
     }
     for (const file of command.files) await writeFile(file.path, file.content);
-    for (const note of command.notes) stderr.write(`lapin: note: ${note}\n`);
-    stderr.write(`lapin: running ${shellLine(command.program, command.args)}\n`);
+    for (const note of command.notes) stderr.write(`lapin: note: ${escapeLine(note)}\n`);
+    stderr.write(`lapin: running ${escapeLine(shellLine(command.program, command.args))}\n`);
     return await spawnMonitor(program, command.args, stdout, stderr, options.timeout);
   } finally {
     await source.close();
