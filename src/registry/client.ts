@@ -19,6 +19,112 @@ export interface RegistryOptions {
   debug?: (message: string) => void;
   /** Warnings (an unreadable extra CA file); "lapin: warning: ..." on stderr by default. */
   warn?: (message: string) => void;
+  /**
+   * A request fails when the registry sends nothing (no headers, no body
+   * bytes) for this long; default LAPIN_REGISTRY_STALL_TIMEOUT seconds, else 30 s.
+   */
+  stallTimeoutMs?: number;
+  /**
+   * A request, its body included, fails when it takes longer than this;
+   * default LAPIN_REGISTRY_TIMEOUT seconds, else 30 minutes.
+   */
+  requestTimeoutMs?: number;
+}
+
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30 * 60_000;
+
+/** A timeout from the options, else from the environment variable (seconds), else the default. */
+function timeoutMs(option: number | undefined, variable: string, fallback: number): number {
+  if (option !== undefined) {
+    if (!(option > 0) || !Number.isFinite(option)) throw new LapinError(`a registry timeout must be a positive number of milliseconds, not ${String(option)}`, { exitCode: 2 });
+    return option;
+  }
+  const text = process.env[variable];
+  if (text === undefined || text === '') return fallback;
+  if (!/^\d+(\.\d+)?$/.test(text.trim()) || Number(text) <= 0) {
+    throw new LapinError(`${variable}=${JSON.stringify(text)} is not a number of seconds`, { exitCode: 2, hint: `e.g. ${variable}=${fallback / 1000}` });
+  }
+  return Number(text) * 1000;
+}
+
+/** The registry stalled or took too long; retried like a cut connection, within the retry bound. */
+export class RegistryTimeoutError extends LapinError {
+  readonly transient = true;
+  constructor(message: string, hint: string) {
+    super(message, { hint });
+    this.name = 'RegistryTimeoutError';
+  }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+/**
+ * fetch with both timeouts: the stall timer runs while waiting for the
+ * headers and for each body chunk, the overall one from the request until
+ * the body ends. Either aborts the connection and fails with one sentence.
+ */
+export async function fetchWithTimeouts(transport: RegistryFetch, url: string, init: RegistryFetchInit, host: string, stallMs: number, requestMs: number): Promise<Response> {
+  const controller = new AbortController();
+  let reason: RegistryTimeoutError | undefined;
+  const fail = (error: RegistryTimeoutError): void => {
+    reason ??= error;
+    controller.abort(reason);
+  };
+  const stalled = (): RegistryTimeoutError =>
+    new RegistryTimeoutError(`${host} sent nothing for ${seconds(stallMs)} (${init.method} ${redactUrl(url)}); giving up on it`, 'check the registry or the network; LAPIN_REGISTRY_STALL_TIMEOUT sets the limit in seconds');
+  const overall = setTimeout(
+    () => fail(new RegistryTimeoutError(`${init.method} ${redactUrl(url)} took longer than ${seconds(requestMs)}; giving up on it`, 'check the registry or the network; LAPIN_REGISTRY_TIMEOUT sets the limit in seconds')),
+    requestMs,
+  );
+  overall.unref();
+  const arm = (): NodeJS.Timeout => {
+    const timer = setTimeout(() => fail(stalled()), stallMs);
+    timer.unref();
+    return timer;
+  };
+  let stall = arm();
+  let response: Response;
+  try {
+    response = await transport(url, { ...init, signal: controller.signal });
+  } catch (error) {
+    clearTimeout(overall);
+    throw reason ?? error;
+  } finally {
+    clearTimeout(stall);
+  }
+  const original = response.body;
+  // Statuses that cannot carry a body are handed on as they are.
+  if (!original || [101, 204, 205, 304].includes(response.status)) {
+    clearTimeout(overall);
+    return response;
+  }
+  const reader = original.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(stream) {
+      stall = arm();
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        clearTimeout(overall);
+        throw reason ?? error;
+      } finally {
+        clearTimeout(stall);
+      }
+      if (chunk.done) {
+        clearTimeout(overall);
+        stream.close();
+      } else stream.enqueue(chunk.value);
+    },
+    async cancel(why) {
+      clearTimeout(overall);
+      await reader.cancel(why).catch(() => undefined);
+    },
+  });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
 /** A failed authentication or authorization; the CLI exits 1 and says so plainly. */
@@ -128,12 +234,16 @@ export class RegistryClient {
   private readonly tokens = new TokenCache();
   private readonly retry: RetryPolicy;
   private transport: Promise<RegistryFetch> | undefined;
+  private readonly stallMs: number;
+  private readonly requestMs: number;
 
   constructor(
     readonly host: string,
     private readonly options: RegistryOptions = {},
   ) {
     this.retry = options.retry ?? DEFAULT_RETRY;
+    this.stallMs = timeoutMs(options.stallTimeoutMs, 'LAPIN_REGISTRY_STALL_TIMEOUT', DEFAULT_STALL_TIMEOUT_MS);
+    this.requestMs = timeoutMs(options.requestTimeoutMs, 'LAPIN_REGISTRY_TIMEOUT', DEFAULT_REQUEST_TIMEOUT_MS);
   }
 
   private debug(message: string): void {
@@ -148,7 +258,7 @@ export class RegistryClient {
       ...(this.options.debug ? { debug: this.options.debug } : {}),
       ...(this.options.warn ? { warn: this.options.warn } : {}),
     });
-    return (await this.transport)(url, init);
+    return fetchWithTimeouts(await this.transport, url, init, this.host, this.stallMs, this.requestMs);
   }
 
   private insecure(): boolean {
@@ -298,6 +408,9 @@ export class RegistryClient {
    */
   async request(spec: RegistryRequest): Promise<Response> {
     const base = await this.baseUrl();
+    if (!spec.target.startsWith('/') && !/^https?:\/\//.test(spec.target)) {
+      throw new LapinError(`${spec.what} failed: ${this.host} named ${JSON.stringify(spec.target.slice(0, 100))} as the place to send it, which is not an HTTP(S) URL`, { hint: 'a broken or hostile registry; lapin sends data only over HTTP(S)' });
+    }
     const url = /^https?:\/\//.test(spec.target) ? spec.target : `${base}${spec.target}`;
     let authRetried = false;
     for (let attempt = 0; ; attempt++) {

@@ -332,7 +332,18 @@ function rangeEnd(range: string | null): number | undefined {
 async function absoluteLocation(client: RegistryClient, response: Response): Promise<string> {
   const location = response.headers.get('location');
   if (!location) throw new LapinError(`${client.host} opened an upload without saying where (no Location header)`);
-  return new URL(location, await client.baseUrl()).href;
+  let url: URL;
+  try {
+    url = new URL(location, await client.baseUrl());
+  } catch {
+    url = new URL('invalid:');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new LapinError(`${client.host} gave ${JSON.stringify(location.slice(0, 100))} as the upload location, which is not an HTTP(S) URL; refusing to upload there`, {
+      hint: 'a broken or hostile registry; lapin uploads only over HTTP(S)',
+    });
+  }
+  return url.href;
 }
 
 function withDigest(location: string, digest: string): string {

@@ -20,6 +20,7 @@ export interface RegistryFetchInit {
   headers?: Record<string, string>;
   body?: Uint8Array | string;
   redirect?: 'follow' | 'manual' | 'error';
+  signal?: AbortSignal;
 }
 
 export type RegistryFetch = (url: string, init: RegistryFetchInit) => Promise<Response>;
