@@ -12,6 +12,7 @@ import { LapinError } from '../errors.js';
 import { SourceError } from './errors.js';
 import type { RegistryOptions } from '../registry/client.js';
 import { openRegularFile, readExactly, resolveInsideRoot } from '../regular-file.js';
+import { checkConfigShape, checkIndex, checkManifestShape } from './shape.js';
 import { checkDigest, verifyingStream } from './verify.js';
 import { normalizeMemberName, TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
@@ -169,8 +170,7 @@ const HOST_ARCHITECTURE: Record<string, string> = { x64: 'amd64', arm64: 'arm64'
 
 /** Picks the manifest named by tag, else the only one, else the host platform's. */
 async function selectManifest(files: FileReader, where: string, tag: string | undefined): Promise<SourceDescriptor> {
-  const index = parseJson<{ manifests?: SourceDescriptor[] }>(await files.read('index.json', JSON_LIMIT), `${where}: index.json`);
-  const manifests = index.manifests ?? [];
+  const manifests = checkIndex(parseJson<unknown>(await files.read('index.json', JSON_LIMIT), `${where}: index.json`), `${where}: index.json`);
   if (manifests.length === 0) throw new SourceError(`${where}: index.json lists no images`);
   let candidates = manifests;
   if (tag !== undefined) {
@@ -195,8 +195,8 @@ async function selectManifest(files: FileReader, where: string, tag: string | un
 /** Follows an image index down to the manifest for this host (or the only one). */
 async function resolveIndex(files: FileReader, where: string, descriptor: SourceDescriptor, depth = 0): Promise<SourceDescriptor> {
   if (!MEDIA_INDEX.has(descriptor.mediaType) || depth > 4) return descriptor;
-  const nested = parseJson<{ manifests?: SourceDescriptor[] }>(await readVerified(files, descriptor, `${where}: index ${descriptor.digest}`), `${where}: index ${descriptor.digest}`);
-  const images = (nested.manifests ?? []).filter((m) => m.platform?.architecture !== 'unknown');
+  const what = `${where}: index ${descriptor.digest}`;
+  const images = checkIndex(parseJson<unknown>(await readVerified(files, descriptor, what), what), what).filter((m) => m.platform?.architecture !== 'unknown');
   const host = HOST_ARCHITECTURE[process.arch] ?? process.arch;
   const chosen = images.length === 1 ? images[0] : images.find((m) => m.platform?.architecture === host);
   if (!chosen) throw new SourceError(`${where}: the image index has no manifest for ${host}`);
@@ -225,15 +225,16 @@ class LayoutSource implements ImageSource {
     if (!(await this.files.has('index.json'))) throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`);
     const descriptor = await selectManifest(this.files, this.where, this.tag);
     if (!MEDIA_MANIFEST.has(descriptor.mediaType)) throw new SourceError(`${this.where}: unsupported manifest type ${descriptor.mediaType}`);
-    const manifest = parseJson<SourceManifest>(await readVerified(this.files, descriptor, `${this.where}: manifest ${descriptor.digest}`), `${this.where}: manifest ${descriptor.digest}`);
-    checkManifest(manifest, this.where);
+    const what = `${this.where}: manifest ${descriptor.digest}`;
+    const manifest = checkManifestShape(parseJson<unknown>(await readVerified(this.files, descriptor, what), what), what);
     this.manifestCache = { manifest, digest: descriptor.digest };
     return this.manifestCache;
   }
 
   async config(): Promise<{ config: SourceImageConfig; digest: string }> {
     const { manifest } = await this.manifest();
-    const config = parseJson<SourceImageConfig>(await readVerified(this.files, manifest.config, `${this.where}: config ${manifest.config.digest}`), `${this.where}: config ${manifest.config.digest}`);
+    const what = `${this.where}: config ${manifest.config.digest}`;
+    const config = checkConfigShape(parseJson<unknown>(await readVerified(this.files, manifest.config, what), what), what);
     return { config, digest: manifest.config.digest };
   }
 
@@ -243,12 +244,6 @@ class LayoutSource implements ImageSource {
   }
 
   async close(): Promise<void> {}
-}
-
-function checkManifest(manifest: SourceManifest, where: string): void {
-  if (typeof manifest !== 'object' || manifest === null || typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) {
-    throw new SourceError(`${where}: the manifest has no config or layers`);
-  }
 }
 
 interface DockerManifestEntry {
@@ -324,7 +319,7 @@ class DockerArchiveSource implements ImageSource {
     const data = await this.archive.read(member, JSON_LIMIT);
     // docker save names the config by its digest ("<hex>.json", "blobs/sha256/<hex>").
     if (!manifest.config.digest.startsWith('path:')) checkDigest(data, manifest.config.digest, undefined, what);
-    this.configCache = { config: parseJson<SourceImageConfig>(data, what), digest: manifest.config.digest };
+    this.configCache = { config: checkConfigShape(parseJson<unknown>(data, what), what), digest: manifest.config.digest };
     return this.configCache;
   }
 

@@ -78,7 +78,7 @@ export function manyEntriesLayer(count: number): Buffer {
 }
 
 /** An OCI layout directory around ready-made layer blobs (the config lists no diff_ids to check). */
-export async function layoutOfBlobs(dir: string, layers: readonly Buffer[], extra: { manifestBytes?: Buffer; indexBytes?: Buffer } = {}): Promise<{ manifestDigest: string; layerDigests: string[] }> {
+export async function layoutOfBlobs(dir: string, layers: readonly Buffer[], extra: { manifestBytes?: Buffer; indexBytes?: Buffer; configBytes?: Buffer } = {}): Promise<{ manifestDigest: string; layerDigests: string[] }> {
   const { createHash } = await import('node:crypto');
   const { mkdir, writeFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
@@ -88,7 +88,7 @@ export async function layoutOfBlobs(dir: string, layers: readonly Buffer[], extr
     await writeFile(join(dir, 'blobs', 'sha256', sha(data)), data);
     return `sha256:${sha(data)}`;
   };
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } }));
+  const config = extra.configBytes ?? Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } }));
   const layerDigests = await Promise.all(layers.map(put));
   const manifest =
     extra.manifestBytes ??
