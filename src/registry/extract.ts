@@ -1,31 +1,18 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { LapinError } from '../errors.js';
 import type { ImageFilesystem } from '../image/filesystem.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
+import { LayerDecompressor } from '../source/decompress.js';
+import { PathTree } from '../source/path-tree.js';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
-
-/** The first bytes of a layer say how it is compressed, whatever its media type claims. */
-async function compressionOf(file: string): Promise<'gzip' | 'zstd' | 'none'> {
-  const handle = await open(file, 'r');
-  try {
-    const head = Buffer.alloc(4);
-    await handle.read(head, 0, 4, 0);
-    if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
-    if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
-    return 'none';
-  } finally {
-    await handle.close();
-  }
-}
 
 /**
  * A tar entry name as a tree path ("a/b"), or an error when it would land
@@ -74,16 +61,19 @@ export function checkLinkTarget(linkPath: string, target: string, image: string)
 export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string; diffId?: string }>, dataDir: string, image: string): Promise<FsNode[]> {
   await mkdir(dataDir, { recursive: true });
   const tree = new Map<string, FsNode>();
+  // Whiteouts and opaque directories visit only the subtree they remove (PathTree), so a layer is linear in its entries.
+  const below = new PathTree('');
   let counter = 0;
-  const removeBelow = (p: string, keep: Set<string>): void => {
-    for (const key of [...tree.keys()]) {
-      if ((key === p || key.startsWith(`${p}/`)) && !keep.has(key)) tree.delete(key);
-    }
+  const removeBelow = (p: string, keep: Set<string>, includeSelf = true): void => {
+    below.removeBelow(p, includeSelf, (key) => {
+      if (!keep.has(key)) tree.delete(key);
+      return !tree.has(key);
+    });
   };
   for (const layer of layers) {
-    const compression = await compressionOf(layer.file);
-    if (compression === 'zstd') throw new LapinError(`${image} has a zstd layer (${layer.digest}); lapin reads gzip and plain layers of base images`);
     const added = new Set<string>();
+    // A path cleared once in this layer needs no second walk (hostile layers repeat whiteouts).
+    const cleared = new Set<string>();
     const extract = tar.extract();
     const diffHash = createHash('sha256');
     const hashUncompressed = new Transform({
@@ -92,23 +82,23 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
         callback(null, chunk);
       },
     });
-    const done = pipeline(
-      compression === 'gzip' ? [createReadStream(layer.file), createGunzip(), hashUncompressed, extract] : [createReadStream(layer.file), hashUncompressed, extract],
-    );
+    // gzip, zstd (through the zstd program, as inspect reads it) or plain, judged by the first bytes.
+    const done = pipeline([createReadStream(layer.file), new LayerDecompressor(`${image} (layer ${layer.digest})`), hashUncompressed, extract]);
     extract.on('entry', (header, stream, next) => {
       const handle = async (): Promise<void> => {
         const entryPath = safeEntryPath(header.name, image);
         const base = path.posix.basename(entryPath);
         const parent = path.posix.dirname(entryPath) === '.' ? '' : path.posix.dirname(entryPath);
         if (base === OPAQUE) {
-          for (const key of [...tree.keys()]) {
-            if (parent === '' || key.startsWith(`${parent}/`)) if (!added.has(key)) tree.delete(key);
-          }
+          if (!cleared.has(`c${parent}`)) removeBelow(parent, added, false);
+          cleared.add(`c${parent}`);
           stream.resume();
           return;
         }
         if (base.startsWith(WHITEOUT)) {
-          removeBelow(parent === '' ? base.slice(WHITEOUT.length) : `${parent}/${base.slice(WHITEOUT.length)}`, added);
+          const gone = parent === '' ? base.slice(WHITEOUT.length) : `${parent}/${base.slice(WHITEOUT.length)}`;
+          if (!cleared.has(`s${gone}`)) removeBelow(gone, added);
+          cleared.add(`s${gone}`);
           stream.resume();
           return;
         }
@@ -156,10 +146,12 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
           if (!present || present.type !== 'dir') {
             tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime: common.mtime });
             added.add(dir);
+            below.add(dir);
           }
         }
         tree.set(entryPath, node);
         added.add(entryPath);
+        below.add(entryPath);
       };
       handle().then(
         () => next(),

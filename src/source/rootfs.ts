@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { LayerDecompressor } from './decompress.js';
 import { SourceError } from './errors.js';
+import { PathTree } from './path-tree.js';
 import type { ImageSource, SourceDescriptor } from './types.js';
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'other';
@@ -55,47 +56,6 @@ export function normalizeImagePath(name: string): string {
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-/**
- * Which paths are below which: each path is linked into its parent's set of
- * children (implicit parents included), so removing a subtree visits only
- * that subtree and reading a layer stays linear in its entries.
- */
-class PathTree {
-  private readonly children = new Map<string, Set<string>>();
-
-  add(path: string): void {
-    let child = path;
-    while (child !== '/') {
-      const parent = posix.dirname(child);
-      let set = this.children.get(parent);
-      if (!set) {
-        set = new Set();
-        this.children.set(parent, set);
-      }
-      if (set.has(child)) return;
-      set.add(child);
-      child = parent;
-    }
-  }
-
-  /** Deletes the entries of earlier layers below `path` (and `path` itself when asked). */
-  removeBelow(entries: Map<string, RootfsEntry>, path: string, layer: number, includeSelf: boolean): void {
-    const visit = (node: string, self: boolean): void => {
-      if (self) {
-        const entry = entries.get(node);
-        if (entry && entry.layer < layer) entries.delete(node);
-      }
-      const below = this.children.get(node);
-      if (below) {
-        for (const child of [...below]) visit(child, true);
-        if (below.size === 0) this.children.delete(node);
-      }
-      if (self && !entries.has(node) && !this.children.has(node) && node !== '/') this.children.get(posix.dirname(node))?.delete(node);
-    };
-    visit(path, includeSelf);
-  }
-}
-
 async function readLayer(
   stream: Readable,
   layer: number,
@@ -120,7 +80,11 @@ async function readLayer(
     const key = `${includeSelf ? 's' : 'c'}${path}`;
     if (cleared.has(key)) return;
     cleared.add(key);
-    tree.removeBelow(entries, path, layer, includeSelf);
+    tree.removeBelow(path, includeSelf, (key) => {
+      const entry = entries.get(key);
+      if (entry && entry.layer < layer) entries.delete(key);
+      return !entries.has(key);
+    });
   };
   let fileNumber = 0;
   try {
@@ -197,7 +161,7 @@ async function readLayer(
 export async function flattenRootfs(source: ImageSource, options: FlattenOptions = {}): Promise<FlatRootfs> {
   const { manifest } = await source.manifest();
   const entries = new Map<string, RootfsEntry>();
-  const tree = new PathTree();
+  const tree = new PathTree('/');
   const layers: SourceDescriptor[] = manifest.layers;
   for (const [index, descriptor] of layers.entries()) {
     options.onLayer?.(index, layers.length);
