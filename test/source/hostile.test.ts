@@ -240,6 +240,14 @@ describe('corrupt layers: one line, exit 2', () => {
     await layoutOfBlobs(dir, [zstd.stdout]);
     const rootfs = await flattenRootfs(await openSource(`oci:${dir}`));
     assert.equal(rootfs.entries.get('/unikernel/app')?.size, 4096);
+    // lapin's own --compression zstd archive (issue 10 §5: a stack trace and exit 1 on Node 20).
+    const built = fresh('net zstd.tar');
+    const example = join(ROOT, 'examples', 'mirage-hvt');
+    const build = lapin(['build', '--compression', 'zstd', '-f', join(example, 'bunnyfile'), '-o', built, example], 60_000);
+    assert.equal(build.status, 0, build.stderr);
+    const inspected = lapin(['inspect', built]);
+    assert.equal(inspected.status, 0, inspected.stderr);
+    assert.match(inspected.stdout, /verdict: urunc can run this image/);
     // A damaged zstd stream is a clean exit 2.
     const broken = fresh('zstd-broken');
     await layoutOfBlobs(broken, [Buffer.concat([zstd.stdout.subarray(0, 40), Buffer.alloc(40, 0x55)])]);
