@@ -164,10 +164,29 @@ const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
  * Refuses descriptors whose digest is not sha256 hex or whose size is not a
  * byte count: the digest names a cache file, and "sha256:../../x" must not.
  */
+/**
+ * A registry's JSON answer as an object, or one sentence: JSON.parse's own
+ * message quotes the text ("Unexpected token '<', "<html>..."), which is
+ * whatever answered, so it is never shown.
+ */
+function parseAnswer(bytes: Buffer, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw new LapinError(`${what} is not JSON (${bytes.length} bytes); refusing it`, { hint: 'a web page or a proxy may have answered in the registry\'s place; check the registry address' });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new LapinError(`${what} is not a JSON object; refusing it`, { hint: 'a hostile or broken image; use another base' });
+  if ('manifests' in value && value.manifests !== undefined && !(Array.isArray(value.manifests) && value.manifests.every((m: unknown) => typeof m === 'object' && m !== null))) {
+    throw new LapinError(`${what} lists manifests that are not descriptors; refusing it`, { hint: 'a hostile or broken image; use another base' });
+  }
+  return value as Record<string, unknown>;
+}
+
 function checkDescriptors(descriptors: ReadonlyArray<Descriptor | undefined>, display: string): void {
   for (const descriptor of descriptors) {
     if (descriptor === undefined) continue;
-    if (typeof descriptor.digest !== 'string' || !SHA256_DIGEST.test(descriptor.digest) || !Number.isSafeInteger(descriptor.size) || descriptor.size < 0) {
+    if (typeof descriptor !== 'object' || descriptor === null || typeof descriptor.digest !== 'string' || !SHA256_DIGEST.test(descriptor.digest) || !Number.isSafeInteger(descriptor.size) || descriptor.size < 0) {
       throw new LapinError(`${display} lists a blob with digest ${JSON.stringify(descriptor.digest)} and size ${JSON.stringify(descriptor.size)}; lapin reads sha256 digests with byte sizes only`, {
         hint: 'a hostile or broken image; use another base',
       });
@@ -244,7 +263,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
     }
     throw error;
   }
-  let manifest = JSON.parse(manifestBytes.toString('utf8')) as { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
+  let manifest = parseAnswer(manifestBytes, `the manifest of ${reference.display} from ${reference.domain}`) as { mediaType?: string; manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
   if (Array.isArray(manifest.manifests)) {
     const chosen = choosePlatform(manifest.manifests, os, architecture);
     if (!chosen) {
@@ -254,7 +273,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
     checkDescriptors([chosen], reference.display);
     await cache.putVerified(manifestDigest, manifestBytes);
     ({ bytes: manifestBytes, digest: manifestDigest } = await fetchManifest(client, reference, chosen.digest, scopes));
-    manifest = JSON.parse(manifestBytes.toString('utf8')) as typeof manifest;
+    manifest = parseAnswer(manifestBytes, `the manifest of ${reference.display} from ${reference.domain}`) as typeof manifest;
   }
   if (!manifest.config || !Array.isArray(manifest.layers)) {
     throw new LapinError(`${reference.display} is not an image manifest (mediaType ${manifest.mediaType ?? 'unknown'})`, where);
@@ -350,7 +369,7 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
 async function fromCache(cache: PullCache, reference: PullReference, manifestDigest: string, os: string, architecture: string): Promise<PulledImage> {
   let bytes = await readFile(cache.blobPath(manifestDigest));
   let digest = manifestDigest;
-  let manifest = JSON.parse(bytes.toString('utf8')) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
+  let manifest = parseAnswer(bytes, `the manifest of ${reference.display}`) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
   if (Array.isArray(manifest.manifests)) {
     if (sha256(bytes) !== manifestDigest) throw new Error('cached index is damaged');
     const chosen = choosePlatform(manifest.manifests, os, architecture);
@@ -358,13 +377,13 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
     checkDescriptors([chosen], reference.display);
     bytes = await readFile(cache.blobPath(chosen.digest));
     digest = chosen.digest;
-    manifest = JSON.parse(bytes.toString('utf8')) as typeof manifest;
+    manifest = parseAnswer(bytes, `the manifest of ${reference.display}`) as typeof manifest;
   }
   if (sha256(bytes) !== digest || !manifest.config || !Array.isArray(manifest.layers)) throw new Error('cached manifest is damaged');
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   const configBytes = await readFile(cache.blobPath(manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');
-  const config = JSON.parse(configBytes.toString('utf8')) as BaseConfig;
+  const config = parseAnswer(configBytes, `the config of ${reference.display}`) as BaseConfig;
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new LapinError(`${reference.display} lists ${manifest.layers.length} layers but its config has ${diffIds.length} diff_ids`);

@@ -161,3 +161,32 @@ describe('registry answers that are not URLs', () => {
     }
   });
 });
+
+describe('registry answers that are not JSON', () => {
+  test('an HTML page in place of a manifest is named in a sentence, never quoted', async () => {
+    const server = createServer((req, res) => {
+      if (req.url === '/v2/') return void res.writeHead(200).end('{}');
+      res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end('<html><body>SECRET-PORTAL</body></html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      for (const answer of ['html', 'null'] as const) {
+        if (answer === 'null') {
+          server.removeAllListeners('request');
+          server.on('request', (req: IncomingMessage, res: ServerResponse) => (req.url === '/v2/' ? res.writeHead(200).end('{}') : res.writeHead(200).end('null')));
+        }
+        const error = await pullImage(`${host}/web/app:1`, { architecture: 'amd64', cacheDir: path.join(work, `web-${answer}`), retry }).then(
+          () => assert.fail('the pull succeeded'),
+          (caught: unknown) => caught,
+        );
+        assert.ok(error instanceof LapinError, String(error));
+        assert.match(error.message, answer === 'html' ? /the manifest of .* is not JSON \(\d+ bytes\); refusing it/ : /is not a JSON object/);
+        assert.doesNotMatch(error.message, /Unexpected token|SECRET|<html/);
+      }
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
