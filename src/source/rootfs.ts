@@ -54,6 +54,8 @@ export function normalizeImagePath(name: string): string {
 }
 
 const WHITEOUT = '.wh.';
+/** Paths kept for the flattened rootfs (a few hundred bytes each): far more than any unikernel image, bounded memory. */
+export const ROOTFS_ENTRY_LIMIT = 2_000_000;
 const OPAQUE = '.wh..wh..opq';
 
 async function readLayer(
@@ -142,6 +144,9 @@ async function readLayer(
         }
         entries.set(path, record);
         tree.add(path);
+        if (entries.size > ROOTFS_ENTRY_LIMIT) {
+          throw new SourceError(`${what}: the image's layers hold more than ${ROOTFS_ENTRY_LIMIT} paths, more than lapin keeps in memory for inspect and run`, 'a hostile or broken image');
+        }
       }
     } finally {
       // On a failure in the loop, stop the feeding and wait for it, so nothing runs on after.
