@@ -40,6 +40,8 @@ export interface FlattenOptions {
   capture?: (path: string) => Capture | undefined;
   /** Stop reading layers early is not possible (a later layer may delete a file), so every layer is read. */
   onLayer?: (index: number, count: number) => void;
+  /** Paths kept at most; default ROOTFS_ENTRY_LIMIT. */
+  maxEntries?: number;
 }
 
 export interface FlatRootfs {
@@ -65,6 +67,7 @@ async function readLayer(
   tree: PathTree,
   capture: FlattenOptions['capture'],
   what: string,
+  maxEntries: number,
 ): Promise<void> {
   const extract = tar.extract();
   const feeding = pipeline(stream, new LayerDecompressor(what), extract as unknown as NodeJS.WritableStream);
@@ -144,8 +147,8 @@ async function readLayer(
         }
         entries.set(path, record);
         tree.add(path);
-        if (entries.size > ROOTFS_ENTRY_LIMIT) {
-          throw new SourceError(`${what}: the image's layers hold more than ${ROOTFS_ENTRY_LIMIT} paths, more than lapin keeps in memory for inspect and run`, 'a hostile or broken image');
+        if (entries.size > maxEntries) {
+          throw new SourceError(`${what}: the image's layers hold more than ${maxEntries} paths, more than lapin keeps in memory for inspect and run`, 'a hostile or broken image');
         }
       }
     } finally {
@@ -170,7 +173,7 @@ export async function flattenRootfs(source: ImageSource, options: FlattenOptions
   const layers: SourceDescriptor[] = manifest.layers;
   for (const [index, descriptor] of layers.entries()) {
     options.onLayer?.(index, layers.length);
-    await readLayer(await source.blob(descriptor), index, entries, tree, options.capture, source.name);
+    await readLayer(await source.blob(descriptor), index, entries, tree, options.capture, source.name, options.maxEntries ?? ROOTFS_ENTRY_LIMIT);
   }
   return { entries, layerCount: layers.length };
 }

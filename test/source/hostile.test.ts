@@ -107,6 +107,15 @@ describe('tar index: every field is checked, the walk only moves forward', () =>
   });
 });
 
+describe('bounded memory', () => {
+  test('a rootfs with more paths than the limit ends with one error', async () => {
+    const dir = fresh('bomb');
+    await layoutOfBlobs(dir, [manyEntriesLayer(3000)]);
+    await rejectsAsSource((async () => flattenRootfs(await openSource(`oci:${dir}`), { maxEntries: 2000 }))(), /more than 2000 paths/);
+    assert.equal((await flattenRootfs(await openSource(`oci:${dir}`))).entries.size, 3000);
+  });
+});
+
 describe('oci:DIR files: regular, inside the directory, never quoted', () => {
   test('a FIFO as index.json or as a blob ends at once with exit 2', async () => {
     const dir = fresh('fifo-index');
