@@ -131,7 +131,7 @@ export async function resolveRootfsFile(plan: BuildPlan, contextDir: string): Pr
   const type = await readFileType(file).catch((error: unknown) => {
     // A FIFO or a device is refused here, at the line; an unreadable file is left to the copy to report.
     if (error instanceof LapinError && ((error.cause as NodeJS.ErrnoException | undefined)?.code === undefined)) {
-      throw new LapinError(`rootfs.path ${source} ${error.message.replace(/^file \S+ /, '')}`, { ...(check.at ? { at: check.at } : {}), hint: 'give a cpio initrd or an ext2/3/4 image file' });
+      throw new LapinError(`rootfs.path ${source} ${error.message.startsWith(`file ${file} `) ? error.message.slice(`file ${file} `.length) : error.message}`, { ...(check.at ? { at: check.at } : {}), hint: 'give a cpio initrd or an ext2/3/4 image file' });
     }
     return undefined;
   });

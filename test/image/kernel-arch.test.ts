@@ -1,5 +1,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -285,7 +286,15 @@ describe('reading from disk', () => {
     });
     await assert.rejects(readKernelInfo(work), (error: unknown) => {
       assert.ok(error instanceof LapinError);
-      assert.match(error.message, /EISDIR/);
+      assert.match(error.message, /is a directory, not a regular file/);
+      return true;
+    });
+    // A FIFO is refused at once instead of blocking the open forever.
+    const fifo = join(work, 'fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    await assert.rejects(readKernelInfo(fifo), (error: unknown) => {
+      assert.ok(error instanceof LapinError);
+      assert.match(error.message, /is a FIFO, not a regular file/);
       return true;
     });
   });

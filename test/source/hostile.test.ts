@@ -132,6 +132,18 @@ describe('oci:DIR files: regular, inside the directory, never quoted', () => {
     assertCleanFailure(lapin(['inspect', `oci:${blobs}`], 10_000), /is a FIFO, not a regular file/);
   });
 
+  test('a bunnyfile rootfs.path that is a FIFO is refused at its line, without hanging the build', async () => {
+    const context = fresh('fifo context');
+    await mkdir(context);
+    await writeFile(join(context, 'kernel'), fakeElfKernel());
+    mkfifo(join(context, 'rootfs.img'));
+    const bunnyfile = ['#syntax=harbor.nbfc.io/nubificus/bunny:latest', 'version: v0.1', 'platforms:', '  framework: unikraft', '  monitor: qemu', '  architecture: x86', 'kernel:', '  from: local', '  path: kernel', 'rootfs:', '  from: local', '  path: rootfs.img', 'cmdline: ""', ''];
+    await writeFile(join(context, 'bunnyfile'), bunnyfile.join('\n'));
+    const result = lapin(['build', '-f', join(context, 'bunnyfile'), '-o', join(context, 'out.tar'), context], 20_000);
+    assert.notEqual(result.status, null, 'the build hung');
+    assert.match(result.stderr, /^lapin: error: .*bunnyfile:12:\d+: rootfs\.path rootfs\.img is a FIFO, not a regular file/m);
+  });
+
   test('a blob that is a symlink to /dev/zero is refused, not read', async () => {
     const dir = fresh('zero');
     const made = await writeOciLayout(dir, { layers: [kernelLayer] });
