@@ -48,14 +48,6 @@ function timeoutMs(option: number | undefined, variable: string, fallback: numbe
   return Number(text) * 1000;
 }
 
-/** The registry stalled or took too long; retried like a cut connection, within the retry bound. */
-export class RegistryTimeoutError extends LapinError {
-  readonly transient = true;
-  constructor(message: string, hint: string) {
-    super(message, { hint });
-    this.name = 'RegistryTimeoutError';
-  }
-}
 
 function seconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(3))} s`;
@@ -488,6 +480,14 @@ export class NetworkError extends LapinError {
   ) {
     super(message, hint === undefined ? {} : { hint });
     this.name = 'NetworkError';
+  }
+}
+
+/** The registry stalled or took too long; a blob download retries it like a cut connection, within the retry bound. */
+export class RegistryTimeoutError extends NetworkError {
+  constructor(message: string, hint: string) {
+    super(message, true, hint);
+    this.name = 'RegistryTimeoutError';
   }
 }
 

@@ -96,6 +96,36 @@ describe('registry answers are read for a bounded time', () => {
     }
   });
 
+  test('a blob download that stalls is tried again, within the retry bound, then fails in one sentence', async () => {
+    const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
+    const { createHash } = await import('node:crypto');
+    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: [] });
+    let blobRequests = 0;
+    const server = createServer((req, res) => {
+      if (req.url === '/v2/') return void res.writeHead(200).end('{}');
+      if (req.url === '/v2/slow/app/manifests/1') return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
+      if (req.url === `/v2/slow/app/blobs/${configDigest}`) {
+        blobRequests++;
+        res.writeHead(200, { 'content-length': String(config.length) });
+        res.write(config.subarray(0, 10)); // then nothing
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const { error, seconds } = await pull(host, { stallTimeoutMs: 300 });
+      assert.match(error.message, /sent nothing for 0\.3 s/);
+      assert.equal(blobRequests, retry.attempts);
+      assert.ok(seconds < 10, `${seconds} s`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   test('the environment sets both for the CLI, and the error is one line with exit 2', async () => {
     const registry = await slowRegistry('trickle', 100);
     try {
