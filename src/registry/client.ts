@@ -72,12 +72,14 @@ export async function fetchWithTimeouts(transport: RegistryFetch, url: string, i
     requestMs,
   );
   overall.unref();
-  const arm = (): NodeJS.Timeout => {
-    const timer = setTimeout(() => fail(stalled()), stallMs);
+  const arm = (ms: number): NodeJS.Timeout => {
+    const timer = setTimeout(() => fail(stalled()), ms);
     timer.unref();
     return timer;
   };
-  let stall = arm();
+  // The registry answers only once it has the body: allow one more second per 64 KiB sent (a slow uplink is no stall).
+  const sending = typeof init.body === 'string' ? Buffer.byteLength(init.body) : (init.body?.byteLength ?? 0);
+  let stall = arm(stallMs + Math.ceil(sending / 65_536) * 1000);
   let response: Response;
   try {
     response = await transport(url, { ...init, signal: controller.signal });
@@ -96,7 +98,7 @@ export async function fetchWithTimeouts(transport: RegistryFetch, url: string, i
   const reader = original.getReader();
   const body = new ReadableStream<Uint8Array>({
     async pull(stream) {
-      stall = arm();
+      stall = arm(stallMs);
       let chunk: Awaited<ReturnType<typeof reader.read>>;
       try {
         chunk = await reader.read();
