@@ -26,6 +26,10 @@ have zstd || need+=(zstd)
 have jq || need+=(jq)
 # test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
 have buildah || need+=(buildah)
+# test/cli: terminal behaviour through tmux; the man page rendered by man -l (groff).
+have tmux || need+=(tmux)
+have groff || need+=(groff-base)
+have man || need+=(man-db)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing: ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2
