@@ -1,4 +1,4 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import path from 'node:path';
 import type { OutputSpec } from '../build.js';
 import { LapinError, outputFailure, UsageError } from '../errors.js';
@@ -8,10 +8,10 @@ import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import type { UruncRelease } from '../plan/releases.js';
 import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
-import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, type ProgressMode } from './usage.js';
+import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
 import { registerLoginCommands } from './login.js';
 
-const VERSION = '0.1.0';
+export const VERSION = '0.1.0';
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -202,6 +202,14 @@ export function program(): Command {
   inspectCommand(root, setExitCode);
   runCommand(root, setExitCode);
   registerLoginCommands(root, collect);
+  root
+    .command('completion')
+    .description('print a shell completion script: source <(lapin completion bash), lapin completion fish | source')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices([...SHELLS]))
+    .action(async (shell: Shell) => {
+      const { completionScript } = await import('./completion.js');
+      process.stdout.write(completionScript(root, shell));
+    });
   return root;
 }
 

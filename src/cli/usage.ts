@@ -1,6 +1,9 @@
 /** Command-line usage pieces shared by the commands, kept light: --help and --version load this. */
 import { UsageError } from '../errors.js';
 
+export const SHELLS = ['bash', 'zsh', 'fish'] as const;
+export type Shell = (typeof SHELLS)[number];
+
 export const PROGRESS_MODES = ['auto', 'tty', 'plain', 'quiet', 'rawjson'] as const;
 export type ProgressMode = (typeof PROGRESS_MODES)[number];
 
