@@ -150,7 +150,7 @@ describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout:
     const path = await linuxImage('no-init', { 'marker.txt': 'no init here\n' });
     const tmp = join(work, 'tmp dir with space');
     await mkdir(tmp, { recursive: true });
-    const r = lapin(['run', '--timeout', '300', path], { TMPDIR: tmp });
+    const r = lapin(['run', '--accel', 'tcg', '--timeout', '300', path], { TMPDIR: tmp });
     assert.match(r.stdout, /Kernel panic - not syncing: No working init found/, r.stderr + r.stdout.slice(-3000));
     assert.equal(r.status, 125, r.stderr);
     assert.match(r.stderr, /^lapin: the guest kernel panicked: No working init found\..* \(exit 125\)$/m);
@@ -160,7 +160,7 @@ describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout:
 
   test("the status of the guest's init is passed through: init exiting 3 exits 3", async () => {
     const path = await linuxImage('exit-3', { init: '#!/bin/sh\necho LAPIN-INIT-EXITING\nexit 3\n' });
-    const r = lapin(['run', '--timeout', '300', path]);
+    const r = lapin(['run', '--accel', 'tcg', '--timeout', '300', path]);
     assert.match(r.stdout, /LAPIN-INIT-EXITING/, r.stderr + r.stdout.slice(-3000));
     assert.match(r.stdout, /Attempted to kill init! exitcode=0x00000300/);
     assert.equal(r.status, 3, r.stderr);
