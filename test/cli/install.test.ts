@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,8 +22,14 @@ const npm = (args: string[], cwd: string): string => execFileSync('npm', args, {
 
 before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'lapin install '));
-  // npm pack runs `prepare` (tsc and the bundle with its snapshot) and lists what it packed.
-  const report = JSON.parse(npm(['pack', '--json', '--pack-destination', work], ROOT)) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  // Packed from a copy of the checkout: `prepare` (tsc, the bundle and its snapshot) rebuilds
+  // dist/, which other test files run meanwhile.
+  const checkout = path.join(work, 'checkout');
+  for (const entry of ['bin', 'src', 'scripts', 'docs', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md']) {
+    await cp(path.join(ROOT, entry), path.join(checkout, entry), { recursive: true });
+  }
+  await symlink(path.join(ROOT, 'node_modules'), path.join(checkout, 'node_modules'));
+  const report = JSON.parse(npm(['pack', '--json', '--pack-destination', work], checkout)) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const tarball = path.join(work, report[0]?.filename ?? '');
   packed = (report[0]?.files ?? []).map((f) => f.path);
   prefix = path.join(work, 'prefix');
