@@ -1,3 +1,5 @@
+import { resolve } from 'node:path';
+
 /** A position in a user's input file; line and column are 1-based. */
 export interface SourcePosition {
   file: string;
@@ -72,7 +74,8 @@ const FILE_SYSTEM_REASONS: Record<string, string> = {
 export function outputFailure(error: unknown, outputs: ReadonlyArray<{ given: string; path: string }>): LapinError | undefined {
   const errno = error as NodeJS.ErrnoException & { dest?: string };
   if (!(error instanceof Error) || typeof errno.code !== 'string') return undefined;
-  const paths = [errno.path, errno.dest].filter((p): p is string => typeof p === 'string');
+  // Node reports the path as it was passed: relative ones are resolved like the outputs.
+  const paths = [errno.path, errno.dest].filter((p): p is string => typeof p === 'string').map((p) => resolve(p));
   for (const output of outputs) {
     const dir = output.path.slice(0, output.path.lastIndexOf('/') + 1);
     const base = output.path.slice(dir.length);

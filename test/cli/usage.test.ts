@@ -69,6 +69,12 @@ describe('output errors', () => {
     assert.match(r.stderr, /^lapin: error: cannot write \/proc\/meta\.json: /m);
     assert.doesNotMatch(r.stderr, /ENOENT|lapin-tmp/);
   });
+
+  test('a relative output in a missing directory is named as given', () => {
+    const r = lapin(['build', ...seed, '-o', 'seed2.tar', '--metadata-file', 'no-such-dir/meta.json', EXAMPLE]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').at(-1), 'lapin: error: cannot write no-such-dir/meta.json: its directory does not exist or does not take new files (choose a writable place)');
+  });
 });
 
 describe('--progress', () => {
