@@ -26,8 +26,11 @@ have zstd || need+=(zstd)
 have jq || need+=(jq)
 # test/inspect/buildah.test.ts judges images another tool (buildah) wrote.
 have buildah || need+=(buildah)
-# test/cli: terminal behaviour through tmux; the man page rendered by man -l (groff).
+# test/cli: terminal behaviour through tmux; the man page rendered by man -l (groff);
+# the zsh and fish completion scripts run by their shells.
 have tmux || need+=(tmux)
+have zsh || need+=(zsh)
+have fish || need+=(fish)
 have groff || need+=(groff-base)
 have man || need+=(man-db)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

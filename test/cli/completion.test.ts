@@ -61,9 +61,16 @@ describe('lapin completion zsh and fish', () => {
     const r = spawnSync('zsh', ['-n'], { input: lapin(['completion', 'zsh']).stdout, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
   });
-  test('fish: the script parses', { skip: have('fish') ? false : 'fish is missing' }, () => {
-    const r = spawnSync('fish', ['--no-execute'], { input: lapin(['completion', 'fish']).stdout, encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
+  test('fish: completes subcommands, flags and choices (complete -C)', { skip: have('fish') ? false : 'fish is missing' }, () => {
+    const fishScript = lapin(['completion', 'fish']).stdout;
+    const offers = (line: string): string[] => {
+      const r = spawnSync('fish', ['--no-config', '-c', `source; complete -C ${JSON.stringify(line)}`], { input: fishScript, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t')[0] as string);
+    };
+    assert.deepEqual(offers('lapin bu'), ['build']);
+    assert.deepEqual(offers('lapin build --prog'), ['--progress']);
+    assert.deepEqual(offers('lapin build --progress=').sort(), ['--progress=auto', '--progress=plain', '--progress=quiet', '--progress=rawjson', '--progress=tty']);
   });
   test('both name every subcommand and every build flag', () => {
     const zsh = lapin(['completion', 'zsh']).stdout;
