@@ -2,7 +2,9 @@
 // commander definitions that --help prints.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { manPage } from '../../src/cli/completion.js';
@@ -62,9 +64,10 @@ describe('lapin completion zsh and fish', () => {
     assert.equal(r.status, 0, r.stderr);
   });
   test('fish: completes subcommands, flags and choices (complete -C)', { skip: have('fish') ? false : 'fish is missing' }, () => {
-    const fishScript = lapin(['completion', 'fish']).stdout;
+    const script = path.join(mkdtempSync(path.join(os.tmpdir(), 'lapin-fish-')), 'lapin.fish');
+    writeFileSync(script, lapin(['completion', 'fish']).stdout);
     const offers = (line: string): string[] => {
-      const r = spawnSync('fish', ['--no-config', '-c', `source; complete -C ${JSON.stringify(line)}`], { input: fishScript, encoding: 'utf8' });
+      const r = spawnSync('fish', ['--no-config', '-c', `source ${JSON.stringify(script)}; complete -C ${JSON.stringify(line)}`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       return r.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('\t')[0] as string);
     };
