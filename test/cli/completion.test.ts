@@ -2,7 +2,7 @@
 // commander definitions that --help prints.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,6 +74,7 @@ describe('lapin completion zsh and fish', () => {
     assert.deepEqual(offers('lapin bu'), ['build']);
     assert.deepEqual(offers('lapin build --prog'), ['--progress']);
     assert.deepEqual(offers('lapin build --progress=').sort(), ['--progress=auto', '--progress=plain', '--progress=quiet', '--progress=rawjson', '--progress=tty']);
+    rmSync(path.dirname(script), { recursive: true, force: true });
   });
   test('both name every subcommand and every build flag', () => {
     const zsh = lapin(['completion', 'zsh']).stdout;
