@@ -43,7 +43,8 @@ describe('lapin completion bash', { skip: have('bash') ? false : 'bash is missin
   });
 
   test("completes each subcommand's flags, from the same definitions as --help", () => {
-    assert.deepEqual(bashComplete(['lapin', 'build', '--ta']), ['--tag']);
+    assert.deepEqual(bashComplete(['lapin', 'build', '--ta']), ['--tag', '--target']);
+    assert.deepEqual(bashComplete(['lapin', 'build', '--tag']), ['--tag']);
     assert.deepEqual(bashComplete(['lapin', 'build', '--prog']), ['--progress']);
     assert.deepEqual(bashComplete(['lapin', 'run', '--']).sort(), ['--accel', '--help', '--memory', '--print', '--timeout']);
     const help = lapin(['build', '--help']).stdout;
