@@ -28,6 +28,13 @@ have jq || need+=(jq)
 have buildah || need+=(buildah)
 # test/export/fsync.test.ts reads the fsync and rename calls of a build with strace.
 have strace || need+=(strace)
+# test/cli: terminal behaviour through tmux; the man page rendered by man -l (groff);
+# the zsh and fish completion scripts run by their shells.
+have tmux || need+=(tmux)
+have zsh || need+=(zsh)
+have fish || need+=(fish)
+have groff || need+=(groff-base)
+have man || need+=(man-db)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "missing: ${need[*]}; install them as root: apt-get install -y ${need[*]}" >&2

@@ -43,6 +43,7 @@ import { URUNC_KEYS } from './plan/urunc-keys.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
 import { sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
 import { writeRootfsImage } from './rootfs/image.js';
+import { count, formatBytes } from './human.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
@@ -57,7 +58,10 @@ export type BuildEvent =
   | { kind: 'step'; message: string }
   | { kind: 'warning'; message: string }
   /** Bytes of one layer written so far, out of about `total`. */
-  | { kind: 'progress'; id: string; message: string; done: number; total: number };
+  | { kind: 'progress'; id: string; message: string; done: number; total: number }
+  /** A long step with no byte count (mke2fs, cpio, a load) starts; `end` with the same id follows. */
+  | { kind: 'begin'; id: string; message: string }
+  | { kind: 'end'; id: string };
 
 export interface BuildOptions {
   /** Build context directory; files are read only from inside it. Default ".". */
@@ -233,7 +237,8 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
       }
       if (output.type === 'load') {
         const { loadImage } = await import('./export/load.js');
-        const loaded = await loadImage(image, output, mtime);
+        emit({ kind: 'begin', id: `load ${output.engine}`, message: `loading into ${output.engine}` });
+        const loaded = await loadImage(image, output, mtime).finally(() => emit({ kind: 'end', id: `load ${output.engine}` }));
         const where = loaded.namespace !== undefined ? `${loaded.engine} (namespace ${loaded.namespace})` : loaded.engine;
         for (const name of loaded.names) {
           written.push({ type: 'load', dest: `${loaded.engine}:${name}` });
@@ -242,20 +247,29 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
         continue;
       }
       const dest = output.dest === '-' ? '-' : path.resolve(cwd, output.dest);
-      if (output.type === 'local') {
-        await writeLocalDirectory(rootfs.list(), dest);
-      } else if (output.tar === false) {
-        await writeLayoutDirectory(image, dest);
-      } else if (dest === '-') {
-        await writeArchive(image, options.stdout as Writable, mtime);
-      } else if (direct) {
-        const rewritten = await direct.finish(image);
-        if (!rewritten) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
-      } else {
-        await writeArchiveFile(image, dest, mtime);
+      let unchanged = false;
+      const writing = `write ${written.length} ${dest}`;
+      emit({ kind: 'begin', id: writing, message: `writing ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });
+      try {
+        if (output.type === 'local') {
+          await writeLocalDirectory(rootfs.list(), dest);
+        } else if (output.tar === false) {
+          await writeLayoutDirectory(image, dest);
+        } else if (dest === '-') {
+          await writeArchive(image, options.stdout as Writable, mtime);
+        } else if (direct) {
+          const rewritten = await direct.finish(image);
+          unchanged = !rewritten;
+        } else {
+          await writeArchiveFile(image, dest, mtime);
+        }
+      } finally {
+        emit({ kind: 'end', id: writing });
       }
       written.push({ type: output.type, dest });
-      emit({ kind: 'step', message: `wrote ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });
+      // A cache hit says so in its one line instead of "wrote".
+      if (unchanged) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
+      else emit({ kind: 'step', message: `wrote ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });
     }
 
     return {
@@ -402,8 +416,11 @@ async function rootfsTree(op: InitrdOp | BlockOp, env: CopyEnvironment, context:
 /** Builds a newc initrd from the op's image and entries and places it in the image. */
 async function applyInitrd(target: ImageFilesystem, op: InitrdOp, env: CopyEnvironment, context: AssembleContext): Promise<void> {
   const initrd = await rootfsTree(op, env, context);
+  const id = `initrd ${op.destination}`;
+  context.emit?.({ kind: 'begin', id, message: `writing initrd rootfs ${op.destination} (cpio, ${count(initrd.size, 'entry', 'entries')})` });
   const { file, size } = await writeRootfsImage(initrd, { kind: 'initrd' }, context);
-  if (op.baseImage) context.emit?.({ kind: 'step', message: `initrd rootfs ${op.destination}: ${initrd.size} entries, ${size} bytes, from ${op.baseImage.value}` });
+  context.emit?.({ kind: 'end', id });
+  context.emit?.({ kind: 'step', message: `initrd rootfs ${op.destination}: ${count(initrd.size, 'entry', 'entries')}, ${formatBytes(size)}${op.baseImage ? `, from ${op.baseImage.value}` : ''}` });
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size, source: { kind: 'path', path: file } },
     op.at,
@@ -415,6 +432,8 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
   const tree = await rootfsTree(op, env, context);
   const size = context.rootfsSize ?? op.size?.value;
   let written;
+  const id = `block ${op.destination}`;
+  context.emit?.({ kind: 'begin', id, message: `writing block rootfs ${op.destination} (mke2fs, ${op.filesystem}, ${count(tree.size, 'entry', 'entries')})` });
   try {
     written = await writeRootfsImage(tree, { kind: 'block', filesystem: op.filesystem, ...(size !== undefined ? { size } : {}) }, context);
   } catch (error) {
@@ -424,8 +443,10 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
       throw new LapinError(error.message, { at, exitCode: error.exitCode, ...(error.hint ? { hint: error.hint } : {}) });
     }
     throw error;
+  } finally {
+    context.emit?.({ kind: 'end', id });
   }
-  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${tree.size} entries, ${written.size} bytes${op.baseImage ? `, from ${op.baseImage.value}` : ''}` });
+  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${count(tree.size, 'entry', 'entries')}, ${formatBytes(written.size)}${op.baseImage ? `, from ${op.baseImage.value}` : ''}` });
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size: written.size, source: { kind: 'path', path: written.file } },
     op.at,
@@ -552,7 +573,7 @@ async function writeImage(input: WriteImageInput): Promise<Image> {
     const layer = await writeLayerCached(content.nodes, target, layerOptions, cache, [input.staging]);
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
     const from = layer.cached ? ', cached' : '';
-    input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${layer.size} bytes${from})` });
+    input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${formatBytes(layer.size)}${from})` });
   }
   const created = new Date(mtime * 1000).toISOString().replace(/\.000Z$/, 'Z');
   const configBytes = imageConfigJson({

@@ -1,6 +1,7 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import path from 'node:path';
 import type { OutputSpec } from '../build.js';
-import { LapinError, UsageError } from '../errors.js';
+import { LapinError, outputFailure, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
 import { escapeLine } from '../text.js';
 import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
@@ -8,9 +9,10 @@ import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import type { UruncRelease } from '../plan/releases.js';
 import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
+import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
 import { registerLoginCommands } from './login.js';
 
-const VERSION = '0.1.0';
+export const VERSION = '0.1.0';
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -100,7 +102,7 @@ interface BuildCommandOptions {
   compressionLevel?: number;
   rootfsSize?: number;
   cache: boolean;
-  progress: 'auto' | 'plain' | 'quiet';
+  progress: ProgressMode;
   push?: boolean;
   load?: string[];
   insecureRegistry?: string[];
@@ -119,9 +121,8 @@ export function program(): Command {
     .description('Package pre-built unikernels as OCI images that urunc can run')
     .version(VERSION)
     .option('--debug', 'show stack traces for failures')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+    .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: (text, write) => write(commanderErrorLine(text)) });
 
   root
     .command('build')
@@ -130,7 +131,7 @@ export function program(): Command {
     .option('-f, --file <path>', 'definition file (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
     .option('--syntax <syntax>', 'bunnyfile, containerfile or nix (default: detected)')
     .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
-    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false]; dest=- writes to stdout; repeatable', collect)
+    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false], type=registry or type=image,push=true[,name=NAME]; dest=- writes to stdout; repeatable', collect)
     .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect)
     .option('--target <stage>', 'build the Containerfile up to this stage, which becomes the image')
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
@@ -143,10 +144,10 @@ export function program(): Command {
     .option('--compression-level <n>', 'gzip 1-9 (default 1), zstd 1-19 (default 3)', integer)
     .option('--no-cache', 'do not reuse or record layers in the layer cache')
     .option('--rootfs-size <size>', 'size of a block rootfs built from files, e.g. 64M or 1G (overrides rootfs.size)', byteSize)
-    .addOption(new Option('--progress <mode>', 'progress output').choices(['auto', 'plain', 'quiet']).default('auto'))
+    .addOption(new Option('--progress <mode>', 'auto (tty on a terminal, else plain), tty, plain (each step with its duration), quiet or rawjson (one JSON event a line, docs/progress.md)').choices([...PROGRESS_MODES]).default('auto'))
     .option('-q, --quiet', 'print only the image digest')
     .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
-    .option('--load <engine>', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable', collect)
+    .addOption(new Option('--load [engine]', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable').preset('docker').argParser(collect))
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', collect)
     .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
     .action(async (context: string, opts: BuildCommandOptions) => {
@@ -163,13 +164,15 @@ export function program(): Command {
         for (const spec of opts.load) outputs.push({ type: 'load', ...parseLoadSpec(spec) });
       }
       const toStdout = outputs.some((o) => o.dest === '-');
-      const quiet = opts.quiet === true || opts.progress === 'quiet';
-      const reporter = createReporter({ quiet, plain: opts.progress === 'plain' });
+      refuseTerminalStdout(outputs, process.stdout.isTTY === true);
+      const reporter = createReporter({ mode: opts.quiet === true ? 'quiet' : opts.progress, stream: process.stderr });
+      activeReporter = reporter;
       const maxLevel = opts.compression === 'zstd' ? 19 : 9;
       if (opts.compressionLevel !== undefined && (opts.compressionLevel < 1 || opts.compressionLevel > maxLevel)) {
         throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
       }
-      const result = await build({
+      const written = [...outputs.flatMap((o) => (o.dest !== undefined && o.dest !== '-' ? [o.dest] : [])), ...(opts.metadataFile !== undefined ? [opts.metadataFile] : [])];
+      const result = await withOutputNames(written, () => build({
         context,
         ...(opts.file !== undefined ? { file: opts.file } : {}),
         ...(opts.syntax !== undefined ? { syntax: parseSyntaxName(opts.syntax) } : {}),
@@ -190,16 +193,38 @@ export function program(): Command {
         onEvent: reporter.event,
         registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
         pull: opts.pull,
-      });
-      if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, result);
+      }).then(async (built) => {
+        if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, built);
+        return built;
+      }));
       reporter.done(result);
       if (opts.quiet && !toStdout) process.stdout.write(`${result.digest}\n`);
     });
   inspectCommand(root, setExitCode);
   runCommand(root, setExitCode);
   registerLoginCommands(root, collect);
+  root
+    .command('completion')
+    .description('print a shell completion script: source <(lapin completion bash), lapin completion fish | source')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices([...SHELLS]))
+    .action(async (shell: Shell) => {
+      const { completionScript } = await import('./completion.js');
+      process.stdout.write(completionScript(root, shell));
+    });
   return root;
 }
+
+/** A file-system error on an output becomes one sentence naming the output as given on the command line. */
+async function withOutputNames<T>(given: string[], work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw outputFailure(error, given.map((name) => ({ given: name, path: path.resolve(name) }))) ?? error;
+  }
+}
+
+/** The build's progress display, told of an interrupt so that its last line is finished first. */
+let activeReporter: { interrupt: (exitCode: number) => void; fail: (message: string, exitCode: number) => boolean } | undefined;
 
 /** Set by commands whose outcome is an exit code (inspect's verdict, the guest's exit status). */
 let commandExitCode = 0;
@@ -221,6 +246,7 @@ function installSignalHandlers(): void {
     ['SIGTERM', 143],
   ] as const) {
     process.on(signal, () => {
+      activeReporter?.interrupt(code);
       removePendingSync();
       process.stderr.write(`lapin: interrupted; removed partial output\n`);
       process.exit(code);
@@ -264,11 +290,11 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (error instanceof LapinError) {
-      process.stderr.write(`lapin: error: ${escapeLine(error.describe())}\n`);
+      if (activeReporter?.fail(error.describe(), error.exitCode) !== true) process.stderr.write(`lapin: error: ${escapeLine(error.describe())}\n`);
       if (debug && error.stack) process.stderr.write(`${error.stack}\n`);
       return error.exitCode;
     }
-    process.stderr.write(`lapin: error: ${escapeLine(describeUnexpected(error))}\n`);
+    if (activeReporter?.fail(describeUnexpected(error), 1) !== true) process.stderr.write(`lapin: error: ${escapeLine(describeUnexpected(error))}\n`);
     if (debug && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     return 1;
   }

@@ -16,7 +16,6 @@ import { runCli } from './program.js';
 import '../frontends/bunnyfile.js';
 import '../frontends/nix.js';
 import './progress.js';
-import 'cli-progress';
 
 /** The smallest x86-64 ELF header the kernel sniffing accepts. */
 function elfStub(): Buffer {

@@ -1,5 +1,6 @@
 import { open, readFile } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
+import { formatBytes } from '../human.js';
 import type { BlobStore } from '../image/blob-store.js';
 import { parseReference } from '../image/reference.js';
 import { repositoryScope } from './auth.js';
@@ -240,7 +241,7 @@ async function pushBlob(
         const chunkSize = Math.max(options.chunkSize ?? DEFAULT_CHUNK_SIZE, chunkMin);
         await uploadChunks(client, location, blob, file, chunkSize, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
       }
-      emit({ kind: 'step', message: `pushed ${label} (${blob.size} bytes) to ${display}` });
+      emit({ kind: 'step', message: `pushed ${label} (${formatBytes(blob.size)}) to ${display}` });
       return;
     } catch (error) {
       const restartable = error instanceof RestartBlob || (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && [400, 404, 416].includes(error.status));

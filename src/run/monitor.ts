@@ -230,7 +230,12 @@ export function guestCommandLine(request: MonitorRequest): { text: string; notes
   }
 }
 
-/** urunc builds a string and splits it on single spaces; empty pieces (double spaces) are dropped here. */
+/**
+ * urunc builds the monitor command as a string and splits it on spaces; lapin
+ * builds the same words as an argv array, so that a path with a space (a
+ * TMPDIR, a kernel name) stays one argument. Flags with fixed text are split
+ * here; every value that comes from a path or the image is one element.
+ */
 function words(text: string): string[] {
   return text.split(' ').filter((word) => word !== '');
 }
@@ -239,55 +244,54 @@ function qemuCommand(request: MonitorRequest, guestLine: string): MonitorCommand
   const notes: string[] = [];
   const memory = request.memory ?? DEFAULT_MEMORY_MB;
   const program = `qemu-system-${request.architecture === 'arm64' ? 'aarch64' : 'x86_64'}`;
-  let text = ` -m ${memory}M -L /usr/share/qemu`;
-  text += request.accel === 'kvm' ? ' -cpu host -enable-kvm' : ' -cpu max -accel tcg';
+  const args = ['-m', `${memory}M`, '-L', '/usr/share/qemu'];
+  args.push(...(request.accel === 'kvm' ? ['-cpu', 'host', '-enable-kvm'] : ['-cpu', 'max', '-accel', 'tcg']));
   if (request.accel === 'tcg') notes.push('KVM is not usable here (no writable /dev/kvm, or it cannot run a vCPU): qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm');
-  text += ' -display none -vga none -serial stdio -monitor null';
-  if (request.seccomp) text += ' --sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
-  if (request.architecture === 'arm64') text += ' -M virt';
-  text += ` -kernel ${request.kernel}`;
+  args.push(...words('-display none -vga none -serial stdio -monitor null'));
+  if (request.seccomp) args.push('--sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+  if (request.architecture === 'arm64') args.push('-M', 'virt');
+  args.push('-kernel', request.kernel);
   const network = request.network;
   if (network) {
     if (request.guest === 'mewz') {
-      text += ` -device virtio-net-pci,netdev=net0,disable-legacy=on,disable-modern=off -netdev tap,script=no,downscript=no,id=net0,ifname=${network.tap}`;
+      args.push('-device', 'virtio-net-pci,netdev=net0,disable-legacy=on,disable-modern=off', '-netdev', `tap,script=no,downscript=no,id=net0,ifname=${network.tap}`);
     } else if (request.guest === 'hermit') {
-      text += ` -netdev tap,id=net0,ifname=${network.tap},script=no,downscript=no -device virtio-net-pci,netdev=net0,disable-legacy=on${network.mac ? `,mac=${network.mac}` : ''}`;
+      args.push('-netdev', `tap,id=net0,ifname=${network.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=net0,disable-legacy=on${network.mac ? `,mac=${network.mac}` : ''}`);
     } else {
-      text += ` -net nic,model=virtio,macaddr=${network.mac ?? ''} -net tap,script=no,downscript=no,ifname=${network.tap}`;
+      args.push('-net', `nic,model=virtio,macaddr=${network.mac ?? ''}`, '-net', `tap,script=no,downscript=no,ifname=${network.tap}`);
     }
   } else {
-    text += ' -nic none';
+    args.push('-nic', 'none');
   }
   if (request.block && ['linux', 'mirage'].includes(request.guest)) {
     const id = request.guest === 'linux' ? 'rootfs' : (request.solo5BlkDev ?? 'storage');
-    text +=
-      request.guest === 'linux'
-        ? ` -device virtio-blk-pci,serial=${id},drive=${id} -drive format=raw,if=none,id=${id},file=${request.block}`
-        : ` -device virtio-blk-pci,serial=${id},drive=${id},scsi=off -drive format=raw,if=none,id=${id},file=${request.block}`;
+    // qemu's option syntax doubles a comma inside a value: a path with a comma stays one file name.
+    const file = request.block.replace(/,/g, ',,');
+    args.push('-device', `virtio-blk-pci,serial=${id},drive=${id}${request.guest === 'linux' ? '' : ',scsi=off'}`, '-drive', `format=raw,if=none,id=${id},file=${file}`);
   } else if (request.block) {
     notes.push(`urunc attaches no block device to ${request.guest} guests on qemu; ${request.block} is left out`);
   }
-  if (request.initrd) text += ` -initrd ${request.initrd}`;
+  if (request.initrd) args.push('-initrd', request.initrd);
   if (rootfsType(request) === '9pfs') {
     notes.push('mountRootfs: urunc shares the container rootfs over 9pfs (or virtiofs/devmapper); lapin run shares nothing, so the guest finds no root file system');
   }
-  if (request.guest === 'linux') text += ' -no-reboot -nodefaults';
-  if (request.guest === 'mewz') text += ' -no-reboot -device isa-debug-exit,iobase=0x501,iosize=2';
-  if (request.guest === 'hermit') text += ' -no-reboot';
-  return { program, args: [...words(text), '-append', guestLine], files: [], guestCommandLine: guestLine, notes };
+  if (request.guest === 'linux') args.push('-no-reboot', '-nodefaults');
+  if (request.guest === 'mewz') args.push('-no-reboot', '-device', 'isa-debug-exit,iobase=0x501,iosize=2');
+  if (request.guest === 'hermit') args.push('-no-reboot');
+  return { program, args: [...args, '-append', guestLine], files: [], guestCommandLine: guestLine, notes };
 }
 
 function solo5Command(request: MonitorRequest, guestLine: string): MonitorCommand {
   const program = request.monitor === 'spt' ? 'solo5-spt' : 'solo5-hvt';
   const memory = request.memory ?? DEFAULT_MEMORY_MB;
-  let text = ` --mem=${memory}`;
+  const args = [`--mem=${memory}`];
   const netFlag = request.guest === 'rumprun' ? '--net:tap=' : `--net:${request.solo5NetDev ?? 'service'}=`;
   const blockFlag = request.guest === 'rumprun' ? '--block:rootfs=' : `--block:${request.solo5BlkDev ?? 'storage'}=`;
-  if (request.network) text += ` ${netFlag}${request.network.tap}`;
-  if (request.block) text += ` ${blockFlag}${request.block}`;
-  text += ` ${request.kernel}`;
-  // The guest line is split on spaces too: solo5 joins the trailing args back into the guest's command line.
-  return { program, args: [...words(text), ...words(guestLine)], files: [], guestCommandLine: guestLine, notes: [] };
+  if (request.network) args.push(`${netFlag}${request.network.tap}`);
+  if (request.block) args.push(`${blockFlag}${request.block}`);
+  args.push(request.kernel);
+  // The guest line is split on spaces, as urunc does: solo5 joins the trailing args back into the guest's command line.
+  return { program, args: [...args, ...words(guestLine)], files: [], guestCommandLine: guestLine, notes: [] };
 }
 
 function firecrackerCommand(request: MonitorRequest, guestLine: string): MonitorCommand {

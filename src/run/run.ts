@@ -14,6 +14,7 @@ import { parseGoBool } from '../plan/rules.js';
 import { openSource } from '../source/open.js';
 import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
 import { escapeLine, escapeTerminalText } from '../text.js';
+import { GuestConsoleWatch } from './guest-exit.js';
 import { monitorCommand, shellLine, type MonitorRequest } from './monitor.js';
 
 export interface RunOptions {
@@ -183,7 +184,12 @@ export async function run(options: RunOptions): Promise<number> {
 function spawnMonitor(program: string, args: string[], stdout: Writable, stderr: Writable, timeoutSeconds: number | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk: Buffer) => stdout.write(chunk));
+    // The guest console (-serial stdio): a panic there overrides qemu's 0 (src/run/guest-exit.ts).
+    const guestConsole = new GuestConsoleWatch();
+    child.stdout.on('data', (chunk: Buffer) => {
+      guestConsole.feed(chunk);
+      stdout.write(chunk);
+    });
     child.stderr.on('data', (chunk: Buffer) => stderr.write(chunk));
     let timedOut = false;
     const stopper =
@@ -208,8 +214,13 @@ function spawnMonitor(program: string, args: string[], stdout: Writable, stderr:
       if (stopper) clearTimeout(stopper);
       process.removeListener('SIGINT', forward);
       process.removeListener('SIGTERM', forward);
-      if (timedOut) resolve(124);
-      else resolve(code ?? (signal ? 128 + 15 : 1));
+      if (timedOut) {
+        resolve(124);
+        return;
+      }
+      const ended = guestConsole.end(code ?? (signal ? 128 + 15 : 1));
+      if (ended.reason) stderr.write(`lapin: ${ended.reason} (exit ${ended.code})\n`);
+      resolve(ended.code);
     });
   });
 }

@@ -109,3 +109,19 @@ describe('lapin run --print: the argument lists urunc builds', () => {
     assert.throws(() => monitorCommand({ ...base, monitor: 'cloud-hypervisor', processArgs: ['/init'] }), /does not build cloud-hypervisor command lines yet/);
   });
 });
+
+describe('lapin run: host paths stay one argument each (argv arrays end to end)', () => {
+  const spaced = '/tmp/a dir/lapin-run-x';
+  test('qemu: kernel, initrd and block paths with spaces; a comma in the block path is doubled for -drive', () => {
+    const linux = monitorCommand({ ...base, network: undefined, kernel: `${spaced}/kernel`, initrd: `${spaced}/initrd`, processArgs: ['/init'] });
+    assert.equal(linux.args[linux.args.indexOf('-kernel') + 1], `${spaced}/kernel`);
+    assert.equal(linux.args[linux.args.indexOf('-initrd') + 1], `${spaced}/initrd`);
+    const block = monitorCommand({ ...base, network: undefined, kernel: `${spaced}/kernel`, block: `${spaced}/disk,1.img`, blkMntPoint: '/', processArgs: ['/init'] });
+    assert.equal(block.args[block.args.indexOf('-drive') + 1], `format=raw,if=none,id=rootfs,file=${spaced}/disk,,1.img`);
+  });
+  test('solo5: the kernel and the block flag are one argument each', () => {
+    const command = monitorCommand({ ...base, guest: 'mirage', monitor: 'hvt', network: undefined, kernel: `${spaced}/k.hvt`, block: `${spaced}/disk.img`, processArgs: [] });
+    assert.ok(command.args.includes(`${spaced}/k.hvt`), command.args.join('|'));
+    assert.ok(command.args.includes(`--block:storage=${spaced}/disk.img`), command.args.join('|'));
+  });
+});

@@ -124,4 +124,47 @@ describe('lapin run boots a Linux initrd image', { skip: bootMissing(), timeout:
     assert.match(r.stdout, /reboot: Power down/);
     assert.match(r.stderr, /rdinit=\/init -- first-arg second.arg=2/);
   });
+
+  /** A Linux initrd image from `files` (path in the initrd -> content; executable when it starts with #!). */
+  async function linuxImage(name: string, files: Record<string, string>): Promise<string> {
+    const assets = await fetchBootAssets();
+    const tree = join(work, `${name}-tree`);
+    await mkdir(join(tree, 'bin'), { recursive: true });
+    await copyFile(assets.busybox, join(tree, 'bin/busybox'));
+    await chmod(join(tree, 'bin/busybox'), 0o755);
+    await symlink('busybox', join(tree, 'bin/sh'));
+    for (const [file, content] of Object.entries(files)) await writeFile(join(tree, file), content, { mode: content.startsWith('#!') ? 0o755 : 0o644 });
+    const cpio = spawnSync('sh', ['-c', 'find . | LC_ALL=C sort | cpio -o -H newc --quiet'], { cwd: tree, maxBuffer: 64 * 1024 * 1024 });
+    assert.equal(cpio.status, 0, cpio.stderr.toString());
+    const values = { unikernelType: 'linux', hypervisor: 'qemu', binary: '/boot/vmlinuz', initrd: '/boot/initrd.cpio' };
+    const path = join(work, `${name}.tar`);
+    await writeOciArchive(path, {
+      layers: [[{ name: 'boot/', type: 'directory' }, { name: 'boot/vmlinuz', body: await readFile(assets.kernel) }, { name: 'boot/initrd.cpio', body: cpio.stdout }], [uruncJsonFile(values)]],
+      annotations: full(values),
+      cmd: ['/init'],
+    });
+    return path;
+  }
+
+  test('a guest kernel panic is not success: an initrd without /init exits 125, with a TMPDIR holding a space', async () => {
+    const path = await linuxImage('no-init', { 'marker.txt': 'no init here\n' });
+    const tmp = join(work, 'tmp dir with space');
+    await mkdir(tmp, { recursive: true });
+    const r = lapin(['run', '--accel', 'tcg', '--timeout', '300', path], { TMPDIR: tmp });
+    // With no rdinit to run, Debian's kernel tries root=/dev/ram0 and panics there.
+    assert.match(r.stdout, /Kernel panic - not syncing: VFS: Unable to mount root fs/, r.stderr + r.stdout.slice(-3000));
+    assert.equal(r.status, 125, r.stderr);
+    assert.match(r.stderr, /^lapin: the guest kernel panicked: VFS: Unable to mount root fs.* \(exit 125\)$/m);
+    // The printed command quotes the kernel path, which holds the space; qemu got it as one argument (it booted).
+    assert.match(r.stderr, /-kernel '[^']*tmp dir with space\/lapin-run-[^']*'/);
+  });
+
+  test("the status of the guest's init is passed through: init exiting 3 exits 3", async () => {
+    const path = await linuxImage('exit-3', { init: '#!/bin/sh\necho LAPIN-INIT-EXITING\nexit 3\n' });
+    const r = lapin(['run', '--accel', 'tcg', '--timeout', '300', path]);
+    assert.match(r.stdout, /LAPIN-INIT-EXITING/, r.stderr + r.stdout.slice(-3000));
+    assert.match(r.stdout, /Attempted to kill init! exitcode=0x00000300/);
+    assert.equal(r.status, 3, r.stderr);
+    assert.match(r.stderr, /^lapin: the guest's init ended with status 3 and the kernel panicked: Attempted to kill init! exitcode=0x00000300 \(exit 3\)$/m);
+  });
 });

@@ -1,0 +1,124 @@
+// The command line as buildx users meet it: help that lists every output
+// type, argument errors in lapin's one format (exit 2), output file-system
+// errors as one sentence naming the output, --progress plain and rawjson,
+// and one line for a cache hit.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+const ROOT = path.resolve('.');
+const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
+const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
+let work: string;
+
+before(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'lapin usage '));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+function lapin(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [...CLI, ...args], { cwd: work, encoding: 'utf8', env: { ...process.env, LAPIN_CACHE_DIR: path.join(work, 'cache') } });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const seed = ['-f', path.join(EXAMPLE, 'bunnyfile'), '-t', 'urunc/prebuilt/network-mirage-hvt:test'];
+
+describe('help', () => {
+  test('build --help lists every -o type and shows --load taking an optional engine', () => {
+    const r = lapin(['build', '--help']);
+    assert.equal(r.status, 0, r.stderr);
+    const help = r.stdout.replace(/\s+/g, ' ');
+    for (const type of ['type=oci', 'docker', 'local', 'type=registry', 'type=image']) assert.ok(help.includes(type), `--help lacks ${type}:\n${r.stdout}`);
+    assert.match(help, /--load \[engine\]/);
+    assert.match(help, /--progress <mode> auto .*tty.*plain.*quiet.*rawjson/);
+  });
+});
+
+describe('argument errors', () => {
+  for (const [args, line] of [
+    [['build', '--tga', 'x'], "lapin: error: unknown option '--tga' (did you mean --tag?)"],
+    [['biuld'], "lapin: error: unknown command 'biuld' (did you mean build?)"],
+    [['build', '--progress', 'fancy'], "lapin: error: option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are auto, tty, plain, quiet, rawjson. (run with --help for usage)"],
+    [['inspect'], "lapin: error: missing required argument 'source' (run with --help for usage)"],
+  ] as const) {
+    test(`lapin ${args.join(' ')}: one line, lapin's format, exit 2`, () => {
+      const r = lapin([...args]);
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr, `${line}\n`);
+    });
+  }
+});
+
+describe('output errors', () => {
+  test('-o /proc/x.tar: one sentence naming the output as given, no temporary name, no errno text', () => {
+    const r = lapin(['build', ...seed, '-o', '/proc/x.tar', EXAMPLE]);
+    assert.equal(r.status, 1, r.stderr);
+    const last = r.stderr.trim().split('\n').at(-1) ?? '';
+    assert.equal(last, 'lapin: error: cannot write /proc/x.tar: its directory does not exist or does not take new files (choose a writable place)');
+    assert.doesNotMatch(r.stderr, /lapin-tmp|ENOENT/);
+  });
+
+  test('--metadata-file in a read-only place is named the same way', () => {
+    const r = lapin(['build', ...seed, '-o', 'seed.tar', '--metadata-file', '/proc/meta.json', EXAMPLE]);
+    assert.equal(r.status, 1, r.stderr);
+    // The image was written: the message says so and where (test/build-safety.test.ts).
+    assert.match(r.stderr, /^lapin: error: cannot write the metadata file \/proc\/meta\.json \(no such directory\); the image itself is complete: /m);
+    assert.doesNotMatch(r.stderr, /ENOENT|lapin-tmp/);
+  });
+
+  test('a relative output in a missing directory is named as given', () => {
+    const output = lapin(['build', ...seed, '-o', 'no-such-dir/seed2.tar', EXAMPLE]);
+    assert.notEqual(output.status, 0, output.stderr);
+    assert.match(output.stderr.trim().split('\n').at(-1) ?? '', /^lapin: error: cannot write no-such-dir\/seed2\.tar: /);
+    assert.doesNotMatch(output.stderr, /ENOENT|lapin-tmp/);
+    const metadata = lapin(['build', ...seed, '-o', 'seed2.tar', '--metadata-file', 'no-such-dir/meta.json', EXAMPLE]);
+    assert.equal(metadata.status, 1, metadata.stderr);
+    assert.match(metadata.stderr.trim().split('\n').at(-1) ?? '', /^lapin: error: cannot write the metadata file no-such-dir\/meta\.json \(no such directory\)/);
+  });
+});
+
+describe('--progress', () => {
+  test('plain prints each step with its duration; a cache hit is one line', () => {
+    const first = lapin(['build', ...seed, '--progress', 'plain', '-o', 'hit.tar', EXAMPLE]);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stderr, /^=> layer kernel: sha256:[0-9a-f]{64} \(189 B(, cached)?\) \[\d+\.\ds\]$/m);
+    assert.match(first.stderr, /^=> wrote oci archive to hit\.tar \[\d+\.\ds\]$/m);
+    const again = lapin(['build', ...seed, '--progress', 'plain', '-o', 'hit.tar', EXAMPLE]);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /^=> hit\.tar already holds this image, unchanged since lapin wrote it \[/m);
+    assert.doesNotMatch(again.stderr, /wrote oci archive/);
+  });
+
+  test('rawjson prints one JSON event a line, ending with the result (docs/progress.md)', () => {
+    const r = lapin(['build', ...seed, '--progress', 'rawjson', '-o', 'json.tar', EXAMPLE]);
+    assert.equal(r.status, 0, r.stderr);
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    for (const event of events) {
+      assert.match(String(event.time), /^\d{4}-\d\d-\d\dT/);
+      assert.ok(['step', 'warning', 'begin', 'end', 'progress', 'result', 'error'].includes(String(event.kind)), JSON.stringify(event));
+    }
+    assert.ok(events.some((e) => e.kind === 'step' && String(e.message).startsWith('read ')));
+    const begin = events.find((e) => e.kind === 'begin');
+    assert.ok(begin && events.some((e) => e.kind === 'end' && e.id === begin.id && typeof e.seconds === 'number'));
+    const result = events.at(-1) as Record<string, unknown>;
+    assert.equal(result.kind, 'result');
+    assert.match(String(result.digest), /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(result.names, ['docker.io/urunc/prebuilt/network-mirage-hvt:test']);
+  });
+
+  test('rawjson reports a failure as an error event with its exit code', () => {
+    const r = lapin(['build', ...seed, '--progress', 'rawjson', '-o', '/proc/x.tar', EXAMPLE]);
+    assert.equal(r.status, 1, r.stderr);
+    const last = JSON.parse(r.stderr.trim().split('\n').at(-1) ?? '') as Record<string, unknown>;
+    assert.deepEqual({ kind: last.kind, exitCode: last.exitCode }, { kind: 'error', exitCode: 1 });
+    assert.match(String(last.message), /^cannot write \/proc\/x\.tar: /);
+  });
+});
