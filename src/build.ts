@@ -192,7 +192,7 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
     const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
     if (kernelNode?.type === 'file') {
       const notes = kernelNode.source.kind === 'bytes' ? readSolo5Notes(bufferReader(Buffer.from(kernelNode.source.data))) : readSolo5NotesFromFile(kernelNode.source.path);
-      const solo5 = applySolo5Notes(notes, metadata, URUNC_KEYS);
+      const solo5 = applySolo5Notes(notes, metadata, URUNC_KEYS, options.uruncVersion);
       for (const message of solo5.steps) emit({ kind: 'step', message });
       for (const message of solo5.warnings) emit({ kind: 'warning', message });
     }

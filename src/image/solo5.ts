@@ -15,6 +15,7 @@
  * against the file size, so a hostile file gives a problem, never a throw.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { NEWEST_URUNC_RELEASE, releaseName, releaseReadsKey, type UruncRelease } from '../plan/releases.js';
 
 export type Solo5DeviceType = 'NET_BASIC' | 'BLOCK_BASIC' | 'PCI_BASIC' | `type ${number}`;
 
@@ -227,8 +228,11 @@ export interface Solo5Advice {
  * and what solo5 would refuse. A value absent from `values` was not given
  * (urunc then uses its default). Only for guests whose devices urunc names
  * with solo5NetDev/solo5BlkDev (not rumprun, which uses its own names).
+ * A release older than 0.8 reads neither key and always attaches
+ * service/storage, so a manifest naming another device fails there even
+ * when the key is set (it is still set, for urunc 0.8).
  */
-export function adviseSolo5(notes: Solo5Notes, values: Readonly<Record<string, string>>): Solo5Advice {
+export function adviseSolo5(notes: Solo5Notes, values: Readonly<Record<string, string>>, release: UruncRelease = NEWEST_URUNC_RELEASE): Solo5Advice {
   const advice: Solo5Advice = { set: {}, warnings: [] };
   const monitor = values.hypervisor;
   if (monitor !== 'hvt' && monitor !== 'spt') return advice;
@@ -261,6 +265,13 @@ export function adviseSolo5(notes: Solo5Notes, values: Readonly<Record<string, s
       advice.warnings.push(`the kernel's Solo5 manifest declares the block device ${name}, but the image has no block rootfs for urunc to attach; ${tender} refuses to start without it`);
       continue;
     }
+    if (!releaseReadsKey(release, kind.key)) {
+      if (name !== kind.fallback) {
+        advice.warnings.push(`the kernel's Solo5 manifest names its ${kind.what} device ${JSON.stringify(name)}, but ${releaseName(release)} always attaches it as ${JSON.stringify(kind.fallback)} (it does not read ${kind.key}; urunc 0.8 does); ${tender} refuses it`);
+        if (value === undefined) advice.set[kind.key] = name;
+      }
+      continue;
+    }
     const effective = value ?? kind.fallback;
     if (effective === name) continue;
     if (value !== undefined) {
@@ -284,9 +295,14 @@ export interface Solo5Metadata {
  * where the manifest names a device otherwise and nothing was given, and
  * returns the lines to print (steps and warnings).
  */
-export function applySolo5Notes(notes: Solo5Notes | undefined, metadata: Solo5Metadata, keyOrder: readonly string[]): { steps: string[]; warnings: string[] } {
+export function applySolo5Notes(
+  notes: Solo5Notes | undefined,
+  metadata: Solo5Metadata,
+  keyOrder: readonly string[],
+  release: UruncRelease = NEWEST_URUNC_RELEASE,
+): { steps: string[]; warnings: string[] } {
   if (notes === undefined || (notes.devices === undefined && notes.abi === undefined && notes.problems.length === 0)) return { steps: [], warnings: [] };
-  const advice = adviseSolo5(notes, metadata.urunc);
+  const advice = adviseSolo5(notes, metadata.urunc, release);
   const steps = [`kernel Solo5 notes: ${describeSolo5(notes)}`];
   for (const [key, value] of Object.entries(advice.set)) {
     const full = `com.urunc.unikernel.${key}`;

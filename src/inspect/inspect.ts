@@ -285,7 +285,7 @@ function judgeValues(
   if (binary?.architecture && imageArchitecture && binary.architecture !== imageArchitecture) {
     warnings.push({ message: `the binary is ${binary.architecture} but the image says ${imageArchitecture}`, hint: 'urunc boots it on the platform the image was pulled for' });
   }
-  if (binary?.solo5) for (const message of adviseSolo5(binary.solo5, set).warnings) warnings.push({ message });
+  if (binary?.solo5) for (const message of adviseSolo5(binary.solo5, set, release).warnings) warnings.push({ message });
   const initrd = files.find((f) => f.key === 'initrd');
   if (initrd?.exists && initrd.type !== undefined && !['cpio-newc', 'gzip', 'zstd', 'xz'].includes(initrd.type) && guest === 'linux') {
     warnings.push({ message: `the initrd ${initrd.path} is ${initrd.detail}; Linux expects a (compressed) newc cpio archive` });

@@ -155,6 +155,19 @@ describe('adviseSolo5', () => {
     assert.equal(one([{ name: 'x', type: 'net' }], { ...mirage, unikernelType: 'rumprun' }), '');
     assert.equal(one([{ name: 'x', type: 'net' }], { ...mirage, hypervisor: 'qemu' }), '');
   });
+  test('a release before 0.8 attaches service/storage whatever solo5NetDev/solo5BlkDev say, so other names warn there', () => {
+    for (const release of ['0.7', 'pre-0.7'] as const) {
+      const net0 = adviseSolo5(notes([{ name: 'net0', type: 'net' }]), mirage, release);
+      assert.deepEqual(net0.set, { solo5NetDev: 'net0' }, release);
+      assert.match(net0.warnings.join('\n'), /names its network device "net0", but urunc (0\.7|< 0\.7) always attaches it as "service" \(it does not read solo5NetDev; urunc 0\.8 does\); solo5-hvt refuses it/);
+      const given = adviseSolo5(notes([{ name: 'net0', type: 'net' }]), { ...mirage, solo5NetDev: 'net0' }, release);
+      assert.deepEqual(given.set, {});
+      assert.equal(given.warnings.length, 1);
+      const disk = adviseSolo5(notes([{ name: 'service', type: 'net' }, { name: 'disk', type: 'block' }]), { ...mirage, block: '/b' }, release);
+      assert.match(disk.warnings.join('\n'), /block device "disk", but .* always attaches it as "storage"/);
+      assert.deepEqual(adviseSolo5(notes([{ name: 'service', type: 'net' }, { name: 'storage', type: 'block' }]), { ...mirage, block: '/b' }, release), { set: {}, warnings: [] });
+    }
+  });
 });
 
 describe('build and inspect read the manifest', () => {
@@ -194,6 +207,15 @@ ${bunnyExtra}cmd: ["--ipv4=10.0.0.2/24"]
     assert.deepEqual(report.files.find((f) => f.key === 'binary')?.solo5?.devices, [{ name: 'net0', type: 'NET_BASIC' }]);
     assert.match(formatReport(report), /\n {4}Solo5 manifest: net net0; ABI hvt\n/);
     assert.deepEqual(report.warnings, []);
+  });
+
+  test('--urunc-version 0.7: a manifest naming "net0" warns at build and in inspect for 0.7, and still sets solo5NetDev for 0.8', async () => {
+    const dir = await context('net0-07', solo5Elf({ abi: 'hvt', devices: [{ name: 'net0', type: 'net' }] }));
+    const { result, out, warnings } = await run(dir, { uruncVersion: '0.7' });
+    assert.equal(result.urunc.solo5NetDev, 'net0');
+    assert.match(warnings.join('\n'), /urunc 0\.7 always attaches it as "service"/);
+    assert.match((await inspect(out, { release: '0.7' })).warnings.map((w) => w.message).join('\n'), /urunc 0\.7 always attaches it as "service"/);
+    assert.deepEqual((await inspect(out)).warnings, []);
   });
 
   test('the default names need no value; a contradicting value warns at build and in inspect', async () => {
