@@ -12,6 +12,7 @@
  * the position of the offending text.
  */
 import { Add, Copy, DockerfileParser, From, Keyword, type Dockerfile, type Instruction as SyntaxInstruction } from 'dockerfile-ast';
+import { cleanPath } from '../clean-path.js';
 import { LapinError, UsageError, type SourcePosition } from '../errors.js';
 import { closestName } from '../plan/similar.js';
 import { MAX_EXPANDED_TOTAL, checkDefinitionSize, expansionTooLarge, tooDeep } from './limits.js';
@@ -624,24 +625,6 @@ function jsonArray(instruction: Instruction): string[] | undefined {
     strings.push(item);
   }
   return strings;
-}
-
-/** Go's path.Clean for "/"-separated paths. */
-function cleanPath(path: string): string {
-  const rooted = path.startsWith('/');
-  const parts: string[] = [];
-  for (const part of path.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
-      else if (!rooted) parts.push('..');
-      continue;
-    }
-    parts.push(part);
-  }
-  const joined = parts.join('/');
-  if (rooted) return '/' + joined;
-  return joined === '' ? '.' : joined;
 }
 
 /** Sets a key on a plain record without tripping over `__proto__` and friends. */

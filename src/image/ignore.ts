@@ -7,6 +7,7 @@
  * excluded when it or one of its parent directories matches. Pure: the
  * build reads the file (src/image/dockerignore.ts).
  */
+import { cleanPath } from '../clean-path.js';
 import { LapinError, type SourcePosition } from '../errors.js';
 
 export interface IgnorePattern {
@@ -15,25 +16,6 @@ export interface IgnorePattern {
   /** `!pattern`: an exception that brings matching paths back. */
   exception: boolean;
   at?: SourcePosition;
-}
-
-/** Go's path.Clean. */
-export function cleanPath(path: string): string {
-  if (path === '') return '.';
-  const rooted = path.startsWith('/');
-  const parts: string[] = [];
-  for (const part of path.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (parts.length > 0 && parts[parts.length - 1] !== '..') parts.pop();
-      else if (!rooted) parts.push('..');
-      continue;
-    }
-    parts.push(part);
-  }
-  const joined = parts.join('/');
-  if (rooted) return `/${joined}`;
-  return joined === '' ? '.' : joined;
 }
 
 /** Go's strings.TrimSpace (ASCII and Unicode white space). */

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { LapinError } from '../../src/errors.js';
-import { IgnoreMatcher, cleanPath, parseIgnoreFile } from '../../src/image/ignore.js';
+import { cleanPath } from '../../src/clean-path.js';
+import { IgnoreMatcher, parseIgnoreFile } from '../../src/image/ignore.js';
 
 function matcher(text: string): IgnoreMatcher {
   return new IgnoreMatcher(parseIgnoreFile(text, '.dockerignore'));
