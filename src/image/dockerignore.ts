@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { resolveInContext } from './context.js';
 import { IgnoreMatcher, parseIgnoreFile } from './ignore.js';
 
 /** An ignore file is a list of patterns; anything near a definition file's limit is a mistake. */
@@ -21,11 +22,16 @@ export async function loadContextIgnore(
   definitionFile: string,
   display: (file: string) => string,
 ): Promise<ContextIgnore | undefined> {
-  const candidates = [`${definitionFile}.dockerignore`, path.join(contextDir, '.dockerignore')];
-  for (const candidate of candidates) {
+  // The context's .dockerignore is read as a context file: a symlink resolves inside the context, never out of it.
+  const inContext = await resolveInContext(contextDir, '.dockerignore');
+  const candidates = [
+    { candidate: `${definitionFile}.dockerignore`, written: `${definitionFile}.dockerignore` },
+    ...(inContext === undefined ? [] : [{ candidate: inContext, written: path.join(contextDir, '.dockerignore') }]),
+  ];
+  for (const { candidate, written } of candidates) {
     const info = await stat(candidate).catch(() => undefined);
     if (info === undefined) continue;
-    const shown = display(candidate);
+    const shown = display(written);
     if (!info.isFile()) throw new LapinError(`${shown} is not a regular file`, { hint: 'an ignore file is a text file of patterns' });
     if (info.size > MAX_IGNORE_FILE_BYTES) throw new LapinError(`${shown} is larger than 1 MiB, lapin's limit for an ignore file`);
     const text = await readFile(candidate, 'utf8').catch((error: unknown) => {

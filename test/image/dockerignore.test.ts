@@ -1,7 +1,7 @@
 // .dockerignore in builds: COPY and ADD see what BuildKit's context would hold. The documented
 // examples are built by lapin and by docker build (the services' dockerd) and must copy the same files.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -74,6 +74,19 @@ describe('.dockerignore in lapin builds', () => {
     // Without its own ignore file the root one applies.
     const root = await lapinCopies(dir, { file: path.join(dir, 'Dockerfile') });
     assert.ok(!root.includes('/README.md') && root.includes('/docs/guide.md') && root.includes('/foo/bar/baz'), root.join(' '));
+  });
+  test('a .dockerignore symlink resolves inside the context, never out of it', async () => {
+    const outside = path.join(work, 'outside-ignore');
+    await writeFile(outside, '[secret-outside\n');
+    const dir = await context('symlink-out', {});
+    await writeFile(path.join(dir, 'inside-ignore'), '*.md\n');
+    // An absolute target is read from the context root, as BuildKit resolves context symlinks.
+    await symlink(outside, path.join(dir, '.dockerignore'));
+    const copied = await lapinCopies(dir);
+    assert.ok(copied.includes('/README.md'), copied.join(' '));
+    await rm(path.join(dir, '.dockerignore'));
+    await symlink('inside-ignore', path.join(dir, '.dockerignore'));
+    assert.ok(!(await lapinCopies(dir)).includes('/README.md'));
   });
   test('a bad pattern stops the build at its line', async () => {
     const dir = await context('bad', { '.dockerignore': 'ok\n[z-\n' });
