@@ -80,6 +80,17 @@ describe('patternmatcher details', () => {
       );
     }
   });
+  test("matching takes linear time, as Go's regexp does: nested ** and many * on deep, long paths", () => {
+    const globstars = new IgnoreMatcher(parseIgnoreFile(`${Array.from({ length: 12 }, () => '**/a').join('/')}/**/b\n`, '.dockerignore'));
+    const stars = new IgnoreMatcher(parseIgnoreFile(`*${'a*'.repeat(30)}b\n`, '.dockerignore'));
+    const started = Date.now();
+    assert.equal(globstars.ignores(`${'a/'.repeat(40)}c`), false);
+    assert.equal(globstars.ignores(`${'a/'.repeat(40)}b`), true);
+    assert.equal(stars.ignores('a'.repeat(200)), false);
+    assert.equal(stars.ignores(`${'a'.repeat(200)}b`), true);
+    // A backtracking engine takes minutes here; RE2 a few milliseconds.
+    assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`);
+  });
   test('cleanPath is Go path.Clean', () => {
     const cases: Array<[string, string]> = [['', '.'], ['./a', 'a'], ['a/../..', '..'], ['/../a', '/a'], ['a//b/', 'a/b'], ['/', '/']];
     for (const [input, output] of cases) assert.equal(cleanPath(input), output, input);
