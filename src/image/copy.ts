@@ -253,6 +253,6 @@ function matchTree(stage: ImageFilesystem, pattern: string, at?: SourcePosition)
     .filter((p) => {
       const parts = p.split('/');
       if (parts.length !== segments.length) return false;
-      return parts.every((part, i) => (regexps[i] ? (regexps[i] as RegExp).test(part) : part === segments[i]));
+      return parts.every((part, i) => (regexps[i] ? (regexps[i]?.test(part) ?? false) : part === segments[i]));
     });
 }

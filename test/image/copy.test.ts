@@ -5,6 +5,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { LapinError } from '../../src/errors.js';
+import { globSegmentRegExp } from '../../src/image/context.js';
 import { applyCopy, type CopyEnvironment } from '../../src/image/copy.js';
 import { ImageFilesystem } from '../../src/image/filesystem.js';
 import type { CopyOp } from '../../src/plan/types.js';
@@ -103,6 +104,18 @@ describe('COPY semantics', () => {
 
   test('a missing source names the file', async () => {
     await assert.rejects(run(copy(['nope.hvt'], '/x')), /"nope\.hvt" not found in the build context/);
+  });
+
+  test('a glob segment matches in linear time; a range out of order is a positioned bad pattern', () => {
+    const stars = globSegmentRegExp(`*${'a*'.repeat(30)}b`);
+    const started = Date.now();
+    assert.equal(stars.test('a'.repeat(250)), false);
+    assert.equal(stars.test(`${'a'.repeat(250)}b`), true);
+    // A backtracking engine runs for minutes here.
+    assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`);
+    assert.equal(globSegmentRegExp('?.txt').test('😀.txt'), true);
+    const at = { file: 'Containerfile', line: 3, column: 1 };
+    assert.throws(() => globSegmentRegExp('[z-a]', at), (e: unknown) => e instanceof LapinError && e.describe().startsWith('Containerfile:3:1: bad pattern "[z-a]"'));
   });
 
   test('a glob that matches nothing is an error', async () => {
