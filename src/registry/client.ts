@@ -134,8 +134,8 @@ export interface RegistryRequest {
   /** A path under the registry ("/v2/...") or an absolute URL (an upload Location). */
   target: string;
   headers?: Record<string, string>;
-  /** Made again for every attempt, since a body can be sent only once. */
-  body?: () => Uint8Array | undefined;
+  /** Made again for every attempt, since a body can be sent only once; a stream is sent as it is read (a blob upload). */
+  body?: () => Uint8Array | ReadableStream<Uint8Array> | undefined;
   /** Token scopes the request needs, e.g. "repository:a/b:pull,push". */
   scopes: readonly string[];
   /** Statuses the caller handles; anything else is retried or becomes an error. */
@@ -415,7 +415,7 @@ export class RegistryClient {
       const body = spec.body?.();
       let response: Response;
       try {
-        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), redirect: 'follow' });
+        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}), redirect: 'follow' });
       } catch (error) {
         if (error instanceof LapinError) throw error;
         this.debug(`${spec.method} ${redactUrl(url)} failed: ${networkErrorCode(error) ?? (error as Error).message}`);

@@ -201,6 +201,8 @@ export interface ProxyOptions {
   cutAfter?: (request: ProxyRequest, index: number) => number | undefined;
   /** Flip a byte of this response's body. */
   corrupt?: (request: ProxyRequest) => boolean;
+  /** Headers added to this response (a registry that sets OCI-Chunk-Max-Length). */
+  addHeaders?: (request: ProxyRequest) => Record<string, string> | undefined;
 }
 
 export interface TestProxy {
@@ -231,7 +233,7 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
         });
         return;
       }
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      res.writeHead(answer.statusCode ?? 502, { ...answer.headers, ...options.addHeaders?.(record) });
       answer.pipe(res);
     });
     upstream.on('error', () => res.destroy());
