@@ -415,7 +415,9 @@ export class RegistryClient {
       const body = spec.body?.();
       let response: Response;
       try {
-        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}), redirect: 'follow' });
+        // A stream body with redirect 'follow' is tee'd by fetch to replay it, and the copy holds the whole blob in memory.
+        const streamed = body instanceof ReadableStream;
+        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), ...(streamed ? { duplex: 'half' as const } : {}), redirect: streamed ? 'error' : 'follow' });
       } catch (error) {
         if (error instanceof LapinError) throw error;
         this.debug(`${spec.method} ${redactUrl(url)} failed: ${networkErrorCode(error) ?? (error as Error).message}`);

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { registrySkipReason, skopeoCopyToOci, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
-import { EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
+import { runProgram } from '../helpers/fixtures.js';
+import { CLI, EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
 
 const skip = registrySkipReason();
 let work: string;
@@ -281,6 +282,21 @@ describe('push to a registry', { skip }, () => {
     assert.equal(again.digest, result.digest);
     await clean.stop();
     assert.equal(blobWrites(clean.requests, 'PATCH'), 1);
+  });
+
+  test('a streamed upload holds a few MiB of the blob in memory, not the blob (max RSS of the CLI)', async () => {
+    const r = await registry('anonymous');
+    const { context } = await bigKernelContext('memory-', 160 * 1024 * 1024);
+    const maxRss = async (...extra: string[]): Promise<number> => {
+      const args = ['build', '-q', '--no-cache', '--compression', 'none', '--urunc-checks', 'warn', '-f', path.join(context, 'bunnyfile'), ...extra, context];
+      const result = await runProgram('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, ...CLI, ...args], { env: isolatedEnv(context), cwd: context });
+      assert.equal(result.status, 0, result.stderr);
+      return Number(/maxrss=(\d+)/.exec(result.stderr)?.[1]) / 1024;
+    };
+    const archive = await maxRss('-t', 'memory:1', '-o', path.join(context, 'out.tar'));
+    const pushed = await maxRss('-t', `${r.host}/memory/app:1`, '--push');
+    // fetch tees a stream body it may replay for a redirect; the unread copy held most of the blob.
+    assert.ok(pushed - archive < 48, `pushing took ${pushed.toFixed(0)} MiB, writing the archive ${archive.toFixed(0)} MiB`);
   });
 
   test("a registry's OCI-Chunk-Max-Length cuts the upload into chunks no larger", async () => {
