@@ -78,7 +78,9 @@ export async function fetchWithTimeouts(transport: RegistryFetch, url: string, i
     return timer;
   };
   // The registry answers only once it has the body: allow one more second per 64 KiB sent (a slow uplink is no stall).
-  const sending = typeof init.body === 'string' ? Buffer.byteLength(init.body) : (init.body?.byteLength ?? 0);
+  // A streamed upload (a blob from its file) says its size in content-length.
+  const sending =
+    typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body instanceof ReadableStream ? Number(init.headers?.['content-length'] ?? 0) || 0 : (init.body?.byteLength ?? 0);
   let stall = arm(stallMs + Math.ceil(sending / 65_536) * 1000);
   let response: Response;
   try {

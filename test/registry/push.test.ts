@@ -299,6 +299,29 @@ describe('push to a registry', { skip }, () => {
     assert.ok(pushed - archive < 48, `pushing took ${pushed.toFixed(0)} MiB, writing the archive ${archive.toFixed(0)} MiB`);
   });
 
+  test('a streamed PATCH on a slow uplink is not taken for a stall: the wait grows with its content-length', async () => {
+    const r = await registry('anonymous');
+    // About 1.5 s to send the 2 MiB body, against a stall timeout of 0.5 s.
+    const proxy = await startProxy(r.host, { slowBody: (request) => (request.method === 'PATCH' ? 40 : undefined) });
+    const { context, kernel } = await bigKernelContext('slow-', 2 * 1024 * 1024);
+    try {
+      await build({
+        context,
+        tags: [`${proxy.host}/slow/app:1`],
+        outputs: [{ type: 'registry' }],
+        compression: 'none',
+        uruncChecks: 'warn',
+        registry: { monolithicLimit: 64 * 1024, stallTimeoutMs: 500, retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 50 }, credentials: async () => undefined },
+      });
+    } finally {
+      await proxy.stop();
+    }
+    assert.equal(blobWrites(proxy.requests, 'PATCH'), 1);
+    const layout = path.join(context, 'pulled');
+    await skopeoCopyToOci(`${r.host}/slow/app:1`, layout);
+    assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
+  });
+
   test("a registry's OCI-Chunk-Max-Length cuts the upload into chunks no larger", async () => {
     const r = await registry('anonymous');
     const max = 256 * 1024;
