@@ -4,7 +4,7 @@
 // and the ratios the performance issue sets as targets. Not a test: nothing
 // here passes or fails a build. Fixtures are made once under bench/.work.
 import { Buffer } from 'node:buffer';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,8 +14,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const work = path.resolve(process.env.LAPIN_BENCH_DIR ?? path.join(root, 'bench', '.work'));
 const reps = Number(process.env.LAPIN_BENCH_REPS ?? 11);
 const bigReps = Number(process.env.LAPIN_BENCH_BIG_REPS ?? 3);
-// LAPIN_BENCH_ONLY=seed skips the 1.2 GB rootfs half (a minute instead of five).
-const seedOnly = process.env.LAPIN_BENCH_ONLY === 'seed';
+// LAPIN_BENCH_ONLY=seed skips the 1.2 GB rootfs half (a minute instead of five);
+// LAPIN_BENCH_ONLY=registry runs only the registry rows (push, pull) and the one-file rebuild.
+const only = process.env.LAPIN_BENCH_ONLY;
+const seedOnly = only === 'seed';
+const registryOnly = only === 'registry';
 // The installed command, as `npx lapin` runs it: bin/lapin, with its start-up snapshot.
 const lapin = path.join(root, 'bin', 'lapin');
 const cacheDir = path.join(work, 'cache');
@@ -32,6 +35,8 @@ function ensureTools() {
   if (!have('pigz')) need.push('pigz');
   if (!have('zstd')) need.push('zstd');
   if (!have('mke2fs')) need.push('e2fsprogs');
+  if (!seedOnly && !have('skopeo')) need.push('skopeo');
+  if (!seedOnly && !existsSync('/usr/bin/docker-registry')) need.push('docker-registry');
   if (!existsSync('/usr/bin/time')) need.push('time');
   if (!have('eatmydata')) need.push('eatmydata');
   if (need.length === 0) return;
@@ -77,7 +82,7 @@ function measureInterleaved(cases, count) {
   for (let i = 0; i < count; i++) {
     cases.forEach(({ command, before }, j) => {
       before?.();
-      const { wall, rss } = timed(command);
+      const { wall, rss } = timed(typeof command === 'function' ? command() : command);
       walls[j].push(wall);
       rsss[j].push(rss);
     });
@@ -198,21 +203,92 @@ function measureRootfs(big, image, env, noOutput, clearCache) {
   return { pigz, zstd, sha, bigGzip, bigZstd, bigNone, bigRebuild, bigBuildah };
 }
 
-function main() {
-  ensureTools();
-  mkdirSync(work, { recursive: true });
-  if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-  const seed = path.join(work, 'seed');
-  const bigDir = path.join(work, 'rootfs');
-  makeSeed(seed);
-  const image = seedOnly ? undefined : makeRootfs(bigDir);
-  const env = `LAPIN_CACHE_DIR=${cacheDir}`;
-  const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
+/** A free loopback port, asked of the kernel. */
+function freePort() {
+  return Number(execFileSync('node', ['-e', "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"], { encoding: 'utf8' }).trim());
+}
 
-  // Warm the page cache and the programs once.
-  timed(`cat ${image ?? ''} ${seed}/network.hvt > /dev/null`);
-  timed(`${env} ${lapinCommand(seed, '--no-cache')}`);
+/**
+ * A fresh docker-registry (distribution 2.8) on loopback with its own empty
+ * storage: nothing there to mount from or deduplicate against, for lapin
+ * as for skopeo. Returns host:port and a stop function.
+ */
+function startRegistry(name) {
+  const dir = path.join(work, 'registries', name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const port = freePort();
+  const config = path.join(dir, 'config.yml');
+  writeFileSync(config, `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/data\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore', detached: false });
+  const wait = spawnSync('bash', ['-c', `for i in $(seq 200); do (echo > /dev/tcp/127.0.0.1/${port}) 2>/dev/null && exit 0; sleep 0.05; done; exit 1`]);
+  if (wait.status !== 0) throw new Error(`docker-registry did not listen on 127.0.0.1:${port}`);
+  return {
+    host: `127.0.0.1:${port}`,
+    stop() {
+      child.kill();
+      spawnSync('sleep', ['0.2']);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
+/**
+ * The registry half: the 1.2 GB rootfs image pushed (lapin with a warm cache
+ * against skopeo copying the archive lapin wrote), then pulled (lapin: a FROM
+ * build into an archive with an empty cache; skopeo: copy into an OCI
+ * directory), each pair interleaved, each run against a fresh registry.
+ */
+function measureRegistry(big, env) {
+  const archive = path.join(work, 'rootfs-image.tar');
+  const pushCache = path.join(work, 'push-cache');
+  // The image once, with the cache that lapin's pushes start from (untimed).
+  timed(`LAPIN_CACHE_DIR=${pushCache} ${lapin} build -q --urunc-checks warn -t bench:1 -o ${archive} ${big} >/dev/null`);
+  let registry;
+  const fresh = () => {
+    registry?.stop();
+    registry = startRegistry('push');
+  };
+  const [push, pushSkopeo] = measureInterleaved(
+    [
+      { name: 'push: lapin build (warm cache) --push', command: () => `LAPIN_CACHE_DIR=${pushCache} ${lapin} build -q --urunc-checks warn -t ${registry.host}/bench/rootfs:1 --push ${big} >/dev/null`, before: fresh },
+      { name: 'push: skopeo copy oci-archive: docker://', command: () => `skopeo copy -q --dest-tls-verify=false oci-archive:${archive} docker://${registry.host}/bench/rootfs:1 >/dev/null`, before: fresh },
+    ],
+    bigReps,
+  );
+  // A re-push of the unchanged image: counted, not timed (only HEADs, checked by test/registry/push.test.ts).
+  registry.stop();
+  registry = undefined;
+
+  // Pull: a base image pushed once per run by skopeo, then pulled.
+  const from = path.join(work, 'from');
+  mkdirSync(from, { recursive: true });
+  const pullCache = path.join(work, 'pull-cache');
+  const pulledDir = path.join(work, 'skopeo-pulled');
+  const pulledTar = path.join(work, 'lapin-from.tar');
+  const seeded = () => {
+    registry?.stop();
+    registry = startRegistry('pull');
+    execFileSync('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci-archive:${archive}`, `docker://${registry.host}/bench/base:1`]);
+    writeFileSync(path.join(from, 'Containerfile'), `FROM ${registry.host}/bench/base:1\nLABEL org.example.bench=from\n`);
+    rmSync(pullCache, { recursive: true, force: true });
+    rmSync(pulledDir, { recursive: true, force: true });
+    rmSync(pulledTar, { force: true });
+  };
+  const [pull, pullSkopeo] = measureInterleaved(
+    [
+      { name: 'pull: lapin FROM build (empty cache) into an archive', command: () => `LAPIN_CACHE_DIR=${pullCache} ${lapin} build -q --urunc-checks warn -t bench:from -o ${pulledTar} ${from} >/dev/null`, before: seeded },
+      { name: 'pull: skopeo copy docker:// oci:DIR', command: () => `skopeo copy -q --src-tls-verify=false docker://${registry.host}/bench/base:1 oci:${pulledDir}:base >/dev/null`, before: seeded },
+    ],
+    bigReps,
+  );
+  registry.stop();
+  void env;
+  return { push, pushSkopeo, pull, pullSkopeo };
+}
+
+/** The seed half: Node's start, --version, the seed build against buildah, its rebuild. */
+function measureSeed(seed, env) {
   const nodeStart = measure("limit: Node's own start (node -e 0)", 'node -e 0', reps);
   const version = measure('lapin --version', `${lapin} --version >/dev/null`, reps);
   // Each fresh build starts with no output file, as buildah's does (removing it is not timed).
@@ -228,25 +304,48 @@ function main() {
   );
   timed(`${env} ${lapinCommand(seed, '')}`);
   const seedRebuild = measure('seed: lapin rebuild, nothing changed (cache)', `${env} ${lapinCommand(seed, '')}`, reps);
+  return { nodeStart, version, seedLapin, seedNoSync, seedBuildah, seedRebuild, noOutput };
+}
 
-  const big = seedOnly ? undefined : measureRootfs(bigDir, image, env, noOutput, clearCache);
+function main() {
+  ensureTools();
+  mkdirSync(work, { recursive: true });
+  if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+  const seed = path.join(work, 'seed');
+  const bigDir = path.join(work, 'rootfs');
+  makeSeed(seed);
+  const image = seedOnly ? undefined : makeRootfs(bigDir);
+
+  const env = `LAPIN_CACHE_DIR=${cacheDir}`;
+  const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
+  const startLoad = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+
+  // Warm the page cache and the programs once.
+  timed(`cat ${image ?? ''} ${seed}/network.hvt > /dev/null`);
+  timed(`${env} ${lapinCommand(seed, '--no-cache')}`);
+
+  const seedPart = registryOnly ? undefined : measureSeed(seed, env);
+  const big = seedOnly || registryOnly ? undefined : measureRootfs(bigDir, image, env, seedPart.noOutput, clearCache);
+  const reg = seedOnly ? undefined : measureRegistry(bigDir, env);
 
   const ratio = (a, b) => a.wall / b.wall;
   const lines = [];
   const fmt = (s) => `${s.toFixed(3)} s`;
   lines.push(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${os.release()}`);
-  lines.push(`date: ${new Date().toISOString()}; medians of ${reps} (seed, lapin and buildah interleaved)${big ? ` and ${bigReps} (rootfs) runs; rootfs ${(statSync(image).size / 1e9).toFixed(2)} GB` : ' runs; rootfs skipped (LAPIN_BENCH_ONLY=seed)'}`);
+  lines.push(`date: ${new Date().toISOString()}; medians of ${reps} (seed, lapin and buildah interleaved)${image ? ` and ${bigReps} (rootfs, registry) runs; rootfs ${(statSync(image).size / 1e9).toFixed(2)} GB` : ' runs; rootfs skipped (LAPIN_BENCH_ONLY=seed)'}${registryOnly ? '; registry rows only (LAPIN_BENCH_ONLY=registry)' : ''}`);
+  lines.push(`load: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (1, 5, 15 min) at the end; started at ${startLoad}`);
   lines.push('');
   lines.push('| measurement | median | max RSS |');
   lines.push('|---|---|---|');
-  const rows = [nodeStart, version, seedLapin, seedNoSync, seedBuildah, seedRebuild];
+  const rows = seedPart ? [seedPart.nodeStart, seedPart.version, seedPart.seedLapin, seedPart.seedNoSync, seedPart.seedBuildah, seedPart.seedRebuild] : [];
   if (big) rows.push(big.pigz, big.zstd, big.sha, big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild, big.bigBuildah);
+  if (reg) rows.push(reg.push, reg.pushSkopeo, reg.pull, reg.pullSkopeo);
   for (const m of rows) {
     lines.push(`| ${m.name.replaceAll('|', '\\|')} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);
   }
-  const lapinRuns = [seedLapin, seedRebuild, ...(big ? [big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild] : [])];
+  const lapinRuns = [...(seedPart ? [seedPart.seedLapin, seedPart.seedRebuild] : []), ...(big ? [big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild] : []), ...(reg ? [reg.push, reg.pull] : [])];
   const peak = Math.max(...lapinRuns.map((m) => m.rss));
-  const targets = [['seed → archive vs buildah', ratio(seedLapin, seedBuildah), 0.33, '×']];
+  const targets = seedPart ? [['seed → archive vs buildah', ratio(seedPart.seedLapin, seedPart.seedBuildah), 0.33, '×']] : [];
   if (big) {
     targets.push(
       ['rootfs gzip vs buildah', ratio(big.bigGzip, big.bigBuildah), 0.3, '×'],
@@ -255,8 +354,11 @@ function main() {
       ["rootfs none vs node's sha256", ratio(big.bigNone, big.sha), 2, '×'],
     );
   }
-  targets.push(['seed rebuild, nothing changed', seedRebuild.wall * 1000, 150, 'ms']);
+  if (seedPart) targets.push(['seed rebuild, nothing changed', seedPart.seedRebuild.wall * 1000, 150, 'ms']);
   if (big) targets.push(['rootfs rebuild, nothing changed', big.bigRebuild.wall * 1000, 150, 'ms']);
+  if (reg) {
+    targets.push(['push vs skopeo copy oci-archive: docker://', ratio(reg.push, reg.pushSkopeo), 1, '×'], ['pull + FROM build vs skopeo copy docker:// oci:', ratio(reg.pull, reg.pullSkopeo), 1.3, '×']);
+  }
   targets.push(['peak memory of lapin', peak, 300, 'MiB']);
   lines.push('');
   lines.push('| target | measured | target | met |');

@@ -8,6 +8,8 @@ have skopeo || need+=(skopeo)
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 have htpasswd || need+=(apache2-utils)
 have openssl || need+=(openssl)
+# test/registry/push.test.ts reads the max RSS of a push from GNU time.
+[ -x /usr/bin/time ] || need+=(time)
 have umoci || need+=(umoci)
 have containerd || need+=(containerd)
 have ctr || need+=(containerd)

@@ -78,7 +78,9 @@ export async function fetchWithTimeouts(transport: RegistryFetch, url: string, i
     return timer;
   };
   // The registry answers only once it has the body: allow one more second per 64 KiB sent (a slow uplink is no stall).
-  const sending = typeof init.body === 'string' ? Buffer.byteLength(init.body) : (init.body?.byteLength ?? 0);
+  // A streamed upload (a blob from its file) says its size in content-length.
+  const sending =
+    typeof init.body === 'string' ? Buffer.byteLength(init.body) : init.body instanceof ReadableStream ? Number(init.headers?.['content-length'] ?? 0) || 0 : (init.body?.byteLength ?? 0);
   let stall = arm(stallMs + Math.ceil(sending / 65_536) * 1000);
   let response: Response;
   try {
@@ -134,8 +136,8 @@ export interface RegistryRequest {
   /** A path under the registry ("/v2/...") or an absolute URL (an upload Location). */
   target: string;
   headers?: Record<string, string>;
-  /** Made again for every attempt, since a body can be sent only once. */
-  body?: () => Uint8Array | undefined;
+  /** Made again for every attempt, since a body can be sent only once; a stream is sent as it is read (a blob upload). */
+  body?: () => Uint8Array | ReadableStream<Uint8Array> | undefined;
   /** Token scopes the request needs, e.g. "repository:a/b:pull,push". */
   scopes: readonly string[];
   /** Statuses the caller handles; anything else is retried or becomes an error. */
@@ -415,7 +417,9 @@ export class RegistryClient {
       const body = spec.body?.();
       let response: Response;
       try {
-        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), redirect: 'follow' });
+        // A stream body with redirect 'follow' is tee'd by fetch to replay it, and the copy holds the whole blob in memory.
+        const streamed = body instanceof ReadableStream;
+        response = await this.fetch(url, { method: spec.method, headers, ...(body !== undefined ? { body } : {}), ...(streamed ? { duplex: 'half' as const } : {}), redirect: streamed ? 'error' : 'follow' });
       } catch (error) {
         if (error instanceof LapinError) throw error;
         this.debug(`${spec.method} ${redactUrl(url)} failed: ${networkErrorCode(error) ?? (error as Error).message}`);

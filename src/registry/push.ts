@@ -1,4 +1,4 @@
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
 import { formatBytes } from '../human.js';
 import type { BlobStore } from '../image/blob-store.js';
@@ -32,8 +32,14 @@ export interface PushOptions extends RegistryOptions {
   concurrency?: number;
   /** Blobs up to this size go in one PUT; larger ones in chunks. */
   monolithicLimit?: number;
-  /** Chunk size, raised to the registry's OCI-Chunk-Min-Length when it asks for more. */
+  /**
+   * Larger blobs go as one streamed PATCH, unless this chunk size is set
+   * (raised to the registry's OCI-Chunk-Min-Length) or the registry caps
+   * chunks with OCI-Chunk-Max-Length.
+   */
   chunkSize?: number;
+  /** Chunk size once an upload has been cut; DEFAULT_RESUME_CHUNK_SIZE by default. */
+  resumeChunkSize?: number;
   /** "host/repository"s that already hold a blob (a pulled base image), for cross-repository mounts. */
   mountSources?: ReadonlyMap<string, readonly string[]>;
   /** Clients by host, shared with pulls so tokens and schemes are learned once. */
@@ -47,7 +53,8 @@ export interface PushedName {
 }
 
 export const DEFAULT_MONOLITHIC_LIMIT = 16 * 1024 * 1024;
-export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+/** Chunks of a blob whose upload was cut once: distribution drops a cut PATCH's session, but keeps finished chunks. */
+export const DEFAULT_RESUME_CHUNK_SIZE = 8 * 1024 * 1024;
 
 /** docker.io names are served by registry-1.docker.io. */
 export function apiHost(domain: string): string {
@@ -184,7 +191,7 @@ async function pushBlob(
   }
 
   let location: string | undefined;
-  let chunkMin = 0;
+  let bounds = { min: 0, max: 0 };
   for (const from of mountFrom) {
     const response = await client.request({
       method: 'POST',
@@ -200,7 +207,7 @@ async function pushBlob(
     }
     // 202: the registry did not mount, but opened an upload we can use.
     location = await absoluteLocation(client, response);
-    chunkMin = Number(response.headers.get('oci-chunk-min-length') ?? 0) || 0;
+    bounds = chunkBounds(response);
     break;
   }
 
@@ -221,7 +228,7 @@ async function pushBlob(
         });
         await response.body?.cancel().catch(() => undefined);
         location = await absoluteLocation(client, response);
-        chunkMin = Number(response.headers.get('oci-chunk-min-length') ?? 0) || 0;
+        bounds = chunkBounds(response);
       }
       if (blob.size <= monolithicLimit) {
         const data = await readFile(file);
@@ -238,8 +245,11 @@ async function pushBlob(
         await response.body?.cancel().catch(() => undefined);
         progress(blob.size);
       } else {
-        const chunkSize = Math.max(options.chunkSize ?? DEFAULT_CHUNK_SIZE, chunkMin);
-        await uploadChunks(client, location, blob, file, chunkSize, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
+        // Once a connection has been cut, the blob goes in chunks, so that another cut loses one chunk at most.
+        const resumeChunk = chunkLimitFor(options.resumeChunkSize ?? DEFAULT_RESUME_CHUNK_SIZE, bounds) as number;
+        const chunkLimit = chunkLimitFor(options.chunkSize, bounds);
+        const limits = { first: restarts > 0 ? Math.min(chunkLimit ?? resumeChunk, resumeChunk) : chunkLimit, resumed: Math.min(chunkLimit ?? resumeChunk, resumeChunk) };
+        await uploadStreamed(client, location, blob, file, limits, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
       }
       emit({ kind: 'step', message: `pushed ${label} (${formatBytes(blob.size)}) to ${display}` });
       return;
@@ -256,13 +266,19 @@ async function pushBlob(
   }
 }
 
-/** Sends a blob in PATCH chunks; after a cut, asks the registry how much it has and goes on from there. */
-async function uploadChunks(
+/**
+ * Sends a blob as PATCH requests streamed from the file: one for the whole
+ * blob unless `chunkLimit` (the caller's chunk size, or the registry's
+ * OCI-Chunk-Max-Length) cuts it in pieces. After a cut connection, asks
+ * the registry how much it has and sends the rest from there, in chunks of
+ * `limits.resumed`.
+ */
+async function uploadStreamed(
   client: RegistryClient,
   firstLocation: string,
   blob: BlobDescriptor,
   file: string,
-  chunkSize: number,
+  limits: { first: number | undefined; resumed: number },
   scopes: string[],
   what: string,
   progress: (done: number) => void,
@@ -272,18 +288,18 @@ async function uploadChunks(
   let location = firstLocation;
   let offset = 0;
   let resumes = 0;
+  let chunkLimit = limits.first;
   const handle = await open(file, 'r');
   try {
     while (offset < blob.size) {
-      const length = Math.min(chunkSize, blob.size - offset);
-      const chunk = Buffer.alloc(length);
-      await handle.read(chunk, 0, length, offset);
+      const start = offset;
+      const length = Math.min(chunkLimit ?? blob.size, blob.size - start);
       try {
         const response = await client.request({
           method: 'PATCH',
           target: location,
-          headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${offset + length - 1}` },
-          body: () => chunk,
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${start + length - 1}`, 'content-length': String(length) },
+          body: () => fileStream(handle, file, start, length, progress),
           scopes,
           accept: [202],
           what,
@@ -291,7 +307,7 @@ async function uploadChunks(
         });
         await response.body?.cancel().catch(() => undefined);
         location = await absoluteLocation(client, response);
-        offset = rangeEnd(response.headers.get('range')) ?? offset + length;
+        offset = rangeEnd(response.headers.get('range')) ?? start + length;
         progress(offset);
       } catch (error) {
         const transient = (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && error.status >= 500);
@@ -307,6 +323,7 @@ async function uploadChunks(
         location = await absoluteLocation(client, status);
         emit({ kind: 'step', message: `${what}: connection cut; resuming at byte ${reported} of ${blob.size}` });
         offset = reported;
+        chunkLimit = limits.resumed;
       }
     }
   } finally {
@@ -320,6 +337,56 @@ async function uploadChunks(
     what,
   });
   await response.body?.cancel().catch(() => undefined);
+}
+
+/** Bytes read from the file per piece of a streamed upload; two pieces are read ahead of the socket. */
+const STREAM_READ_SIZE = 1024 * 1024;
+
+/** `length` bytes of the file from `start`, read as fetch sends them. */
+function fileStream(handle: FileHandle, file: string, start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array> {
+  let position = start;
+  const end = start + length;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (position >= end) {
+          controller.close();
+          return;
+        }
+        const size = Math.min(STREAM_READ_SIZE, end - position);
+        const buffer = Buffer.allocUnsafe(size);
+        const { bytesRead } = await handle.read(buffer, 0, size, position);
+        if (bytesRead === 0) {
+          controller.error(new LapinError(`${file} ended at byte ${position}, before the size the image records for it`));
+          return;
+        }
+        position += bytesRead;
+        controller.enqueue(bytesRead === size ? buffer : buffer.subarray(0, bytesRead));
+        progress(position);
+      },
+    },
+    { highWaterMark: 2 },
+  );
+}
+
+/** The registry's OCI-Chunk-Min-Length and OCI-Chunk-Max-Length, 0 when it names none. */
+function chunkBounds(response: Response): { min: number; max: number } {
+  const read = (name: string): number => {
+    const value = Number(response.headers.get(name) ?? 0);
+    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  };
+  return { min: read('oci-chunk-min-length'), max: read('oci-chunk-max-length') };
+}
+
+/**
+ * How big each PATCH may be: the whole blob unless the caller set a chunk
+ * size or the registry caps it; never below the registry's minimum, never
+ * above its maximum.
+ */
+export function chunkLimitFor(chunkSize: number | undefined, bounds: { min: number; max: number }): number | undefined {
+  let limit = chunkSize !== undefined ? Math.max(chunkSize, bounds.min) : undefined;
+  if (bounds.max > 0) limit = Math.min(limit ?? bounds.max, bounds.max);
+  return limit;
 }
 
 /** "0-N" means N+1 bytes arrived. */

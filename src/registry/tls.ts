@@ -18,7 +18,9 @@ import { movedExtraCaFile, startupExtraCaFile } from './ca-env.js';
 export interface RegistryFetchInit {
   method: string;
   headers?: Record<string, string>;
-  body?: Uint8Array | string;
+  body?: Uint8Array | string | ReadableStream<Uint8Array>;
+  /** Needed by fetch for a stream body. */
+  duplex?: 'half';
   redirect?: 'follow' | 'manual' | 'error';
   signal?: AbortSignal;
 }

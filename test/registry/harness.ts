@@ -201,6 +201,10 @@ export interface ProxyOptions {
   cutAfter?: (request: ProxyRequest, index: number) => number | undefined;
   /** Flip a byte of this response's body. */
   corrupt?: (request: ProxyRequest) => boolean;
+  /** Milliseconds to wait after each piece of this request's body before reading on (a slow uplink). */
+  slowBody?: (request: ProxyRequest) => number | undefined;
+  /** Headers added to this response (a registry that sets OCI-Chunk-Max-Length). */
+  addHeaders?: (request: ProxyRequest) => Record<string, string> | undefined;
 }
 
 export interface TestProxy {
@@ -231,11 +235,21 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
         });
         return;
       }
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      res.writeHead(answer.statusCode ?? 502, { ...answer.headers, ...options.addHeaders?.(record) });
       answer.pipe(res);
     });
     upstream.on('error', () => res.destroy());
     const limit = options.cutAfter?.(record, index);
+    const pause = options.slowBody?.(record);
+    if (pause !== undefined) {
+      req.on('data', (chunk: Buffer) => {
+        upstream.write(chunk);
+        req.pause();
+        setTimeout(() => req.resume(), pause);
+      });
+      req.on('end', () => upstream.end());
+      return;
+    }
     if (limit === undefined) {
       req.pipe(upstream);
       return;

@@ -8,7 +8,8 @@ import { runProgram, type ProgramResult } from '../helpers/fixtures.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
-const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
+/** node's arguments that run the CLI from source. */
+export const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 
 export type CliResult = ProgramResult;
 

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { registrySkipReason, skopeoCopyToOci, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
-import { EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
+import { runProgram } from '../helpers/fixtures.js';
+import { CLI, EXAMPLE, assertNoStack, isolatedEnv, lapin, layoutFiles } from './helpers.js';
 
 const skip = registrySkipReason();
 let work: string;
@@ -215,6 +216,131 @@ describe('push to a registry', { skip }, () => {
     const inspected = (await skopeoInspect(`${r.host}/cut/app:1`, '')) as { Digest: string };
     assert.equal(inspected.Digest, result.digest);
     await proxy.stop();
+  });
+
+  /** A context whose kernel is `size` random bytes; compression none keeps the layer that size. */
+  async function bigKernelContext(prefix: string, size: number): Promise<{ context: string; kernel: Buffer }> {
+    const context = await mkdtemp(path.join(work, prefix));
+    const kernel = randomBytes(size);
+    await writeFile(path.join(context, 'big.hvt'), kernel);
+    const bunnyfile = (await readFile(path.join(EXAMPLE, 'bunnyfile'), 'utf8')).replace('network.hvt', 'big.hvt');
+    await writeFile(path.join(context, 'bunnyfile'), bunnyfile);
+    return { context, kernel };
+  }
+
+  const blobWrites = (requests: readonly { method: string; path: string }[], method: string): number => requests.filter((q) => q.method === method && q.path.includes('/blobs/uploads/')).length;
+
+  test('a blob above the monolithic limit goes as one streamed PATCH; after a cut it goes in chunks and resumes', async () => {
+    const r = await registry('anonymous');
+    let patches = 0;
+    // The streamed PATCH (9 MiB, more than the 8 MiB chunks lapin used to send) is cut after 150 KB; distribution 2.8 then has bytes past the session's
+    // offset and drops the session, so the blob starts over in 1 MiB chunks. The second of those is cut
+    // after 1000 bytes, which never reach its storage: the registry reports the first chunk, and it resumes.
+    const proxy = await startProxy(r.host, {
+      cutAfter: (request) => {
+        if (request.method !== 'PATCH') return undefined;
+        patches++;
+        return patches === 1 ? 150_000 : patches === 3 ? 1000 : undefined;
+      },
+    });
+    const { context, kernel } = await bigKernelContext('stream-', 9 * 1024 * 1024);
+    const steps: string[] = [];
+    const name = `${proxy.host}/stream/app:1`;
+    const result = await build({
+      context,
+      tags: [name],
+      outputs: [{ type: 'registry' }],
+      compression: 'none',
+      uruncChecks: 'warn',
+      registry: { monolithicLimit: 1024 * 1024, resumeChunkSize: 1024 * 1024, retry: { attempts: 6, baseDelayMs: 20, maxDelayMs: 200 }, credentials: async () => undefined },
+      onEvent: (event) => {
+        if (event.kind === 'step') steps.push(event.message);
+      },
+    });
+    const trace = proxy.requests.map((q) => `${q.method} ${q.path} ${q.status}`).join('\n');
+    await proxy.stop();
+    assert.equal(proxy.cuts, 2, trace);
+    assert.ok(steps.some((s) => /interrupted; starting the blob over/.test(s)), steps.join('\n'));
+    assert.ok(steps.some((s) => /connection cut; resuming at byte 1048576 of 9439232/.test(s)), steps.join('\n'));
+    // The streamed one (cut), then 1 MiB chunks of the 9 MiB + 2 KiB tar: the first, the second cut, then the other nine.
+    assert.equal(blobWrites(proxy.requests, 'PATCH'), 12, trace);
+    const layout = path.join(context, 'pulled');
+    await skopeoCopyToOci(`${r.host}/stream/app:1`, layout);
+    assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
+    assert.equal(((await skopeoInspect(`${r.host}/stream/app:1`, '')) as { Digest: string }).Digest, result.digest);
+
+    // Pushed again through a clean proxy: one PATCH, no cut, no resume.
+    const clean = await startProxy(r.host);
+    const again = await build({
+      context,
+      tags: [`${clean.host}/stream/other:1`],
+      outputs: [{ type: 'registry' }],
+      compression: 'none',
+      uruncChecks: 'warn',
+      registry: { monolithicLimit: 1024 * 1024, credentials: async () => undefined },
+    });
+    assert.equal(again.digest, result.digest);
+    await clean.stop();
+    assert.equal(blobWrites(clean.requests, 'PATCH'), 1);
+  });
+
+  test('a streamed upload holds a few MiB of the blob in memory, not the blob (max RSS of the CLI)', async () => {
+    const r = await registry('anonymous');
+    const { context } = await bigKernelContext('memory-', 160 * 1024 * 1024);
+    const maxRss = async (...extra: string[]): Promise<number> => {
+      const args = ['build', '-q', '--no-cache', '--compression', 'none', '--urunc-checks', 'warn', '-f', path.join(context, 'bunnyfile'), ...extra, context];
+      const result = await runProgram('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, ...CLI, ...args], { env: isolatedEnv(context), cwd: context });
+      assert.equal(result.status, 0, result.stderr);
+      return Number(/maxrss=(\d+)/.exec(result.stderr)?.[1]) / 1024;
+    };
+    const archive = await maxRss('-t', 'memory:1', '-o', path.join(context, 'out.tar'));
+    const pushed = await maxRss('-t', `${r.host}/memory/app:1`, '--push');
+    // fetch tees a stream body it may replay for a redirect; the unread copy held most of the blob.
+    assert.ok(pushed - archive < 48, `pushing took ${pushed.toFixed(0)} MiB, writing the archive ${archive.toFixed(0)} MiB`);
+  });
+
+  test('a streamed PATCH on a slow uplink is not taken for a stall: the wait grows with its content-length', async () => {
+    const r = await registry('anonymous');
+    // About 1.5 s to send the 2 MiB body, against a stall timeout of 0.5 s.
+    const proxy = await startProxy(r.host, { slowBody: (request) => (request.method === 'PATCH' ? 40 : undefined) });
+    const { context, kernel } = await bigKernelContext('slow-', 2 * 1024 * 1024);
+    try {
+      await build({
+        context,
+        tags: [`${proxy.host}/slow/app:1`],
+        outputs: [{ type: 'registry' }],
+        compression: 'none',
+        uruncChecks: 'warn',
+        registry: { monolithicLimit: 64 * 1024, stallTimeoutMs: 500, retry: { attempts: 2, baseDelayMs: 20, maxDelayMs: 50 }, credentials: async () => undefined },
+      });
+    } finally {
+      await proxy.stop();
+    }
+    assert.equal(blobWrites(proxy.requests, 'PATCH'), 1);
+    const layout = path.join(context, 'pulled');
+    await skopeoCopyToOci(`${r.host}/slow/app:1`, layout);
+    assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
+  });
+
+  test("a registry's OCI-Chunk-Max-Length cuts the upload into chunks no larger", async () => {
+    const r = await registry('anonymous');
+    const max = 256 * 1024;
+    const proxy = await startProxy(r.host, { addHeaders: (request) => (request.method === 'POST' && request.path.endsWith('/blobs/uploads/') ? { 'oci-chunk-max-length': String(max) } : undefined) });
+    const size = 1024 * 1024 + 5;
+    const { context, kernel } = await bigKernelContext('chunkmax-', size);
+    await build({
+      context,
+      tags: [`${proxy.host}/capped/app:1`],
+      outputs: [{ type: 'registry' }],
+      compression: 'none',
+      uruncChecks: 'warn',
+      registry: { monolithicLimit: 512 * 1024, credentials: async () => undefined },
+    });
+    await proxy.stop();
+    assert.equal(blobWrites(proxy.requests, 'PATCH'), Math.ceil(size / max));
+    const layout = path.join(context, 'pulled');
+    await skopeoCopyToOci(`${r.host}/capped/app:1`, layout);
+    assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
   });
 
   test('lapin login writes the config.json docker writes, a push then needs no flags, lapin logout forgets it', async () => {
