@@ -53,12 +53,13 @@ function pidNamespace(): string {
   }
 }
 
-let ownTag: string | undefined;
+/** Kept with the pid it was made for: the start-up snapshot carries module state from the process that made it. */
+let ownTag: { pid: number; tag: string } | undefined;
 
 /** "NS-PID-START" of this process ("0-PID-0" without /proc). */
 export function ownerTag(): string {
-  ownTag ??= `${pidNamespace()}-${process.pid}-${startTimeOf('self') ?? '0'}`;
-  return ownTag;
+  if (ownTag?.pid !== process.pid) ownTag = { pid: process.pid, tag: `${pidNamespace()}-${process.pid}-${startTimeOf('self') ?? '0'}` };
+  return ownTag.tag;
 }
 
 /** A fresh name for a temporary: `${prefix}PID-START-RANDOM`. */

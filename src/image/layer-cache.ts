@@ -44,14 +44,18 @@ async function blobStamp(file: string): Promise<string | undefined> {
   return s?.isFile() ? [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':') : undefined;
 }
 
-let zstdVersion: Promise<string> | undefined;
+/** Kept with its pid: the start-up snapshot carries module state from the process that made it. */
+let zstdVersion: { pid: number; version: Promise<string> } | undefined;
 
 /** zstd's output may change between its versions, so its version is part of the key. */
 function zstdVersionOnce(): Promise<string> {
-  zstdVersion ??= new Promise((resolve) => {
-    execFile(process.env.LAPIN_ZSTD ?? 'zstd', ['-V'], (error, stdout) => resolve(error ? 'unknown' : stdout.trim()));
-  });
-  return zstdVersion;
+  if (zstdVersion?.pid !== process.pid) {
+    const version = new Promise<string>((resolve) => {
+      execFile(process.env.LAPIN_ZSTD ?? 'zstd', ['-V'], (error, stdout) => resolve(error ? 'unknown' : stdout.trim()));
+    });
+    zstdVersion = { pid: process.pid, version };
+  }
+  return zstdVersion.version;
 }
 
 /**

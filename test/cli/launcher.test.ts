@@ -3,9 +3,9 @@
 // PATH made it, and from dist/cli/main.js otherwise. Both must behave like
 // the CLI run from source. Needs `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, realpath, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -117,5 +117,32 @@ describe('bin/lapin', () => {
     works();
     await rm(stamp);
     works();
+  });
+
+  test('a build from the snapshot names its temporaries after its own pid, not the pid that made the snapshot', async () => {
+    // The snapshot's warm-up builds run in another process; an owner tag kept from
+    // them made every build's temporaries look orphaned to other builds' sweeps.
+    const context = path.join(work, 'owner ctx');
+    await mkdir(path.join(context, 'files'), { recursive: true });
+    await cp(path.join(EXAMPLE, 'network.hvt'), path.join(context, 'network.hvt'));
+    await writeFile(path.join(context, 'files/big'), Buffer.alloc(48 * 1024 * 1024, 7));
+    await writeFile(path.join(context, 'bunnyfile'), 'version: v0.1\nplatforms: {framework: linux, monitor: qemu, architecture: x86}\nkernel: {from: local, path: network.hvt}\nrootfs: {from: scratch, type: block, include: ["files/big:/big"]}\ncmd: ["/init"]\n');
+    const tmp = path.join(work, 'owner tmp');
+    await mkdir(tmp);
+    const child = spawn(LAUNCHER, ['build', '-t', 'owner:1', '-o', path.join(work, 'owner.tar'), context], {
+      env: { ...process.env, TMPDIR: tmp, LAPIN_CACHE_DIR: path.join(work, 'owner-cache') },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    let seen: string | undefined;
+    let done = false;
+    void exited.then(() => (done = true));
+    while (!done && seen === undefined) {
+      seen = (await readdir(tmp)).find((name) => /^lapin-\d+-\d+-\d+-[0-9a-f]{12}$/.test(name));
+      if (seen === undefined) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.equal(await exited, 0);
+    assert.ok(seen, 'the build made no staging directory in TMPDIR');
+    assert.equal(Number(seen.split('-')[2]), child.pid, `staging directory ${seen} names another process`);
   });
 });
