@@ -10,6 +10,7 @@ import { writeLocalDirectory } from './export/local-dir.js';
 import type { PushOptions } from './registry/push.js';
 import type { PullPolicy, PulledImage } from './registry/pull.js';
 import { copySourceImages, imagesOf } from './plan/images.js';
+import { addLinuxGuestParts } from './plan/linux-guest.js';
 import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from './frontends/limits.js';
@@ -103,6 +104,10 @@ export interface BuildOptions {
   registry?: PushOptions;
   /** Base images: pull when not cached (default), always, or never. */
   pull?: PullPolicy;
+  /** A Containerfile's Linux guest: the image its kernel (/.boot/kernel) is copied from; default bunny's for the monitor. */
+  kernelImage?: string;
+  /** A Containerfile's Linux guest: the image its init (/urunit) is copied from; default bunny's urunit image. */
+  initImage?: string;
 }
 
 export interface BuildResult {
@@ -152,12 +157,22 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   }
   // Registry images the plan reads (FROM, kernel.from, rootfs.from, COPY --from=IMAGE): pulled or found in
   // the cache. The registry code loads only then: it is a good part of start-up otherwise.
-  const registry = imagesOf(compiled).length > 0 ? await loadRegistry() : undefined;
-  const pulled = registry
-    ? await registry.base.pullPlanImages(compiled, { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit })
-    : new Map<string, PulledImage>();
+  let registry = imagesOf(compiled).length > 0 ? await loadRegistry() : undefined;
+  const pullOptions = { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit } as const;
+  const pulled = registry ? await registry.base.pullPlanImages(compiled, pullOptions) : new Map<string, PulledImage>();
   const finalBase = compiled.base.kind === 'image' ? pulled.get(compiled.base.reference) : undefined;
-  const plan = registry ? registry.base.inheritBaseConfig(compiled, finalBase) : compiled;
+  const configBase = finalBase ?? (compiled.configFrom ? pulled.get(compiled.configFrom.value) : undefined);
+  const inherited = registry ? registry.base.inheritBaseConfig(compiled, configBase) : compiled;
+  // A rootfs image's own urunc values do not describe the image made out of it.
+  const guest = addLinuxGuestParts(configBase === finalBase ? inherited : { ...inherited, urunc: compiled.urunc }, options);
+  const plan = guest.plan;
+  if (guest.parts.length > 0) {
+    registry ??= await loadRegistry();
+    for (const [reference, image] of await registry.base.pullPlanImages(plan, pullOptions, pulled)) pulled.set(reference, image);
+    for (const part of guest.parts) {
+      emit({ kind: 'step', message: `${part.role} ${part.path} from ${part.image} (${part.chosenBy}; ${pulled.get(part.image)?.manifestDigest ?? 'not pulled'})` });
+    }
+  }
 
   const names = imageNames(plan, options.tags ?? []);
   const mtime = options.sourceDateEpoch !== undefined ? checkSourceDateEpoch(options.sourceDateEpoch, `sourceDateEpoch ${options.sourceDateEpoch}`) : sourceDateEpochFromEnv();

@@ -69,8 +69,6 @@ const IMAGE_REFERENCE = new RegExp(
     '(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$',
 );
 
-const REGISTRY_HINT = 'copying files out of an image needs registry support, which lapin does not have yet; use a local file instead';
-
 /** A value from the file with where it was written. */
 interface Field<T> {
   value: T;
@@ -425,16 +423,21 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
     hypervisor: located(monitor.value, monitor.at),
   };
 
-  // The kernel: a local file is copied to /.boot/kernel; one in an image stays where it is.
+  // The kernel: a local file is copied to /.boot/kernel; one in an image stays where it is and that
+  // image is the base, unless the rootfs also comes from an image (or is built raw from includes):
+  // then, as bunny's SetBaseAndGetPaths, the kernel is copied out of its image to /.boot/kernel.
+  const rootfsIsBase = rootfsFrom.kind === 'image' || (rootfsFrom.kind === 'scratch' && includes.length > 0 && rootfsType === 'raw');
   let binary: Located<string>;
   if (kernelFrom.kind === 'local') {
     ops.push({ kind: 'copy', sources: [kernelPath.value], destination: BUNNY_KERNEL_PATH, at: kernelPath.at });
+    binary = { value: BUNNY_KERNEL_PATH, at: kernelPath.at };
+  } else if (rootfsIsBase) {
+    ops.push({ kind: 'copy', sources: [kernelPath.value], destination: BUNNY_KERNEL_PATH, fromStage: kernelFromField.value, at: kernelPath.at });
     binary = { value: BUNNY_KERNEL_PATH, at: kernelPath.at };
   } else {
     base = { kind: 'image', reference: kernelFromField.value, at: kernelFromField.at };
     binary = { value: kernelPath.value, at: kernelPath.at };
   }
-  const kernelFromImage = kernelFrom.kind === 'image';
 
   let mountRootfs = 'false';
   const rootfsKeyAt = typeAt ?? rootfsPath?.at ?? includeEntry?.keyAt ?? rootfsAt;
@@ -448,6 +451,7 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
   };
 
   let rootfsFile: RootfsFileCheck | undefined;
+  let configFrom: Located<string> | undefined;
   if (sizeField !== undefined && !(rootfsType === 'block' && ((rootfsFrom.kind === 'scratch' && includes.length > 0) || convertImage))) {
     reader.fail('rootfs.size applies only to a block rootfs built from include or an image', sizeField.at, 'drop size, or set type: block with include or with from: <image> and no path');
   }
@@ -467,8 +471,10 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
       ...(declaredType === undefined ? {} : { declared: located(declaredType, declaredAt) }),
     };
   } else if (convertImage) {
-    // The image is read, not built on: the new image holds the kernel and the rootfs file made from it.
+    // The image is read, not built on: the new image holds the kernel and the rootfs file made from it,
+    // and the image's config (the app's Cmd, Env, WorkingDir...) is kept.
     const baseImage = located(rootfsFrom.reference, rootfsFromAt);
+    configFrom = baseImage;
     const entries = includes.map(includeCopy);
     if (rootfsType === 'initrd') {
       ops.push({ kind: 'initrd', destination: BUNNY_ROOTFS_PATH, baseImage, entries, at: rootfsFromAt });
@@ -485,10 +491,7 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
     }
     setRootfsFile(BUNNY_ROOTFS_PATH, typeAt ?? rootfsFromAt);
   } else if (rootfsFrom.kind === 'image') {
-    // bunny makes the rootfs image the base and would copy an image kernel out of its own image.
-    if (kernelFromImage) {
-      reader.fail('kernel and rootfs both from images is not supported', rootfsFromAt, `${REGISTRY_HINT}: take the kernel from local`);
-    }
+    // bunny makes the rootfs image the base (its layers and config kept); an image kernel was copied above.
     base = { kind: 'image', reference: rootfsFrom.reference, at: rootfsFromAt };
     if (rootfsType === 'raw') {
       ops.push(...includes.map(includeCopy));
@@ -516,9 +519,6 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
       });
       setRootfsFile(BUNNY_ROOTFS_PATH, includeAt);
     } else {
-      if (kernelFromImage) {
-        reader.fail('a raw rootfs built from include with a kernel from an image is not supported', includeAt, `${REGISTRY_HINT}: take the kernel from local`);
-      }
       ops.push(...includes.map(includeCopy));
       mountRootfs = 'true';
     }
@@ -585,5 +585,6 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
   };
   if (architecture !== undefined) plan.architecture = architecture;
   if (rootfsFile !== undefined) plan.rootfsFile = rootfsFile;
+  if (configFrom !== undefined) plan.configFrom = configFrom;
   return plan;
 }

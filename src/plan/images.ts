@@ -51,6 +51,7 @@ export function imagesOf(plan: BuildPlan): ImageUse[] {
     if (op.kind !== 'copy' && op.baseImage !== undefined) add(op.baseImage.value, 'rootfs', op.baseImage.at);
   }
   for (const source of copySourceUses(plan)) add(source.name, 'copy', source.at);
+  if (plan.configFrom !== undefined) add(plan.configFrom.value, 'rootfs', plan.configFrom.at);
   return [...found.values()];
 }
 

@@ -152,6 +152,11 @@ export interface BuildPlan {
   rootfsFile?: RootfsFileCheck;
   /** What the frontend read but doubts the user meant (the build prints them as warnings). */
   warnings?: PlanWarning[];
+  /**
+   * An image whose config (Cmd, Entrypoint, Env, labels...) is inherited
+   * when `base` is not that image: a bunnyfile rootfs made from an image.
+   */
+  configFrom?: Located<string>;
 }
 
 export interface PlanWarning {

@@ -17,12 +17,18 @@ export function pullArchitecture(plan: BuildPlan, platform: string | undefined):
 }
 
 /** Pulls (or finds in the cache) every image the plan reads, by the reference it is written as. */
-export async function pullPlanImages(plan: BuildPlan, options: Omit<PullOptions, 'architecture' | 'monitor'> & { platform?: string }): Promise<Map<string, PulledImage>> {
+export async function pullPlanImages(
+  plan: BuildPlan,
+  options: Omit<PullOptions, 'architecture' | 'monitor'> & { platform?: string },
+  /** Images pulled already, which are not pulled again (and not returned). */
+  have?: ReadonlyMap<string, PulledImage>,
+): Promise<Map<string, PulledImage>> {
   const architecture = pullArchitecture(plan, options.platform);
   const monitor = plan.urunc.hypervisor?.value;
   const pulled = new Map<string, PulledImage>();
   for (const use of imagesOf(plan)) {
     const { reference, at } = use;
+    if (have?.has(reference)) continue;
     try {
       pulled.set(reference, await pullImage(reference, { ...options, architecture, ...(monitor ? { monitor } : {}), ...(at ? { at } : {}) }));
     } catch (error) {

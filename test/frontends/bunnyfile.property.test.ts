@@ -141,6 +141,11 @@ test('generated bunnyfiles give a plan consistent with bunny\'s rules, or a posi
         assert.equal(binary, '/.boot/kernel');
         const kernelCopy = plan.ops[0] as CopyOp;
         assert.deepEqual([kernelCopy.kind, kernelCopy.sources, kernelCopy.destination], ['copy', ['kernel.bin'], '/.boot/kernel']);
+      } else if ((from !== 'scratch' && from !== 'local') || (from === 'scratch' && hasIncludes && type === 'raw')) {
+        // bunny's SetBaseAndGetPaths: the rootfs is the base, the kernel is copied out of its image.
+        assert.equal(binary, '/.boot/kernel');
+        const kernelCopy = plan.ops[0] as CopyOp;
+        assert.deepEqual([kernelCopy.kind, kernelCopy.sources, kernelCopy.destination, kernelCopy.fromStage], ['copy', ['/unikernel/kernel'], '/.boot/kernel', spec.kernelFrom]);
       } else {
         assert.equal(binary, '/unikernel/kernel');
         assert.deepEqual(plan.base, { kind: 'image', reference: spec.kernelFrom, at: plan.base.kind === 'image' ? plan.base.at : undefined });

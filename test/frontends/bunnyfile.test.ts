@@ -264,12 +264,31 @@ describe('bunnyfile: rootfs rules', () => {
     assert.deepEqual(initrd.entries, [{ kind: 'copy', sources: ['/bin/sh'], destination: '/bin/sh', fromStage: 'harbor.nbfc.io/tools', at: { file: FILE, line: 10, column: 7 } }]);
     assert.deepEqual(plan.base, { kind: 'scratch' });
   });
-  test('kernel and rootfs both from images need registry support', () => {
-    const error = assertFailsAt(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  from: harbor.nbfc.io/r\n  type: raw\n`, 9, 9, /both from images/);
-    assert.match(error.hint ?? '', /registry support/);
+  test('kernel and rootfs both from images (urunc\'s tutorial): the rootfs image is the base, the kernel is copied out of its image', () => {
+    const plan = parse(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  from: redis:alpine\n  type: raw\n`);
+    assert.deepEqual(plan.base, { kind: 'image', reference: 'redis:alpine', at: { file: FILE, line: 9, column: 9 } });
+    assert.deepEqual(plan.ops, [{ kind: 'copy', sources: ['/kernel'], destination: '/.boot/kernel', fromStage: 'harbor.nbfc.io/k', at: { file: FILE, line: 7, column: 9 } }]);
+    assert.equal(plan.urunc.binary?.value, '/.boot/kernel');
+    assert.equal(plan.urunc.mountRootfs?.value, 'true');
+    assert.equal(plan.configFrom, undefined);
   });
-  test('raw from include with a kernel from an image needs registry support', () => {
-    assertFailsAt(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  type: raw\n  include: [a]\n`, 10, 3, /kernel from an image is not supported/);
+  test('kernel and rootfs both from images, raw with includes from either image', () => {
+    const plan = parse(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  from: redis:alpine\n  type: raw\n  include:\n    - {from: harbor.nbfc.io/k, source: /modules, destination: /lib/modules}\n    - {from: redis:alpine, source: /etc/os-release, destination: /etc/copy}\n`);
+    assert.deepEqual(plan.ops.map((op) => [(op as CopyOp).fromStage, (op as CopyOp).destination]), [['harbor.nbfc.io/k', '/.boot/kernel'], ['harbor.nbfc.io/k', '/lib/modules'], ['redis:alpine', '/etc/copy']]);
+  });
+  test('kernel from an image with a rootfs path inside another image: the rootfs image is the base', () => {
+    const plan = parse(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  from: harbor.nbfc.io/r\n  type: block\n  path: /disk.img\n`);
+    assert.equal(plan.base.kind === 'image' && plan.base.reference, 'harbor.nbfc.io/r');
+    assert.equal((plan.ops[0] as CopyOp).fromStage, 'harbor.nbfc.io/k');
+    assert.equal(plan.urunc.binary?.value, '/.boot/kernel');
+    assert.equal(plan.urunc.block?.value, '/disk.img');
+  });
+  test('raw from include with a kernel from an image: scratch base, the kernel copied out of its image', () => {
+    const plan = parse(`${head('linux', 'qemu', 'harbor.nbfc.io/k', '/kernel')}rootfs:\n  type: raw\n  include: [a]\n`);
+    assert.deepEqual(plan.base, { kind: 'scratch' });
+    assert.deepEqual(plan.ops.map((op) => (op as CopyOp).sources[0]), ['/kernel', 'a']);
+    assert.equal((plan.ops[0] as CopyOp).fromStage, 'harbor.nbfc.io/k');
+    assert.equal(plan.urunc.binary?.value, '/.boot/kernel');
   });
   test('rootfs must be a mapping', () => {
     assertFailsAt(`${head()}rootfs: [a]\n`, 8, 9, /"rootfs" must be a mapping/);
@@ -590,11 +609,13 @@ describe('bunnyfile: a rootfs file made from an image (lapin, beyond bunny)', ()
     assert.equal((plan.ops[1] as BlockOp).filesystem, 'ext2');
     assert.equal(plan.urunc.blkMntPoint?.value, '/data');
   });
-  test('with a kernel from an image: that image is the base, the rootfs image is only read', () => {
+  test('with a kernel from an image: the kernel is copied out of it, the rootfs image made the initrd and its config kept', () => {
     const plan = parse(`${head('linux', 'qemu', 'registry.example/kernel:1', '/boot/vmlinuz')}rootfs:\n  from: registry.example/alpine:3\n  type: initrd\n`);
-    assert.deepEqual(plan.base, { kind: 'image', reference: 'registry.example/kernel:1', at: { file: FILE, line: 6, column: 9 } });
-    assert.equal((plan.ops[0] as InitrdOp).baseImage?.value, 'registry.example/alpine:3');
-    assert.equal(plan.urunc.binary?.value, '/boot/vmlinuz');
+    assert.deepEqual(plan.base, { kind: 'scratch' });
+    assert.deepEqual(plan.ops[0], { kind: 'copy', sources: ['/boot/vmlinuz'], destination: '/.boot/kernel', fromStage: 'registry.example/kernel:1', at: { file: FILE, line: 7, column: 9 } });
+    assert.equal((plan.ops[1] as InitrdOp).baseImage?.value, 'registry.example/alpine:3');
+    assert.equal(plan.urunc.binary?.value, '/.boot/kernel');
+    assert.equal(plan.configFrom?.value, 'registry.example/alpine:3');
   });
   test('with a path: bunny\'s reading, the path is a rootfs file inside the image, which is the base', () => {
     const plan = parse(`${head('linux')}rootfs:\n  from: registry.example/rootfs:1\n  type: block\n  path: /disk.img\n`);
