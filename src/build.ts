@@ -167,11 +167,14 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const guest = addLinuxGuestParts(configBase === finalBase ? inherited : { ...inherited, urunc: compiled.urunc }, options);
   const plan = guest.plan;
   if (guest.parts.length > 0) {
+    for (const part of guest.parts) emit({ kind: 'step', message: `Linux guest: ${part.role} ${part.path} from ${part.image} (${part.chosenBy})` });
     registry ??= await loadRegistry();
-    for (const [reference, image] of await registry.base.pullPlanImages(plan, pullOptions, pulled)) pulled.set(reference, image);
-    for (const part of guest.parts) {
-      emit({ kind: 'step', message: `${part.role} ${part.path} from ${part.image} (${part.chosenBy}; ${pulled.get(part.image)?.manifestDigest ?? 'not pulled'})` });
-    }
+    const more = await registry.base.pullPlanImages(plan, pullOptions, pulled).catch((error: unknown) => {
+      throw error instanceof LapinError && error.at === undefined
+        ? new LapinError(error.message, { hint: `${error.hint ? `${error.hint}; ` : ''}--kernel-image and --init-image (or LABEL lapin.kernel-image, lapin.init-image, bunny.urunit=false) choose other images` })
+        : error;
+    });
+    for (const [reference, image] of more) pulled.set(reference, image);
   }
 
   const names = imageNames(plan, options.tags ?? []);

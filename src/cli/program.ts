@@ -108,6 +108,8 @@ interface BuildCommandOptions {
   insecureRegistry?: string[];
   pull: 'missing' | 'always' | 'never';
   target?: string;
+  kernelImage?: string;
+  initImage?: string;
 }
 
 function byteSize(text: string): number {
@@ -150,6 +152,8 @@ export function program(): Command {
     .addOption(new Option('--load [engine]', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable').preset('docker').argParser(collect))
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', collect)
     .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
+    .option('--kernel-image <image>', "Containerfile Linux guest: copy /.boot/kernel from this image (default: bunny's linux-kernel-qemu or -firecracker)")
+    .option('--init-image <image>', "Containerfile Linux guest: copy /urunit from this image (default: bunny's urunit)")
     .action(async (context: string, opts: BuildCommandOptions) => {
       // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
       const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
@@ -193,6 +197,8 @@ export function program(): Command {
         onEvent: reporter.event,
         registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
         pull: opts.pull,
+        ...(opts.kernelImage !== undefined ? { kernelImage: opts.kernelImage } : {}),
+        ...(opts.initImage !== undefined ? { initImage: opts.initImage } : {}),
       }).then(async (built) => {
         if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, built);
         return built;

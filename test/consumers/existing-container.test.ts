@@ -172,6 +172,69 @@ describe('bunnyfile: kernel and rootfs both from images (urunc\'s tutorial)', { 
   });
 });
 
+describe('Containerfile with no urunc labels: a Linux guest with urunit and a kernel from images (bunny 0.0.5)', { skip, timeout: 300_000 }, () => {
+  test('lapin build --kernel-image --init-image: the app image is the base, /urunit first in Entrypoint, the kernel at /.boot/kernel; the build names the images', async () => {
+    const context = await mkdtemp(path.join(work, 'containerfile-'));
+    await writeFile(path.join(context, 'Containerfile'), `FROM ${images.app}\nENV EXTRA=1\n`);
+    const archive = path.join(context, 'app.tar');
+    const env = isolatedEnv(context);
+    const run = await lapin(['build', '--progress=plain', '--kernel-image', images.kernel, '--init-image', images.init, '-t', 'lapin-test/existing-containerfile:1', '-o', `type=oci,dest=${archive}`, context], { env, cwd: os.tmpdir() });
+    assert.equal(run.status, 0, run.stderr);
+    assert.ok(run.stderr.includes(`Linux guest: init /urunit from ${images.init} (--init-image)`), run.stderr);
+    assert.ok(run.stderr.includes(`Linux guest: kernel /.boot/kernel from ${images.kernel} (--kernel-image)`), run.stderr);
+    assert.ok(run.stderr.includes(`pulling ${images.kernel} (sha256:`), run.stderr);
+    const read = await readArchive(archive);
+    const index = JSON.parse(read.text('index.json')) as { manifests: Array<{ digest: string }> };
+    const manifest = JSON.parse(read.blob((index.manifests[0] as { digest: string }).digest).toString()) as Built['manifest'] & { config: { digest: string } };
+    const config = JSON.parse(read.blob(manifest.config.digest).toString()) as { config: { Entrypoint?: string[]; Cmd?: string[]; Env?: string[] } };
+    assert.deepEqual(manifest.layers.slice(0, 2).map((l) => l.digest), appLayerDigests(), 'the app image\'s layers come first, unchanged');
+    assert.deepEqual(config.config.Entrypoint, ['/urunit']);
+    assert.deepEqual(config.config.Cmd, ['/usr/local/bin/app.sh', '--greet', 'hello']);
+    assert.deepEqual(config.config.Env, [...APP_ENV, 'EXTRA=1']);
+    const annotations = manifest.annotations;
+    assert.equal(annotations['com.urunc.unikernel.unikernelType'], 'linux');
+    assert.equal(annotations['com.urunc.unikernel.hypervisor'], 'qemu');
+    assert.equal(annotations['com.urunc.unikernel.binary'], '/.boot/kernel');
+    assert.equal(annotations['com.urunc.unikernel.mountRootfs'], 'true');
+    assert.equal(annotations['com.urunc.unikernel.cmdline'], '/urunit /usr/local/bin/app.sh --greet hello');
+    const files = new Map<string, TarEntry>();
+    for (const layer of manifest.layers) {
+      const data = read.blob(layer.digest);
+      for (const entry of layerEntries(data[0] === 0x1f ? gunzipSync(data) : data)) files.set(entry.name.replace(/^\.\//, ''), entry);
+    }
+    assert.equal(files.get('urunit')?.data.toString(), images.urunit);
+    assert.equal((files.get('urunit')?.mode ?? 0) & 0o777, 0o755);
+    assert.equal(sha256(files.get('.boot/kernel')?.data ?? Buffer.alloc(0)), sha256(images.kernelBytes));
+    const inspected = await lapin(['inspect', archive], { env });
+    assert.equal(inspected.status, 0, inspected.stdout + inspected.stderr);
+    // For the consumers below: what they must see of this image.
+    const urunc = Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith('com.urunc.unikernel.')).map(([k, v]) => [k.slice('com.urunc.unikernel.'.length), v]));
+    const digest = (index.manifests[0] as { digest: string }).digest;
+    built.set('containerfile', { result: { urunc, digest } as BuildResult, steps: [], archive, manifest, config: config as Built['config'], files });
+  });
+
+  test('labels name the images; LABEL bunny.urunit=false leaves the init out', async () => {
+    const context = await mkdtemp(path.join(work, 'labels-'));
+    await writeFile(path.join(context, 'Containerfile'), `FROM ${images.app}\nLABEL bunny.urunit=false lapin.kernel-image=${images.kernel}\n`);
+    const steps: string[] = [];
+    const result = await build({ context, outputs: [{ type: 'oci', dest: path.join(context, 'out.tar') }], registry: noCredentials, cacheDir: path.join(work, 'cache'), onEvent: (e) => e.kind === 'step' && steps.push(e.message) });
+    assert.equal(result.urunc.binary, '/.boot/kernel');
+    assert.equal(result.urunc.cmdline, '/usr/local/bin/app.sh --greet hello', 'no /urunit in the args');
+    assert.ok(steps.some((s) => s === `Linux guest: kernel /.boot/kernel from ${images.kernel} (label lapin.kernel-image)`), steps.join('\n'));
+    assert.ok(!steps.some((s) => s.startsWith('Linux guest: init ')));
+  });
+
+  test('the defaults stay bunny\'s: with --pull=never the build names harbor.nbfc.io/nubificus/urunit:latest', async () => {
+    const context = await mkdtemp(path.join(work, 'defaults-'));
+    await writeFile(path.join(context, 'Containerfile'), 'FROM scratch\nCMD ["/app"]\n');
+    const run = await lapin(['build', '--pull=never', '-o', path.join(context, 'x.tar'), context], { env: isolatedEnv(context) });
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /harbor\.nbfc\.io\/nubificus\/urunit:latest is not in the cache/);
+    assert.match(run.stderr, /Linux guest: kernel \/\.boot\/kernel from harbor\.nbfc\.io\/nubificus\/bunny\/linux-kernel-qemu:latest \(default\)/);
+    assert.match(run.stderr, /--kernel-image and --init-image/);
+  });
+});
+
 describe('the images load in every consumer', { skip: skip || requireConsumers(['docker', 'ctr', 'podman', 'skopeo', 'umoci']), timeout: 600_000 }, () => {
   before(async () => {
     await startServices();
@@ -185,11 +248,12 @@ describe('the images load in every consumer', { skip: skip || requireConsumers([
     const encoded = files.readJson('/urunc.json') as Record<string, string>;
     const binary = Buffer.from(encoded['com.urunc.unikernel.binary'] ?? '', 'base64').toString();
     assert.equal(binary, '/.boot/kernel', `${consumer} ${name}: urunc.json binary`);
-    if (name === 'raw') assert.equal(files.get('/usr/local/bin/app.sh')?.mode, 0o755, `${consumer} ${name}: the app's files`);
+    if (name === 'containerfile') assert.equal(files.get('/urunit')?.mode, 0o755, `${consumer} ${name}: urunit`);
+    if (name === 'raw' || name === 'containerfile') assert.equal(files.get('/usr/local/bin/app.sh')?.mode, 0o755, `${consumer} ${name}: the app's files`);
     else assert.ok(files.get('/.boot/rootfs'), `${consumer} ${name}: the rootfs file`);
   }
 
-  for (const name of ['raw', 'block', 'initrd']) {
+  for (const name of ['raw', 'block', 'initrd', 'containerfile']) {
     test(`${name}: docker load, ctr import, podman load, skopeo, umoci unpack`, async () => {
       const made = built.get(name);
       assert.ok(made, `${name} was built by the tests above`);
@@ -201,7 +265,7 @@ describe('the images load in every consumer', { skip: skip || requireConsumers([
         const image = loaded.images[0];
         assert.ok(image);
         assert.deepEqual(labels(image.labels), expected);
-        assert.deepEqual(image.env, APP_ENV);
+        assert.deepEqual(image.env, made.config.config.Env);
         assertGuestFiles(await loaded.files(loaded.names[0]), name, 'docker');
       } finally {
         await loaded.cleanup();
@@ -235,7 +299,7 @@ describe('the images load in every consumer', { skip: skip || requireConsumers([
       const unpacked = await umociUnpack(made.archive, '1');
       try {
         assertGuestFiles(unpacked.files, name, 'umoci');
-        assert.deepEqual(unpacked.args, made.config.config.Cmd);
+        assert.deepEqual(unpacked.args, [...((made.config.config as { Entrypoint?: string[] }).Entrypoint ?? []), ...(made.config.config.Cmd ?? [])]);
       } finally {
         await unpacked.cleanup();
       }

@@ -195,7 +195,7 @@ describe('a rootfs file made from a registry image', { skip, timeout: 300_000 },
     assert.equal(built.result.urunc.block, undefined);
     assert.equal(built.manifest.annotations['com.urunc.unikernel.initrd'], '/.boot/rootfs');
     assert.ok(built.steps.some((s) => s.startsWith('initrd rootfs /.boot/rootfs: ') && s.endsWith(`from ${imageRef}`)), built.steps.join('\n'));
-    // The image is read, not built on: its files are not in the new image's layers, and its Cmd is not taken.
+    // The image is read, not built on: its files are not in the new image's layers; the bunnyfile's cmd wins over its Cmd.
     assert.equal(built.files.get('bin/run.sh'), undefined);
     assert.deepEqual([...built.files.keys()].filter((k) => !k.startsWith('.boot')).sort(), ['urunc.json']);
     const initrd = await rootfsFile(built, 'rootfs.cpio');
