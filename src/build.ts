@@ -11,9 +11,12 @@ import type { PushOptions } from './registry/push.js';
 import type { PullPolicy, PulledImage } from './registry/pull.js';
 import { copySourceImages, imagesOf } from './plan/images.js';
 import { addLinuxGuestParts } from './plan/linux-guest.js';
+import { ExecutionNeeded } from './plan/execution.js';
+import type { BuiltBase } from './builder/external.js';
 import type { FsNode } from './image/tree.js';
 import { DEFAULT_FILE_NAMES, compile, detectSyntax } from './frontends/index.js';
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from './frontends/limits.js';
+import { withBunnyDefaults } from './frontends/containerfile.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import { applyCopy, type CopyEnvironment } from './image/copy.js';
 import { loadContextIgnore, type ContextIgnore } from './image/dockerignore.js';
@@ -104,6 +107,8 @@ export interface BuildOptions {
   registry?: PushOptions;
   /** Base images: pull when not cached (default), always, or never. */
   pull?: PullPolicy;
+  /** The builder for Containerfiles with RUN (buildah, podman or docker); default the first installed. */
+  builder?: string;
   /** A Containerfile's Linux guest: the image its kernel (/.boot/kernel) is copied from; default bunny's for the monitor. */
   kernelImage?: string;
   /** A Containerfile's Linux guest: the image its init (/urunit) is copied from; default bunny's urunit image. */
@@ -128,6 +133,15 @@ const PLATFORMS: Record<string, Architecture> = { 'linux/amd64': 'amd64', 'linux
 
 /** Builds an image from a bunnyfile, Containerfile or args.nix and writes it to its outputs. */
 export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  const cleanups: Array<() => Promise<void>> = [];
+  try {
+    return await buildImage(options, cleanups);
+  } finally {
+    for (const cleanup of cleanups) await cleanup();
+  }
+}
+
+async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<void>>): Promise<BuildResult> {
   const cwd = options.cwd ?? process.cwd();
   const contextDir = path.resolve(cwd, options.context ?? '.');
   const warnings: string[] = [];
@@ -148,7 +162,15 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
   // As with buildx, --platform reaches a Containerfile as TARGETPLATFORM (and TARGETARCH...).
   const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
-  const compiled = await compile(text, displayFile, syntax, buildArgs, options.target === undefined ? {} : { target: options.target });
+  // RUN and the other instructions lapin does not apply itself: the Dockerfile part runs on a real builder.
+  let builtBase: BuiltBase | undefined;
+  const compiled = await compile(text, displayFile, syntax, buildArgs, options.target === undefined ? {} : { target: options.target }).catch(async (error: unknown) => {
+    if (!(error instanceof ExecutionNeeded)) throw error;
+    const external = await import('./builder/external.js');
+    builtBase = await external.runOnBuilder(error, { file, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(options.platform ? { platform: options.platform } : {}), emit });
+    cleanups.push(builtBase.cleanup);
+    return external.packagingPlan(displayFile, builtBase.reference);
+  });
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
   const ignore = await loadContextIgnore(contextDir, file, (p) => displayPath(p, cwd));
   if (ignore) emit({ kind: 'step', message: `excluding what ${ignore.file} names from the build context` });
@@ -159,10 +181,13 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult> {
   // the cache. The registry code loads only then: it is a good part of start-up otherwise.
   let registry = imagesOf(compiled).length > 0 ? await loadRegistry() : undefined;
   const pullOptions = { ...options.registry, policy: options.pull ?? 'missing', ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}), ...(options.platform ? { platform: options.platform } : {}), onEvent: emit } as const;
-  const pulled = registry ? await registry.base.pullPlanImages(compiled, pullOptions) : new Map<string, PulledImage>();
+  const pulled = new Map<string, PulledImage>(builtBase ? [[builtBase.reference, builtBase.image]] : []);
+  if (registry) for (const [reference, image] of await registry.base.pullPlanImages(compiled, pullOptions, pulled)) pulled.set(reference, image);
   const finalBase = compiled.base.kind === 'image' ? pulled.get(compiled.base.reference) : undefined;
   const configBase = finalBase ?? (compiled.configFrom ? pulled.get(compiled.configFrom.value) : undefined);
-  const inherited = registry ? registry.base.inheritBaseConfig(compiled, configBase) : compiled;
+  let inherited = registry ? registry.base.inheritBaseConfig(compiled, configBase) : compiled;
+  // A builder's image carries the file's LABELs: bunny's defaults fill in what they leave out.
+  if (builtBase) inherited = { ...inherited, urunc: withBunnyDefaults(inherited.urunc) };
   // A rootfs image's own urunc values do not describe the image made out of it.
   const guest = addLinuxGuestParts(configBase === finalBase ? inherited : { ...inherited, urunc: compiled.urunc }, options);
   const plan = guest.plan;

@@ -110,6 +110,7 @@ interface BuildCommandOptions {
   target?: string;
   kernelImage?: string;
   initImage?: string;
+  builder?: string;
 }
 
 function byteSize(text: string): number {
@@ -154,6 +155,7 @@ export function program(): Command {
     .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
     .option('--kernel-image <image>', "Containerfile Linux guest: copy /.boot/kernel from this image (default: bunny's linux-kernel-qemu or -firecracker)")
     .option('--init-image <image>', "Containerfile Linux guest: copy /urunit from this image (default: bunny's urunit)")
+    .option('--builder <name>', 'builder for Containerfiles with RUN: buildah, podman or docker (default: the first installed)')
     .action(async (context: string, opts: BuildCommandOptions) => {
       // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
       const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
@@ -199,6 +201,7 @@ export function program(): Command {
         pull: opts.pull,
         ...(opts.kernelImage !== undefined ? { kernelImage: opts.kernelImage } : {}),
         ...(opts.initImage !== undefined ? { initImage: opts.initImage } : {}),
+        ...(opts.builder !== undefined ? { builder: opts.builder } : {}),
       }).then(async (built) => {
         if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, built);
         return built;

@@ -14,6 +14,7 @@
 import { Add, Copy, DockerfileParser, From, Keyword, type Dockerfile, type Instruction as SyntaxInstruction } from 'dockerfile-ast';
 import { cleanPath } from '../clean-path.js';
 import { LapinError, UsageError, type SourcePosition } from '../errors.js';
+import { ExecutionNeeded } from '../plan/execution.js';
 import { closestName } from '../plan/similar.js';
 import { MAX_EXPANDED_TOTAL, checkDefinitionSize, expansionTooLarge, tooDeep } from './limits.js';
 import {
@@ -666,7 +667,7 @@ function platformArchitecture(platform: string): Architecture | undefined {
 }
 
 /** bunny's values for urunc labels a Containerfile leaves out. */
-function withBunnyDefaults(urunc: UruncInput): UruncInput {
+export function withBunnyDefaults(urunc: UruncInput): UruncInput {
   const result: UruncInput = { ...urunc };
   if (result.unikernelType === undefined) result.unikernelType = { value: 'linux' };
   if (result.hypervisor === undefined) result.hypervisor = { value: 'qemu' };
@@ -749,7 +750,7 @@ class Compiler {
       throw new LapinError(`unknown instruction: ${instruction.written}`, { at: instruction.at });
     }
     if (keyword === 'RUN') {
-      throw new LapinError('not supported: RUN executes commands; lapin packages pre-built artifacts', {
+      throw new ExecutionNeeded('RUN', 'not supported: RUN executes commands; lapin packages pre-built artifacts', {
         at: instruction.at,
         hint: 'build the artifact beforehand and COPY it into the image',
       });
@@ -790,7 +791,8 @@ class Compiler {
         return this.healthcheck(instruction);
       case 'ONBUILD':
       default:
-        throw new LapinError(
+        throw new ExecutionNeeded(
+          'ONBUILD',
           'not supported: ONBUILD; its instructions run when another build starts FROM this image',
           { at: instruction.at, hint: 'remove the ONBUILD line' },
         );
@@ -1064,7 +1066,7 @@ class Compiler {
     for (const name of ['checksum', 'keep-git-dir', 'unpack', 'parents', 'exclude']) {
       const flag = flags.get(name);
       if (flag !== undefined) {
-        throw new LapinError(`not supported: ${keyword} --${name}`, {
+        throw new ExecutionNeeded(`${keyword} --${name}`, `not supported: ${keyword} --${name}`, {
           at: flag.at,
           hint: name === 'exclude' || name === 'parents' ? 'list the files to copy explicitly' : 'remove the flag',
         });
@@ -1086,7 +1088,7 @@ class Compiler {
     for (const word of words.slice(0, -1)) {
       const at = this.at(instruction, word.index);
       if (word.text.startsWith('<<')) {
-        throw new LapinError(`not supported: here-documents in ${keyword}`, {
+        throw new ExecutionNeeded(`a here-document in ${keyword}`, `not supported: here-documents in ${keyword}`, {
           at,
           hint: 'write the file into the build context and COPY it',
         });
@@ -1094,7 +1096,7 @@ class Compiler {
       const source = this.expandWord(instruction, word, lookup);
       if (source === '') throw new LapinError(`${keyword} source is empty after variable expansion`, { at });
       if (/^(https?|git):\/\//i.test(source) || source.startsWith('git@')) {
-        throw new LapinError(`not supported: ${keyword} of a URL; lapin packages local pre-built artifacts`, {
+        throw new ExecutionNeeded(`${keyword} of a URL`, `not supported: ${keyword} of a URL; lapin packages local pre-built artifacts`, {
           at,
           hint: 'download the file into the build context first and COPY it',
         });
