@@ -16,6 +16,7 @@ import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
 import { escapeLine, escapeTerminalText } from '../text.js';
 import { GuestConsoleWatch } from './guest-exit.js';
 import { monitorCommand, shellLine, type MonitorRequest } from './monitor.js';
+import { sharesRootfs, unpackRootfs, withSharedRootfs } from './shared-rootfs.js';
 
 export interface RunOptions {
   source: string;
@@ -166,7 +167,14 @@ export async function run(options: RunOptions): Promise<number> {
       if (entry?.file) paths[key] = entry.file;
     }
     if (!paths.binary) throw new LapinError(`cannot extract the kernel ${values.binary ?? ''} from ${report.source.name}`);
-    const command = monitorCommand(requestFor(report, { kernel: paths.binary, ...(paths.initrd ? { initrd: paths.initrd } : {}), ...(paths.block ? { block: paths.block } : {}) }, options, accel, workDir));
+    const request = requestFor(report, { kernel: paths.binary, ...(paths.initrd ? { initrd: paths.initrd } : {}), ...(paths.block ? { block: paths.block } : {}) }, options, accel, workDir);
+    let command = monitorCommand(request);
+    // mountRootfs: the container rootfs, unpacked, shared over 9p as urunc does (src/run/shared-rootfs.ts).
+    if (sharesRootfs(request)) {
+      const rootfsDir = join(workDir, 'rootfs');
+      await unpackRootfs(source, rootfsDir, join(workDir, 'unpack'));
+      command = withSharedRootfs(command, rootfsDir);
+    }
     const program = await findOnPath(command.program);
     if (!program) {
       throw new LapinError(`${values.hypervisor ?? ''} guests need ${command.program}, which is not on PATH`, { hint: INSTALL_HINTS[command.program] ?? `install ${command.program}` });

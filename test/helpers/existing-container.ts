@@ -17,6 +17,8 @@ export interface StandInOptions {
   /** Files the app image also holds (e.g. a real busybox), in a layer of their own. */
   extraAppFiles?: HandFile[];
   appCmd?: string[];
+  /** The app's script at /usr/local/bin/app.sh. */
+  appScript?: string;
   kernel?: Buffer;
   urunit?: string;
 }
@@ -48,7 +50,7 @@ export async function pushStandIns(work: string, host: string, prefix: string, o
       { name: 'usr/', type: 'directory' },
       { name: 'usr/local/', type: 'directory' },
       { name: 'usr/local/bin/', type: 'directory' },
-      { name: 'usr/local/bin/app.sh', body: APP_SCRIPT, mode: 0o755 },
+      { name: 'usr/local/bin/app.sh', body: options.appScript ?? APP_SCRIPT, mode: 0o755 },
       { name: 'etc/', type: 'directory' },
       { name: 'etc/os-release', body: 'ID=stand-in\n' },
     ],

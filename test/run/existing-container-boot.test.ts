@@ -1,0 +1,152 @@
+// urunc's "existing container" tutorial, booted: a busybox-based app image
+// whose Cmd is a script, and a stand-in /urunit that regroups the quoted
+// arguments urunc writes for multi-word args (as urunit does), pushed to a
+// test registry with Debian's kernel in a kernel image. A bunnyfile takes
+// both from images; the initrd variant boots through `lapin run` (urunc's
+// command line: rdinit=/urunit -- ARGS), the block variant with a helper
+// initrd that loads Debian's virtio_blk and ext4 modules first, as
+// test/rootfs/block-boot.test.ts does. qemu runs under TCG.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { build } from '../../src/build.js';
+import { umociUnpack } from '../consumers/harness.js';
+import { pushStandIns, type StandIns } from '../helpers/existing-container.js';
+import {
+  BOOT_TIMEOUT_MS,
+  HELPER_FAILED,
+  HELPER_MOUNTED,
+  bootQemu,
+  bootSkip,
+  fetchBootAssets,
+  inBundle,
+  moduleLoadOrder,
+  uruncValues,
+  writeHelperInitrd,
+  type BootAssets,
+} from '../helpers/guest-boot.js';
+import { registrySkipReason, startRegistry, type TestRegistry } from '../registry/harness.js';
+import { isolatedEnv, lapin } from '../registry/helpers.js';
+
+const MARKER = 'EXISTING-CONTAINER-BOOTED';
+const APP = `#!/bin/sh
+echo "${MARKER} argc=$# first=[$1] second=[$2] conf=$(/bin/busybox cat /etc/app.conf)"
+`;
+/** Joins the words of an argument urunc wrapped in single quotes, then runs the rest, then powers off. */
+const URUNIT = `#!/bin/sh
+count=$#
+i=0
+open=0
+word=""
+while [ "$i" -lt "$count" ]; do
+  arg=$1
+  shift
+  i=$((i + 1))
+  if [ "$open" = 1 ]; then
+    word="$word $arg"
+    case "$arg" in *\\') open=0; set -- "$@" "\${word%\\'}" ;; esac
+  else
+    case "$arg" in
+      \\'*\\') arg=\${arg#\\'}; set -- "$@" "\${arg%\\'}" ;;
+      \\'*) open=1; word=\${arg#\\'} ;;
+      *) set -- "$@" "$arg" ;;
+    esac
+  fi
+done
+"$@"
+echo "URUNIT-STAND-IN: the app exited with $?"
+/bin/busybox poweroff -f
+`;
+const CMD = ['/urunit', '/usr/local/bin/app.sh', 'hello quoted world', 'x'];
+const EXPECTED = `${MARKER} argc=2 first=[hello quoted world] second=[x] conf=mode=stand-in`;
+const noCredentials = { credentials: async () => undefined, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 } };
+
+const skip = bootSkip('the existing-container boot test', ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb', 'flock', 'cpio', 'mke2fs', 'bsdcpio']) || registrySkipReason() || false;
+let work: string;
+let assets: BootAssets;
+let registry: TestRegistry;
+let images: StandIns;
+
+before(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'lapin existing-boot-'));
+  if (skip) return;
+  assets = await fetchBootAssets();
+  registry = await startRegistry('anonymous');
+  images = await pushStandIns(work, registry.host, 'boot', {
+    kernel: await readFile(assets.kernel),
+    appScript: APP,
+    extraAppFiles: [
+      { name: 'bin/', type: 'directory' },
+      { name: 'bin/busybox', body: await readFile(assets.busybox), mode: 0o755 },
+      { name: 'bin/sh', type: 'symlink', linkname: 'busybox' },
+      { name: 'urunit', body: URUNIT, mode: 0o755 },
+      { name: 'dev/', type: 'directory' },
+      { name: 'proc/', type: 'directory' },
+    ],
+  });
+});
+
+after(async () => {
+  await registry?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function buildVariant(type: 'initrd' | 'block'): Promise<string> {
+  const context = await mkdtemp(path.join(work, `${type}-`));
+  await writeFile(
+    path.join(context, 'bunnyfile'),
+    `version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86\nrootfs:\n  from: ${images.app}\n  type: ${type}\nkernel:\n  from: ${images.kernel}\n  path: /kernel\ncmd: ${JSON.stringify(CMD)}\n`,
+  );
+  const archive = path.join(context, 'image.tar');
+  await build({ context, tags: [`lapin-test/existing-boot:${type}`], outputs: [{ type: 'oci', dest: archive }], registry: noCredentials, cacheDir: path.join(work, 'cache') });
+  return archive;
+}
+
+describe('an existing container boots as a Linux microVM', { skip, timeout: 900_000 }, () => {
+  test('as an initrd, through lapin run: urunit regroups the quoted argument and the app prints the marker', async () => {
+    const archive = await buildVariant('initrd');
+    const run = await lapin(['run', '--accel', 'tcg', '--timeout', String(BOOT_TIMEOUT_MS / 1000), archive], { env: isolatedEnv(work) });
+    const output = `${run.stdout}${run.stderr}`;
+    // The printed command is shell-quoted: 'hello quoted world' shows as '\''hello quoted world'\''.
+    assert.ok(run.stderr.includes("rdinit=/urunit -- /usr/local/bin/app.sh '\\''hello quoted world'\\'' x"), output.slice(-3000));
+    assert.ok(run.stdout.includes(EXPECTED), `no marker:\n${output.slice(-3000)}`);
+    assert.match(run.stdout, /URUNIT-STAND-IN: the app exited with 0/);
+    assert.equal(run.status, 0, output.slice(-3000));
+  });
+
+  test('as a block rootfs (ext4 made from the app image), with Debian\'s modules loaded by a helper initrd', async () => {
+    const archive = await buildVariant('block');
+    const unpacked = await umociUnpack(archive, 'block');
+    try {
+      const values = await uruncValues(unpacked);
+      assert.equal(values.block, '/.boot/rootfs');
+      assert.equal(values.blkMntPoint, '/');
+      assert.equal(values.binary, '/.boot/kernel');
+      assert.deepEqual(unpacked.args, CMD);
+      const modules = await moduleLoadOrder(assets.modules, ['virtio_pci', 'virtio_blk', 'ext4'], assets.busybox);
+      const helper = await writeHelperInitrd({ dir: work, busybox: assets.busybox, modules, init: '/urunit' });
+      // urunc's argument convention: a multi-word argument in single quotes.
+      const rest = CMD.slice(1).map((arg) => (arg.includes(' ') ? `'${arg}'` : arg));
+      const result = await bootQemu(
+        [
+          '-accel', 'tcg', '-m', '256', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio',
+          '-kernel', inBundle(unpacked, values.binary),
+          '-initrd', helper,
+          '-device', 'virtio-blk-pci,serial=rootfs,drive=rootfs', '-drive', `format=raw,if=none,id=rootfs,readonly=on,file=${inBundle(unpacked, values.block)}`,
+          '-append', `console=ttyS0 panic=-1 rdinit=/init -- ${rest.join(' ')}`,
+        ],
+        BOOT_TIMEOUT_MS,
+      );
+      const tail = result.output.slice(-4000);
+      assert.ok(!result.timedOut, tail);
+      assert.doesNotMatch(result.output, new RegExp(HELPER_FAILED), tail);
+      assert.match(result.output, new RegExp(`${HELPER_MOUNTED} /dev/vda /newroot ext4 ro[, ]`), tail);
+      assert.ok(result.output.includes(EXPECTED), `no marker:\n${tail}`);
+      assert.equal(result.code, 0, tail);
+    } finally {
+      await unpacked.cleanup();
+    }
+  });
+});
