@@ -56,6 +56,11 @@ fetch "$kernel_pkg" "$kernel_dir" './boot/vmlinuz-*' \
   "$modules/drivers/virtio/*" "$modules/drivers/block/virtio_blk.ko*" \
   "$modules/fs/ext4/*" "$modules/fs/jbd2/*" "$modules/fs/mbcache.ko*" \
   "$modules/lib/crc16.ko*" "$modules/lib/libcrc32c.ko*" "$modules/crypto/crc32c_generic.ko*"
+# LAPIN_BOOT_9P=1: also the 9p modules (test/run/existing-container-boot.test.ts shares a rootfs
+# over virtio-9p, as urunc's mountRootfs does), in a directory of their own so the one above stays.
+if [ "${LAPIN_BOOT_9P:-}" = 1 ]; then
+  fetch "$kernel_pkg" "$kernel_dir-9p" "$modules/net/9p/*" "$modules/fs/9p/*" "$modules/fs/netfs/*" "$modules/fs/fscache/*"
+fi
 busybox_dir="$cache/busybox-static_${busybox_version//:/%3a}"
 fetch "busybox-static=$busybox_version" "$busybox_dir" './bin/busybox'
 
@@ -63,3 +68,4 @@ kernel=$(ls "$kernel_dir"/boot/vmlinuz-* | head -n 1)
 echo "KERNEL=$kernel"
 echo "BUSYBOX=$busybox_dir/bin/busybox"
 echo "MODULES=$(ls -d "$kernel_dir"/lib/modules/* | head -n 1)"
+if [ "${LAPIN_BOOT_9P:-}" = 1 ]; then echo "MODULES_9P=$(ls -d "$kernel_dir-9p"/lib/modules/* | head -n 1)"; fi

@@ -27,7 +27,8 @@ export function sharesRootfs(request: MonitorRequest): boolean {
 
 /** qemu's arguments exporting `dir` as urunc's 9pfs rootfs. */
 export function sharedRootfsArgs(dir: string): string[] {
-  return ['-fsdev', `local,id=rootfs9p,security_model=none,path=${dir}`, '-device', `virtio-9p-pci,fsdev=rootfs9p,mount_tag=${ROOTFS_MOUNT_TAG}`];
+  // qemu reads "," as the next option; ",," is a comma in the value.
+  return ['-fsdev', `local,id=rootfs9p,security_model=none,path=${dir.replaceAll(',', ',,')}`, '-device', `virtio-9p-pci,fsdev=rootfs9p,mount_tag=${ROOTFS_MOUNT_TAG}`];
 }
 
 /** Unpacks the image's layers (whiteouts applied) into `dir`, which must not exist, as a container runtime would. */

@@ -7,11 +7,16 @@
 // initrd that loads Debian's virtio_blk and ext4 modules first, as
 // test/rootfs/block-boot.test.ts does. qemu runs under TCG.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
+import { monitorCommand } from '../../src/run/monitor.js';
+import { sharedRootfsArgs, unpackRootfs, withSharedRootfs } from '../../src/run/shared-rootfs.js';
+import { openSource } from '../../src/source/open.js';
 import { umociUnpack } from '../consumers/harness.js';
 import { pushStandIns, type StandIns } from '../helpers/existing-container.js';
 import {
@@ -21,6 +26,7 @@ import {
   bootQemu,
   bootSkip,
   fetchBootAssets,
+  toolEnv,
   inBundle,
   moduleLoadOrder,
   uruncValues,
@@ -93,7 +99,7 @@ after(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-async function buildVariant(type: 'initrd' | 'block'): Promise<string> {
+async function buildVariant(type: 'initrd' | 'block' | 'raw'): Promise<string> {
   const context = await mkdtemp(path.join(work, `${type}-`));
   await writeFile(
     path.join(context, 'bunnyfile'),
@@ -102,6 +108,54 @@ async function buildVariant(type: 'initrd' | 'block'): Promise<string> {
   const archive = path.join(context, 'image.tar');
   await build({ context, tags: [`lapin-test/existing-boot:${type}`], outputs: [{ type: 'oci', dest: archive }], registry: noCredentials, cacheDir: path.join(work, 'cache') });
   return archive;
+}
+
+/**
+ * A helper initrd standing in for a kernel with 9p built in (Debian builds it as modules):
+ * it loads the modules, mounts root= with the rootfstype= and rootflags= of urunc's command
+ * line (read from /proc/cmdline), and switch_roots to init= with the args after "--".
+ */
+async function write9pHelper(dir: string): Promise<string> {
+  const modulesDir = path.join(dir, 'modules-all');
+  await mkdir(modulesDir);
+  await cp(assets.modules, modulesDir, { recursive: true });
+  const { stdout } = await promisify(execFile)(path.resolve('scripts/fetch-boot-assets.sh'), [], { env: { ...toolEnv, LAPIN_BOOT_9P: '1' }, timeout: 600_000 });
+  const ninePee = stdout.split('\n').find((l) => l.startsWith('MODULES_9P='))?.slice('MODULES_9P='.length);
+  assert.ok(ninePee, stdout);
+  await cp(ninePee, modulesDir, { recursive: true });
+  const modules = await moduleLoadOrder(modulesDir, ['virtio_pci', '9pnet_virtio', '9p'], assets.busybox);
+  const stage = path.join(dir, 'helper-9p');
+  for (const sub of ['bin', 'proc', 'newroot', 'modules']) await mkdir(path.join(stage, sub), { recursive: true });
+  await copyFile(assets.busybox, path.join(stage, 'bin/busybox'));
+  await chmod(path.join(stage, 'bin/busybox'), 0o755);
+  await Promise.all(modules.map((m, i) => writeFile(path.join(stage, 'modules', `${String(i).padStart(2, '0')}-${m.name}.ko`), m.data)));
+  await writeFile(
+    path.join(stage, 'init'),
+    `#!/bin/busybox sh
+bb=/bin/busybox
+fail() { $bb echo "${HELPER_FAILED} $*"; $bb poweroff -f; }
+$bb mount -t proc proc /proc || fail mount proc
+for module in /modules/*.ko; do $bb insmod "$module" || fail insmod "$module"; done
+for word in $($bb cat /proc/cmdline); do
+  case "$word" in
+    --) break ;;
+    root=*) root=\${word#root=} ;;
+    rootfstype=*) fstype=\${word#rootfstype=} ;;
+    rootflags=*) flags=\${word#rootflags=} ;;
+    init=*) init=\${word#init=} ;;
+  esac
+done
+$bb mount -t "$fstype" -o "$flags" "$root" /newroot || fail mount "$root"
+$bb echo "${HELPER_MOUNTED} $($bb grep ' /newroot ' /proc/mounts)"
+$bb umount /proc
+exec $bb switch_root /newroot "$init" "$@"
+`,
+  );
+  await chmod(path.join(stage, 'init'), 0o755);
+  const initrd = path.join(dir, 'helper-9p.cpio');
+  const names = execFileSync('find', ['.', '-mindepth', '1', '-print0'], { cwd: stage }).toString('utf8');
+  execFileSync('cpio', ['--null', '-o', '-H', 'newc', '--quiet', '--owner=0:0', '-O', initrd], { cwd: stage, input: names, env: toolEnv });
+  return initrd;
 }
 
 describe('an existing container boots as a Linux microVM', { skip, timeout: 900_000 }, () => {
@@ -148,5 +202,35 @@ describe('an existing container boots as a Linux microVM', { skip, timeout: 900_
     } finally {
       await unpacked.cleanup();
     }
+  });
+
+  test('raw (mountRootfs): lapin run\'s 9p share of the unpacked container rootfs, mounted by the guest with urunc\'s root= and rootflags=', async () => {
+    const archive = await buildVariant('raw');
+    const source = await openSource(`oci-archive:${archive}`);
+    const rootfs = path.join(work, 'shared-rootfs');
+    try {
+      await unpackRootfs(source, rootfs, path.join(work, 'unpack'));
+    } finally {
+      await source.close();
+    }
+    const command = withSharedRootfs(
+      // monitorCommand splits its text on spaces as urunc does; the kernel's path (with a space) goes in after.
+      monitorCommand({ guest: 'linux', monitor: 'qemu', kernel: 'KERNEL', mountRootfs: true, processArgs: CMD, env: [], accel: 'tcg', architecture: 'amd64' }),
+      rootfs,
+    );
+    const append = command.args.indexOf('-append');
+    assert.deepEqual(command.args.slice(append - 4, append), sharedRootfsArgs(rootfs));
+    // The helper takes the kernel's place in mounting the 9p root; init= and the args stay urunc's.
+    const line = command.guestCommandLine.replace(' init=/urunit -- ', ' rdinit=/init init=/urunit -- ');
+    assert.notEqual(line, command.guestCommandLine);
+    const helper = await write9pHelper(work);
+    const args = command.args.slice(0, append).map((arg) => (arg === 'KERNEL' ? path.join(rootfs, '.boot/kernel') : arg));
+    const result = await bootQemu([...args, '-initrd', helper, '-append', line], BOOT_TIMEOUT_MS);
+    const tail = result.output.slice(-4000);
+    assert.ok(!result.timedOut, tail);
+    assert.doesNotMatch(result.output, new RegExp(HELPER_FAILED), tail);
+    assert.match(result.output, new RegExp(`${HELPER_MOUNTED} fs0 /newroot 9p rw,`), tail);
+    assert.ok(result.output.includes(EXPECTED), `no marker:\n${tail}`);
+    assert.equal(result.code, 0, tail);
   });
 });

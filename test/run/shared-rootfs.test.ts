@@ -29,6 +29,7 @@ describe('lapin run shares the container rootfs over 9p as urunc does', () => {
     const append = shared.args.indexOf('-append');
     assert.deepEqual(shared.args.slice(append - 4, append), sharedRootfsArgs('/tmp/root fs'));
     assert.deepEqual(sharedRootfsArgs('/r'), ['-fsdev', 'local,id=rootfs9p,security_model=none,path=/r', '-device', 'virtio-9p-pci,fsdev=rootfs9p,mount_tag=fs0']);
+    assert.equal(sharedRootfsArgs('/a,b')[1], 'local,id=rootfs9p,security_model=none,path=/a,,b', 'a comma in the path is doubled for qemu');
     assert.match(shared.args[append + 1] ?? '', / root=fs0 rw rootfstype=9p rootflags=trans=virtio,version=9p2000\.L,msize=5000000,cache=mmap,posixacl /);
     assert.ok(!shared.notes.some((n) => n.startsWith('mountRootfs:')));
   });
