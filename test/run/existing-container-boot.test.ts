@@ -233,4 +233,14 @@ describe('an existing container boots as a Linux microVM', { skip, timeout: 900_
     assert.ok(result.output.includes(EXPECTED), `no marker:\n${tail}`);
     assert.equal(result.code, 0, tail);
   });
+
+  test('lapin run on the raw image shares the unpacked rootfs over 9p; Debian\'s kernel (9p as modules) then tries root fs0', async () => {
+    const archive = await buildVariant('raw');
+    const run = await lapin(['run', '--accel', 'tcg', '--timeout', String(BOOT_TIMEOUT_MS / 1000), archive], { env: isolatedEnv(work) });
+    const output = `${run.stdout}${run.stderr}`.slice(-4000);
+    assert.match(run.stderr, /lapin: running qemu-system-x86_64 .* -fsdev local,id=rootfs9p,security_model=none,path=\S+\/rootfs -device virtio-9p-pci,fsdev=rootfs9p,mount_tag=fs0 .*root=fs0 rw rootfstype=9p/, output);
+    assert.doesNotMatch(run.stderr, /lapin run shares nothing/, output);
+    // Without 9p built in the kernel cannot mount the share and panics (panic=-1, -no-reboot: qemu exits).
+    assert.match(run.stdout, /VFS: Cannot open root device "?fs0"?|Unable to mount root fs/, output);
+  });
 });
