@@ -85,8 +85,19 @@ export function addLinuxGuestParts(plan: BuildPlan, options: LinuxGuestOptions =
     const { image, chosenBy } = choose(options.initImage, '--init-image', labels[INIT_IMAGE_LABEL], INIT_IMAGE_LABEL, DEFAULT_INIT_IMAGE);
     ops.push({ kind: 'copy', sources: [INIT_PATH], destination: INIT_PATH, fromStage: image });
     const entrypoint = config.entrypoint?.value ?? [];
-    // An image already made this way (its base built by bunny or lapin) starts with the init once.
-    if (entrypoint[0] !== INIT_PATH) {
+    let args = [...entrypoint, ...(config.cmd?.value ?? [])];
+    const cmdline = effectiveUrunc(plan, options, 'cmdline') ?? '';
+    if (args.length === 0 && cmdline.trim() !== '') {
+      // No Cmd or Entrypoint: the cmdline label is the command (as for urunc < 0.7). It becomes Cmd,
+      // so the init goes in front of it and cmdline follows the args again (finalize), instead of
+      // urunc >= 0.7 booting the init alone.
+      args = cmdline.split(/\s+/).filter((word) => word !== '');
+      config = { ...config, cmd: { value: args } };
+      const { cmdline: _dropped, ...rest } = urunc;
+      urunc = rest;
+    }
+    // Args that already start with the init (a base built by bunny or lapin, or a cmdline written for urunit) keep one.
+    if (args[0] !== INIT_PATH) {
       config = { ...config, entrypoint: { value: [INIT_PATH, ...entrypoint], ...(config.entrypoint?.at ? { at: config.entrypoint.at } : {}) } };
     }
     parts.push({ role: 'init', image, path: INIT_PATH, chosenBy });

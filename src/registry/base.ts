@@ -49,11 +49,15 @@ export function inheritBaseConfig(plan: BuildPlan, base: PulledImage | undefined
   const config = { ...plan.config };
   config.env = [...(from.Env ?? []), ...plan.config.env];
   const givesProcess = plan.config.cmd !== undefined || plan.config.entrypoint !== undefined;
+  let cmdlineFollowsArgs = false;
   if (!givesProcess) {
     if (from.Cmd && from.Cmd.length > 0) config.cmd = { value: from.Cmd };
     if (from.Entrypoint && from.Entrypoint.length > 0) config.entrypoint = { value: from.Entrypoint };
   } else if (plan.config.entrypoint === undefined && from.Entrypoint && from.Entrypoint.length > 0) {
     config.entrypoint = { value: from.Entrypoint };
+    // A bunnyfile's cmdline is its cmd joined; under the base's Entrypoint (redis:alpine's
+    // docker-entrypoint.sh) urunc >= 0.7 boots Entrypoint + Cmd, so cmdline follows those args.
+    cmdlineFollowsArgs = plan.syntax === 'bunnyfile' && plan.urunc.cmdline?.value === (plan.config.cmd?.value ?? []).join(' ');
   }
   if (config.workingDir === undefined && from.WorkingDir) config.workingDir = from.WorkingDir;
   if (config.user === undefined && from.User) config.user = from.User;
@@ -84,6 +88,7 @@ export function inheritBaseConfig(plan: BuildPlan, base: PulledImage | undefined
     urunc[key] = { value };
   }
   config.labels = { ...labels, ...plan.config.labels };
+  if (cmdlineFollowsArgs) delete urunc.cmdline;
   return { ...plan, config, urunc };
 }
 

@@ -92,6 +92,8 @@ before(async () => {
     await pushStandIn(`nubificus/urunc/linux-kernel-${monitor}:v6.14`, { layers: [[{ name: 'kernel', body: fakeElfKernel() }]] });
   }
   await pushStandIn('nubificus/urunit:latest', { layers: [[{ name: 'urunit', body: fakeElfKernel(), mode: 0o755 }]] });
+  // bunny's kernel image for a Containerfile's Linux guest holds the kernel at /.boot/kernel.
+  await pushStandIn('nubificus/bunny/linux-kernel-qemu:latest', { layers: [[{ name: '.boot/', type: 'directory' }, { name: '.boot/kernel', body: fakeElfKernel() }]] });
   await pushStandIn('library/redis:alpine', {
     layers: [[{ name: 'etc/', type: 'directory' }, { name: 'etc/alpine-release', body: '3.20.0\n' }, { name: 'usr/', type: 'directory' }, { name: 'usr/local/', type: 'directory' }, { name: 'usr/local/bin/', type: 'directory' }, { name: 'usr/local/bin/redis-server', body: fakeElfKernel(), mode: 0o755 }]],
     entrypoint: ['docker-entrypoint.sh'],
@@ -237,62 +239,55 @@ describe('urunc docs: docs/package/reuse.md', { skip }, () => {
 });
 
 describe('urunc docs: docs/tutorials/existing-container-linux.md', { skip }, () => {
-  // Issue 12 ("Existing containers as Linux microVMs"): a rootfs image with a kernel from an
-  // image is refused today. These assert the refusal, so they fail (and must be turned into
-  // buildAndInspect checks) once issue 12 lands.
-  for (const example of ['linux-raw-image-kernel', 'linux-raw-urunit']) {
-    test(`${example}: rootfs.from an image with kernel.from an image is refused until issue 12 (expected failure)`, async () => {
-      if (example === 'linux-raw-urunit') await pushUrunitRootfs();
-      const { dir, file } = await context(example);
-      const built = await lapin(['build', '-f', file, '-t', 'redis/apline/linux/qemu:latest', '-o', `type=oci,dest=${path.join(work, `${example}.tar`)}`, dir], { env, cwd: dir });
-      assertNoStack(built.stderr);
-      assert.notEqual(built.status, 0, built.stderr);
-      assert.match(built.stderr, /kernel and rootfs both from images is not supported/);
-    });
-  }
-
-  // Also issue 12: redis:alpine's ENTRYPOINT ["docker-entrypoint.sh"] stays under the bunnyfile's
-  // cmdline, so the process args urunc >= 0.7 boots with disagree with it and the build refuses.
-  // Asserts today's refusal (expected failure); turn it into the check below once issue 12 lands:
-  //   assertValues(report, { unikernelType: 'linux', hypervisor: 'qemu', mountRootfs: 'true', cmdline: '/usr/local/bin/redis-server' });
-  //   assert.ok(imageFiles(out).includes('usr/local/bin/redis-server'));
-  test('the local-kernel variant: redis:alpine as the container rootfs with bzImage is refused until issue 12 (expected failure)', async () => {
-    const { dir, file } = await context('linux-raw-local-kernel');
-    const built = await lapin(['build', '-f', file, '-t', 'redis/apline/linux/qemu:latest', '-o', `type=oci,dest=${path.join(work, 'local-kernel.tar')}`, dir], { env, cwd: dir });
-    assertNoStack(built.stderr);
-    assert.notEqual(built.status, 0, built.stderr);
-    assert.match(built.stderr, /cmdline "\/usr\/local\/bin\/redis-server" disagrees with the process args \["docker-entrypoint.sh","\/usr\/local\/bin\/redis-server"\]/);
+  // Issue 12: both from images, as bunny's SetBaseAndGetPaths: redis:alpine is the base and the
+  // kernel is copied out of its image to /.boot/kernel. redis:alpine's ENTRYPOINT
+  // ["docker-entrypoint.sh"] stays, so cmdline follows the process args urunc >= 0.7 boots.
+  test('the raw bunnyfile: redis:alpine as the container rootfs, the kernel copied from the kernel image', async () => {
+    const { report, out } = await buildAndInspect('linux-raw-image-kernel', 'redis/apline/linux/qemu:latest');
+    assertValues(report, { unikernelType: 'linux', hypervisor: 'qemu', mountRootfs: 'true', binary: '/.boot/kernel', cmdline: 'docker-entrypoint.sh /usr/local/bin/redis-server' });
+    assertFile(report, 'binary', 'elf');
+    for (const f of ['usr/local/bin/redis-server', '.boot/kernel']) assert.ok(imageFiles(out).includes(f), f);
+  });
+  test('the raw bunnyfile with urunit: redis/urunit:alpine as the container rootfs', async () => {
+    await pushUrunitRootfs();
+    const { report, out } = await buildAndInspect('linux-raw-urunit', 'redis/apline/linux/qemu:latest');
+    assertValues(report, { unikernelType: 'linux', hypervisor: 'qemu', mountRootfs: 'true', binary: '/.boot/kernel' });
+    for (const f of ['urunit', 'usr/local/bin/redis-server']) assert.ok(imageFiles(out).includes(f), f);
+  });
+  test('the local-kernel variant: redis:alpine as the container rootfs with bzImage', async () => {
+    const { report, out } = await buildAndInspect('linux-raw-local-kernel', 'redis/apline/linux/qemu:latest');
+    assertValues(report, { unikernelType: 'linux', hypervisor: 'qemu', mountRootfs: 'true', cmdline: 'docker-entrypoint.sh /usr/local/bin/redis-server' });
+    assert.ok(imageFiles(out).includes('usr/local/bin/redis-server'));
   });
 
   let urunitPushed = false;
   async function pushUrunitRootfs(): Promise<void> {
     if (urunitPushed) return;
     const { dir, file } = await context('linux-urunit-rootfs');
-    const pushed = await lapin(['build', '--urunc-checks=warn', '-f', file, '-t', `${registry.host}/redis/urunit:alpine`, '--push', dir], { env, cwd: dir });
+    const pushed = await lapin(['build', ...guestImages(), '-f', file, '-t', `${registry.host}/redis/urunit:alpine`, '--push', dir], { env, cwd: dir });
     assert.equal(pushed.status, 0, pushed.stderr);
     urunitPushed = true;
   }
 
-  // The doc builds this one with plain `docker build` (no bunny #syntax line): a container to use as
-  // a rootfs, with no urunc values. lapin refuses that unless told the image is not for urunc.
-  test('the urunit Containerfile: redis:alpine with /urunit copied from the urunit image (a plain container, not a unikernel)', async () => {
-    const { dir, file } = await context('linux-urunit-rootfs');
-    const out = path.join(work, 'urunit-rootfs.tar');
-    const refused = await lapin(['build', '-f', file, '-t', 'redis/urunit:alpine', '-o', `type=oci,dest=${out}`, dir], { env, cwd: dir });
-    assert.notEqual(refused.status, 0);
-    assert.match(refused.stderr, /missing required urunc value com\.urunc\.unikernel\.binary/);
-    const built = await lapin(['build', '--urunc-checks=warn', '-f', file, '-t', 'redis/urunit:alpine', '-o', `type=oci,dest=${out}`, dir], { env, cwd: dir });
-    assert.equal(built.status, 0, built.stderr);
+  /** bunny's default kernel and init images for a Containerfile's Linux guest, as stand-ins in the test registry. */
+  function guestImages(): string[] {
+    return ['--kernel-image', `${registry.host}/nubificus/bunny/linux-kernel-qemu:latest`, '--init-image', `${registry.host}/nubificus/urunit:latest`];
+  }
+
+  // The doc builds this one with plain `docker build` (no bunny #syntax line), as a container to
+  // use as a rootfs. Under bunny 0.0.5's Containerfile defaults (issue 12) it is a Linux guest
+  // itself: /urunit first in Entrypoint and a kernel from the kernel image.
+  test('the urunit Containerfile: redis:alpine with /urunit copied from the urunit image, a Linux guest by bunny 0.0.5\'s defaults', async () => {
+    const { report, out } = await buildAndInspect('linux-urunit-rootfs', 'redis/urunit:alpine', guestImages());
+    assertValues(report, { unikernelType: 'linux', hypervisor: 'qemu', mountRootfs: 'true', binary: '/.boot/kernel', cmdline: '/urunit docker-entrypoint.sh redis-server' });
     const names = imageFiles(out);
-    for (const f of ['urunit', 'usr/local/bin/redis-server', 'etc/alpine-release']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
-    const inspected = await lapin(['inspect', out], { env });
-    assert.equal(inspected.status, 1);
-    assert.match(inspected.stdout, /verdict: urunc 0\.8 cannot run this image/);
+    for (const f of ['urunit', 'usr/local/bin/redis-server', 'etc/alpine-release', '.boot/kernel']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
     await pushUrunitRootfs();
   });
 
   test('the block image Containerfile: Linux on Firecracker with /rootfs.ext2 mounted at /', async () => {
-    const { report, out } = await buildAndInspect('linux-block-firecracker', 'nginx/apline/linux/firecracker:latest');
+    // bunny 0.0.5 adds /urunit to a linux guest; the doc's cmdline already starts with it, so the args do once.
+    const { report, out } = await buildAndInspect('linux-block-firecracker', 'nginx/apline/linux/firecracker:latest', guestImages());
     assertValues(report, { unikernelType: 'linux', hypervisor: 'firecracker', binary: '/kernel', block: '/rootfs.ext2', blkMntPoint: '/', cmdline: "/urunit /usr/sbin/nginx -g 'daemon off;error_log stderr debug;" });
     assertFile(report, 'block', 'ext');
     assert.ok(imageFiles(out).includes('rootfs.ext2'));

@@ -77,6 +77,16 @@ describe('a Containerfile with no urunc labels is a Linux guest (bunny 0.0.5)', 
     assert.deepEqual(result.plan.config.entrypoint?.value, ['/urunit', '/app']);
   });
 
+  test('no Cmd or Entrypoint: the cmdline label becomes Cmd behind the init; one that starts with /urunit gets no second', () => {
+    const plain = guest(['FROM scratch', 'LABEL com.urunc.unikernel.cmdline="/app -v"']);
+    assert.deepEqual(plain.plan.config.entrypoint?.value, ['/urunit']);
+    assert.deepEqual(plain.plan.config.cmd?.value, ['/app', '-v']);
+    assert.equal(plain.plan.urunc.cmdline, undefined, 'finalize derives it from the args');
+    const withInit = guest(['FROM scratch', 'LABEL com.urunc.unikernel.cmdline="/urunit /usr/sbin/nginx -g \'daemon off;\'"']);
+    assert.equal(withInit.plan.config.entrypoint, undefined);
+    assert.deepEqual(withInit.plan.config.cmd?.value, ['/urunit', '/usr/sbin/nginx', '-g', "'daemon", "off;'"]);
+  });
+
   test('an image with no Entrypoint gets ["/urunit"], and Cmd follows it', () => {
     const result = guest(['FROM scratch', 'CMD ["/bin/sh", "-c", "echo hi"]']);
     assert.deepEqual(result.plan.config.entrypoint?.value, ['/urunit']);
