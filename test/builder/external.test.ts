@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { build } from '../../src/build.js';
 import { layerEntries, readArchive, type TarEntry } from '../helpers/archive.js';
 import { pushStandIns, type StandIns } from '../helpers/existing-container.js';
 import { fetchBootAssets, toolEnv } from '../helpers/guest-boot.js';
@@ -97,6 +98,22 @@ describe('RUN goes to a real builder', { skip, timeout: 300_000 }, () => {
     assert.equal(annotations['com.urunc.unikernel.mountRootfs'], 'true');
     const inspected = await lapin(['inspect', archive], { env: builderEnv });
     assert.equal(inspected.status, 0, inspected.stdout + inspected.stderr);
+  });
+
+  test('the library\'s target picks the stage the builder builds', async () => {
+    const context = await mkdtemp(path.join(work, 'target-'));
+    await writeFile(path.join(context, 'Containerfile'), `FROM ${base} AS first\nRUN echo first > /etc/stage\nFROM ${base} AS second\nRUN echo second > /etc/stage\n`);
+    const archive = path.join(context, 'out.tar');
+    // The builder is a child process: it reads its storage and registry settings from the environment.
+    const saved = { ...process.env };
+    Object.assign(process.env, builderEnv);
+    try {
+      await build({ context, target: 'first', kernelImage: images.kernel, initImage: images.init, outputs: [{ type: 'oci', dest: archive }], registry: { credentials: async () => undefined }, cacheDir: path.join(work, 'cache') });
+    } finally {
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
+    assert.equal((await imageFiles(archive)).files.get('etc/stage')?.data.toString(), 'first\n');
   });
 
   test('a failing RUN fails the build in one line, naming buildah', async () => {
