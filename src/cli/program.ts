@@ -8,6 +8,7 @@ import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import type { UruncRelease } from '../plan/releases.js';
+import { imagetoolsCommand } from './imagetools.js';
 import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
 import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
 import { registerLoginCommands } from './login.js';
@@ -202,6 +203,7 @@ export function program(): Command {
     });
   inspectCommand(root, setExitCode);
   runCommand(root, setExitCode);
+  imagetoolsCommand(root);
   registerLoginCommands(root, collect);
   root
     .command('completion')
