@@ -328,3 +328,21 @@ export async function namesIndex(text: string, options: OpenIndexOptions = {}): 
 export function bufferStream(data: Buffer): Readable {
   return Readable.from([data]);
 }
+
+/**
+ * Opens the image of SOURCE for PLATFORM ("linux/arm64"): the index entry for
+ * it, or the source's only image when that is for the platform.
+ */
+export async function openPlatformSource(text: string, platformText: string, options: OpenIndexOptions = {}): Promise<ImageSource> {
+  const wanted = parsePlatform(platformText);
+  if (!wanted) throw new SourceError(`--platform ${JSON.stringify(platformText)} is not OS/ARCH[/VARIANT]`, 'e.g. linux/arm64 or linux/amd64');
+  const index = await openImageIndex(text, options);
+  const entry = index.entries.find((e) => samePlatform(e.platform, wanted));
+  if (!entry) {
+    await index.close();
+    const offered = index.entries.map((e) => formatPlatform(e.platform)).join(', ');
+    throw new SourceError(`${text} has no image for ${formatPlatform(wanted)} (it has ${offered})`, 'pick one of its platforms');
+  }
+  // Layout and registry indexes hold nothing open; a docker archive's entry is the source itself, closed by its user.
+  return entry.open();
+}
