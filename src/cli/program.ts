@@ -1,6 +1,6 @@
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import path from 'node:path';
-import type { OutputSpec } from '../build.js';
+import type { BuildOptions, OutputSpec } from '../build.js';
 import { LapinError, outputFailure, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
 import { escapeLine } from '../text.js';
@@ -173,7 +173,7 @@ export function program(): Command {
         throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
       }
       const written = [...outputs.flatMap((o) => (o.dest !== undefined && o.dest !== '-' ? [o.dest] : [])), ...(opts.metadataFile !== undefined ? [opts.metadataFile] : [])];
-      const result = await withOutputNames(written, () => build({
+      const buildOptions: BuildOptions = {
         context,
         ...(opts.file !== undefined ? { file: opts.file } : {}),
         ...(opts.syntax !== undefined ? { syntax: parseSyntaxName(opts.syntax) } : {}),
@@ -194,7 +194,22 @@ export function program(): Command {
         onEvent: reporter.event,
         registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
         pull: opts.pull,
-      }).then(async (built) => {
+      };
+      if (opts.platform?.includes(',')) {
+        // Several platforms: one build each, then an image index (docs/multi-platform.md).
+        const { buildPlatforms, splitPlatforms, writePlatformsMetadataFile } = await import('../build-platforms.js');
+        const platforms = splitPlatforms(opts.platform);
+        const built = await withOutputNames(written, () =>
+          buildPlatforms({ ...buildOptions, platforms }).then(async (done) => {
+            if (opts.metadataFile) await writePlatformsMetadataFile(opts.metadataFile, done);
+            return done;
+          }),
+        );
+        if (opts.quiet && !toStdout) process.stdout.write(`${built.digest}\n`);
+        else if (opts.quiet !== true && opts.progress !== 'quiet') process.stderr.write(`lapin: built index ${built.digest} (${built.platforms.join(', ')}) -> ${built.outputs.map((o) => o.dest).join(', ')}\n`);
+        return;
+      }
+      const result = await withOutputNames(written, () => build(buildOptions).then(async (built) => {
         if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, built);
         return built;
       }));
