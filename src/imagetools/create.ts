@@ -6,7 +6,7 @@
  * to a registry (pushIndex) or to an OCI archive or layout.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import { LapinError, UsageError } from '../errors.js';
 import { requireFreshDirectory, writeAtomically } from '../export/atomic.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
 import { formatReference, parseReference } from '../image/reference.js';
+import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 import type { PushEvent, PushOptions, PushedName } from '../registry/push.js';
 import { formatPlatform, MEDIA_OCI_INDEX, openImageIndex, samePlatform, type ImageIndex, type IndexEntry } from '../source/image-index.js';
 import { SourceError } from '../source/open.js';
@@ -206,7 +207,7 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
     });
     return;
   }
-  await writeAtomically(output.dest, async (file) => {
+  await writeFileThrough(output.dest, async (file) => {
     const pack = tar.pack();
     const written = pipeline(pack, createWriteStream(file));
     const header = (name: string, size: number, type: 'file' | 'directory' = 'file') => ({ name, size, type, mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), uid: 0, gid: 0 });
@@ -228,6 +229,23 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
     }
     await written;
   });
+}
+
+/** Writes the file `dest` through a temporary sibling, flushed, then renamed into place; removed on failure. */
+async function writeFileThrough(dest: string, write: (temporary: string) => Promise<void>): Promise<void> {
+  const temporary = path.join(path.dirname(dest), temporaryName(`.${path.basename(dest)}.lapin-tmp-`));
+  trackTemporary(temporary);
+  try {
+    await write(temporary);
+    await fsyncPath(temporary);
+    await rename(temporary, dest);
+    await fsyncDirectory(path.dirname(dest));
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  } finally {
+    untrackTemporary(temporary);
+  }
 }
 
 /** Passes a blob through, refusing it at the end unless it has the digest and size the manifest lists. */
