@@ -115,6 +115,17 @@ interface IndexDocument {
   annotations?: Record<string, string>;
 }
 
+/** An index document whose manifests are descriptors with a digest and a media type, or a SourceError. */
+function parseIndex(bytes: Buffer, what: string): IndexDocument {
+  const document = parseJson<unknown>(bytes, what);
+  if (typeof document !== 'object' || document === null || Array.isArray(document)) throw new SourceError(`${what} is not an image index`);
+  const manifests = (document as IndexDocument).manifests;
+  if (manifests !== undefined && (!Array.isArray(manifests) || manifests.some((m) => typeof m !== 'object' || m === null || typeof m.digest !== 'string' || typeof m.mediaType !== 'string'))) {
+    throw new SourceError(`${what}: manifests is not a list of descriptors`);
+  }
+  return document as IndexDocument;
+}
+
 /** Reads the content-addressed files of a layout or archive. */
 interface Blobs {
   read(name: string): Promise<Buffer>;
@@ -171,7 +182,7 @@ async function collect(blobs: Blobs, descriptor: SourceDescriptor, where: string
     return;
   }
   if (!INDEX_TYPES.has(descriptor.mediaType)) throw new SourceError(`${where}: unsupported manifest type ${descriptor.mediaType}`);
-  const nested = parseJson<IndexDocument>(await verified(blobs, descriptor, where), `${where}: index ${descriptor.digest}`);
+  const nested = parseIndex(await verified(blobs, descriptor, where), `${where}: index ${descriptor.digest}`);
   for (const child of nested.manifests ?? []) await collect(blobs, child, where, out, depth + 1);
 }
 
@@ -183,7 +194,7 @@ function matchesTag(descriptor: SourceDescriptor, tag: string): boolean {
 
 /** What index.json names: one nested index, several untagged platform images (index.json is the index), or one image. */
 function selectLayout(indexJson: Buffer, where: string, tag: string | undefined): { distinct: SourceDescriptor[]; named?: { digest: string; mediaType: string; annotations?: Record<string, string> } } {
-  const top = parseJson<IndexDocument>(indexJson, `${where}: index.json`);
+  const top = parseIndex(indexJson, `${where}: index.json`);
   let listed = top.manifests ?? [];
   if (tag !== undefined) {
     listed = listed.filter((m) => matchesTag(m, tag));
@@ -208,7 +219,8 @@ async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', b
   for (const descriptor of [...new Map(manifests.map((m) => [m.digest, m])).values()]) {
     const manifestBytes = await verified(blobs, descriptor, where);
     const manifest = checkedManifest(manifestBytes, where);
-    const config = parseJson<SourceImageConfig & { variant?: string }>(await verified(blobs, manifest.config, where), `${where}: config`);
+    const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(await verified(blobs, manifest.config, where), `${where}: config`);
+    if (typeof config !== 'object' || config === null) throw new SourceError(`${where}: the config ${manifest.config.digest} is not a JSON object`);
     const platform = platformOf(descriptor, config, where);
     const entryName = named ? `${text} (${formatPlatform(platform)})` : text;
     entries.push({

@@ -87,7 +87,11 @@ export async function openRegistryIndex(name: string, reference: string, options
   };
   return wrap(async () => {
     const top = await fetchManifest(client, path, parsed.digest ?? parsed.tag, display);
-    const document = parseJson<{ manifests?: SourceDescriptor[]; annotations?: Record<string, string> }>(top.bytes, `the manifest of ${display}`);
+    const document = parseJson<{ manifests?: SourceDescriptor[]; annotations?: Record<string, string> } | null>(top.bytes, `the manifest of ${display}`);
+    if (typeof document !== 'object' || document === null) throw new SourceError(`the manifest of ${display} is not a JSON object`);
+    if (document.manifests !== undefined && (!Array.isArray(document.manifests) || document.manifests.some((m) => typeof m !== 'object' || m === null || typeof m.digest !== 'string'))) {
+      throw new SourceError(`${display}: the index lists something that is not a descriptor`);
+    }
     const isIndex = Array.isArray(document.manifests);
     const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
     if (isIndex) {
@@ -100,10 +104,11 @@ export async function openRegistryIndex(name: string, reference: string, options
 
     const entries: IndexEntry[] = [];
     for (const { descriptor, fetched } of listed) {
-      const manifest = parseJson<SourceManifest>(fetched.bytes, `the manifest of ${display}`);
-      if (typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) throw new SourceError(`${display}: ${fetched.digest} is not an image manifest`);
+      const manifest = parseJson<SourceManifest | null>(fetched.bytes, `the manifest of ${display}`);
+      if (typeof manifest !== 'object' || manifest === null || typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) throw new SourceError(`${display}: ${fetched.digest} is not an image manifest`);
       const configBytes = await fetchSmallBlob(client, path, manifest.config, display);
-      const config = parseJson<SourceImageConfig & { variant?: string }>(configBytes, `the config of ${display}`);
+      const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(configBytes, `the config of ${display}`);
+      if (typeof config !== 'object' || config === null) throw new SourceError(`the config of ${display} is not a JSON object`);
       const os = descriptor?.platform?.os ?? config.os;
       const architecture = descriptor?.platform?.architecture ?? config.architecture;
       if (!os || !architecture) throw new SourceError(`${display}: image ${fetched.digest} says neither in its index entry nor in its config which platform it is for`);
@@ -136,5 +141,5 @@ export async function registryNamesIndex(reference: string, options: OpenIndexOp
   const [{ parsePullReference }, { clientFor }] = await Promise.all([import('../registry/pull.js'), import('../registry/push.js')]);
   const parsed = parsePullReference(reference);
   const top = await fetchManifest(clientFor(parsed.domain, options.registry ?? {}), parsed.path, parsed.digest ?? parsed.tag, parsed.display);
-  return Array.isArray(parseJson<{ manifests?: unknown }>(top.bytes, parsed.display).manifests);
+  return Array.isArray(parseJson<{ manifests?: unknown } | null>(top.bytes, parsed.display)?.manifests);
 }
