@@ -205,6 +205,8 @@ export function program(): Command {
             return done;
           }),
         );
+        // The display's result lines are for one image: stop it (and clear its line) and say what was built here.
+        reporter.interrupt(0);
         if (opts.quiet && !toStdout) process.stdout.write(`${built.digest}\n`);
         else if (opts.quiet !== true && opts.progress !== 'quiet') process.stderr.write(`lapin: built index ${built.digest} (${built.platforms.join(', ')}) -> ${built.outputs.map((o) => o.dest).join(', ')}\n`);
         return;
