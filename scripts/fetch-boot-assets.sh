@@ -5,7 +5,13 @@
 # (or $LAPIN_TEST_CACHE). Prints KERNEL=<vmlinuz>, BUSYBOX=<busybox> and
 # MODULES=<lib/modules/VERSION> lines. Debian builds virtio_blk and ext4 as
 # modules; test/rootfs/block-boot.test.ts loads them from MODULES.
+# With the argument arm64: Debian's arm64 kernel and busybox-static:arm64
+# (dpkg --add-architecture arm64 first, as root), no modules; KERNEL is the
+# uncompressed arm64 Image (Debian 12 ships it gzipped as vmlinuz; qemu takes
+# either, lapin's kernel header check reads the Image's).
 set -euo pipefail
+arch="${1:-amd64}"
+case "$arch" in amd64) suffix='' ;; arm64) suffix=':arm64' ;; *) echo "usage: $0 [amd64|arm64]" >&2; exit 2 ;; esac
 cache="${LAPIN_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lapin-test}"
 mkdir -p "$cache"
 # Test files run in parallel and share the cache: one fetch at a time.
@@ -16,16 +22,24 @@ flock 9
 depends() {
   apt-cache depends "$1" 2>/dev/null | awk -v want="$2" '$1 == "Depends:" && $2 ~ want { print $2; exit }'
 }
-kernel_pkg=$(depends linux-image-amd64 '^linux-image-[0-9]' || true)
+if [ "$arch" = arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "arm64 packages need dpkg --add-architecture arm64 (as root), then apt-get update" >&2
+    exit 1
+  fi
+  dpkg --add-architecture arm64
+  apt-get update -qq >&2
+fi
+kernel_pkg=$(depends "linux-image-$arch$suffix" '^linux-image-[0-9]' || true)
 if [ -z "$kernel_pkg" ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq >&2
-  kernel_pkg=$(depends linux-image-amd64 '^linux-image-[0-9]' || true)
+  kernel_pkg=$(depends "linux-image-$arch$suffix" '^linux-image-[0-9]' || true)
 fi
 if [ -z "$kernel_pkg" ]; then
   echo "cannot find Debian's kernel package (apt-cache depends linux-image-amd64); run apt-get update" >&2
   exit 1
 fi
-busybox_version=$(apt-cache policy busybox-static | awk '/Candidate:/ { print $2; exit }')
+busybox_version=$(apt-cache policy "busybox-static$suffix" | awk '/Candidate:/ { print $2; exit }')
 if [ -z "$busybox_version" ] || [ "$busybox_version" = "(none)" ]; then
   echo "busybox-static is not in the package lists; run apt-get update" >&2
   exit 1
@@ -48,6 +62,22 @@ fetch() {
   printf '%s' "$*" >"$dir.tmp/.complete"
   mv "$dir.tmp" "$dir"
 }
+
+if [ "$arch" = arm64 ]; then
+  kernel_dir="$cache/${kernel_pkg//:/_}"
+  fetch "$kernel_pkg" "$kernel_dir" './boot/vmlinuz-*'
+  busybox_dir="$cache/busybox-static_${busybox_version//:/%3a}_arm64"
+  fetch "busybox-static$suffix=$busybox_version" "$busybox_dir" './bin/busybox'
+  compressed=$(ls "$kernel_dir"/boot/vmlinuz-* | head -n 1)
+  image="$kernel_dir/Image"
+  if [ ! -f "$image" ]; then
+    if gzip -t "$compressed" 2>/dev/null; then gzip -dc "$compressed" >"$image.tmp"; else cp "$compressed" "$image.tmp"; fi
+    mv "$image.tmp" "$image"
+  fi
+  echo "KERNEL=$image"
+  echo "BUSYBOX=$busybox_dir/bin/busybox"
+  exit 0
+fi
 
 kernel_dir="$cache/$kernel_pkg"
 # The kernel, and the modules a virtio disk holding ext4 needs (with their dependencies).

@@ -23,6 +23,8 @@ have debugfs || need+=(e2fsprogs)
 # test/rootfs/boot.test.ts and block-boot.test.ts boot Debian's kernel (fetched by
 # scripts/fetch-boot-assets.sh) in qemu; block-boot packs its helper initrd with cpio.
 have qemu-system-x86_64 || need+=(qemu-system-x86)
+# test/run/multiarch-boot.test.ts boots the arm64 image of an index under TCG.
+have qemu-system-aarch64 || need+=(qemu-system-arm)
 have zstd || need+=(zstd)
 # test/consumers/engines.test.ts: the recording OCI runtime reads config.json with jq.
 have jq || need+=(jq)

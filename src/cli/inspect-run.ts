@@ -36,15 +36,16 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
     .option('--urunc-version <version>', 'the urunc release the verdict and exit code are for: 0.8 (default), 0.7 or pre-0.7', uruncVersion)
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', (value: string, previous: string[] = []) => [...previous, value])
     .action(async (source: string, opts: { json?: boolean; insecureRegistry?: string[]; uruncVersion?: UruncRelease }) => {
-      const [{ inspect }, { formatReport }] = await Promise.all([import('../inspect/inspect.js'), import('../inspect/format.js')]);
+      const [{ inspectAny, isIndexReport, formatIndexReport }, { formatReport }] = await Promise.all([import('../inspect/index-report.js'), import('../inspect/format.js')]);
       // As for a build: --debug shows each registry request (method, URL without its query, status), never a header.
       const debug = root.opts<{ debug?: boolean }>().debug === true;
       const registry = {
         insecureRegistries: opts.insecureRegistry ?? [],
         ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${escapeLine(message)}\n`) } : {}),
       };
-      const report = await inspect(source, { registry, ...(opts.uruncVersion ? { release: opts.uruncVersion } : {}) });
-      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      // An index is judged per platform (docs/inspect.md, "Image indexes").
+      const report = await inspectAny(source, { registry, ...(opts.uruncVersion ? { release: opts.uruncVersion } : {}) });
+      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : isIndexReport(report) ? formatIndexReport(report) : formatReport(report));
       setExitCode(report.runnable ? 0 : 1);
     });
 }
@@ -59,7 +60,8 @@ export function runCommand(root: Command, setExitCode: (code: number) => void): 
     .option('--memory <size>', 'guest memory (default 256M, as urunc)', parseMemory)
     .option('--timeout <seconds>', 'stop the guest after this long (exit 124)', seconds)
     .addOption(new Option('--accel <accel>', 'qemu accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
-    .action(async (source: string, args: string[], opts: { print?: boolean; memory?: number; timeout?: number; accel: 'auto' | 'kvm' | 'tcg' }) => {
+    .option('--platform <os/arch>', "boot this platform's image of an index (e.g. linux/arm64) instead of this machine's")
+    .action(async (source: string, args: string[], opts: { print?: boolean; memory?: number; timeout?: number; accel: 'auto' | 'kvm' | 'tcg'; platform?: string }) => {
       const { run } = await import('../run/run.js');
       const code = await run({
         source,
@@ -68,6 +70,7 @@ export function runCommand(root: Command, setExitCode: (code: number) => void): 
         ...(opts.memory !== undefined ? { memory: opts.memory } : {}),
         ...(opts.timeout !== undefined ? { timeout: opts.timeout } : {}),
         accel: opts.accel,
+        ...(opts.platform !== undefined ? { platform: opts.platform } : {}),
       });
       setExitCode(code);
     });

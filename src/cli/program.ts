@@ -1,6 +1,6 @@
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import path from 'node:path';
-import type { OutputSpec } from '../build.js';
+import type { BuildOptions, OutputSpec } from '../build.js';
 import { LapinError, outputFailure, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
 import { escapeLine } from '../text.js';
@@ -8,6 +8,7 @@ import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
 import type { RegistryOptions } from '../registry/client.js';
 import type { UruncRelease } from '../plan/releases.js';
+import { imagetoolsCommand } from './imagetools.js';
 import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
 import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
 import { registerLoginCommands } from './login.js';
@@ -178,7 +179,7 @@ export function program(): Command {
         throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
       }
       const written = [...outputs.flatMap((o) => (o.dest !== undefined && o.dest !== '-' ? [o.dest] : [])), ...(opts.metadataFile !== undefined ? [opts.metadataFile] : [])];
-      const result = await withOutputNames(written, () => build({
+      const buildOptions: BuildOptions = {
         context,
         ...(opts.file !== undefined ? { file: opts.file } : {}),
         ...(opts.syntax !== undefined ? { syntax: parseSyntaxName(opts.syntax) } : {}),
@@ -202,7 +203,24 @@ export function program(): Command {
         ...(opts.kernelImage !== undefined ? { kernelImage: opts.kernelImage } : {}),
         ...(opts.initImage !== undefined ? { initImage: opts.initImage } : {}),
         ...(opts.builder !== undefined ? { builder: opts.builder } : {}),
-      }).then(async (built) => {
+      };
+      if (opts.platform?.includes(',')) {
+        // Several platforms: one build each, then an image index (docs/multi-platform.md).
+        const { buildPlatforms, splitPlatforms, writePlatformsMetadataFile } = await import('../build-platforms.js');
+        const platforms = splitPlatforms(opts.platform);
+        const built = await withOutputNames(written, () =>
+          buildPlatforms({ ...buildOptions, platforms }).then(async (done) => {
+            if (opts.metadataFile) await writePlatformsMetadataFile(opts.metadataFile, done);
+            return done;
+          }),
+        );
+        // The display's result lines are for one image: stop it (and clear its line) and say what was built here.
+        reporter.interrupt(0);
+        if (opts.quiet && !toStdout) process.stdout.write(`${built.digest}\n`);
+        else if (opts.quiet !== true && opts.progress !== 'quiet') process.stderr.write(`lapin: built index ${built.digest} (${built.platforms.join(', ')}) -> ${built.outputs.map((o) => o.dest).join(', ')}\n`);
+        return;
+      }
+      const result = await withOutputNames(written, () => build(buildOptions).then(async (built) => {
         if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, built);
         return built;
       }));
@@ -211,6 +229,7 @@ export function program(): Command {
     });
   inspectCommand(root, setExitCode);
   runCommand(root, setExitCode);
+  imagetoolsCommand(root);
   registerLoginCommands(root, collect);
   root
     .command('completion')

@@ -11,6 +11,7 @@ import type { Writable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import { inspectSource, type InspectReport } from '../inspect/inspect.js';
 import { parseGoBool } from '../plan/rules.js';
+import { openPlatformSource } from '../source/image-index.js';
 import { openSource } from '../source/open.js';
 import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
 import { escapeLine, escapeTerminalText } from '../text.js';
@@ -29,6 +30,8 @@ export interface RunOptions {
   /** Seconds before the monitor is stopped; exit code 124 then. */
   timeout?: number;
   accel?: 'auto' | 'kvm' | 'tcg';
+  /** "linux/arm64": the image of an index for that platform, instead of this machine's (docs/multi-platform.md). */
+  platform?: string;
   stdout?: Writable;
   stderr?: Writable;
 }
@@ -138,7 +141,7 @@ function refuse(report: InspectReport): never {
 export async function run(options: RunOptions): Promise<number> {
   const stdout = options.stdout ?? process.stdout;
   const stderr = options.stderr ?? process.stderr;
-  const source = await openSource(options.source);
+  const source = options.platform !== undefined ? await openPlatformSource(options.source, options.platform) : await openSource(options.source);
   let workDir: string | undefined;
   try {
     const report = await inspectSource(source);

@@ -38,7 +38,7 @@ printf '%s\\n' "\${COMPREPLY[@]}"`;
 
 describe('lapin completion bash', { skip: have('bash') ? false : 'bash is missing' }, () => {
   test('completes subcommands', () => {
-    assert.deepEqual(bashComplete(['lapin', '']), ['build', 'inspect', 'run', 'login', 'logout', 'completion']);
+    assert.deepEqual(bashComplete(['lapin', '']), ['build', 'inspect', 'run', 'imagetools', 'login', 'logout', 'completion']);
     assert.deepEqual(bashComplete(['lapin', 'bu']), ['build']);
   });
 
@@ -46,7 +46,7 @@ describe('lapin completion bash', { skip: have('bash') ? false : 'bash is missin
     assert.deepEqual(bashComplete(['lapin', 'build', '--ta']), ['--tag', '--target']);
     assert.deepEqual(bashComplete(['lapin', 'build', '--tag']), ['--tag']);
     assert.deepEqual(bashComplete(['lapin', 'build', '--prog']), ['--progress']);
-    assert.deepEqual(bashComplete(['lapin', 'run', '--']).sort(), ['--accel', '--help', '--memory', '--print', '--timeout']);
+    assert.deepEqual(bashComplete(['lapin', 'run', '--']).sort(), ['--accel', '--help', '--memory', '--platform', '--print', '--timeout']);
     const help = lapin(['build', '--help']).stdout;
     for (const flag of bashComplete(['lapin', 'build', '--'])) assert.ok(help.includes(flag), `${flag} is not in build --help`);
   });
@@ -80,7 +80,7 @@ describe('lapin completion zsh and fish', () => {
   test('both name every subcommand and every build flag', () => {
     const zsh = lapin(['completion', 'zsh']).stdout;
     const fish = lapin(['completion', 'fish']).stdout;
-    for (const command of ['build', 'inspect', 'run', 'login', 'logout', 'completion']) {
+    for (const command of ['build', 'inspect', 'run', 'imagetools', 'login', 'logout', 'completion']) {
       assert.match(zsh, new RegExp(`'${command}:`));
       assert.match(fish, new RegExp(`-a ${command} -d`));
     }
@@ -116,7 +116,7 @@ describe('man page', () => {
     assert.equal(r.stderr, '');
     // man may overstrike for bold (c BACKSPACE c); drop the overstruck characters.
     const text = stripOverstrike(r.stdout);
-    for (const command of ['build', 'inspect', 'run', 'login', 'logout', 'completion']) assert.match(text, new RegExp(`lapin ${command}`));
+    for (const command of ['build', 'inspect', 'run', 'imagetools', 'login', 'logout', 'completion']) assert.match(text, new RegExp(`lapin ${command}`));
     for (const flag of ['--progress <mode>', '--load [engine]', '--output <spec>', 'type=registry']) assert.ok(text.includes(flag), `${flag} missing in:\n${text}`);
   });
 });

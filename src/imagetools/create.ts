@@ -1,0 +1,266 @@
+/**
+ * `lapin imagetools create`: one image index over images that already
+ * exist (registry references, OCI archives, layouts), as `docker buildx
+ * imagetools create` makes one. Platforms are read from the images; what a
+ * platform seen twice means is the strategy (kraft's names). The index goes
+ * to a registry (pushIndex) or to an OCI archive or layout.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import tar from 'tar-stream';
+import { LapinError, UsageError } from '../errors.js';
+import { requireFreshDirectory, writeAtomically } from '../export/atomic.js';
+import { digestHex, sha256Digest } from '../image/digest.js';
+import { formatReference, parseReference } from '../image/reference.js';
+import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
+import type { PushEvent, PushOptions, PushedName } from '../registry/push.js';
+import { formatPlatform, MEDIA_OCI_INDEX, openImageIndex, samePlatform, type ImageIndex, type IndexEntry } from '../source/image-index.js';
+import { SourceError } from '../source/open.js';
+import type { SourceDescriptor } from '../source/types.js';
+
+/**
+ * What a platform given twice means (kraft pkg's --strategy):
+ * - abort: an error (the default);
+ * - overwrite: the later source's image replaces the earlier one;
+ * - merge: the index already at the target is read first and kept; a source
+ *   replaces its platform there, two sources with one platform are an error.
+ */
+export type MergeStrategy = 'abort' | 'overwrite' | 'merge';
+
+export interface IndexOutput {
+  /** OCI archive (tar) or, with tar false, a layout directory. */
+  type: 'oci';
+  dest: string;
+  tar: boolean;
+}
+
+export interface CreateIndexOptions {
+  /** NAME[:TAG]s: pushed to, or (with output) written as the index's ref.name. */
+  tags: readonly string[];
+  sources: readonly string[];
+  strategy?: MergeStrategy;
+  output?: IndexOutput;
+  /** Print the index instead of writing it anywhere. */
+  dryRun?: boolean;
+  registry?: PushOptions;
+  onEvent?: (event: PushEvent) => void;
+}
+
+export interface CreatedIndex {
+  digest: string;
+  mediaType: string;
+  bytes: Buffer;
+  platforms: string[];
+  pushed: PushedName[];
+}
+
+/** `type=oci,dest=PATH[,tar=false]`, buildx's --output syntax. */
+export function parseIndexOutput(text: string): IndexOutput {
+  const fields = new Map<string, string>();
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--output ${JSON.stringify(text)}: ${JSON.stringify(part)} is not KEY=VALUE`, 'use type=oci,dest=PATH[,tar=false]');
+    fields.set(part.slice(0, eq).trim(), part.slice(eq + 1));
+  }
+  const type = fields.get('type');
+  if (type !== 'oci') throw new UsageError(`--output: type ${JSON.stringify(type ?? '')} is not one imagetools writes`, 'use type=oci,dest=PATH (an OCI archive) or add tar=false (a layout directory)');
+  const dest = fields.get('dest');
+  if (!dest) throw new UsageError('--output type=oci needs dest=PATH');
+  const tarValue = fields.get('tar') ?? 'true';
+  if (tarValue !== 'true' && tarValue !== 'false') throw new UsageError(`--output: tar=${tarValue} is not true or false`);
+  for (const key of fields.keys()) if (!['type', 'dest', 'tar'].includes(key)) throw new UsageError(`--output: unknown key ${JSON.stringify(key)}`, 'imagetools create takes type, dest and tar');
+  return { type: 'oci', dest, tar: tarValue === 'true' };
+}
+
+function indexBytes(entries: readonly IndexEntry[]): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_OCI_INDEX,
+      manifests: entries.map((e) => ({ mediaType: e.descriptor.mediaType, digest: e.descriptor.digest, size: e.manifestBytes.length, platform: e.platform })),
+    }),
+  );
+}
+
+/** Lays entries out in order, applying the strategy to platforms seen twice. */
+export function combine(existing: readonly IndexEntry[], sources: ReadonlyArray<{ name: string; entries: readonly IndexEntry[] }>, strategy: MergeStrategy): IndexEntry[] {
+  const out: Array<{ entry: IndexEntry; from: string; existing: boolean }> = existing.map((entry) => ({ entry, from: 'the index at the target', existing: true }));
+  for (const source of sources) {
+    for (const entry of source.entries) {
+      const at = out.findIndex((o) => samePlatform(o.entry.platform, entry.platform));
+      if (at < 0) {
+        out.push({ entry, from: source.name, existing: false });
+        continue;
+      }
+      const seen = out[at] as (typeof out)[number];
+      if (seen.entry.descriptor.digest === entry.descriptor.digest) continue;
+      if (strategy === 'overwrite' || (strategy === 'merge' && seen.existing)) {
+        out[at] = { entry, from: source.name, existing: false };
+        continue;
+      }
+      throw new UsageError(`${source.name} and ${seen.from} both have an image for ${formatPlatform(entry.platform)}`, strategy === 'merge' ? 'give one image per platform' : '--strategy overwrite keeps the later one; or give one image per platform');
+    }
+  }
+  return out.map((o) => o.entry);
+}
+
+async function openAll(sources: readonly string[], options: CreateIndexOptions): Promise<ImageIndex[]> {
+  const opened: ImageIndex[] = [];
+  try {
+    for (const source of sources) {
+      const index = await openImageIndex(source, { ...(options.registry ? { registry: options.registry } : {}) });
+      opened.push(index);
+      if (index.transport === 'docker-archive' || index.transport === 'docker-daemon') {
+        throw new SourceError(`${source}: a docker archive keeps no manifest digests, so its image cannot go in an index unchanged`, 'save it as an OCI archive (skopeo copy docker-archive:... oci-archive:...) or push it to a registry first');
+      }
+    }
+    return opened;
+  } catch (error) {
+    await Promise.all(opened.map((o) => o.close()));
+    throw error;
+  }
+}
+
+/** The index already at the target, for --strategy merge; none when there is nothing there yet. */
+async function existingEntries(options: CreateIndexOptions): Promise<ImageIndex | undefined> {
+  const target = options.output ? (options.output.tar ? `oci-archive:${options.output.dest}` : `oci:${options.output.dest}`) : `docker://${formatReference(parseReference(options.tags[0] as string))}`;
+  if (options.output) {
+    const { stat } = await import('node:fs/promises');
+    if (!(await stat(options.output.dest).catch(() => undefined))) return undefined;
+  }
+  try {
+    return await openImageIndex(target, { ...(options.registry ? { registry: options.registry } : {}) });
+  } catch (error) {
+    if (!options.output && error instanceof SourceError && /was not found in/.test(error.message)) return undefined;
+    throw error;
+  }
+}
+
+export async function createIndex(options: CreateIndexOptions): Promise<CreatedIndex> {
+  if (options.sources.length === 0) throw new UsageError('imagetools create needs at least one SOURCE', 'name images: registry references, oci-archive:PATH, oci:DIR');
+  if (options.tags.length === 0 && !options.output && !options.dryRun) throw new UsageError('imagetools create needs -t NAME (a registry to push to) or --output type=oci,dest=PATH', 'or --dry-run to print the index');
+  for (const tag of options.tags) parseReference(tag);
+  const strategy = options.strategy ?? 'abort';
+  if (strategy === 'merge' && options.tags.length === 0 && !options.output) throw new UsageError('--strategy merge needs -t NAME or --output: the index to merge into');
+  const opened = await openAll(options.sources, options);
+  const existing = strategy === 'merge' ? await existingEntries(options) : undefined;
+  if (existing) opened.push(existing);
+  try {
+    const entries = combine(existing?.entries ?? [], opened.filter((o) => o !== existing).map((o) => ({ name: o.name, entries: o.entries })), strategy);
+    const bytes = indexBytes(entries);
+    const created: CreatedIndex = { digest: sha256Digest(bytes), mediaType: MEDIA_OCI_INDEX, bytes, platforms: entries.map((e) => formatPlatform(e.platform)), pushed: [] };
+    if (options.dryRun) return created;
+    if (options.output) {
+      await writeIndexOutput(options.output, entries, created, options.tags);
+      options.onEvent?.({ kind: 'step', message: `wrote ${options.output.dest} (index ${created.digest})` });
+      return created;
+    }
+    const { pushIndex } = await import('../registry/push-index.js');
+    const images = entries.map((e) => ({
+      manifest: { mediaType: e.descriptor.mediaType, digest: e.descriptor.digest, bytes: e.manifestBytes },
+      blobs: [e.manifest.config, ...e.manifest.layers],
+      ...(e.repository ? { repository: e.repository } : {}),
+      blob: (d: SourceDescriptor) => e.blob(d),
+    }));
+    created.pushed = await pushIndex(images, { mediaType: created.mediaType, digest: created.digest, bytes }, options.tags, { ...options.registry, ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
+    return created;
+  } finally {
+    await Promise.all(opened.map((o) => o.close()));
+  }
+}
+
+/** An OCI layout: index.json names the new index (tagged with each NAME's tag), which names every manifest. */
+async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntry[], created: CreatedIndex, tags: readonly string[]): Promise<void> {
+  const refs = tags.length > 0 ? tags.map((t) => parseReference(t)) : [undefined];
+  const indexJson = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_OCI_INDEX,
+      manifests: refs.map((ref) => ({
+        mediaType: created.mediaType,
+        digest: created.digest,
+        size: created.bytes.length,
+        ...(ref ? { annotations: { 'io.containerd.image.name': formatReference(ref), 'org.opencontainers.image.ref.name': ref.tag } } : {}),
+      })),
+    }),
+  );
+  // Each blob once, however many platforms share it.
+  const blobs = new Map<string, { size: number; read: () => Promise<Readable> }>();
+  const bytesBlob = (data: Buffer) => ({ size: data.length, read: async () => Readable.from([data]) });
+  blobs.set(created.digest, bytesBlob(created.bytes));
+  for (const entry of entries) {
+    blobs.set(entry.descriptor.digest, bytesBlob(entry.manifestBytes));
+    for (const d of [entry.manifest.config, ...entry.manifest.layers]) if (!blobs.has(d.digest)) blobs.set(d.digest, { size: d.size, read: () => entry.blob(d) });
+  }
+  const layout = JSON.stringify({ imageLayoutVersion: '1.0.0' });
+  if (!output.tar) {
+    await requireFreshDirectory(output.dest);
+    await writeAtomically(output.dest, async (dir) => {
+      await mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(path.join(dir, 'oci-layout'), layout);
+      await writeFile(path.join(dir, 'index.json'), indexJson);
+      for (const [digest, blob] of blobs) await pipeline(await blob.read(), verifying(digest, blob.size), createWriteStream(path.join(dir, 'blobs', 'sha256', digestHex(digest))));
+    });
+    return;
+  }
+  await writeFileThrough(output.dest, async (file) => {
+    const pack = tar.pack();
+    const written = pipeline(pack, createWriteStream(file));
+    const header = (name: string, size: number, type: 'file' | 'directory' = 'file') => ({ name, size, type, mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), uid: 0, gid: 0 });
+    const add = (name: string, data: Buffer) => new Promise<void>((resolve, reject) => pack.entry(header(name, data.length), data, (error) => (error ? reject(error) : resolve())));
+    try {
+      await add('oci-layout', Buffer.from(layout));
+      await add('index.json', indexJson);
+      await new Promise<void>((resolve, reject) => pack.entry(header('blobs/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) => pack.entry(header('blobs/sha256/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
+      for (const [digest, blob] of blobs) {
+        const sink = pack.entry(header(`blobs/sha256/${digestHex(digest)}`, blob.size));
+        await pipeline(await blob.read(), verifying(digest, blob.size), sink);
+      }
+      pack.finalize();
+    } catch (error) {
+      pack.destroy(error as Error);
+      await written.catch(() => undefined);
+      throw error;
+    }
+    await written;
+  });
+}
+
+/** Writes the file `dest` through a temporary sibling, flushed, then renamed into place; removed on failure. */
+async function writeFileThrough(dest: string, write: (temporary: string) => Promise<void>): Promise<void> {
+  const temporary = path.join(path.dirname(dest), temporaryName(`.${path.basename(dest)}.lapin-tmp-`));
+  trackTemporary(temporary);
+  try {
+    await write(temporary);
+    await fsyncPath(temporary);
+    await rename(temporary, dest);
+    await fsyncDirectory(path.dirname(dest));
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  } finally {
+    untrackTemporary(temporary);
+  }
+}
+
+/** Passes a blob through, refusing it at the end unless it has the digest and size the manifest lists. */
+function verifying(digest: string, size: number): Transform {
+  const hash = createHash('sha256');
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      seen += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      const actual = `sha256:${hash.digest('hex')}`;
+      callback(actual === digest && seen === size ? null : new LapinError(`blob ${digest} read from its source does not match its digest (got ${actual}, ${seen} of ${size} bytes); nothing was written`));
+    },
+  });
+}

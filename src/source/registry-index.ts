@@ -1,0 +1,145 @@
+/**
+ * A registry reference read as an index (image-index.ts): the index and
+ * each platform's manifest and config are fetched and checked against their
+ * digests; layers are pulled (into lapin's cache, through pull.ts) only when
+ * something reads them, so an index made on the same registry moves no layer.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { LapinError } from '../errors.js';
+import { repositoryScope } from '../registry/auth.js';
+import { MANIFEST_SIZE_LIMIT, RegistryStatusError, readLimitedBody, type RegistryClient } from '../registry/client.js';
+import type { PulledImage } from '../registry/pull.js';
+import { bufferStream, formatPlatform, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type OpenIndexOptions, type Platform } from './image-index.js';
+import { SourceError } from './open.js';
+import type { SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
+
+const ACCEPT = [MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST].join(', ');
+
+function sha256(data: Buffer): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+function parseJson<T>(data: Buffer, what: string): T {
+  try {
+    return JSON.parse(data.toString('utf8')) as T;
+  } catch (error) {
+    throw new SourceError(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+interface Fetched {
+  bytes: Buffer;
+  digest: string;
+  mediaType: string;
+}
+
+async function fetchManifest(client: RegistryClient, path: string, tagOrDigest: string, display: string): Promise<Fetched> {
+  const response = await client.request({
+    method: 'GET',
+    target: `/v2/${path}/manifests/${tagOrDigest}`,
+    headers: { accept: ACCEPT },
+    scopes: [repositoryScope(path, 'pull')],
+    accept: [200],
+    what: `fetching the manifest of ${display}`,
+  });
+  const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the manifest of ${display}`);
+  const digest = sha256(bytes);
+  const expected = tagOrDigest.startsWith('sha256:') ? tagOrDigest : response.headers.get('docker-content-digest');
+  if (expected && expected !== digest) throw new SourceError(`the manifest of ${display} does not match its digest (expected ${expected}, got ${digest}); refusing it`);
+  const declared = (parseJson<{ mediaType?: string }>(bytes, `the manifest of ${display}`).mediaType ?? response.headers.get('content-type') ?? '').split(';')[0] as string;
+  return { bytes, digest, mediaType: declared };
+}
+
+async function fetchSmallBlob(client: RegistryClient, path: string, descriptor: SourceDescriptor, display: string): Promise<Buffer> {
+  if (descriptor.size > MANIFEST_SIZE_LIMIT) throw new SourceError(`${display}: config ${descriptor.digest} is ${descriptor.size} bytes, too large for a config`);
+  const response = await client.request({
+    method: 'GET',
+    target: `/v2/${path}/blobs/${descriptor.digest}`,
+    scopes: [repositoryScope(path, 'pull')],
+    accept: [200],
+    what: `fetching the config of ${display}`,
+  });
+  const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the config of ${display}`);
+  if (sha256(bytes) !== descriptor.digest) throw new SourceError(`the config ${descriptor.digest} of ${display} does not match its digest; refusing it`);
+  return bytes;
+}
+
+export async function openRegistryIndex(name: string, reference: string, options: OpenIndexOptions): Promise<ImageIndex> {
+  const [{ parsePullReference, pullImage }, { clientFor }, { openRegistrySource }] = await Promise.all([import('../registry/pull.js'), import('../registry/push.js'), import('./registry.js')]);
+  let parsed;
+  try {
+    parsed = parsePullReference(reference);
+  } catch (error) {
+    throw new SourceError((error as Error).message, 'use HOST/NAME[:TAG][@DIGEST]');
+  }
+  const { domain, path, display } = parsed;
+  const client = clientFor(domain, options.registry ?? {});
+  const wrap = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof SourceError) throw error;
+      if (error instanceof RegistryStatusError && error.status === 404) throw new SourceError(`${display} was not found in ${domain}`, 'check the name and tag');
+      throw new SourceError((error as Error).message, error instanceof LapinError ? error.hint : undefined);
+    }
+  };
+  return wrap(async () => {
+    const top = await fetchManifest(client, path, parsed.digest ?? parsed.tag, display);
+    const document = parseJson<{ manifests?: SourceDescriptor[]; annotations?: Record<string, string> } | null>(top.bytes, `the manifest of ${display}`);
+    if (typeof document !== 'object' || document === null) throw new SourceError(`the manifest of ${display} is not a JSON object`);
+    if (document.manifests !== undefined && (!Array.isArray(document.manifests) || document.manifests.some((m) => typeof m !== 'object' || m === null || typeof m.digest !== 'string'))) {
+      throw new SourceError(`${display}: the index lists something that is not a descriptor`);
+    }
+    const isIndex = Array.isArray(document.manifests);
+    const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
+    if (isIndex) {
+      for (const child of document.manifests ?? []) {
+        if (child.platform?.architecture === 'unknown') continue;
+        if (child.mediaType !== MEDIA_OCI_MANIFEST && child.mediaType !== MEDIA_DOCKER_MANIFEST) throw new SourceError(`${display}: the index lists ${child.digest} of type ${child.mediaType}; lapin reads indexes of image manifests`);
+        listed.push({ descriptor: child, fetched: await fetchManifest(client, path, child.digest, `${display} (${child.digest})`) });
+      }
+    } else listed.push({ fetched: top });
+
+    const entries: IndexEntry[] = [];
+    for (const { descriptor, fetched } of listed) {
+      const manifest = parseJson<SourceManifest | null>(fetched.bytes, `the manifest of ${display}`);
+      if (typeof manifest !== 'object' || manifest === null || typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) throw new SourceError(`${display}: ${fetched.digest} is not an image manifest`);
+      const configBytes = await fetchSmallBlob(client, path, manifest.config, display);
+      const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(configBytes, `the config of ${display}`);
+      if (typeof config !== 'object' || config === null) throw new SourceError(`the config of ${display} is not a JSON object`);
+      const os = descriptor?.platform?.os ?? config.os;
+      const architecture = descriptor?.platform?.architecture ?? config.architecture;
+      if (!os || !architecture) throw new SourceError(`${display}: image ${fetched.digest} says neither in its index entry nor in its config which platform it is for`);
+      const variant = descriptor?.platform?.variant ?? config.variant;
+      const platform: Platform = { os, architecture, ...(variant ? { variant } : {}) };
+      const pinned = `${domain}/${path}@${fetched.digest}`;
+      let pulled: Promise<PulledImage> | undefined;
+      const pull = (): Promise<PulledImage> => (pulled ??= pullImage(pinned, { ...options.registry, architecture, policy: 'missing', ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}) }));
+      entries.push({
+        platform,
+        descriptor: { mediaType: fetched.mediaType || MEDIA_OCI_MANIFEST, digest: fetched.digest, size: fetched.bytes.length, platform },
+        manifestBytes: fetched.bytes,
+        manifest,
+        repository: { domain, path },
+        blob: async (d) => {
+          if (d.digest === manifest.config.digest) return bufferStream(configBytes);
+          const layer = (await wrap(pull)).layers.find((l) => l.digest === d.digest);
+          if (!layer) throw new SourceError(`${display}: the image has no layer ${d.digest}`);
+          return createReadStream(layer.file) as Readable;
+        },
+        open: () => openRegistrySource(isIndex ? `${name} (${formatPlatform(platform)})` : name, pinned, options),
+      });
+    }
+    return { name, transport: 'docker' as const, ...(isIndex ? { index: { digest: top.digest, mediaType: top.mediaType || MEDIA_OCI_INDEX, ...(document.annotations ? { annotations: document.annotations } : {}) } } : {}), entries, close: async () => {} };
+  });
+}
+
+/** Whether the registry serves an index under REFERENCE (one manifest request). */
+export async function registryNamesIndex(reference: string, options: OpenIndexOptions): Promise<boolean> {
+  const [{ parsePullReference }, { clientFor }] = await Promise.all([import('../registry/pull.js'), import('../registry/push.js')]);
+  const parsed = parsePullReference(reference);
+  const top = await fetchManifest(clientFor(parsed.domain, options.registry ?? {}), parsed.path, parsed.digest ?? parsed.tag, parsed.display);
+  return Array.isArray(parseJson<{ manifests?: unknown } | null>(top.bytes, parsed.display)?.manifests);
+}

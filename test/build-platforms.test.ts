@@ -1,0 +1,110 @@
+// lapin build --platform A,B: one build per platform (TARGETARCH picks each
+// platform's kernel in a Containerfile), one image index over them, written
+// to an archive or pushed; the kernel header check per platform.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
+import { fakeElf } from './helpers/hand-index.js';
+import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from './registry/harness.js';
+
+const ROOT = resolve('.');
+const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
+let work: string;
+let context: string;
+
+function lapin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: work });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
+}
+
+const CONTAINERFILE = `FROM scratch
+ARG TARGETARCH
+COPY app-\${TARGETARCH} /unikernel/app
+COPY shared.txt /etc/shared.txt
+LABEL com.urunc.unikernel.binary=/unikernel/app
+LABEL com.urunc.unikernel.unikernelType=unikraft
+LABEL com.urunc.unikernel.hypervisor=qemu
+LABEL com.urunc.unikernel.cmdline=app
+CMD ["app"]
+`;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lapin build platforms '));
+  context = join(work, 'context');
+  await mkdir(context);
+  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
+  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
+  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
+  await writeFile(join(context, 'shared.txt'), 'one layer for both\n');
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('lapin build --platform linux/amd64,linux/arm64', () => {
+  test('an archive holding the index; each platform its own kernel; --metadata-file has the index digest', async () => {
+    const out = join(work, 'multi.tar');
+    const result = await lapin(['build', '--platform', 'linux/amd64,linux/arm64', '-t', 'lapin-test/multi:1', '-o', `type=oci,dest=${out}`, '--metadata-file', join(work, 'meta.json'), context]);
+    assert.equal(result.status, 0, result.stderr);
+    const report = (await inspectAny(out)) as IndexInspectReport;
+    assert.equal(report.kind, 'index');
+    assert.deepEqual(report.platforms.map((p) => [p.platform, p.report.runnable, p.report.files.find((f) => f.key === 'binary')?.architecture]), [
+      ['linux/amd64', true, 'amd64'],
+      ['linux/arm64', true, 'arm64'],
+    ]);
+    const meta = JSON.parse(await readFile(join(work, 'meta.json'), 'utf8')) as Record<string, { mediaType?: string } | string>;
+    assert.equal(meta['containerimage.digest'], report.index.digest);
+    assert.equal((meta['containerimage.descriptor'] as { mediaType: string }).mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.equal(meta['image.name'], 'docker.io/lapin-test/multi:1');
+  });
+
+  test('one kernel for both platforms: the arm64 build stops at the kernel header check', async () => {
+    const single = join(work, 'single-kernel');
+    await mkdir(single);
+    await writeFile(join(single, 'Containerfile'), CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
+    await writeFile(join(single, 'app-amd64'), fakeElf('x86-64'));
+    await writeFile(join(single, 'shared.txt'), 'x\n');
+    const out = join(work, 'never.tar');
+    const result = await lapin(['build', '--platform', 'linux/amd64,linux/arm64', '-o', `type=oci,dest=${out}`, single]);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stderr, /^lapin: error: --platform linux\/arm64: the kernel \/unikernel\/app is built for amd64, not arm64/m);
+    assert.doesNotMatch(result.stderr, /\n\s+at /);
+    await assert.rejects(readFile(out), 'nothing written');
+  });
+
+  test('--load and type=docker take one platform: exit 2', async () => {
+    const load = await lapin(['build', '--platform', 'linux/amd64,linux/arm64', '--load', context]);
+    assert.equal(load.status, 2, load.stderr);
+    assert.match(load.stderr, /^lapin: error: --load \(docker\) takes one platform/m);
+    const twice = await lapin(['build', '--platform', 'linux/amd64,linux/amd64', '-o', `type=oci,dest=${join(work, 'x.tar')}`, context]);
+    assert.equal(twice.status, 2, twice.stderr);
+  });
+
+  describe('--push', { skip: registrySkipReason() }, () => {
+    let registry: TestRegistry;
+    before(async () => {
+      registry = await startRegistry('anonymous');
+    });
+    after(async () => {
+      await registry?.stop();
+    });
+
+    test('pushes every manifest, then the index under the tag', async () => {
+      const name = `${registry.host}/multi/built:1`;
+      const result = await lapin(['build', '--platform', 'linux/amd64,linux/arm64', '-t', name, '--push', context]);
+      assert.equal(result.status, 0, result.stderr);
+      const raw = (await skopeoInspect(name, '--raw')) as { manifests: Array<{ platform: { architecture: string } }> };
+      assert.deepEqual(raw.manifests.map((m) => m.platform.architecture), ['amd64', 'arm64']);
+    });
+  });
+});
