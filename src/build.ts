@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -48,6 +48,7 @@ import { resolveRootfsFile } from './rootfs/detect.js';
 import { sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
 import { writeRootfsImage } from './rootfs/image.js';
 import { count, formatBytes } from './human.js';
+import { makeDirectories } from './mkdirp.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
@@ -227,7 +228,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
   const written: Array<{ type: string; dest: string }> = [];
   let current: OutputSpec | undefined;
   try {
-    await mkdir(staging, { recursive: true });
+    await makeDirectories(staging);
     const baseNodes = new Set<FsNode>();
     const rootfs = await assembleFilesystem(plan, { contextDir, ...(ignore ? { ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
@@ -575,7 +576,7 @@ async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) =
   if (options.cache === false) return undefined;
   const cache = new LayerCache(options.cacheDir ?? defaultCacheDir(), { onWarning: (message) => emit({ kind: 'warning', message }) });
   try {
-    await mkdir(path.join(cache.blobs.dir, 'sha256'), { recursive: true });
+    await makeDirectories(path.join(cache.blobs.dir, 'sha256'));
     return cache;
   } catch (error) {
     cache.turnOff(error);

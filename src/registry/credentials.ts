@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /** What a registry accepts: a user and password, or an OAuth2 refresh token (docker's identitytoken). */
 export interface Credential {
@@ -179,7 +180,7 @@ function containersAuthFiles(env: NodeJS.ProcessEnv): string[] {
 }
 
 async function writeConfig(file: string, config: ConfigFile): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await makeDirectories(path.dirname(file), 0o700);
   const temporary = `${file}.lapin-${randomBytes(6).toString('hex')}`;
   try {
     await writeFile(temporary, `${JSON.stringify(config, null, '\t')}\n`, { mode: 0o600 });

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +13,7 @@ import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
+import { makeDirectories } from '../mkdirp.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
 
@@ -121,7 +122,7 @@ class PullCache {
 
   async writeRef(reference: PullReference, os: string, architecture: string, digest: string): Promise<void> {
     const file = this.refPath(reference, os, architecture);
-    await mkdir(path.dirname(file), { recursive: true });
+    await makeDirectories(path.dirname(file));
     const temporary = `${file}.${randomBytes(6).toString('hex')}`;
     await writeFile(temporary, digest);
     await rename(temporary, file);
@@ -129,7 +130,7 @@ class PullCache {
 
   async putVerified(digest: string, data: Uint8Array): Promise<void> {
     const file = this.blobPath(digest);
-    await mkdir(path.dirname(file), { recursive: true });
+    await makeDirectories(path.dirname(file));
     const temporary = `${file}.${randomBytes(6).toString('hex')}`;
     await writeFile(temporary, data);
     await rename(temporary, file);
@@ -317,7 +318,7 @@ function choosePlatform(manifests: Descriptor[], os: string, architecture: strin
 async function fetchBlob(client: RegistryClient, reference: PullReference, blob: Descriptor, cache: PullCache, options: PullOptions): Promise<void> {
   const retry = options.retry ?? DEFAULT_RETRY;
   const file = cache.blobPath(blob.digest);
-  await mkdir(path.dirname(file), { recursive: true });
+  await makeDirectories(path.dirname(file));
   for (let attempt = 0; ; attempt++) {
     const temporary = `${file}.incoming-${randomBytes(6).toString('hex')}`;
     try {
