@@ -45,7 +45,7 @@ import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from '.
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
 import { URUNC_KEYS } from './plan/urunc-keys.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
-import { sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
+import { recordCompletedOutput, sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
 import { writeRootfsImage } from './rootfs/image.js';
 import { count, formatBytes } from './human.js';
 import { makeDirectories } from './mkdirp.js';
@@ -275,6 +275,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         const pushed = await pushToRegistry(image, output.names ?? names, { ...options.registry, onEvent: emit });
         for (const item of pushed) {
           written.push({ type: 'registry', dest: item.name });
+          recordCompletedOutput(`pushed ${item.name}`);
           emit({ kind: 'step', message: `pushed ${item.name}@${item.digest}` });
         }
         continue;
@@ -286,6 +287,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         const where = loaded.namespace !== undefined ? `${loaded.engine} (namespace ${loaded.namespace})` : loaded.engine;
         for (const name of loaded.names) {
           written.push({ type: 'load', dest: `${loaded.engine}:${name}` });
+          recordCompletedOutput(`loaded into ${where} as ${name}`);
           emit({ kind: 'step', message: `loaded into ${where} as ${name}` });
         }
         continue;
@@ -311,6 +313,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         emit({ kind: 'end', id: writing });
       }
       written.push({ type: output.type, dest });
+      recordCompletedOutput(dest === '-' ? 'written to stdout' : displayPath(dest, cwd));
       // A cache hit says so in its one line instead of "wrote".
       if (unchanged) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
       else emit({ kind: 'step', message: `wrote ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });

@@ -12,6 +12,17 @@ export function removePendingSync(): void {
   pending.clear();
 }
 
+/** Outputs this process has finished, as a user would name them: what an interrupt leaves behind. */
+const completed: string[] = [];
+
+export function recordCompletedOutput(description: string): void {
+  completed.push(description);
+}
+
+export function completedOutputs(): readonly string[] {
+  return completed;
+}
+
 export function trackTemporary(p: string): void {
   pending.add(p);
 }
