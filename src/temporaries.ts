@@ -113,6 +113,8 @@ const UNOWNED = [
   /^\.incoming-[0-9a-f]{16}$/,
   /^\..+\.lapin-tmp-[0-9a-f]{12}(\.old)?$/,
   /^.+\.json\.tmp-[0-9a-f]{12}$/,
+  /^[0-9a-f]{64}\.(incoming-)?[0-9a-f]{12}$/, // registry pull cache blob or ref
+  /^.+\.json\.lapin-[0-9a-f]{12}$/, // registry credentials (config.json)
 ];
 
 /**
