@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -45,9 +45,10 @@ import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from '.
 import { URUNC_JSON_PATH, uruncJson } from './plan/urunc-json.js';
 import { URUNC_KEYS } from './plan/urunc-keys.js';
 import { resolveRootfsFile } from './rootfs/detect.js';
-import { sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
+import { recordCompletedOutput, sweepStaleTemporaries, temporaryName, writeFileAtomically } from './temporaries.js';
 import { writeRootfsImage } from './rootfs/image.js';
 import { count, formatBytes } from './human.js';
+import { makeDirectories } from './mkdirp.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
@@ -227,7 +228,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
   const written: Array<{ type: string; dest: string }> = [];
   let current: OutputSpec | undefined;
   try {
-    await mkdir(staging, { recursive: true });
+    await makeDirectories(staging);
     const baseNodes = new Set<FsNode>();
     const rootfs = await assembleFilesystem(plan, { contextDir, ...(ignore ? { ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled, ...(registry ? { registry } : {}), baseNodes });
     if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
@@ -274,6 +275,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         const pushed = await pushToRegistry(image, output.names ?? names, { ...options.registry, onEvent: emit });
         for (const item of pushed) {
           written.push({ type: 'registry', dest: item.name });
+          recordCompletedOutput(`pushed ${item.name}`);
           emit({ kind: 'step', message: `pushed ${item.name}@${item.digest}` });
         }
         continue;
@@ -285,6 +287,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         const where = loaded.namespace !== undefined ? `${loaded.engine} (namespace ${loaded.namespace})` : loaded.engine;
         for (const name of loaded.names) {
           written.push({ type: 'load', dest: `${loaded.engine}:${name}` });
+          recordCompletedOutput(`loaded into ${where} as ${name}`);
           emit({ kind: 'step', message: `loaded into ${where} as ${name}` });
         }
         continue;
@@ -310,6 +313,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
         emit({ kind: 'end', id: writing });
       }
       written.push({ type: output.type, dest });
+      recordCompletedOutput(dest === '-' ? 'written to stdout' : displayPath(dest, cwd));
       // A cache hit says so in its one line instead of "wrote".
       if (unchanged) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
       else emit({ kind: 'step', message: `wrote ${describeOutput(output)} to ${dest === '-' ? 'stdout' : displayPath(dest, cwd)}` });
@@ -575,7 +579,7 @@ async function openLayerCache(options: BuildOptions, emit: (event: BuildEvent) =
   if (options.cache === false) return undefined;
   const cache = new LayerCache(options.cacheDir ?? defaultCacheDir(), { onWarning: (message) => emit({ kind: 'warning', message }) });
   try {
-    await mkdir(path.join(cache.blobs.dir, 'sha256'), { recursive: true });
+    await makeDirectories(path.join(cache.blobs.dir, 'sha256'));
     return cache;
   } catch (error) {
     cache.turnOff(error);

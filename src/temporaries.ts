@@ -12,6 +12,17 @@ export function removePendingSync(): void {
   pending.clear();
 }
 
+/** Outputs this process has finished, as a user would name them: what an interrupt leaves behind. */
+const completed: string[] = [];
+
+export function recordCompletedOutput(description: string): void {
+  completed.push(description);
+}
+
+export function completedOutputs(): readonly string[] {
+  return completed;
+}
+
 export function trackTemporary(p: string): void {
   pending.add(p);
 }
@@ -102,6 +113,8 @@ const UNOWNED = [
   /^\.incoming-[0-9a-f]{16}$/,
   /^\..+\.lapin-tmp-[0-9a-f]{12}(\.old)?$/,
   /^.+\.json\.tmp-[0-9a-f]{12}$/,
+  /^[0-9a-f]{64}\.(incoming-)?[0-9a-f]{12}$/, // registry pull cache blob or ref
+  /^.+\.json\.lapin-[0-9a-f]{12}$/, // registry credentials (config.json)
 ];
 
 /**

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { BuildOptions, OutputSpec } from '../build.js';
 import { LapinError, outputFailure, UsageError } from '../errors.js';
 import { removePendingSync } from '../export/atomic.js';
+import { completedOutputs } from '../temporaries.js';
 import { escapeLine } from '../text.js';
 import { restoreNodeExtraCaCerts } from '../registry/ca-env.js';
 import { parseByteSize } from '../rootfs/size.js';
@@ -268,6 +269,9 @@ function registryOptions(insecureRegistries: string[], debug: boolean): Registry
   };
 }
 
+/** Kinds of request that run on libuv's thread pool and may block there for good (process.getActiveResourcesInfo). */
+const THREAD_POOL_REQUESTS = new Set(['FSReqCallback', 'FSReqPromise', 'GetAddrInfoReqWrap', 'GetNameInfoReqWrap']);
+
 function installSignalHandlers(): void {
   for (const [signal, code] of [
     ['SIGINT', 130],
@@ -276,7 +280,15 @@ function installSignalHandlers(): void {
     process.on(signal, () => {
       activeReporter?.interrupt(code);
       removePendingSync();
-      process.stderr.write(`lapin: interrupted; removed partial output\n`);
+      const kept = completedOutputs();
+      process.stderr.write(`lapin: interrupted; removed partial output${kept.length > 0 ? `; complete and kept: ${escapeLine(kept.join(', '))}` : ''}\n`);
+      // exit() waits for the libuv thread pool, and a thread stuck in open() of a FIFO never returns:
+      // then die of the signal itself (the shell still sees 128 + signal number).
+      if (process.getActiveResourcesInfo().some((resource) => THREAD_POOL_REQUESTS.has(resource))) {
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
+        return;
+      }
       process.exit(code);
     });
   }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { constants, createReadStream, type BigIntStats } from 'node:fs';
-import { lstat, mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError } from '../errors.js';
@@ -11,6 +11,7 @@ import type { Image } from '../image/image.js';
 import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
 import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { OCI_LAYOUT_FILE, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /*
  * One tar that is both an OCI image layout and a `docker save` archive
@@ -333,7 +334,7 @@ export class ArchiveFile implements BlobTarget {
     if (file === 'not a file' || fileStamp(await lstat(this.dest, { bigint: true })) !== file) return;
     const record: ArchiveRecord = { dest: this.dest, identity, file };
     const target = this.recordPath();
-    await mkdir(path.dirname(target), { recursive: true });
+    await makeDirectories(path.dirname(target));
     await writeFileAtomically(target, JSON.stringify(record));
   }
 

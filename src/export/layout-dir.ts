@@ -1,17 +1,18 @@
 import { constants, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, open, writeFile } from 'node:fs/promises';
+import { copyFile, open, writeFile } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Image } from '../image/image.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
 import { OCI_LAYOUT_FILE, blobPaths, indexJson } from './layout.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /** Writes an OCI image layout directory (buildx's `type=oci,tar=false`). */
 export async function writeLayoutDirectory(image: Image, dest: string): Promise<void> {
   await requireFreshDirectory(dest);
   await writeAtomically(dest, async (temporary) => {
-    await mkdir(path.join(temporary, 'blobs', 'sha256'), { recursive: true });
+    await makeDirectories(path.join(temporary, 'blobs', 'sha256'));
     await writeFile(path.join(temporary, 'oci-layout'), OCI_LAYOUT_FILE);
     await writeFile(path.join(temporary, 'index.json'), indexJson(image));
     for (const blob of blobPaths(image)) {

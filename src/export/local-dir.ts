@@ -4,6 +4,7 @@ import { fsPath } from '../image/names.js';
 import { copySourceFile } from '../image/source-file.js';
 import type { FsNode } from '../image/tree.js';
 import { requireFreshDirectory, writeAtomically } from './atomic.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /**
  * Writes the image's final rootfs as plain files (buildx's `type=local`).
@@ -17,7 +18,7 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
     if (asRoot) await lchown(target, node.uid, node.gid);
   };
   await writeAtomically(dest, async (root) => {
-    await mkdir(root, { recursive: true });
+    await makeDirectories(root);
     const directories: FsNode[] = [];
     for (const node of nodes) {
       // Exact bytes for names that are not UTF-8 (names.ts).

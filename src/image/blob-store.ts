@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { digestHex, sha256Digest } from './digest.js';
+import { makeDirectories } from '../mkdirp.js';
 
 export interface IncomingBlob {
   /** Takes the buffer over: the caller must not change it afterwards. */
@@ -57,7 +58,7 @@ export class BlobStore implements BlobTarget {
    * it under that digest (temp + rename, so readers never see a partial blob).
    */
   async incoming(): Promise<IncomingBlob> {
-    await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
+    await makeDirectories(path.join(this.dir, 'sha256'));
     const temp = path.join(this.dir, 'sha256', temporaryName('.incoming-'));
     // The store may be the layer cache, which outlives the build: an interrupt must not leave a partial blob there.
     trackTemporary(temp);
@@ -97,7 +98,7 @@ export class BlobStore implements BlobTarget {
 
   async putBytes(data: Uint8Array): Promise<{ digest: string; size: number }> {
     const digest = sha256Digest(data);
-    await mkdir(path.join(this.dir, 'sha256'), { recursive: true });
+    await makeDirectories(path.join(this.dir, 'sha256'));
     const target = this.pathOf(digest);
     await writeFileAtomically(target, data);
     return { digest, size: data.length };

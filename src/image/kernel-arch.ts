@@ -215,14 +215,8 @@ export function sniffFileType(header: Uint8Array): FileType {
 
 async function readHeader(path: string, bytes: number, what: string): Promise<Uint8Array> {
   // Non-blocking and fstat-checked: a FIFO or a device here must not hang the build.
-  let handle;
-  try {
-    ({ handle } = await openRegularFile(path, { what: `${what} ${path}`, followSymlink: true, exitCode: 1 }));
-  } catch (error) {
-    const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
-    if (code === undefined) throw error;
-    throw new LapinError(`cannot read ${what} ${path}: ${code}`);
-  }
+  // An unreadable source: exit 2, in openRegularFile's sentence (never a bare errno code).
+  const { handle } = await openRegularFile(path, { what: `${what} ${path}`, followSymlink: true, exitCode: 2, hint: `make ${path} a readable file, or name another` });
   try {
     const buffer = Buffer.alloc(bytes);
     let filled = 0;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { lstat, open, readFile, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
@@ -14,6 +14,7 @@ import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from '.
 import { fsPath } from './names.js';
 import { READ_SIZE } from './tar-writer.js';
 import type { FsNode } from './tree.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /**
  * Bump whenever lapin would write different layer bytes for the same
@@ -169,7 +170,7 @@ export class LayerCache {
   async record(key: string, layer: LayerBlob): Promise<void> {
     const verified = await blobStamp(this.blobs.pathOf(layer.digest));
     const entry: CacheEntry = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId, ...(verified ? { verified } : {}) };
-    await mkdir(this.entries, { recursive: true });
+    await makeDirectories(this.entries);
     const target = this.entryPath(key);
     await writeFileAtomically(target, JSON.stringify(entry));
   }

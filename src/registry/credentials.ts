@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { makeDirectories } from '../mkdirp.js';
+import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 
 /** What a registry accepts: a user and password, or an OAuth2 refresh token (docker's identitytoken). */
 export interface Credential {
@@ -179,8 +180,11 @@ function containersAuthFiles(env: NodeJS.ProcessEnv): string[] {
 }
 
 async function writeConfig(file: string, config: ConfigFile): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temporary = `${file}.lapin-${randomBytes(6).toString('hex')}`;
+  await makeDirectories(path.dirname(file), 0o700);
+  // It holds credentials: owner-named, removed on a signal, and swept by the next login after a kill -9.
+  await sweepStaleTemporaries([path.dirname(file)]);
+  const temporary = temporaryName(`${file}.tmp-`);
+  trackTemporary(temporary);
   try {
     await writeFile(temporary, `${JSON.stringify(config, null, '\t')}\n`, { mode: 0o600 });
     await chmod(temporary, 0o600);
@@ -188,6 +192,8 @@ async function writeConfig(file: string, config: ConfigFile): Promise<void> {
   } catch (error) {
     await rm(temporary, { force: true });
     throw error;
+  } finally {
+    untrackTemporary(temporary);
   }
 }
 

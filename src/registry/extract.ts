@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +9,7 @@ import type { ImageFilesystem } from '../image/filesystem.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
 import { LayerDecompressor } from '../source/decompress.js';
 import { PathTree } from '../source/path-tree.js';
+import { makeDirectories } from '../mkdirp.js';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -59,7 +59,7 @@ export function checkLinkTarget(linkPath: string, target: string, image: string)
  * A layer's `diffId`, when given, is checked against its uncompressed bytes.
  */
 export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string; diffId?: string }>, dataDir: string, image: string): Promise<FsNode[]> {
-  await mkdir(dataDir, { recursive: true });
+  await makeDirectories(dataDir);
   const tree = new Map<string, FsNode>();
   // Whiteouts and opaque directories visit only the subtree they remove (PathTree), so a layer is linear in its entries.
   const below = new PathTree('');

@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -13,6 +13,8 @@ import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
+import { makeDirectories } from '../mkdirp.js';
+import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
 
@@ -95,11 +97,35 @@ export function platformOs(domain: string, monitor: string | undefined): string 
 }
 
 /** The content-addressed cache of pulled blobs and the tags they were pulled under. */
+/** Writes a small cache file through an owner-named temporary (swept after a kill -9) and a rename. */
+async function writeOwned(file: string, data: string | Uint8Array): Promise<void> {
+  const temporary = temporaryName(`${file}.tmp-`);
+  trackTemporary(temporary);
+  try {
+    await writeFile(temporary, data);
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  } finally {
+    untrackTemporary(temporary);
+  }
+}
+
 class PullCache {
   /** Digests whose cache file was hashed (or written after a check) by this process. */
   private readonly verified = new Set<string>();
 
+  private swept = false;
+
   constructor(readonly root: string) {}
+
+  /** Removes, once, the temporaries that processes killed with SIGKILL left in the cache (src/temporaries.ts). */
+  async sweep(): Promise<void> {
+    if (this.swept) return;
+    this.swept = true;
+    await sweepStaleTemporaries([path.join(this.root, 'blobs', 'sha256'), path.join(this.root, 'refs')]);
+  }
 
   blobPath(digest: string): string {
     return path.join(this.root, 'blobs', 'sha256', digest.slice('sha256:'.length));
@@ -121,18 +147,14 @@ class PullCache {
 
   async writeRef(reference: PullReference, os: string, architecture: string, digest: string): Promise<void> {
     const file = this.refPath(reference, os, architecture);
-    await mkdir(path.dirname(file), { recursive: true });
-    const temporary = `${file}.${randomBytes(6).toString('hex')}`;
-    await writeFile(temporary, digest);
-    await rename(temporary, file);
+    await makeDirectories(path.dirname(file));
+    await writeOwned(file, digest);
   }
 
   async putVerified(digest: string, data: Uint8Array): Promise<void> {
     const file = this.blobPath(digest);
-    await mkdir(path.dirname(file), { recursive: true });
-    const temporary = `${file}.${randomBytes(6).toString('hex')}`;
-    await writeFile(temporary, data);
-    await rename(temporary, file);
+    await makeDirectories(path.dirname(file));
+    await writeOwned(file, data);
     this.verified.add(digest);
   }
 
@@ -232,6 +254,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   const reference = parsePullReference(text);
   const policy = options.policy ?? 'missing';
   const cache = new PullCache(path.join(options.cacheDir ?? defaultCacheDir(), 'registry'));
+  await cache.sweep();
   const os = platformOs(reference.domain, options.monitor);
   const architecture = options.architecture;
   const where = options.at ? { at: options.at } : {};
@@ -317,9 +340,11 @@ function choosePlatform(manifests: Descriptor[], os: string, architecture: strin
 async function fetchBlob(client: RegistryClient, reference: PullReference, blob: Descriptor, cache: PullCache, options: PullOptions): Promise<void> {
   const retry = options.retry ?? DEFAULT_RETRY;
   const file = cache.blobPath(blob.digest);
-  await mkdir(path.dirname(file), { recursive: true });
+  await makeDirectories(path.dirname(file));
   for (let attempt = 0; ; attempt++) {
-    const temporary = `${file}.incoming-${randomBytes(6).toString('hex')}`;
+    // Named for its owner and removed on a signal, so a kill -9 leaves nothing a later pull keeps.
+    const temporary = temporaryName(`${file}.tmp-`);
+    trackTemporary(temporary);
     try {
       const response = await client.request({
         method: 'GET',
@@ -346,10 +371,12 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
         });
       }
       await rename(temporary, file);
+      untrackTemporary(temporary);
       cache.markVerified(blob.digest);
       return;
     } catch (error) {
       await rm(temporary, { force: true });
+      untrackTemporary(temporary);
       if (error instanceof BlobTooLong) {
         throw new LapinError(`blob ${blob.digest} of ${reference.display} from ${client.host} is longer than its descriptor says (${error.message}); refusing it`, {
           hint: 'something between lapin and the registry changed the data; nothing was used or cached',

@@ -32,6 +32,7 @@ import path from 'node:path';
 import { LapinError } from '../errors.js';
 import { copySourceFile } from '../image/source-file.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
+import { makeDirectories } from '../mkdirp.js';
 
 /** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
 export type ExtFlavor = 'ext2' | 'ext4';
@@ -253,7 +254,7 @@ function treeUuid(list: readonly FsNode[], flavor: ExtFlavor, size: number): str
 
 /** Writes the tree under `root` with the right types and contents; modes, owners and times come later. */
 async function materialize(list: readonly FsNode[], root: string): Promise<void> {
-  await mkdir(root, { recursive: true });
+  await makeDirectories(root);
   for (const node of list) {
     const target = path.join(root, ...node.path.split('/'));
     switch (node.type) {
@@ -313,7 +314,7 @@ export async function writeExtImage(nodes: readonly FsNode[], outFile: string, o
   const work = options.workDir;
   const stagingRoot = path.join(work, 'tree');
   const config = path.join(work, 'mke2fs.conf');
-  await mkdir(work, { recursive: true });
+  await makeDirectories(work);
   try {
     await writeFile(config, MKE2FS_CONFIG);
     await materialize(list, stagingRoot);

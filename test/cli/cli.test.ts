@@ -104,7 +104,8 @@ describe('lapin build (CLI)', () => {
     await writeFile(path.join(context, 'bunnyfile'), 'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\nkernel:\n  from: local\n  path: kernel\n');
     const tmpBefore = new Set(await readdir(os.tmpdir()));
     const child = spawn(process.execPath, [...CLI, 'build', '--compression-level', '9', '-o', 'type=oci,dest=out.tar', '.'], { cwd: context });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    // 143, or death by SIGTERM itself when a thread-pool request was in flight (the shell sees 143 either way).
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c, signal) => resolve(signal === 'SIGTERM' ? 143 : c)));
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();

@@ -62,3 +62,14 @@ describe('concurrent builds into one directory output', () => {
     });
   }
 });
+
+describe('a directory output where no directory can be made', () => {
+  for (const spec of ['type=local,dest=/proc/lapin-xd', 'type=oci,tar=false,dest=/proc/lapin-xl', 'type=oci,dest=/proc/lapin-xa/a.tar']) {
+    test(`${spec}: one line and exit 1 within seconds (recursive mkdir under /proc spun forever)`, { timeout: 60_000 }, async () => {
+      const result = await lapin(['build', '-t', 'dirs:1', '--progress', 'quiet', '-o', spec, '.']);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.match(result.stderr, /^lapin: error: .*\/proc\/lapin-x/);
+    });
+  }
+});

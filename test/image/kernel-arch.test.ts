@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile, truncate } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -281,7 +281,8 @@ describe('reading from disk', () => {
   test('unreadable paths are LapinErrors', async () => {
     await assert.rejects(readKernelInfo(join(work, 'missing')), (error: unknown) => {
       assert.ok(error instanceof LapinError);
-      assert.match(error.message, /cannot read kernel .*missing: ENOENT/);
+      assert.match(error.message, /^kernel .*missing: no such file$/);
+      assert.equal(error.exitCode, 2);
       return true;
     });
     await assert.rejects(readKernelInfo(work), (error: unknown) => {
@@ -297,5 +298,20 @@ describe('reading from disk', () => {
       assert.match(error.message, /is a FIFO, not a regular file/);
       return true;
     });
+  });
+
+  test('an unreadable kernel is one sentence with a hint and exit 2, not "EACCES" with exit 1', async () => {
+    const file = join(work, 'locked kernel');
+    await writeFile(file, Buffer.alloc(4096));
+    await chmod(file, 0o600);
+    await chmod(work, 0o755);
+    // As an unprivileged user: root reads any file.
+    const script = `import('${new URL('../../src/image/kernel-arch.ts', import.meta.url).href}').then((m) => m.readKernelInfo(${JSON.stringify(file)})).then(() => console.log('read'), (e) => console.log(JSON.stringify({ message: e.message, hint: e.hint, exitCode: e.exitCode })))`;
+    const child = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', cwd: '/' });
+    assert.equal(child.status, 0, child.stderr);
+    const error = JSON.parse(child.stdout) as { message: string; hint: string; exitCode: number };
+    assert.match(error.message, /^kernel .*locked kernel: permission denied$/);
+    assert.match(error.hint, /readable/);
+    assert.equal(error.exitCode, 2);
   });
 });

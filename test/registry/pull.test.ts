@@ -9,6 +9,7 @@ import tar from 'tar-stream';
 import { build } from '../../src/build.js';
 import { BlobStore } from '../../src/image/blob-store.js';
 import { pushImage } from '../../src/registry/push.js';
+import { ownerTag } from '../../src/temporaries.js';
 import { registrySkipReason, startProxy, startRegistry, type TestRegistry } from './harness.js';
 import { EXAMPLE, assertNoStack, lapin } from './helpers.js';
 import { layerEntries, readArchive } from '../helpers/archive.js';
@@ -76,10 +77,18 @@ describe('pull what a build needs', { skip }, () => {
     const baseManifest = JSON.parse((await lapinSkopeoRaw(`${registry.host}/kernels/mirage:1`)).toString()) as { layers: Array<{ digest: string }> };
     assert.equal(image.manifest.layers[0]?.digest, baseManifest.layers[0]?.digest, 'the base kernel layer comes first, unchanged');
 
+    // Temporaries a pull killed with SIGKILL left (a dead owner's pid, an old unowned name) are swept by the next pull.
+    const [namespace] = ownerTag().split('-');
+    const leftovers = [
+      path.join(cacheDir, 'registry', 'blobs', 'sha256', `${'a'.repeat(64)}.tmp-${namespace}-4194300-77-0123456789ab`),
+      path.join(cacheDir, 'registry', 'refs', `${'b'.repeat(64)}.tmp-${namespace}-4194300-77-0123456789ab`),
+    ];
+    for (const file of leftovers) await writeFile(file, 'partial');
     proxy.requests.length = 0;
     const again = await build({ context, tags: ['app/reuse:1'], outputs: [{ type: 'oci', dest: path.join(context, 'again.tar') }], registry: noCredentials, cacheDir });
     assert.equal(again.digest, result.digest);
     assert.deepEqual(proxy.requests, [], 'the second build made no request');
+    for (const file of leftovers) await assert.rejects(readFile(file), { code: 'ENOENT' }, `${file} was not swept`);
     const never = await build({ context, tags: ['app/reuse:1'], outputs: [{ type: 'oci', dest: path.join(context, 'never.tar') }], registry: noCredentials, cacheDir, pull: 'never' });
     assert.equal(never.digest, result.digest);
     await proxy.stop();

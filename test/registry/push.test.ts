@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { ownerTag } from '../../src/temporaries.js';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -349,12 +350,17 @@ describe('push to a registry', { skip }, () => {
     const dir = await mkdtemp(path.join(work, 'login-'));
     const env = isolatedEnv(dir);
     await writeDockerConfig(dir, { auths: {}, psFormat: 'table {{.ID}}' });
+    // A temporary of credentials a login killed with SIGKILL left: the next login removes it.
+    const [namespace] = ownerTag().split('-');
+    const leftover = path.join(dir, 'docker', `config.json.tmp-${namespace}-4194300-77-0123456789ab`);
+    await writeFile(leftover, '{"auths":{"x":{"auth":"c2VjcmV0"}}}');
     const wrong = await lapin(['login', '-u', user, '--password-stdin', r.host], { env, input: 'wrong\n' });
     assert.equal(wrong.status, 1, wrong.stderr);
     assert.match(wrong.stderr, /authentication to .* failed/);
     const login = await lapin(['login', '-u', user, '--password-stdin', r.host], { env, input: `${password}\n` });
     assert.equal(login.status, 0, login.stderr);
     assert.match(login.stdout, /Login Succeeded/);
+    await assert.rejects(readFile(leftover), { code: 'ENOENT' }, 'the dead login\'s temporary was not swept');
     const config = JSON.parse(await readFile(path.join(dir, 'docker', 'config.json'), 'utf8')) as { auths: Record<string, { auth: string }>; psFormat: string };
     assert.equal(config.auths[r.host]?.auth, Buffer.from(`${user}:${password}`).toString('base64'));
     assert.equal(config.psFormat, 'table {{.ID}}', 'other settings are kept');
