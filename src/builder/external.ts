@@ -8,7 +8,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, constants, mkdir, rm } from 'node:fs/promises';
+import { access, constants, rm } from 'node:fs/promises';
+import { makeDirectories } from '../mkdirp.js';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -153,7 +154,7 @@ export async function buildWithBuilder(input: ExternalBuildInput): Promise<Built
     untrackTemporary(dir);
   };
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirectories(dir);
     const args = [
       '-f', input.file,
       '-t', tag,
@@ -192,7 +193,7 @@ function cleanConfig(config: Record<string, unknown> | undefined): BaseConfig['c
 async function importArchive(source: string, layersDir: string, display: string): Promise<PulledImage> {
   const image = await openSource(source);
   try {
-    await mkdir(layersDir, { recursive: true });
+    await makeDirectories(layersDir);
     const { manifest, digest } = await image.manifest();
     const { config, digest: configDigest } = await image.config();
     const diffIds = config.rootfs?.diff_ids ?? [];

@@ -6,7 +6,8 @@
  * to a registry (pushIndex) or to an OCI archive or layout.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { makeDirectories } from '../mkdirp.js';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -200,7 +201,7 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
   if (!output.tar) {
     await requireFreshDirectory(output.dest);
     await writeAtomically(output.dest, async (dir) => {
-      await mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+      await makeDirectories(path.join(dir, 'blobs', 'sha256'));
       await writeFile(path.join(dir, 'oci-layout'), layout);
       await writeFile(path.join(dir, 'index.json'), indexJson);
       for (const [digest, blob] of blobs) await pipeline(await blob.read(), verifying(digest, blob.size), createWriteStream(path.join(dir, 'blobs', 'sha256', digestHex(digest))));

@@ -9,7 +9,7 @@
  * lapin unpacks the image's layers into a directory and shares that.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { makeDirectories } from '../mkdirp.js';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { writeLocalDirectory } from '../export/local-dir.js';
@@ -37,7 +37,7 @@ export async function unpackRootfs(source: ImageSource, dir: string, work: strin
   const { config } = await source.config();
   const diffIds = config.rootfs?.diff_ids ?? [];
   const layersDir = path.join(work, 'layers');
-  await mkdir(layersDir, { recursive: true });
+  await makeDirectories(layersDir);
   const layers: Array<{ file: string; digest: string; diffId?: string }> = [];
   for (const [index, layer] of manifest.layers.entries()) {
     const file = path.join(layersDir, String(index));
