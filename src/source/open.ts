@@ -50,6 +50,15 @@ async function splitPathTag(text: string): Promise<{ path: string; tag?: string 
   return { path: text };
 }
 
+/**
+ * A bare SOURCE that does not exist is still a path, not a registry
+ * reference, when it is written like one: starting with /, ./, ../ or ~,
+ * or ending in .tar, .tgz, .tar.gz or .oci (docs/inspect.md, SOURCE).
+ */
+function looksLikePath(text: string): boolean {
+  return /^(\/|\.\.?\/|~)/.test(text) || /\.(tar|tgz|tar\.gz|oci)$/i.test(text);
+}
+
 export async function parseSource(text: string): Promise<SourceSpec> {
   if (text === '') throw new SourceError('no image source given', 'name an archive, a layout directory or a reference');
   if (text.startsWith('docker://')) return { transport: 'docker', target: text.slice('docker://'.length) };
@@ -72,6 +81,9 @@ export async function parseSource(text: string): Promise<SourceSpec> {
   try {
     info = await stat(path);
   } catch {
+    if (looksLikePath(text) || looksLikePath(path)) {
+      throw new SourceError(`${path}: no such file or directory`, 'name an existing archive or layout directory; for a registry reference, write docker://NAME');
+    }
     if (/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]*)?(@sha256:[a-f0-9]{64})?$/i.test(text) || /^[\w.-]+(:\d+)?\//.test(text)) {
       return { transport: 'docker', target: text };
     }

@@ -239,6 +239,15 @@ describe('lapin inspect: sources it cannot read exit 2', () => {
     const missing = lapin(['inspect', join(work, 'nope.tar')]);
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /^lapin: error: .*no such file/m);
+    // A name written like a path is one, even relative and missing: not a registry lookup.
+    for (const command of ['inspect', 'run']) {
+      for (const name of ['nothere.tar', './nothere', 'nothere.oci:v1']) {
+        const relative = lapin([command, name]);
+        assert.equal(relative.status, 2, `${command} ${name}: ${relative.stderr}`);
+        assert.match(relative.stderr, /^lapin: error: (\.\/)?nothere(\.tar|\.oci)?: no such file or directory/m, `${command} ${name}`);
+        assert.match(relative.stderr, /docker:\/\//, `${command} ${name}`);
+      }
+    }
     const text = join(work, 'text.tar');
     await writeFile(text, 'not a tar at all\n'.repeat(64));
     const notTar = lapin(['inspect', `oci-archive:${text}`]);

@@ -107,6 +107,9 @@ describe('source parsers (properties)', () => {
     assert.deepEqual(await parseSource('docker-daemon:busybox:1'), { transport: 'docker-daemon', target: 'busybox:1' });
     assert.deepEqual(await parseSource('docker://ghcr.io/a/b:1'), { transport: 'docker', target: 'ghcr.io/a/b:1' });
     assert.deepEqual(await parseSource('ghcr.io/a/b:1'), { transport: 'docker', target: 'ghcr.io/a/b:1' });
+    for (const path of ['nothere.tar', 'a/b.tgz', './x', '../x/y', '/no/such', '~/img.oci', 'x.tar:v1']) {
+      await assert.rejects(parseSource(path), /no such file or directory/, path);
+    }
     await fc.assert(
       fc.asyncProperty(fc.string({ maxLength: 60 }), async (text) => {
         try {
