@@ -111,7 +111,8 @@ export function checkStorage(
       severity: 'error',
       message: 'hyperlight-unikraft needs an initrd, and com.urunc.unikernel.initrd is not set',
       ...(where ? { at: where } : {}),
-      hint: 'give the application as an initrd (bunnyfile rootfs.type: initrd)',
+      // The plan does not know the syntax, so the hint names each one's way.
+      hint: 'give the application as an initrd: bunnyfile rootfs.type: initrd, Containerfile LABEL com.urunc.unikernel.initrd=PATH, or args.nix annotations.initrd',
     });
   }
   return findings;

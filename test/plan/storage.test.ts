@@ -95,6 +95,11 @@ describe("urunc's storage table", () => {
     const values = { unikernelType: 'unikraft', hypervisor: 'hyperlight-unikraft', binary: '/k' };
     assert.deepEqual(findings(values), ['error: hyperlight-unikraft needs an initrd, and com.urunc.unikernel.initrd is not set']);
     assert.deepEqual(findings({ ...values, initrd: '/i' }), []);
+    // The hint names how each syntax gives an initrd, not only bunnyfile's way.
+    const [finding] = checkStorage(values);
+    assert.match(finding?.hint ?? '', /rootfs\.type: initrd/);
+    assert.match(finding?.hint ?? '', /LABEL com\.urunc\.unikernel\.initrd=PATH/);
+    assert.match(finding?.hint ?? '', /annotations\.initrd/);
   });
 
   test('checkUruncValues applies the table, with the positions the values came from', () => {
