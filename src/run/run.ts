@@ -17,7 +17,7 @@ import { flattenRootfs, normalizeImagePath } from '../source/rootfs.js';
 import { escapeLine, escapeTerminalText } from '../text.js';
 import { GuestConsoleWatch } from './guest-exit.js';
 import { monitorCommand, shellLine, type MonitorRequest } from './monitor.js';
-import { sharesRootfs, unpackRootfs, withSharedRootfs } from './shared-rootfs.js';
+import { CONTAINER_ROOTFS_PATH, sharesRootfs, unpackRootfs, withSharedRootfs } from './shared-rootfs.js';
 
 export interface RunOptions {
   source: string;
@@ -153,7 +153,9 @@ export async function run(options: RunOptions): Promise<number> {
     if (options.print) {
       // urunc execs the monitor inside the container rootfs, so the paths are the image's own.
       const paths = { kernel: values.binary ?? '', ...(values.initrd ? { initrd: values.initrd } : {}), ...(values.block ? { block: values.block } : {}) };
-      const command = monitorCommand(requestFor(report, paths, options, accel, '/tmp'));
+      const request = requestFor(report, paths, options, accel, '/tmp');
+      // The 9p share `lapin run` adds too, of the container rootfs where urunc has it.
+      const command = sharesRootfs(request) ? withSharedRootfs(monitorCommand(request), CONTAINER_ROOTFS_PATH) : monitorCommand(request);
       stdout.write(`${escapeLine(shellLine(command.program, command.args))}\n`);
       for (const file of command.files) stdout.write(`# ${escapeLine(file.path)}:\n${escapeTerminalText(file.content)}\n`);
       for (const note of command.notes) stderr.write(`lapin: note: ${escapeLine(note)}\n`);

@@ -20,6 +20,13 @@ import { rootfsType, type MonitorCommand, type MonitorRequest } from './monitor.
 /** The 9p mount tag urunc's guests mount as root. */
 export const ROOTFS_MOUNT_TAG = 'fs0';
 
+/**
+ * The container rootfs as urunc's monitor sees it when shared: urunc mounts
+ * it at /cntrRootfs in the monitor's own rootfs (containerRootfsMountPath)
+ * and exports that path. `lapin run --print` shows it there.
+ */
+export const CONTAINER_ROOTFS_PATH = '/cntrRootfs';
+
 /** Whether urunc would share the container rootfs over 9p for this request (qemu, linux). */
 export function sharesRootfs(request: MonitorRequest): boolean {
   return request.guest === 'linux' && request.monitor === 'qemu' && rootfsType(request) === '9pfs';

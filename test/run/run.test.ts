@@ -63,6 +63,15 @@ describe('lapin run --print', () => {
     assert.match(fc.stdout, /"kernel_image_path":"\/unikernel\/app","boot_args":"panic=-1 console=ttyS0 init=\/init -- "/);
   });
 
+  test('a raw (mountRootfs=true) linux image prints the 9p share of the container rootfs that lapin run adds', async () => {
+    const path = await image('linux-raw', { unikernelType: 'linux', hypervisor: 'qemu', binary: '/unikernel/app', mountRootfs: 'true' }, { cmd: ['/init'] });
+    const r = lapin(['run', '--print', '--accel', 'tcg', path]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stdout.includes(' -fsdev local,id=rootfs9p,security_model=none,path=/cntrRootfs -device virtio-9p-pci,fsdev=rootfs9p,mount_tag=fs0 -append '), r.stdout);
+    assert.match(r.stdout, /root=fs0 rw rootfstype=9p /);
+    assert.doesNotMatch(r.stderr, /mountRootfs:/);
+  });
+
   test('extra args replace the Cmd and keep the Entrypoint, as docker run does; --memory sets -m', async () => {
     const path = await image('entry', { unikernelType: 'linux', hypervisor: 'qemu', binary: '/unikernel/app' }, { entrypoint: ['/init'], cmd: ['default'] });
     const r = lapin(['run', '--print', '--accel', 'tcg', '--memory', '1G', path, '--', 'given', 'args']);
