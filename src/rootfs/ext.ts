@@ -112,6 +112,23 @@ function checkNode(node: FsNode): void {
   }
 }
 
+/** The last second ext2's 128-byte inodes hold (signed 32 bits): 2038-01-19 03:14:07 UTC. */
+export const EXT2_TIME_MAX = 2147483647;
+
+/**
+ * ext2's inodes have no room for times past EXT2_TIME_MAX: e2fsprogs would
+ * wrap them to 1901 without a word, so a reproducible build refuses instead.
+ */
+function checkExt2Times(list: readonly FsNode[], epoch: number): void {
+  const late = Math.floor(epoch) > EXT2_TIME_MAX ? { what: `SOURCE_DATE_EPOCH ${Math.floor(epoch)}` } : list.find((node) => Math.floor(node.mtime) > EXT2_TIME_MAX);
+  if (late === undefined) return;
+  const what = 'what' in late ? late.what : `${late.path}: time ${Math.floor(late.mtime)}`;
+  throw new LapinError(`${what} is past 2038-01-19 03:14:07 UTC (${EXT2_TIME_MAX}), the last time an ext2 block image's 128-byte inodes can hold`, {
+    hint: `set SOURCE_DATE_EPOCH to ${EXT2_TIME_MAX} or earlier, or give a Linux guest an ext4 block image`,
+    exitCode: 2,
+  });
+}
+
 /**
  * Checks the tree (order, parents, escaping paths, links) and returns it
  * sorted; throws LapinError on the first problem.
@@ -304,6 +321,7 @@ async function inodeNumbers(image: string, firstIno: number, lastIno: number, en
  */
 export async function writeExtImage(nodes: readonly FsNode[], outFile: string, options: ExtImageOptions): Promise<ExtImageResult> {
   const list = checkExtTree(nodes);
+  if (options.flavor === 'ext2') checkExt2Times(list, options.mtime);
   const given = options.size;
   if (given !== undefined && given < MIN_EXT_BYTES) {
     throw new LapinError(`a block rootfs of ${given} bytes is too small`, { hint: `give at least ${MIN_EXT_BYTES / MIB}M` });

@@ -232,6 +232,21 @@ describe('writeExtImage sizes and refusals', { skip: e2fsprogsMissing() }, () =>
     await assert.rejects(build('toosmall', 'ext2', nodes, 8 * 1024 * 1024), (error: unknown) => error instanceof LapinError && /do not fit/.test(error.message) && /rootfs.size/.test(error.hint ?? ''));
   });
 
+  test('ext2 refuses times past 2038-01-19 (they would wrap to 1901) and keeps the last one it can hold', async () => {
+    const late = 2_147_483_648;
+    const refused = (error: unknown): boolean => error instanceof LapinError && error.exitCode === 2 && /past 2038-01-19 03:14:07 UTC \(2147483647\)/.test(error.message) && /ext4/.test(error.hint ?? '');
+    await assert.rejects(writeExtImage([bytesFile('a', 'a')], join(work, 'late.img'), { flavor: 'ext2', mtime: late, workDir: join(work, 'late-work') }), refused);
+    assert.equal(existsSync(join(work, 'late.img')), false, 'nothing half-written');
+    await assert.rejects(writeExtImage([bytesFile('a', 'a', 0o644, 0, 0, late)], join(work, 'late-file.img'), { flavor: 'ext2', mtime: MTIME, workDir: join(work, 'late-file-work') }), /a: time 2147483648 is past/);
+    // The limit itself fits, and ext4 (256-byte inodes) holds later times: debugfs reads them back.
+    const last = join(work, 'last.img');
+    await writeExtImage([bytesFile('a', 'a', 0o644, 0, 0, 2_147_483_647)], last, { flavor: 'ext2', mtime: 2_147_483_647, workDir: join(work, 'last-work') });
+    assert.equal(statInode(last, '/a').mtime, 2_147_483_647);
+    const later = join(work, 'later.img');
+    await writeExtImage([bytesFile('a', 'a', 0o644, 0, 0, late)], later, { flavor: 'ext4', mtime: late, workDir: join(work, 'later-work') });
+    assert.equal(statInode(later, '/a').mtime, late);
+  });
+
   for (const bad of ['../escape', '/abs', 'a/../b', 'a//b', './a']) {
     test(`refuses the path ${JSON.stringify(bad)}`, async () => {
       const nodes = bad.startsWith('a/') ? [dir('a'), bytesFile(bad, 'x')] : [bytesFile(bad, 'x')];
