@@ -15,7 +15,10 @@ const haveTmux = spawnSync('sh', ['-c', 'command -v tmux'], { stdio: 'ignore' })
 if (!haveTmux && isCI()) throw new Error('CI must run the terminal tests: tmux is missing (scripts/install-deps.sh installs it)');
 
 let work: string;
-const session = `lapin-test-${process.pid}`;
+// One session per run: killing the only session ends the tmux server, and a new-session
+// racing that shutdown left capture-pane with "no server running".
+let runs = 0;
+let session = `lapin-test-${process.pid}-0`;
 
 function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
@@ -24,8 +27,10 @@ function shellQuote(word: string): string {
 /** Starts `lapin ARGS` in a detached 150x40 tmux window; it prints EXIT=<code> when done. */
 function startInTmux(args: string[], cwd: string): void {
   const command = [process.execPath, '--import', TSX, path.join(ROOT, 'src/cli/main.ts'), ...args].map(shellQuote).join(' ');
-  spawnSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' });
+  const previous = session;
+  session = `lapin-test-${process.pid}-${++runs}`;
   execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '150', '-y', '40', `cd ${shellQuote(cwd)} && ${command}; echo EXIT=$?; sleep 600`]);
+  spawnSync('tmux', ['kill-session', '-t', previous], { stdio: 'ignore' });
 }
 
 function pane(): string {
@@ -56,7 +61,8 @@ describe('lapin build on a terminal', { skip: haveTmux ? false : 'tmux is missin
   before(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'lapin term '));
     await writeFile(path.join(work, 'vmlinuz'), bigKernel(96 * 1024 * 1024));
-    await writeFile(path.join(work, 'big.bin'), randomBytes(48 * 1024 * 1024));
+    // Large enough that mke2fs runs well past the live region's 150 ms on an idle machine.
+    await writeFile(path.join(work, 'big.bin'), randomBytes(256 * 1024 * 1024));
     await writeFile(path.join(work, 'init'), '#!/bin/sh\n', { mode: 0o755 });
     const bunnyfile = ['version: v0.1', 'platforms:', '  framework: linux', '  monitor: qemu', '  architecture: x86_64', 'kernel:', '  from: local', '  path: vmlinuz', 'rootfs:', '  type: block', '  include:', '    - big.bin:/big.bin', '    - init:/init', 'cmd: ["/init"]', ''];
     await writeFile(path.join(work, 'bunnyfile'), bunnyfile.join('\n'));

@@ -76,7 +76,7 @@ describe('--load into the running engines', { skip }, () => {
       // A bare --load before the context: docker, and the context stays the context.
       const result = await lapin(buildArgs('-t', name, '--load', EXAMPLE), env);
       assert.equal(result.status, 0, result.stderr);
-      assert.match(result.stderr, new RegExp(`^=> loaded into docker as ${name.replace(/[/.]/g, '\\$&')}$`, 'm'));
+      assert.match(result.stderr, new RegExp(`^=> loaded into docker as ${name.replace(/[/.]/g, '\\$&')}( \\[[\\d.]+s\\])?$`, 'm'));
       const image = await dockerInspect(name);
       assert.deepEqual(image.repoTags, [name]);
       assert.equal(image.labels[LABEL.key], LABEL.value);
@@ -96,7 +96,7 @@ describe('--load into the running engines', { skip }, () => {
     const env = { DOCKER_HOST: servicesEnv().dockerHost };
     const result = await lapin([...buildArgs('--output', 'type=docker', '--label', `org.example.unnamed=${unique}`), EXAMPLE], env);
     assert.equal(result.status, 0, result.stderr);
-    const id = /^=> loaded into docker as (sha256:[0-9a-f]{64})$/m.exec(result.stderr)?.[1];
+    const id = /^=> loaded into docker as (sha256:[0-9a-f]{64})( \[[\d.]+s\])?$/m.exec(result.stderr)?.[1];
     assert.ok(id, result.stderr);
     const image = await dockerInspect(id);
     assert.equal(image.labels['org.example.unnamed'], unique);
@@ -113,7 +113,7 @@ describe('--load into the running engines', { skip }, () => {
       const spec = `--load=containerd,namespace=${namespace},address=${containerdAddress},snapshotter=${snapshotter}`;
       const result = await lapin(buildArgs('-t', names[0] as string, '-t', names[1] as string, spec, EXAMPLE));
       assert.equal(result.status, 0, result.stderr);
-      const printed = [...result.stderr.matchAll(/^=> loaded into containerd \(namespace (\S+)\) as (\S+)$/gm)].map((m) => [m[1], m[2]]);
+      const printed = [...result.stderr.matchAll(/^=> loaded into containerd \(namespace (\S+)\) as (\S+?)( \[[\d.]+s\])?$/gm)].map((m) => [m[1], m[2]]);
       const full = [`docker.io/lapin-load-test/ctr:${unique}`, names[1] as string];
       assert.deepEqual(printed, full.map((n) => [namespace, n]));
       const listed = (await ctr('images', 'ls', '-q')).split('\n').filter((l) => l !== '').sort();
