@@ -6,12 +6,10 @@
  * exact bytes and digest, so an index made from it re-uploads nothing.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { RegistryOptions } from '../registry/client.js';
-import { openSource, parseSource, SourceError, type OpenSourceOptions } from './open.js';
+import { archiveReader, directoryReader, openSource, parseSource, SourceError, type FileReader, type OpenSourceOptions } from './open.js';
 import { TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
 
@@ -235,31 +233,13 @@ async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', b
   return { name: text, transport, ...(named ? { index: named } : {}), entries, close };
 }
 
-function directoryBlobs(dir: string): Blobs {
-  const full = (name: string): string => join(dir, ...posix.normalize(`/${name}`).split('/'));
-  return {
-    read: async (name) => {
-      try {
-        return await readFile(full(name));
-      } catch {
-        throw new SourceError(`${dir}: ${name} is missing from the layout`);
-      }
-    },
-    stream: async (name) => {
-      await stat(full(name));
-      return createReadStream(full(name));
-    },
-  };
+/** A layout's files through the readers every local source uses: inside the layout, regular, bounded. */
+function blobsOf(reader: FileReader): Blobs {
+  return { read: (name) => reader.read(name, JSON_LIMIT), stream: async (name) => (await reader.stream(name)).stream };
 }
 
-function archiveBlobs(archive: TarFile): Blobs {
-  const member = (name: string) => {
-    const found = archive.member(name);
-    if (!found) throw new SourceError(`${archive.path}: ${name} is missing from the archive`);
-    return found;
-  };
-  return { read: (name) => archive.read(member(name)), stream: async (name) => archive.stream(member(name)) };
-}
+const directoryBlobs = (dir: string): Blobs => blobsOf(directoryReader(dir));
+const archiveBlobs = (archive: TarFile): Blobs => blobsOf(archiveReader(archive));
 
 /** How a registry source is reached (as for inspect). */
 export interface OpenIndexOptions extends OpenSourceOptions {

@@ -104,10 +104,10 @@ export async function parseSource(text: string): Promise<SourceSpec> {
 }
 
 /** Manifests, indexes and configs are small JSON; more than this is no image lapin reads. */
-const JSON_LIMIT = 16 * 1024 * 1024;
+export const JSON_LIMIT = 16 * 1024 * 1024;
 
 /** Reads a layout's or archive's named files. */
-interface FileReader {
+export interface FileReader {
   has(name: string): Promise<boolean>;
   /** The whole file, refused past `maxBytes`. */
   read(name: string, maxBytes: number): Promise<Buffer>;
@@ -118,7 +118,7 @@ interface FileReader {
  * A layout directory's files: each must resolve inside the directory and be
  * a regular file (no FIFO, no device), and is read no further than its size.
  */
-function directoryReader(dir: string): FileReader {
+export function directoryReader(dir: string): FileReader {
   const opened = async (name: string) => {
     const what = `${dir}: ${name}`;
     const real = await resolveInsideRoot(dir, name, { what });
@@ -147,7 +147,7 @@ function directoryReader(dir: string): FileReader {
   };
 }
 
-function archiveReader(archive: TarFile): FileReader {
+export function archiveReader(archive: TarFile): FileReader {
   const member = (name: string) => {
     const found = archive.member(name);
     if (!found) throw new SourceError(`${archive.path}: ${name} is missing from the archive`);
