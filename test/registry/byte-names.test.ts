@@ -16,6 +16,7 @@ import { flattenRootfs } from '../../src/source/rootfs.js';
 import { layerEntries, readArchive } from '../helpers/archive.js';
 import { fakeElfKernel, writeOciArchive } from '../helpers/hand-image.js';
 import { registrySkipReason, skopeoPush, startRegistry, type TestRegistry } from './harness.js';
+import { assertNoStack, lapin } from './helpers.js';
 
 const skip = registrySkipReason();
 const RAW = Buffer.from('x\xff', 'latin1');
@@ -66,6 +67,21 @@ for (const format of ['gnu', 'posix'] as const) {
 }
 
 describe('a rootfs built from a pushed image with non-UTF-8 names', { skip, timeout: 120_000 }, () => {
+  test('a block rootfs from that image refuses the name, escaped, instead of merging the two files', async () => {
+    const reference = `${registry.host}/bytes/block:1`;
+    await skopeoPush(await handArchive('posix'), reference);
+    const context = await mkdtemp(path.join(work, 'context block-'));
+    await writeFile(path.join(context, 'vmlinuz'), fakeElfKernel());
+    await writeFile(
+      path.join(context, 'bunnyfile'),
+      `version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86_64\nkernel:\n  from: local\n  path: vmlinuz\nrootfs:\n  from: ${reference}\n  type: block\ncmd: ["/bin/sh"]\n`,
+    );
+    const result = await lapin(['build', '--output', `type=oci,dest=${path.join(context, 'out.tar')}`, context], { cwd: context });
+    assert.equal(result.status, 2, result.stderr);
+    assert.match(result.stderr, /d\\xfe/);
+    assertNoStack(result.stderr);
+  });
+
   for (const format of ['gnu', 'posix'] as const) {
     test(`initrd from a GNU tar ${format} layer: GNU cpio unpacks x\\xff and x\\uFFFD with their bytes and contents`, async () => {
       const reference = `${registry.host}/bytes/${format}:1`;
