@@ -3,9 +3,9 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { LapinError } from '../errors.js';
 import type { ImageFilesystem } from '../image/filesystem.js';
+import { byteNameExtract, layerName } from '../image/layer-names.js';
 import { comparePaths, type FsNode } from '../image/tree.js';
 import { LayerDecompressor } from '../source/decompress.js';
 import { PathTree } from '../source/path-tree.js';
@@ -74,7 +74,7 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
     const added = new Set<string>();
     // A path cleared once in this layer needs no second walk (hostile layers repeat whiteouts).
     const cleared = new Set<string>();
-    const extract = tar.extract();
+    const extract = byteNameExtract();
     const diffHash = createHash('sha256');
     const hashUncompressed = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
@@ -86,7 +86,8 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
     const done = pipeline([createReadStream(layer.file), new LayerDecompressor(`${image} (layer ${layer.digest})`), hashUncompressed, extract]);
     extract.on('entry', (header, stream, next) => {
       const handle = async (): Promise<void> => {
-        const entryPath = safeEntryPath(header.name, image);
+        const entryPath = safeEntryPath(layerName(header.name), image);
+        const linkname = layerName(header.linkname ?? '');
         const base = path.posix.basename(entryPath);
         const parent = path.posix.dirname(entryPath) === '.' ? '' : path.posix.dirname(entryPath);
         if (base === OPAQUE) {
@@ -122,10 +123,10 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
           stream.resume();
           if (header.type === 'directory') node = { ...common, type: 'dir' };
           else if (header.type === 'symlink') {
-            checkLinkTarget(entryPath, header.linkname ?? '', image);
-            node = { ...common, type: 'symlink', target: header.linkname ?? '' };
+            checkLinkTarget(entryPath, linkname, image);
+            node = { ...common, type: 'symlink', target: linkname };
           } else if (header.type === 'link') {
-            const target = safeEntryPath(header.linkname ?? '', image);
+            const target = safeEntryPath(linkname, image);
             const targetNode = tree.get(target);
             if (targetNode?.type !== 'file') {
               throw new LapinError(`${image} has a hard link /${entryPath} to /${target}, which is not a file before it; refusing the image`);

@@ -9,7 +9,7 @@ import { createWriteStream } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import { byteNameExtract, layerName } from '../image/layer-names.js';
 import { LayerDecompressor } from './decompress.js';
 import { SourceError } from './errors.js';
 import { PathTree } from './path-tree.js';
@@ -69,7 +69,7 @@ async function readLayer(
   what: string,
   maxEntries: number,
 ): Promise<void> {
-  const extract = tar.extract();
+  const extract = byteNameExtract();
   const feeding = pipeline(stream, new LayerDecompressor(what), extract as unknown as NodeJS.WritableStream);
   // Settled here, so a failure is never an unhandled rejection whatever the loop below does.
   const fed = feeding.then(
@@ -96,7 +96,8 @@ async function readLayer(
     try {
       for await (const entry of extract) {
         const header = entry.header;
-        const path = normalizeImagePath(header.name);
+        const path = normalizeImagePath(layerName(header.name));
+        const linkname = layerName(header.linkname ?? '');
         const base = posix.basename(path);
         const dir = posix.dirname(path);
         if (base === OPAQUE) {
@@ -117,7 +118,7 @@ async function readLayer(
           type,
           size: type === 'file' ? header.size : 0,
           mode: header.mode,
-          linkname: type === 'link' ? normalizeImagePath(header.linkname) : header.linkname,
+          linkname: type === 'link' ? normalizeImagePath(linkname) : linkname,
           layer,
         };
         const wanted = type === 'file' ? capture?.(path) : undefined;

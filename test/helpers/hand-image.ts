@@ -27,6 +27,8 @@ export interface HandImage {
   tag?: string;
   /** false: plain tar layers. */
   gzip?: boolean;
+  /** Layers as tar files made elsewhere (GNU tar, say), after `layers`. */
+  layerTars?: Buffer[];
 }
 
 export const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -75,8 +77,8 @@ export interface HandBlobs {
 export async function handBlobs(image: HandImage): Promise<HandBlobs> {
   const blobs = new Map<string, Buffer>();
   const layers: Array<{ tar: Buffer; blob: Buffer }> = [];
-  for (const files of image.layers) {
-    const plain = await tarOf(files);
+  for (const files of [...image.layers, ...(image.layerTars ?? [])]) {
+    const plain = Buffer.isBuffer(files) ? files : await tarOf(files);
     const blob = image.gzip === false ? plain : gzipSync(plain);
     layers.push({ tar: plain, blob });
     blobs.set(sha256(blob), blob);
