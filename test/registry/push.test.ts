@@ -262,9 +262,13 @@ describe('push to a registry', { skip }, () => {
     await proxy.stop();
     assert.equal(proxy.cuts, 2, trace);
     assert.ok(steps.some((s) => /interrupted; starting the blob over/.test(s)), steps.join('\n'));
-    assert.ok(steps.some((s) => /connection cut; resuming at byte 1048576 of 9439232/.test(s)), steps.join('\n'));
-    // The streamed one (cut), then 1 MiB chunks of the 9 MiB + 2 KiB tar: the first, the second cut, then the other nine.
-    assert.equal(blobWrites(proxy.requests, 'PATCH'), 12, trace);
+    // Whether the registry has stored the first chunk when it answers the status request after the
+    // cut is its own timing (seen both ways in CI): lapin resumes from what it reports, 1 MiB or 0.
+    const resumed = steps.filter((s) => /connection cut; resuming at byte (0|1048576) of 9439232/.test(s)).at(-1);
+    assert.ok(resumed, steps.join('\n'));
+    // The streamed one (cut), then 1 MiB chunks of the 9 MiB + 2 KiB tar: the first, the second cut, then the other
+    // nine (ten when the registry reported 0 and the first chunk went again).
+    assert.equal(blobWrites(proxy.requests, 'PATCH'), resumed.includes('byte 0 ') ? 13 : 12, trace);
     const layout = path.join(context, 'pulled');
     await skopeoCopyToOci(`${r.host}/stream/app:1`, layout);
     assert.deepEqual((await layoutFiles(layout)).get('.boot/kernel')?.data, kernel);
