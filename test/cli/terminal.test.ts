@@ -15,8 +15,10 @@ const haveTmux = spawnSync('sh', ['-c', 'command -v tmux'], { stdio: 'ignore' })
 if (!haveTmux && isCI()) throw new Error('CI must run the terminal tests: tmux is missing (scripts/install-deps.sh installs it)');
 
 let work: string;
-// One session per run: killing the only session ends the tmux server, and a new-session
-// racing that shutdown left capture-pane with "no server running".
+// A tmux server of this test's own (-S), so no other tmux user on the machine (a server whose
+// last session is ending) can take it down mid-test; one session per run.
+let socket: string;
+const tmux = (args: string[]): string[] => ['-S', socket, ...args];
 let runs = 0;
 let session = `lapin-test-${process.pid}-0`;
 
@@ -29,12 +31,12 @@ function startInTmux(args: string[], cwd: string): void {
   const command = [process.execPath, '--import', TSX, path.join(ROOT, 'src/cli/main.ts'), ...args].map(shellQuote).join(' ');
   const previous = session;
   session = `lapin-test-${process.pid}-${++runs}`;
-  execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '150', '-y', '40', `cd ${shellQuote(cwd)} && ${command}; echo EXIT=$?; sleep 600`]);
-  spawnSync('tmux', ['kill-session', '-t', previous], { stdio: 'ignore' });
+  execFileSync('tmux', tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '40', `cd ${shellQuote(cwd)} && ${command}; echo EXIT=$?; sleep 600`]));
+  spawnSync('tmux', tmux(['kill-session', '-t', previous]), { stdio: 'ignore' });
 }
 
 function pane(): string {
-  return execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
+  return execFileSync('tmux', tmux(['capture-pane', '-p', '-t', session]), { encoding: 'utf8' });
 }
 
 async function waitFor(predicate: (text: string) => boolean, timeoutMs: number, seen: string[] = []): Promise<string> {
@@ -60,6 +62,7 @@ function bigKernel(size: number): Buffer {
 describe('lapin build on a terminal', { skip: haveTmux ? false : 'tmux is missing (scripts/install-deps.sh installs it)', timeout: 240_000 }, () => {
   before(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'lapin term '));
+    socket = path.join(work, 'tmux.sock');
     await writeFile(path.join(work, 'vmlinuz'), bigKernel(96 * 1024 * 1024));
     // Large enough that mke2fs runs well past the live region's 150 ms on an idle machine.
     await writeFile(path.join(work, 'big.bin'), randomBytes(256 * 1024 * 1024));
@@ -68,7 +71,7 @@ describe('lapin build on a terminal', { skip: haveTmux ? false : 'tmux is missin
     await writeFile(path.join(work, 'bunnyfile'), bunnyfile.join('\n'));
   });
   after(async () => {
-    spawnSync('tmux', ['kill-session', '-t', session], { stdio: 'ignore' });
+    spawnSync('tmux', tmux(['kill-server']), { stdio: 'ignore' });
     await rm(work, { recursive: true, force: true });
   });
 
@@ -89,7 +92,7 @@ describe('lapin build on a terminal', { skip: haveTmux ? false : 'tmux is missin
   test('Ctrl-C leaves the message on a line of its own, not glued to the bar', async () => {
     startInTmux(['build', '--no-cache', '--compression-level', '9', '-o', 'out2.tar', '.'], work);
     await waitFor((text) => /layer kernel \[/.test(text), 120_000);
-    execFileSync('tmux', ['send-keys', '-t', session, 'C-c']);
+    execFileSync('tmux', tmux(['send-keys', '-t', session, 'C-c']));
     const final = await waitFor((text) => /EXIT=\d+/.test(text), 30_000);
     assert.match(final, /EXIT=130/, final);
     assert.match(final, /^lapin: interrupted; removed partial output$/m, final);
