@@ -5,11 +5,11 @@
  * hold indexes; a docker archive never does. Each entry keeps its manifest's
  * exact bytes and digest, so an index made from it re-uploads nothing.
  */
-import { createHash } from 'node:crypto';
+import { sha256Digest } from '../image/digest.js';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { RegistryOptions } from '../registry/client.js';
-import { archiveReader, directoryReader, openSource, parseSource, SourceError, type FileReader, type OpenSourceOptions } from './open.js';
+import { archiveReader, directoryReader, openSource, parseJson, parseSource, SourceError, type FileReader, type OpenSourceOptions } from './open.js';
 import { TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
 
@@ -81,17 +81,6 @@ export interface ImageIndex {
   close(): Promise<void>;
 }
 
-function sha256(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-function parseJson<T>(data: Buffer, what: string): T {
-  try {
-    return JSON.parse(data.toString('utf8')) as T;
-  } catch (error) {
-    throw new SourceError(`${what} is not valid JSON: ${(error as Error).message}`);
-  }
-}
 
 function blobName(digest: string): string {
   const match = /^sha256:([a-f0-9]{64})$/.exec(digest);
@@ -133,7 +122,7 @@ interface Blobs {
 async function verified(blobs: Blobs, descriptor: SourceDescriptor, where: string): Promise<Buffer> {
   if (descriptor.size > JSON_LIMIT) throw new SourceError(`${where}: ${descriptor.digest} is ${descriptor.size} bytes, too large for a manifest or config`);
   const bytes = await blobs.read(blobName(descriptor.digest));
-  if (sha256(bytes) !== descriptor.digest) throw new SourceError(`${where}: ${descriptor.digest} does not match its content; the layout is damaged`);
+  if (sha256Digest(bytes) !== descriptor.digest) throw new SourceError(`${where}: ${descriptor.digest} does not match its content; the layout is damaged`);
   return bytes;
 }
 
@@ -206,7 +195,7 @@ function selectLayout(indexJson: Buffer, where: string, tag: string | undefined)
   if (single) return { distinct };
   const platformImages = distinct.every((m) => MANIFEST_TYPES.has(m.mediaType) && m.platform?.architecture !== undefined && m.annotations?.['org.opencontainers.image.ref.name'] === undefined);
   if (!platformImages) throw new SourceError(`${where} holds ${distinct.length} images; say which`, 'add :TAG');
-  return { distinct, named: { digest: sha256(indexJson), mediaType: top.mediaType ?? MEDIA_OCI_INDEX } };
+  return { distinct, named: { digest: sha256Digest(indexJson), mediaType: top.mediaType ?? MEDIA_OCI_INDEX } };
 }
 
 async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', blobs: Blobs, where: string, tag: string | undefined, close: () => Promise<void>): Promise<ImageIndex> {

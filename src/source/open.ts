@@ -164,7 +164,7 @@ export function archiveReader(archive: TarFile): FileReader {
 }
 
 /** Never quotes the text: a file that is not JSON may be anything (a symlink's target, a secret). */
-function parseJson<T>(data: Buffer, what: string): T {
+export function parseJson<T>(data: Buffer, what: string): T {
   try {
     return JSON.parse(data.toString('utf8')) as T;
   } catch {

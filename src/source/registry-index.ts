@@ -4,7 +4,7 @@
  * digests; layers are pulled (into lapin's cache, through pull.ts) only when
  * something reads them, so an index made on the same registry moves no layer.
  */
-import { createHash } from 'node:crypto';
+import { sha256Digest } from '../image/digest.js';
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
@@ -12,22 +12,11 @@ import { repositoryScope } from '../registry/auth.js';
 import { MANIFEST_SIZE_LIMIT, RegistryStatusError, readLimitedBody, type RegistryClient } from '../registry/client.js';
 import type { PulledImage } from '../registry/pull.js';
 import { bufferStream, formatPlatform, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type OpenIndexOptions, type Platform } from './image-index.js';
-import { SourceError } from './open.js';
+import { parseJson, SourceError } from './open.js';
 import type { SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
 
 const ACCEPT = [MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST].join(', ');
 
-function sha256(data: Buffer): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-function parseJson<T>(data: Buffer, what: string): T {
-  try {
-    return JSON.parse(data.toString('utf8')) as T;
-  } catch (error) {
-    throw new SourceError(`${what} is not valid JSON: ${(error as Error).message}`);
-  }
-}
 
 interface Fetched {
   bytes: Buffer;
@@ -45,7 +34,7 @@ async function fetchManifest(client: RegistryClient, path: string, tagOrDigest: 
     what: `fetching the manifest of ${display}`,
   });
   const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the manifest of ${display}`);
-  const digest = sha256(bytes);
+  const digest = sha256Digest(bytes);
   const expected = tagOrDigest.startsWith('sha256:') ? tagOrDigest : response.headers.get('docker-content-digest');
   if (expected && expected !== digest) throw new SourceError(`the manifest of ${display} does not match its digest (expected ${expected}, got ${digest}); refusing it`);
   const declared = (parseJson<{ mediaType?: string }>(bytes, `the manifest of ${display}`).mediaType ?? response.headers.get('content-type') ?? '').split(';')[0] as string;
@@ -62,7 +51,7 @@ async function fetchSmallBlob(client: RegistryClient, path: string, descriptor: 
     what: `fetching the config of ${display}`,
   });
   const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the config of ${display}`);
-  if (sha256(bytes) !== descriptor.digest) throw new SourceError(`the config ${descriptor.digest} of ${display} does not match its digest; refusing it`);
+  if (sha256Digest(bytes) !== descriptor.digest) throw new SourceError(`the config ${descriptor.digest} of ${display} does not match its digest; refusing it`);
   return bytes;
 }
 
