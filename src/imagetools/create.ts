@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import { LapinError, UsageError } from '../errors.js';
 import { requireFreshDirectory, writeAtomically } from '../export/atomic.js';
+import { dockerLoadEntry, hostPlatform, indexDockerManifestJson } from '../export/index-archive.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
@@ -158,6 +159,7 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
     if (options.output) {
       await writeIndexOutput(options.output, entries, created, options.tags);
       options.onEvent?.({ kind: 'step', message: `wrote ${options.output.dest} (index ${created.digest})` });
+      if (options.output.tar) options.onEvent?.({ kind: 'step', message: dockerLoadNote(entries, options.tags) });
       return created;
     }
     const { pushIndex } = await import('../registry/push-index.js');
@@ -172,6 +174,15 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
   } finally {
     await Promise.all(opened.map((o) => o.close()));
   }
+}
+
+/** What docker 20.10's load takes from the archive (it reads manifest.json, not the index). */
+function dockerLoadNote(entries: readonly IndexEntry[], tags: readonly string[]): string {
+  const host = formatPlatform(hostPlatform());
+  const entry = dockerLoadEntry(entries);
+  if (!entry) return `no ${host} image (this machine's platform), so no docker manifest.json: docker load of it fails (docker 20.10 reads no image index)`;
+  const names = tags.map((t) => formatReference(parseReference(t)));
+  return `docker load takes ${formatPlatform(entry.platform)} (this machine's platform) ${names.length > 0 ? `as ${names.join(', ')}` : 'untagged'}: docker 20.10 reads no image index (ctr import --all-platforms and skopeo copy --all take every platform)`;
 }
 
 /** An OCI layout: index.json names the new index (tagged with each NAME's tag), which names every manifest. */
@@ -216,6 +227,9 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
     try {
       await add('oci-layout', Buffer.from(layout));
       await add('index.json', indexJson);
+      // For docker 20.10, which reads no index: the host platform's image (src/export/index-archive.ts).
+      const dockerManifest = indexDockerManifestJson(dockerLoadEntry(entries), refs.flatMap((ref) => (ref ? [formatReference(ref)] : [])));
+      if (dockerManifest) await add('manifest.json', dockerManifest);
       await new Promise<void>((resolve, reject) => pack.entry(header('blobs/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
       await new Promise<void>((resolve, reject) => pack.entry(header('blobs/sha256/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
       for (const [digest, blob] of blobs) {
