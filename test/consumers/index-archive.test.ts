@@ -223,7 +223,7 @@ describe('docker load (20.10, no index support)', { skip: platformSkip || requir
     await run('tar', ['-xf', archive, '-C', single]);
     const manifest = await readFile(join(single, 'blobs', 'sha256', (images[OTHER]?.manifest as string).slice(7)));
     await writeFile(join(single, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: images[OTHER]?.manifest, size: manifest.length }] }));
-    await rm(join(single, 'manifest.json'));
+    await rm(join(single, 'manifest.json'), { force: true });
     const foreign = join(work, 'foreign index.tar');
     const steps: string[] = [];
     await createIndex({ tags: [`${NAME}:foreign`], sources: [`oci:${single}`], output: { type: 'oci', dest: foreign, tar: true }, onEvent: (e) => (e.kind === 'step' ? steps.push(e.message) : undefined) });
