@@ -260,6 +260,17 @@ describe('podman load (4.3)', { skip: platformSkip || requireConsumers(['podman'
       await loaded.cleanup();
     }
   });
+  test('no tag: the host platform, by its id', async () => {
+    const untagged = join(work, 'untagged.tar');
+    await createIndex({ tags: [], sources: [`oci-archive:${archive}`], output: { type: 'oci', dest: untagged, tar: true } });
+    const loaded = await podmanLoad(untagged);
+    try {
+      assert.deepEqual(loaded.names, [images[HOST]?.config]);
+      assert.equal(loaded.images[0]?.architecture, HOST);
+    } finally {
+      await loaded.cleanup();
+    }
+  });
 });
 
 describe('ctr images import (containerd 1.6)', { skip: platformSkip || requireConsumers(['ctr']) }, () => {
