@@ -229,7 +229,16 @@ describe('docker load (20.10, no index support)', { skip: platformSkip || requir
     await createIndex({ tags: [`${NAME}:foreign`], sources: [`oci:${single}`], output: { type: 'oci', dest: foreign, tar: true }, onEvent: (e) => (e.kind === 'step' ? steps.push(e.message) : undefined) });
     assert.match(steps.join('\n'), new RegExp(`no linux/${HOST} image \\(this machine's platform\\), so no docker manifest\\.json: docker load of it fails`));
     assert.equal((await members(foreign)).includes('manifest.json'), false);
-    await assert.rejects(dockerLoad(foreign), (error: unknown) => error instanceof ConsumerCommandError && error.exitCode === 1);
+    await assert.rejects(dockerLoad(foreign), (error: unknown) => error instanceof ConsumerCommandError && error.exitCode === 1 && /blobs\/json: no such file or directory/.test(error.stderr));
+    // Why none rather than an empty list: with `[]`, docker load loads nothing and exits 0.
+    const emptyList = join(work, 'empty list');
+    await mkdir(emptyList);
+    await run('tar', ['-xf', foreign, '-C', emptyList]);
+    await writeFile(join(emptyList, 'manifest.json'), '[]');
+    await run('tar', ['-cf', join(work, 'empty list.tar'), '-C', emptyList, '.']);
+    const docker = servicesEnv();
+    const { stdout, stderr: loadErr } = await run(docker.dockerBin, ['load', '-i', join(work, 'empty list.tar')], { env: { ...process.env, DOCKER_HOST: docker.dockerHost } });
+    assert.equal(`${stdout}${loadErr}`.trim(), '');
   });
 });
 
@@ -286,6 +295,8 @@ describe('ctr images import (containerd 1.6)', { skip: platformSkip || requireCo
       assert.equal(elfMachine(await imported.files()), MACHINE[HOST]);
       await assert.rejects(imported.content(images[OTHER]?.manifest as string), ConsumerCommandError, `the ${OTHER} manifest is not in the content store`);
       await assert.rejects(imported.content(images[OTHER]?.config as string), ConsumerCommandError);
+      const kernelLayer = (await member(archive, `blobs/sha256/${(images[OTHER]?.manifest as string).slice(7)}`)).toString('utf8');
+      await assert.rejects(imported.content((JSON.parse(kernelLayer) as { layers: Descriptor[] }).layers[0]?.digest as string), ConsumerCommandError, `the ${OTHER} kernel layer is not there`);
     } finally {
       await imported.cleanup();
     }
@@ -321,6 +332,14 @@ describe('skopeo copy --all (1.9)', { skip: platformSkip || requireConsumers(['s
     assert.deepEqual(index.manifests.map((m) => [m.digest, m.annotations?.['org.opencontainers.image.ref.name']]), [[indexDigest, 'copy']]);
     const blobs = await readdir(join(dir, 'blobs', 'sha256'));
     for (const arch of ['amd64', 'arm64']) assert.ok(blobs.includes((images[arch]?.config as string).slice(7)), `${arch} config copied`);
+  });
+
+  test('two -t: oci-archive:X.tar needs :TAG', async () => {
+    const two = await twoTags();
+    await assert.rejects(run('skopeo', ['copy', '--all', `oci-archive:${two}`, `oci:${join(work, 'skopeo two')}:x`]), /more than one image in oci, choose an image/);
+    await run('skopeo', ['copy', '--all', `oci-archive:${two}:2`, `oci:${join(work, 'skopeo two')}:x`]);
+    const index = JSON.parse(await readFile(join(work, 'skopeo two', 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    assert.deepEqual(index.manifests.map((m) => m.digest), [indexDigest]);
   });
 
   test('without --all: the host platform only', async () => {
