@@ -330,7 +330,9 @@ describe('skopeo copy --all (1.9)', { skip: platformSkip || requireConsumers(['s
     await run('skopeo', ['copy', '--all', `oci-archive:${archive}`, `oci:${dir}:copy`]);
     const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
     assert.deepEqual(index.manifests.map((m) => [m.digest, m.annotations?.['org.opencontainers.image.ref.name']]), [[indexDigest, 'copy']]);
-    const blobs = await readdir(join(dir, 'blobs', 'sha256'));
+    const blobs = (await readdir(join(dir, 'blobs', 'sha256'))).sort();
+    const inArchive = (await members(archive)).filter((m) => /^blobs\/sha256\/[0-9a-f]{64}$/.test(m)).map((m) => m.slice('blobs/sha256/'.length)).sort();
+    assert.deepEqual(blobs, inArchive, 'every platform copied');
     for (const arch of ['amd64', 'arm64']) assert.ok(blobs.includes((images[arch]?.config as string).slice(7)), `${arch} config copied`);
   });
 
