@@ -269,6 +269,23 @@ describe('podman load (4.3)', { skip: platformSkip || requireConsumers(['podman'
       await loaded.cleanup();
     }
   });
+  test('the name comes from io.containerd.image.name: without it podman would name the image localhost/TAG', async () => {
+    const dir = join(work, 'podman no containerd name');
+    await mkdir(dir);
+    await run('tar', ['-xf', archive, '-C', dir]);
+    const top = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    delete top.manifests[0]?.annotations?.['io.containerd.image.name'];
+    await writeFile(join(dir, 'index.json'), JSON.stringify(top));
+    const edited = join(work, 'podman no containerd name.tar');
+    await run('tar', ['-cf', edited, '-C', dir, '.']);
+    const loaded = await podmanLoad(edited);
+    try {
+      assert.deepEqual(loaded.names, ['localhost/1:latest']);
+    } finally {
+      await loaded.cleanup();
+    }
+  });
+
   test('no tag: the host platform, by its id', async () => {
     const untagged = join(work, 'untagged.tar');
     await createIndex({ tags: [], sources: [`oci-archive:${archive}`], output: { type: 'oci', dest: untagged, tar: true } });
