@@ -198,6 +198,7 @@ describe('docker load (20.10, no index support)', { skip: platformSkip || requir
       const [image] = loaded.images;
       assert.equal(image?.architecture, HOST);
       assert.equal(image?.id, images[HOST]?.config);
+      assert.equal(elfMachine(await loaded.files()), MACHINE[HOST]);
     } finally {
       await loaded.cleanup();
     }
