@@ -161,11 +161,12 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
     throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
   });
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
-  // As with buildx, --platform reaches a Containerfile as TARGETPLATFORM (and TARGETARCH...).
-  const buildArgs = { ...(options.platform ? { TARGETPLATFORM: options.platform } : {}), ...options.buildArgs };
+  // As with buildx: --platform gives TARGETPLATFORM, TARGETARCH..., this machine BUILDPLATFORM... (src/frontends/platform-args.ts).
+  const buildArgs = options.buildArgs ?? {};
+  const platforms = { ...(options.platform ? { platform: options.platform } : {}), buildPlatform: `linux/${process.arch === 'x64' ? 'amd64' : process.arch}` };
   // RUN and the other instructions lapin does not apply itself: the Dockerfile part runs on a real builder.
   let builtBase: BuiltBase | undefined;
-  const compiled = await compile(text, displayFile, syntax, buildArgs, options.target === undefined ? {} : { target: options.target }).catch(async (error: unknown) => {
+  const compiled = await compile(text, displayFile, syntax, buildArgs, { ...platforms, ...(options.target === undefined ? {} : { target: options.target }) }).catch(async (error: unknown) => {
     if (!(error instanceof ExecutionNeeded)) throw error;
     const external = await import('./builder/external.js');
     builtBase = await external.runOnBuilder(error, { file, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(options.platform ? { platform: options.platform } : {}), emit });

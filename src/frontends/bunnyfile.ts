@@ -19,6 +19,8 @@ import { LapinError, type SourcePosition } from '../errors.js';
 import { didYouMean } from '../plan/similar.js';
 import { MAX_NESTING, checkDefinitionSize, positionOf, tooDeep } from './limits.js';
 import { yamlTooDeep } from './yaml-depth.js';
+import { platformArgs, type PlatformInputs } from './platform-args.js';
+import { substitutePlatformValues } from './platform-vars.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import { parseByteSize } from '../rootfs/size.js';
 import {
@@ -31,6 +33,7 @@ import {
   type CopyOp,
   type FsOp,
   type Located,
+  type PlanWarning,
   type RootfsFileCheck,
   type UruncInput,
 } from '../plan/types.js';
@@ -94,6 +97,10 @@ interface Include {
 
 /** Reads one YAML document with positions and turns shape errors into LapinErrors. */
 class Reader {
+  /** TARGETARCH and the others, once the target platform is known. */
+  platformValues: ReadonlyMap<string, string> = new Map();
+  readonly warnings: PlanWarning[] = [];
+
   constructor(
     private readonly file: string,
     private readonly doc: Document,
@@ -167,6 +174,34 @@ class Reader {
     return value === '' ? undefined : { value, at: entry.valueAt };
   }
 
+  /**
+   * A path or image reference, with `${TARGETARCH}` and its siblings replaced
+   * (platform-vars.ts). `node` is where the value is written, to point a
+   * warning at the `${...}` left as written.
+   */
+  expand(field: Field<string>, node: YamlNode | null): Field<string> {
+    const { value, leftAsWritten } = substitutePlatformValues(field.value, this.platformValues);
+    const range = node?.range;
+    const raw = range === undefined || range === null ? '' : this.text.slice(range[0], range[1]);
+    let cursor = 0;
+    for (const item of leftAsWritten) {
+      const found = raw.indexOf(item.text, cursor);
+      cursor = found < 0 ? cursor : found + 1;
+      const at = found < 0 || range === undefined || range === null ? field.at : this.at(range[0] + found);
+      this.warnings.push({
+        message: `${item.text} is left as written: a bunnyfile replaces only \${TARGETPLATFORM}, \${TARGETOS}, \${TARGETARCH} and \${TARGETVARIANT}${item.meant === undefined ? '' : ` (did you mean \${${item.meant}}?)`}`,
+        at,
+      });
+    }
+    return value === field.value ? field : { value, at: field.at };
+  }
+
+  /** A string field that names a path or an image, expanded as `expand` does. */
+  pathString(entry: Entry | undefined, name: string): Field<string> | undefined {
+    const field = this.string(entry, name);
+    return field === undefined ? undefined : this.expand(field, entry?.value ?? null);
+  }
+
   /** A list of strings; undefined when absent. */
   stringList(entry: Entry | undefined, name: string): Field<string[]> | undefined {
     if (entry === undefined || this.isEmpty(entry.value)) return undefined;
@@ -238,7 +273,7 @@ function parseInclude(reader: Reader, node: unknown, fallback: SourcePosition): 
   const at = reader.nodeAt(resolved, fallback);
   if (resolved !== null && isScalar(resolved) && resolved.value !== null) {
     // "src:dst": a local file; dst defaults to src (bunny splits at the first ':').
-    const text = reader.scalarText(resolved);
+    const text = reader.expand({ value: reader.scalarText(resolved), at }, resolved).value;
     const colon = text.indexOf(':');
     const source = colon === -1 ? text : text.slice(0, colon);
     const destination = colon === -1 ? '' : text.slice(colon + 1);
@@ -247,9 +282,9 @@ function parseInclude(reader: Reader, node: unknown, fallback: SourcePosition): 
   }
   if (resolved !== null && isMap(resolved)) {
     const entries = reader.mapping(resolved, at, 'an include entry', INCLUDE_KEYS);
-    const fromField = reader.string(entries.get('from'), 'include from');
-    const source = reader.string(entries.get('source'), 'include source');
-    const destination = reader.string(entries.get('destination'), 'include destination');
+    const fromField = reader.pathString(entries.get('from'), 'include from');
+    const source = reader.pathString(entries.get('source'), 'include source');
+    const destination = reader.pathString(entries.get('destination'), 'include destination');
     if (source === undefined) reader.fail('include entry has an empty source', entries.get('source')?.valueAt ?? at, 'set source: to a file in the build context or the image');
     if (destination === undefined) reader.fail('include entry has an empty destination', entries.get('destination')?.valueAt ?? at, 'set destination: to the path inside the rootfs');
     const from = fromField === undefined ? ({ kind: 'local' } as const) : parseSource(reader, fromField, 'include from');
@@ -273,16 +308,16 @@ function tooDeepYaml(at: SourcePosition): LapinError {
 }
 
 /** Compiles a bunnyfile into a BuildPlan; every problem is a LapinError with a position. */
-export function parseBunnyfile(text: string, file: string): BuildPlan {
+export function parseBunnyfile(text: string, file: string, platforms: PlatformInputs = {}, buildArgs: Readonly<Record<string, string>> = {}): BuildPlan {
   checkDefinitionSize(text, file);
   try {
-    return compileBunnyfile(text, file);
+    return compileBunnyfile(text, file, platforms, buildArgs);
   } catch (error) {
     throw tooDeep(error, file);
   }
 }
 
-function compileBunnyfile(text: string, file: string): BuildPlan {
+function compileBunnyfile(text: string, file: string, platforms: PlatformInputs, buildArgs: Readonly<Record<string, string>>): BuildPlan {
   const lines = new LineCounter();
   const deep = yamlTooDeep(text);
   if (deep !== undefined) throw tooDeepYaml(positionOf(text, deep, file));
@@ -328,23 +363,26 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
 
   // platforms
   const platformsAt = top.get('platforms')?.valueAt ?? topAt;
-  const platforms = reader.section(top, 'platforms', PLATFORM_KEYS) ?? new Map<string, Entry>();
-  const framework = reader.required(reader.string(platforms.get('framework'), 'platforms.framework'), 'platforms.framework', platformsAt, 'set platforms.framework, e.g. unikraft, rumprun, mirage, mewz, linux or hermit');
-  const monitor = reader.required(reader.string(platforms.get('monitor'), 'platforms.monitor'), 'platforms.monitor', platformsAt, 'set platforms.monitor, e.g. qemu, firecracker, hvt, spt or cloud-hypervisor');
-  const frameworkVersion = reader.string(platforms.get('version'), 'platforms.version');
-  const architectureField = reader.string(platforms.get('architecture'), 'platforms.architecture');
+  const platformSection = reader.section(top, 'platforms', PLATFORM_KEYS) ?? new Map<string, Entry>();
+  const framework = reader.required(reader.string(platformSection.get('framework'), 'platforms.framework'), 'platforms.framework', platformsAt, 'set platforms.framework, e.g. unikraft, rumprun, mirage, mewz, linux or hermit');
+  const monitor = reader.required(reader.string(platformSection.get('monitor'), 'platforms.monitor'), 'platforms.monitor', platformsAt, 'set platforms.monitor, e.g. qemu, firecracker, hvt, spt or cloud-hypervisor');
+  const frameworkVersion = reader.string(platformSection.get('version'), 'platforms.version');
+  const architectureField = reader.string(platformSection.get('architecture'), 'platforms.architecture');
   let architecture: Located<Architecture> | undefined;
   if (architectureField !== undefined) {
     const arch = ARCHITECTURE_ALIASES[architectureField.value];
     if (arch === undefined) reader.fail(`unknown architecture "${architectureField.value}"`, architectureField.at, `use one of ${Object.keys(ARCHITECTURE_ALIASES).join(', ')}`);
     architecture = { value: arch, at: architectureField.at };
   }
+  // ${TARGETARCH} is --platform's, else platforms.architecture's (bunny's "target architecture"), else the build machine's.
+  const targetPlatform = platforms.platform ?? (architecture === undefined ? undefined : `linux/${architecture.value}`);
+  reader.platformValues = platformArgs({ ...platforms, ...(targetPlatform === undefined ? {} : { platform: targetPlatform }) }, buildArgs);
 
   // kernel
   const kernelAt = top.get('kernel')?.valueAt ?? topAt;
   const kernelSection = reader.section(top, 'kernel', KERNEL_KEYS) ?? new Map<string, Entry>();
-  const kernelFromField = reader.required(reader.string(kernelSection.get('from'), 'kernel.from'), 'kernel.from', kernelAt, 'set kernel.from to local or an image reference');
-  const kernelPath = reader.required(reader.string(kernelSection.get('path'), 'kernel.path'), 'kernel.path', kernelAt, 'set kernel.path to the kernel file');
+  const kernelFromField = reader.required(reader.pathString(kernelSection.get('from'), 'kernel.from'), 'kernel.from', kernelAt, 'set kernel.from to local or an image reference');
+  const kernelPath = reader.required(reader.pathString(kernelSection.get('path'), 'kernel.path'), 'kernel.path', kernelAt, 'set kernel.path to the kernel file');
   const kernelFrom = parseSource(reader, kernelFromField, 'kernel.from');
   if (kernelFrom.kind === 'scratch') reader.fail('kernel.from cannot be scratch', kernelFromField.at, 'use local for a file in the build context, or an image reference');
 
@@ -352,10 +390,10 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
   const rootfsEntry = top.get('rootfs');
   const rootfsAt = rootfsEntry?.valueAt;
   const rootfs = reader.section(top, 'rootfs', ROOTFS_KEYS) ?? new Map<string, Entry>();
-  const rootfsFromField = reader.string(rootfs.get('from'), 'rootfs.from');
+  const rootfsFromField = reader.pathString(rootfs.get('from'), 'rootfs.from');
   const rootfsFrom: Source = rootfsFromField === undefined ? { kind: 'scratch' } : parseSource(reader, rootfsFromField, 'rootfs.from');
   const rootfsFromAt = rootfsFromField?.at ?? rootfsAt ?? topAt;
-  const rootfsPath = reader.string(rootfs.get('path'), 'rootfs.path');
+  const rootfsPath = reader.pathString(rootfs.get('path'), 'rootfs.path');
   const typeField = reader.string(rootfs.get('type'), 'rootfs.type');
   // lapin-only: the size of a block image built from include ("64M", "1G" or bytes).
   const sizeField = reader.string(rootfs.get('size'), 'rootfs.size');
@@ -586,5 +624,6 @@ function compileBunnyfile(text: string, file: string): BuildPlan {
   if (architecture !== undefined) plan.architecture = architecture;
   if (rootfsFile !== undefined) plan.rootfsFile = rootfsFile;
   if (configFrom !== undefined) plan.configFrom = configFrom;
+  if (reader.warnings.length > 0) plan.warnings = reader.warnings;
   return plan;
 }

@@ -34,6 +34,7 @@ import { canMountRootfs } from '../plan/storage.js';
 import { checkUruncKey } from './urunc-names.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
+import { platformArgs, type PlatformInputs } from './platform-args.js';
 
 const KEYWORDS = new Set<string>(Object.values(Keyword));
 
@@ -174,7 +175,8 @@ interface Stage {
 /**
  * Compiles a Containerfile into a BuildPlan. `buildArgs` are `--build-arg`
  * values; they override ARG defaults and may set the predefined platform
- * ARGs (TARGETPLATFORM, TARGETARCH, ...), which otherwise describe the host.
+ * ARGs (TARGETPLATFORM, TARGETARCH, ...), which otherwise describe
+ * `options.platform` and `options.buildPlatform` (platform-args.ts).
  */
 export function parseContainerfile(
   text: string,
@@ -197,7 +199,7 @@ function compileContainerfile(text: string, file: string, buildArgs: Record<stri
       hint: 'a Containerfile starts with FROM scratch, then COPY and LABEL',
     });
   }
-  const compiler = new Compiler(file, escapeToken, buildArgs, instructions);
+  const compiler = new Compiler(file, escapeToken, buildArgs, instructions, options);
   const target = options.target?.toLowerCase();
   if (target !== undefined) compiler.checkTarget(options.target ?? target);
   for (const instruction of instructions) {
@@ -208,7 +210,7 @@ function compileContainerfile(text: string, file: string, buildArgs: Record<stri
   return compiler.finish();
 }
 
-export interface ContainerfileOptions {
+export interface ContainerfileOptions extends PlatformInputs {
   /** `--target`: the stage that is the image; later stages are not built. */
   target?: string;
 }
@@ -633,27 +635,6 @@ function setEntry<T>(record: Partial<Record<string, T>>, key: string, value: T):
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-function hostPlatform(): string {
-  const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
-  return `linux/${arch}`;
-}
-
-/** Values of the predefined platform ARGs, from `buildArgs` where given. */
-function platformArgs(buildArgs: Record<string, string>): Map<string, string> {
-  const given = (name: string): string | undefined => (Object.hasOwn(buildArgs, name) ? buildArgs[name] : undefined);
-  const values = new Map<string, string>();
-  for (const prefix of ['BUILD', 'TARGET']) {
-    const platform = given(`${prefix}PLATFORM`) ?? hostPlatform();
-    const parts = platform.split('/');
-    const [os, arch, variant] = parts.length === 1 ? ['linux', parts[0], undefined] : parts;
-    values.set(`${prefix}PLATFORM`, platform);
-    values.set(`${prefix}OS`, given(`${prefix}OS`) ?? os ?? '');
-    values.set(`${prefix}ARCH`, given(`${prefix}ARCH`) ?? arch ?? '');
-    values.set(`${prefix}VARIANT`, given(`${prefix}VARIANT`) ?? variant ?? '');
-  }
-  return values;
-}
-
 /** The architecture a `--platform` value names, if lapin can build it. */
 function platformArchitecture(platform: string): Architecture | undefined {
   const parts = platform.toLowerCase().split('/');
@@ -718,8 +699,9 @@ class Compiler {
     private readonly escapeToken: string,
     private readonly buildArgs: Record<string, string>,
     instructions: Instruction[],
+    platforms: PlatformInputs,
   ) {
-    this.platformValues = platformArgs(buildArgs);
+    this.platformValues = platformArgs(platforms, buildArgs);
     for (const instruction of instructions) {
       if (instruction.keyword !== 'FROM') continue;
       const words = plainWords(instruction);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { LapinError, UsageError } from '../errors.js';
 import type { BuildPlan, Syntax } from '../plan/types.js';
+import { PLATFORM_ARG_NAMES, type PlatformInputs } from './platform-args.js';
 
 export const SYNTAXES: readonly Syntax[] = ['bunnyfile', 'containerfile', 'nix'];
 
@@ -43,6 +44,16 @@ export function detectSyntax(file: string, text: string): Syntax {
 export interface CompileOptions {
   /** `--target`: the Containerfile stage to build; other syntaxes have no stages. */
   target?: string;
+  /**
+   * `--platform`: the image's platform (`linux/arm64`), which sets TARGETPLATFORM,
+   * TARGETARCH... in every syntax (docs/multi-platform.md). Defaults to `buildPlatform`.
+   */
+  platform?: string;
+  /**
+   * The platform of the machine that builds, for BUILDPLATFORM, BUILDARCH...; the
+   * caller says it (a frontend reads no process state). Defaults to `platform`, then linux/amd64.
+   */
+  buildPlatform?: string;
 }
 
 /**
@@ -62,7 +73,7 @@ export async function compile(
   }
   const plan = await compileSyntax(text, file, syntax, buildArgs, options);
   if (syntax !== 'containerfile') {
-    const unused = Object.keys(buildArgs).filter((name) => !PLATFORM_ARGS.has(name));
+    const unused = Object.keys(buildArgs).filter((name) => !PLATFORM_ARG_NAMES.has(name));
     if (unused.length > 0) {
       plan.warnings = [...(plan.warnings ?? []), { message: `one or more build-args [${unused.sort().join(' ')}] were not consumed: a ${syntax} has no ARG` }];
     }
@@ -70,16 +81,20 @@ export async function compile(
   return plan;
 }
 
-/** The build args lapin sets itself from --platform. */
-const PLATFORM_ARGS = new Set(['TARGETPLATFORM']);
-
 async function compileSyntax(text: string, file: string, syntax: Syntax, buildArgs: Record<string, string>, options: CompileOptions): Promise<BuildPlan> {
   switch (syntax) {
     case 'bunnyfile':
-      return (await import('./bunnyfile.js')).parseBunnyfile(text, file);
+      return (await import('./bunnyfile.js')).parseBunnyfile(text, file, platformOptions(options), buildArgs);
     case 'containerfile':
       return (await import('./containerfile.js')).parseContainerfile(text, file, buildArgs, options);
     case 'nix':
-      return (await import('./nix.js')).parseArgsNix(text, file);
+      return (await import('./nix.js')).parseArgsNix(text, file, platformOptions(options), buildArgs);
   }
+}
+
+function platformOptions(options: CompileOptions): PlatformInputs {
+  return {
+    ...(options.platform === undefined ? {} : { platform: options.platform }),
+    ...(options.buildPlatform === undefined ? {} : { buildPlatform: options.buildPlatform }),
+  };
 }

@@ -93,8 +93,15 @@ export function describeNixKind(value: NixValue): string {
 }
 
 /** Parse `text` (the contents of `file`) as a Nix data value. */
-export function parseNixData(text: string, file: string): NixValue {
-  return new NixDataParser(text, file).parseFile();
+/**
+ * `inputs` are what the caller passes to a file that is a function of them,
+ * `{ TARGETARCH, ... }: { ... }`: as nixpkgs' callPackage does, the function
+ * gets the inputs it names, and an input it names but is not given takes its
+ * `? default`. The names are then variables in the body: `"kernel-${TARGETARCH}"`
+ * or `TARGETARCH` alone. Nothing else is evaluated.
+ */
+export function parseNixData(text: string, file: string, inputs: Readonly<Record<string, string>> = {}): NixValue {
+  return new NixDataParser(text, file, inputs).parseFile();
 }
 
 const MAX_INT = 9223372036854775807n;
@@ -301,10 +308,14 @@ class NixDataParser {
   private depth = 0;
   private readonly lineStarts: number[] = [0];
   private lastColumn: { offset: number; column: number } | undefined;
+  /** The function's arguments, once a `{ a, b ? x, ... }:` header is read. */
+  private readonly scope = new Map<string, NixValue>();
+  private isFunction = false;
 
   constructor(
     private readonly text: string,
     private readonly file: string,
+    private readonly inputs: Readonly<Record<string, string>> = {},
   ) {
     for (let i = 0; i < text.length; i++) {
       const ch = text[i];
@@ -313,10 +324,97 @@ class NixDataParser {
   }
 
   parseFile(): NixValue {
+    this.parseFormals();
     const value = this.parseValue('file');
     const next = this.peek();
     if (next.kind !== 'eof') this.failAfterValue(value, next, 'the end of the file', 'file');
     return value;
+  }
+
+  // ---- a file that is a function of the platform ----
+
+  /** Whether the file starts with a formals header `{ a, b ? x, ... }:`, read without consuming. */
+  private startsWithFormals(): boolean {
+    const open = this.peek();
+    if (!(open.kind === 'punct' && open.text === '{')) return false;
+    const first = this.peekAfter(open);
+    if (first.kind === 'punct' && first.text === '...') return true;
+    if (first.kind === 'punct' && first.text === '}') {
+      const colon = this.peekAfter(first);
+      return colon.kind === 'punct' && colon.text === ':';
+    }
+    if (first.kind !== 'id') return false;
+    const after = this.peekAfter(first);
+    if (after.kind === 'punct' && (after.text === ',' || after.text === '?')) return true;
+    if (!(after.kind === 'punct' && after.text === '}')) return false;
+    const colon = this.peekAfter(after);
+    return colon.kind === 'punct' && colon.text === ':';
+  }
+
+  /** Reads `{ a, b ? "x", ... }:` and binds each name to its input or its default. */
+  private parseFormals(): void {
+    if (!this.startsWithFormals()) return;
+    this.take();
+    const seen = new Set<string>();
+    while (true) {
+      const token = this.take();
+      if (token.kind === 'punct' && token.text === '}') break;
+      if (token.kind === 'punct' && token.text === '...') {
+        const close = this.take();
+        if (!(close.kind === 'punct' && close.text === '}')) this.fail(`unexpected ${showToken(close)}, expected '}' after '...'`, close.start);
+        break;
+      }
+      if (token.kind !== 'id' || KEYWORDS.has(token.text)) this.fail(`unexpected ${showToken(token)}, expected an argument name`, token.start);
+      if (seen.has(token.text)) this.fail(`duplicate function argument '${token.text}'`, token.start);
+      seen.add(token.text);
+      let value: NixValue | undefined;
+      const next = this.peek();
+      if (next.kind === 'punct' && next.text === '?') {
+        this.take();
+        const fallback = this.parseValue('attribute');
+        value = fallback;
+      }
+      if (Object.hasOwn(this.inputs, token.text)) value = { kind: 'string', value: this.inputs[token.text] as string, at: this.position(token.start) };
+      if (value === undefined) {
+        const given = Object.keys(this.inputs);
+        this.fail(`args.nix is a function of '${token.text}', which lapin does not pass`, token.start, `lapin passes ${given.length === 0 ? 'nothing' : given.join(', ')}; give '${token.text}' a default: ${token.text} ? "value"`);
+      }
+      this.scope.set(token.text, value);
+      const separator = this.take();
+      if (separator.kind === 'punct' && separator.text === ',') continue;
+      if (separator.kind === 'punct' && separator.text === '}') break;
+      this.fail(`unexpected ${showToken(separator)}, expected ',' or '}' in the function's arguments`, separator.start);
+    }
+    const colon = this.take();
+    if (!(colon.kind === 'punct' && colon.text === ':')) this.fail(`unexpected ${showToken(colon)}, expected ':' after the function's arguments`, colon.start);
+    this.isFunction = true;
+  }
+
+  /** `${name}` in a string at `offset`: the argument's string value, and where the interpolation ends. */
+  private interpolate(offset: number, literalHint: string): { value: string; end: number } {
+    const saved = this.offset;
+    this.offset = offset + 2;
+    const name = this.take();
+    const close = this.take();
+    this.offset = saved;
+    const known = name.kind === 'id' && (this.scope.has(name.text) || Object.hasOwn(this.inputs, name.text));
+    if (!known || !(close.kind === 'punct' && close.text === '}')) {
+      this.unsupported('string interpolation ("${...}")', offset, 'write the text itself; for a literal "${" write ' + literalHint);
+    }
+    const value = this.variable(name);
+    if (value.kind !== 'string') this.fail(`cannot coerce ${describeNixKind(value)} '${name.text}' to a string`, name.start, `give '${name.text}' a string default`);
+    return { value: value.value, end: close.end };
+  }
+
+  /** A variable: a function argument, or the error Nix gives. */
+  private variable(token: Token): NixValue {
+    const value = this.scope.get(token.text);
+    if (value !== undefined) return value;
+    if (Object.hasOwn(this.inputs, token.text) && !this.isFunction) {
+      this.fail(`undefined variable '${token.text}'`, token.start, `make args.nix a function of it: { ${token.text}, ... }: { ... }`);
+    }
+    if (Object.hasOwn(this.inputs, token.text)) this.fail(`undefined variable '${token.text}'`, token.start, `add it to the function's arguments: { ${token.text}, ... }:`);
+    return this.unsupported(`variable reference ('${token.text}')`, token.start, `write the value itself, e.g. the string "${token.text}"`);
   }
 
   // ---- positions and errors ----
@@ -537,7 +635,9 @@ class NixDataParser {
     if (next.kind === 'punct' && (next.text === ':' || next.text === '@')) {
       this.unsupported(`function definition ("${token.text}${next.text === ':' ? ': ...' : '@{ ... }: ...'}")`, token.start, 'args.nix must be an attribute set, not a function');
     }
-    this.unsupported(`variable reference ('${token.text}')`, token.start, `write the value itself, e.g. the string "${token.text}"`);
+    const value = this.variable(token);
+    this.take();
+    return { ...value, at };
   }
 
   private parsePunctValue(token: Token, context: ValueContext): NixValue {
@@ -782,7 +882,10 @@ class NixDataParser {
       } else if (ch === '$') {
         const next = text[i + 1];
         if (next === '{') {
-          this.unsupported('string interpolation ("${...}")', i, 'write the text itself; for a literal "${" write "\\${"');
+          const interpolated = this.interpolate(i, '"\\${"');
+          value += interpolated.value;
+          i = interpolated.end;
+          continue;
         }
         // "$$" is literal and keeps a following "{" literal too.
         if (next === '$') {
@@ -847,7 +950,9 @@ class NixDataParser {
         this.offset = i + 2;
         return stripIndentation(parts);
       } else if (text.startsWith('${', i)) {
-        this.unsupported('string interpolation ("${...}")', i, "write the text itself; for a literal \"${\" write ''${ in an indented string");
+        const interpolated = this.interpolate(i, "''${ in an indented string");
+        parts.push({ text: interpolated.value, literal: false });
+        i = interpolated.end;
       } else {
         // A lone "$" or "'" (before "'" / "$" or at the end of input).
         parts.push({ text: text[i] as string, literal: false });

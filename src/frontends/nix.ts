@@ -9,6 +9,7 @@ import { URUNC_KEYS, URUNC_PREFIX, isUruncKey, shortUruncKey } from '../plan/uru
 import { checkDefinitionSize, tooDeep } from './limits.js';
 import { checkUruncKey } from './urunc-names.js';
 import { describeNixKind, parseNixData, type NixSet, type NixValue } from './nix-parser.js';
+import { TARGET_ARGS, platformArgs, type PlatformInputs } from './platform-args.js';
 
 const TOP_LEVEL_KEYS = ['name', 'tag', 'files', 'annotations', 'cmd', 'entrypoint', 'env', 'envs', 'labels', 'architecture'] as const;
 
@@ -16,18 +17,32 @@ const TOP_LEVEL_KEYS = ['name', 'tag', 'files', 'annotations', 'cmd', 'entrypoin
 const BOOLEAN_URUNC_KEYS = new Set(['useDMBlock', 'mountRootfs']);
 
 
-/** Compile the text of an args.nix file into a BuildPlan. */
-export function parseArgsNix(text: string, file: string): BuildPlan {
+/**
+ * Compile the text of an args.nix file into a BuildPlan. A file that is a
+ * function, `{ TARGETARCH, ... }: { ... }`, is called with the platform's
+ * TARGETPLATFORM, TARGETOS, TARGETARCH and TARGETVARIANT (platform-args.ts).
+ */
+export function parseArgsNix(text: string, file: string, platforms: PlatformInputs = {}, buildArgs: Readonly<Record<string, string>> = {}): BuildPlan {
   checkDefinitionSize(text, file);
   try {
-    return compileArgsNix(text, file);
+    const plan = compileArgsNix(text, file, targetInputs(platforms, buildArgs));
+    // Without --platform the target is the file's own `architecture`, as in a bunnyfile.
+    if (platforms.platform === undefined && plan.architecture !== undefined && plan.architecture.value !== targetInputs(platforms, buildArgs).TARGETARCH) {
+      return compileArgsNix(text, file, targetInputs({ ...platforms, platform: `linux/${plan.architecture.value}` }, buildArgs));
+    }
+    return plan;
   } catch (error) {
     throw tooDeep(error, file);
   }
 }
 
-function compileArgsNix(text: string, file: string): BuildPlan {
-  const root = parseNixData(text, file);
+function targetInputs(platforms: PlatformInputs, buildArgs: Readonly<Record<string, string>>): Record<string, string> {
+  const values = platformArgs(platforms, buildArgs);
+  return Object.fromEntries(TARGET_ARGS.map((name) => [name, values.get(name) ?? '']));
+}
+
+function compileArgsNix(text: string, file: string, inputs: Readonly<Record<string, string>>): BuildPlan {
+  const root = parseNixData(text, file, inputs);
   if (root.kind !== 'set') {
     throw new LapinError(`args.nix must be an attribute set, found ${describeNixKind(root)}`, {
       at: root.at,

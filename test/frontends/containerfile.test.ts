@@ -353,9 +353,7 @@ describe('COPY and ADD', () => {
   });
 
   test('sources and destination are expanded', () => {
-    const plan = parse('FROM scratch\nARG TARGETARCH\nARG NAME=net\nCOPY build/${TARGETARCH}/${NAME}.hvt /unikernel/$NAME.hvt\n', {
-      TARGETPLATFORM: 'linux/arm64',
-    });
+    const plan = parseContainerfile('FROM scratch\nARG TARGETARCH\nARG NAME=net\nCOPY build/${TARGETARCH}/${NAME}.hvt /unikernel/$NAME.hvt\n', FILE, {}, { platform: 'linux/arm64' });
     assert.deepEqual(copies(plan)[0]?.sources, ['build/arm64/net.hvt']);
     assert.equal(copies(plan)[0]?.destination, '/unikernel/net.hvt');
   });
@@ -458,11 +456,9 @@ describe('ENV and ARG', () => {
     assert.equal(plan.config.labels.v, '112c');
   });
 
-  test('predefined platform ARGs follow TARGETPLATFORM', () => {
-    const plan = parse('FROM scratch\nARG TARGETPLATFORM\nARG TARGETOS\nARG TARGETARCH\nARG TARGETVARIANT\nLABEL p=$TARGETPLATFORM o=$TARGETOS a=$TARGETARCH v=$TARGETVARIANT\n', {
-      TARGETPLATFORM: 'linux/arm64/v8',
-    });
-    assert.deepEqual(plan.config.labels, { p: 'linux/arm64/v8', o: 'linux', a: 'arm64', v: 'v8' });
+  test('predefined platform ARGs follow --platform, normalized as BuildKit does (arm64/v8 is arm64)', () => {
+    const plan = parseContainerfile('FROM scratch\nARG TARGETPLATFORM\nARG TARGETOS\nARG TARGETARCH\nARG TARGETVARIANT\nLABEL p=$TARGETPLATFORM o=$TARGETOS a=$TARGETARCH v=$TARGETVARIANT\n', FILE, {}, { platform: 'linux/arm64/v8' });
+    assert.deepEqual(plan.config.labels, { p: 'linux/arm64', o: 'linux', a: 'arm64', v: '' });
   });
 
   test('ENV and ARG errors', () => {

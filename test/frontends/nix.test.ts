@@ -245,7 +245,7 @@ describe('args.nix: the top level', () => {
   });
 
   test('parser errors come through as LapinErrors with positions', () => {
-    errorAt('{ pkgs, ... }: { }', 1, 1, /function definition/);
+    errorAt('{ pkgs, ... }: { }', 1, 3, /^args\.nix is a function of 'pkgs', which lapin does not pass$/);
     errorAt('{ name = "a${b}"; }', 1, 12, /string interpolation/);
   });
 });
