@@ -50,12 +50,18 @@ function checkOutputs(outputs: readonly OutputSpec[]): void {
   }
 }
 
+const OWN_KERNEL: Record<BuildResult['syntax'], string> = {
+  containerfile: 'ARG TARGETARCH, then COPY kernel-${TARGETARCH}',
+  bunnyfile: 'kernel.path: kernel-${TARGETARCH}',
+  nix: '{ TARGETARCH, ... }: { files = { "./kernel-${TARGETARCH}" = ...; }; }',
+};
+
 /**
  * A single build only warns when the kernel is for another architecture
  * (the file may know better); in an index that image would be served to
  * hosts it cannot boot on, so here it is an error.
  */
-async function checkKernel(layout: string, platform: string): Promise<void> {
+async function checkKernel(layout: string, platform: string, built: BuildResult): Promise<void> {
   const [{ openImageIndex }, { inspectSource }] = await Promise.all([import('./source/image-index.js'), import('./inspect/inspect.js')]);
   const index = await openImageIndex(`oci:${layout}`);
   const entry = index.entries[0];
@@ -64,8 +70,9 @@ async function checkKernel(layout: string, platform: string): Promise<void> {
   try {
     const binary = (await inspectSource(source)).files.find((f) => f.key === 'binary');
     if (binary?.architecture && binary.architecture !== entry.platform.architecture) {
-      throw new LapinError(`--platform ${platform}: the kernel ${binary.path} is built for ${binary.architecture}, not ${entry.platform.architecture}`, {
-        hint: 'give each platform its own kernel, e.g. COPY kernel-${TARGETARCH} in a Containerfile',
+      throw new LapinError(`${built.kernelAt ? '' : `${built.file}: `}--platform ${platform}: the kernel ${binary.path} is built for ${binary.architecture}, not ${entry.platform.architecture}`, {
+        ...(built.kernelAt ? { at: built.kernelAt } : {}),
+        hint: `give each platform its own kernel, e.g. ${OWN_KERNEL[built.syntax]}`,
       });
     }
   } finally {
@@ -85,8 +92,9 @@ export async function buildPlatforms(options: BuildOptions & { platforms: readon
     for (const [i, platform] of platforms.entries()) {
       options.onEvent?.({ kind: 'step', message: `building ${platform}` });
       const layout = path.join(work, String(i));
-      builds.push(await build({ ...single, cwd, platform, outputs: [{ type: 'oci', dest: layout, tar: false }] }));
-      await checkKernel(layout, platform);
+      const built = await build({ ...single, cwd, platform, outputs: [{ type: 'oci', dest: layout, tar: false }] });
+      builds.push(built);
+      await checkKernel(layout, platform, built);
       layouts.push(`oci:${layout}`);
     }
     const names = builds[0]?.names ?? options.tags ?? [];

@@ -2,7 +2,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { LapinError, UsageError, formatPosition } from './errors.js';
+import { LapinError, UsageError, formatPosition, type SourcePosition } from './errors.js';
 import { openArchiveOutput, writeArchive, writeArchiveFile, type ArchiveFile } from './export/archive.js';
 import { requireFreshDirectory, trackTemporary, untrackTemporary } from './export/atomic.js';
 import { writeLayoutDirectory } from './export/layout-dir.js';
@@ -128,6 +128,8 @@ export interface BuildResult {
   warnings: string[];
   syntax: Syntax;
   file: string;
+  /** Where the definition file names the kernel (a bunnyfile's kernel.path), for errors about it. */
+  kernelAt?: SourcePosition;
 }
 
 const PLATFORMS: Record<string, Architecture> = { 'linux/amd64': 'amd64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
@@ -331,6 +333,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
       warnings,
       syntax,
       file: displayFile,
+      ...(compiled.urunc.binary?.at ? { kernelAt: compiled.urunc.binary.at } : {}),
     };
   } catch (error) {
     // A later output failed: say which outputs are complete, not that all was removed.
