@@ -60,7 +60,8 @@ const files: Record<Syntax, { chars: string; file: (kernel: string, rootfs: stri
     file: (kernel, rootfs) => `FROM scratch\nARG ${NAMES.join(' ')}\nCOPY k${kernel} /unikernel/kernel\nCOPY r${rootfs} /opt/r${rootfs}\nLABEL com.urunc.unikernel.binary=/unikernel/kernel\n`,
   },
   nix: {
-    chars: 'ab-_./{}',
+    // No "." or "/": every generated args.nix is valid, so the property cannot hold by two equal errors.
+    chars: 'ab-_{}',
     file: (kernel, rootfs) =>
       `{ ${NAMES.join(', ')}, ... }:\n{\n  files = {\n    "./k${kernel}" = "/unikernel/kernel";\n    "./r${rootfs}" = "/opt/r${rootfs}";\n  };\n  annotations = { unikernelType = "linux"; hypervisor = "qemu"; binary = "/unikernel/kernel"; };\n}\n`,
   },
@@ -74,13 +75,14 @@ for (const syntax of ['bunnyfile', 'containerfile', 'nix'] as const) {
         const values = VALUES[platform];
         const written = file(render(kernel, values), render(rootfs, values));
         const expected = await outcome(written, syntax, platform);
+        if (syntax === 'nix') assert.equal(typeof expected, 'object', String(expected));
         assert.deepEqual(await outcome(file(render(kernel), render(rootfs)), syntax, platform), expected);
         // Without a reference, the platform does not matter at all.
         const other = PLATFORMS[(PLATFORMS.indexOf(platform) + 1) % PLATFORMS.length];
         assert.deepEqual(await outcome(written, syntax, other), expected);
         assert.deepEqual(await outcome(written, syntax), expected);
       }),
-      { numRuns: 150 },
+      { numRuns: 100 },
     );
   });
 }
