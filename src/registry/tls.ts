@@ -101,7 +101,9 @@ let undiciModule: Promise<typeof Undici> | undefined;
 
 /** undici, imported on first use only. */
 export function loadUndici(): Promise<typeof Undici> {
-  undiciModule ??= import('undici').catch((error: unknown) => {
+  // Node's own import gives undici's exports by name too; the CLI bundle's chunk (used without the
+  // start-up snapshot) has only the default export, which is module.exports in both.
+  undiciModule ??= import('undici').then((loaded) => (loaded as unknown as { default?: typeof Undici }).default ?? loaded).catch((error: unknown) => {
     undiciModule = undefined;
     throw new LapinError(`cannot load undici, which lapin needs for extra CAs and --insecure-registry: ${(error as Error).message}`, { hint: 'reinstall lapin (npm ci)' });
   });
