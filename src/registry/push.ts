@@ -168,13 +168,21 @@ export async function pushPlan(plan: PushPlan, names: readonly string[], options
   return pushed;
 }
 
-/** Blobs uploaded at once per repository, unless the options say otherwise. */
+/** Blobs uploaded at once per repository, unless the options or LAPIN_REGISTRY_PUSH_CONCURRENCY say otherwise. */
 export const DEFAULT_PUSH_CONCURRENCY = 3;
 
-function uploadConcurrency(value: number | undefined): number {
-  if (value === undefined) return DEFAULT_PUSH_CONCURRENCY;
-  if (!Number.isSafeInteger(value) || value < 1) throw new LapinError(`the number of blobs pushed at once must be a whole number of at least 1, not ${String(value)}`, { exitCode: 2 });
-  return value;
+/** The option, else LAPIN_REGISTRY_PUSH_CONCURRENCY, else the default. */
+export function uploadConcurrency(value: number | undefined, environment: NodeJS.ProcessEnv = process.env): number {
+  if (value !== undefined) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new LapinError(`the number of blobs pushed at once must be a whole number of at least 1, not ${String(value)}`, { exitCode: 2 });
+    return value;
+  }
+  const text = environment.LAPIN_REGISTRY_PUSH_CONCURRENCY;
+  if (text === undefined || text === '') return DEFAULT_PUSH_CONCURRENCY;
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1 || Number(text) > 64) {
+    throw new LapinError(`LAPIN_REGISTRY_PUSH_CONCURRENCY=${JSON.stringify(text)} is not a number of blobs from 1 to 64`, { exitCode: 2, hint: `e.g. LAPIN_REGISTRY_PUSH_CONCURRENCY=${DEFAULT_PUSH_CONCURRENCY}` });
+  }
+  return Number(text);
 }
 
 /** Puts a manifest or index under a tag or its digest, unless the registry already has it there. */
