@@ -9,6 +9,7 @@ import { open, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createIndex } from '../../src/imagetools/create.js';
 import { runProgram } from '../helpers/fixtures.js';
 import { registrySkipReason, skopeoInspect, startProxy, startRegistry, type TestRegistry } from './harness.js';
 import { CLI, assertNoStack, isolatedEnv, lapin } from './helpers.js';
@@ -129,6 +130,40 @@ describe('pushing an image index', { skip }, () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  test('an upload from the source cut mid-way starts over or resumes by opening the source again at the offset the registry reports', async () => {
+    const layout = path.join(work, 'cut layout');
+    const image = await writeLayout(layout, 9 * 1024 * 1024 + 5);
+    let patches = 0;
+    // As in push.test.ts: the streamed PATCH is cut (the blob starts over in 1 MiB chunks), then the second chunk is cut (it resumes).
+    const proxy = await startProxy(registry.host, {
+      cutAfter: (request) => {
+        if (request.method !== 'PATCH') return undefined;
+        patches++;
+        return patches === 1 ? 150_000 : patches === 3 ? 1000 : undefined;
+      },
+    });
+    const steps: string[] = [];
+    try {
+      await createIndex({
+        tags: [`${proxy.host}/cut/app:1`],
+        sources: [`oci:${layout}`],
+        registry: { monolithicLimit: 1024 * 1024, resumeChunkSize: 1024 * 1024, retry: { attempts: 6, baseDelayMs: 20, maxDelayMs: 200 }, credentials: async () => undefined },
+        onEvent: (event) => {
+          if (event.kind === 'step') steps.push(event.message);
+        },
+      });
+    } finally {
+      await proxy.stop();
+    }
+    assert.equal(proxy.cuts, 2);
+    assert.ok(steps.some((s) => /interrupted; starting the blob over/.test(s)), steps.join('\n'));
+    assert.ok(steps.some((s) => /connection cut; resuming at byte (0|1048576) of 9437189/.test(s)), steps.join('\n'));
+    const head = await fetch(`http://${registry.host}/v2/cut/app/blobs/${image.layer}`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    const index = (await skopeoInspect(`${registry.host}/cut/app:1`, '--raw')) as { manifests: Array<{ digest: string }> };
+    assert.deepEqual(index.manifests.map((m) => m.digest), [image.manifest]);
   });
 
   test('a source blob that does not match its digest is refused in one line, and the registry keeps nothing of it', async () => {
