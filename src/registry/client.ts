@@ -123,6 +123,9 @@ export async function fetchWithTimeouts(transport: RegistryFetch, url: string, i
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
+const plainFetch: RegistryFetch = (url, init) => fetch(url, init);
+const REDIRECTS = [301, 302, 303, 307, 308];
+
 /** A failed authentication or authorization; the CLI exits 1 and says so plainly. */
 export class AuthError extends LapinError {
   constructor(message: string, hint?: string) {
@@ -247,14 +250,48 @@ export class RegistryClient {
   }
 
   /** Node's fetch, or undici's when the registry needs extra CAs or is an --insecure-registry. */
-  private async fetch(url: string, init: RegistryFetchInit): Promise<Response> {
+  private tlsTransport(): Promise<RegistryFetch> {
     this.transport ??= registryFetch({
       host: this.host,
       insecureRegistries: this.options.insecureRegistries ?? [],
       ...(this.options.debug ? { debug: this.options.debug } : {}),
       ...(this.options.warn ? { warn: this.options.warn } : {}),
     });
-    return fetchWithTimeouts(await this.transport, url, init, this.host, this.stallMs, this.requestMs);
+    return this.transport;
+  }
+
+  /**
+   * Plain HTTP goes through Node's fetch: TLS settings do not apply to it,
+   * and the TLS transport costs up to a second to make (undici, every extra
+   * CA parsed, a secure context). A redirect, which may lead to HTTPS, is
+   * followed through the TLS transport instead.
+   */
+  private async fetch(url: string, init: RegistryFetchInit): Promise<Response> {
+    if (url.startsWith('http:')) {
+      const follow = init.redirect === undefined || init.redirect === 'follow';
+      const response = await fetchWithTimeouts(plainFetch, url, follow ? { ...init, redirect: 'manual' } : init, this.host, this.stallMs, this.requestMs);
+      if (!follow || !REDIRECTS.includes(response.status) || !response.headers.get('location')) return response;
+      await drain(response);
+    }
+    return fetchWithTimeouts(await this.tlsTransport(), url, init, this.host, this.stallMs, this.requestMs);
+  }
+
+  /**
+   * Whether `base` (https://host) answers TLS at all, asked with Node's own
+   * fetch so that a plain-HTTP registry costs no TLS transport: false only
+   * when the reply is not TLS; anything else is left to the real ping.
+   */
+  private async speaksTls(base: string): Promise<boolean> {
+    try {
+      const response = await fetchWithTimeouts(plainFetch, `${base}/v2/`, { method: 'GET', redirect: 'manual' }, this.host, this.stallMs, this.requestMs);
+      await drain(response);
+    } catch (error) {
+      if (networkErrorCode(error) === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+        this.debug(`GET ${base}/v2/ failed: ERR_SSL_WRONG_VERSION_NUMBER`);
+        return false;
+      }
+    }
+    return true;
   }
 
   private insecure(): boolean {
@@ -272,6 +309,7 @@ export class RegistryClient {
     let lastError: unknown;
     for (const scheme of schemes) {
       const base = `${scheme}://${this.host}`;
+      if (scheme === 'https' && schemes.length > 1 && !(await this.speaksTls(base))) continue;
       for (let attempt = 0; attempt < this.retry.attempts; attempt++) {
         try {
           const response = await this.fetch(`${base}/v2/`, { method: 'GET', redirect: 'follow' });

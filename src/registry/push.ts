@@ -1,4 +1,6 @@
+import { createHash, type Hash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import { formatBytes } from '../human.js';
 import type { BlobStore } from '../image/blob-store.js';
@@ -21,6 +23,35 @@ export interface PushSource {
   manifest: BlobDescriptor;
   /** Config and layers, every blob the manifest references. */
   blobs: readonly BlobDescriptor[];
+}
+
+/**
+ * Where an upload reads a blob: a file holding exactly its bytes (lapin's
+ * store), or a stream of it from its first byte (an image read from an
+ * archive, a layout or another registry), opened again to resume and
+ * checked against the digest on the way.
+ */
+export type BlobBytes = { file: string } | { open: () => Promise<Readable> };
+
+export interface PushBlob extends BlobDescriptor {
+  bytes: BlobBytes;
+}
+
+/** A manifest or index: its descriptor and exact bytes. */
+export interface PushDocument {
+  descriptor: BlobDescriptor;
+  bytes: Buffer;
+}
+
+/**
+ * Everything one push sends to each repository: the blobs (each once), then
+ * the manifests an index names (by digest), then the top document under
+ * every tag.
+ */
+export interface PushPlan {
+  blobs: readonly PushBlob[];
+  manifests: readonly PushDocument[];
+  top: PushDocument;
 }
 
 export type PushEvent =
@@ -82,17 +113,30 @@ class RestartBlob extends Error {}
 /**
  * Pushes an image to every name: blobs once per repository (HEAD first,
  * then a cross-repository mount when another repository of the registry has
- * the blob, then a monolithic or chunked upload), then the manifest with its
+ * the blob, then a monolithic or streamed upload), then the manifest with its
  * exact media type and bytes for each tag.
  */
 export async function pushImage(source: PushSource, names: readonly string[], options: PushOptions = {}): Promise<PushedName[]> {
+  const bytes = await readFile(source.store.pathOf(source.manifest.digest));
+  const blobs = source.blobs.map((blob) => ({ ...blob, bytes: { file: source.store.pathOf(blob.digest) } }));
+  return pushPlan({ blobs, manifests: [], top: { descriptor: source.manifest, bytes } }, names, options);
+}
+
+/**
+ * Pushes a plan to every name, repository by repository: each blob the
+ * repository lacks (HEAD, then a mount from a repository of the same
+ * registry known to hold it, then an upload streamed from its file or
+ * source), then each manifest by digest unless it is there, then the top
+ * document under each tag.
+ */
+export async function pushPlan(plan: PushPlan, names: readonly string[], options: PushOptions = {}): Promise<PushedName[]> {
   const clients = options.clients ?? new Map<string, RegistryClient>();
   const shared: PushOptions = { ...options, clients };
   const emit = (event: PushEvent): void => options.onEvent?.(event);
-  const manifestBytes = await readFile(source.store.pathOf(source.manifest.digest));
   // Where each blob is known to live, by host; grows as repositories are pushed.
   const holders = new Map<string, string[]>();
   for (const [digest, places] of options.mountSources ?? []) holders.set(digest, [...places]);
+  const blobs = [...new Map(plan.blobs.map((blob) => [blob.digest, blob])).values()];
 
   const byRepository = new Map<string, { domain: string; path: string; tags: string[]; names: string[] }>();
   for (const name of names) {
@@ -108,68 +152,89 @@ export async function pushImage(source: PushSource, names: readonly string[], op
   for (const [repositoryKey, target] of byRepository) {
     const client = clientFor(target.domain, shared);
     const display = `${target.domain}/${target.path}`;
-    await mapLimit(source.blobs, options.concurrency ?? 3, async (blob) => {
+    await mapLimit(blobs, uploadConcurrency(options.concurrency), async (blob) => {
       const candidates = (holders.get(blob.digest) ?? []).filter((place) => place !== repositoryKey && place.startsWith(`${target.domain}/`));
-      await pushBlob(client, target.path, blob, source.store, candidates.map((place) => place.slice(target.domain.length + 1)), shared, display, emit);
+      await pushBlob(client, target.path, blob, candidates.map((place) => place.slice(target.domain.length + 1)), shared, display, emit);
       const places = holders.get(blob.digest) ?? [];
       if (!places.includes(repositoryKey)) places.push(repositoryKey);
       holders.set(blob.digest, places);
     });
+    for (const manifest of plan.manifests) await putManifest(client, target.path, manifest.descriptor.digest, manifest.descriptor, manifest.bytes, emit, display);
     for (const [index, tag] of target.tags.entries()) {
-      await putManifest(client, target.path, tag, source.manifest, manifestBytes, emit, display);
-      pushed.push({ name: target.names[index] as string, digest: source.manifest.digest });
+      await putManifest(client, target.path, tag, plan.top.descriptor, plan.top.bytes, emit, display);
+      pushed.push({ name: target.names[index] as string, digest: plan.top.descriptor.digest });
     }
   }
   return pushed;
 }
 
+/** Blobs uploaded at once per repository, unless the options or LAPIN_REGISTRY_PUSH_CONCURRENCY say otherwise. */
+export const DEFAULT_PUSH_CONCURRENCY = 3;
+
+/** The option, else LAPIN_REGISTRY_PUSH_CONCURRENCY, else the default. */
+export function uploadConcurrency(value: number | undefined, environment: NodeJS.ProcessEnv = process.env): number {
+  if (value !== undefined) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new LapinError(`the number of blobs pushed at once must be a whole number of at least 1, not ${String(value)}`, { exitCode: 2 });
+    return value;
+  }
+  const text = environment.LAPIN_REGISTRY_PUSH_CONCURRENCY;
+  if (text === undefined || text === '') return DEFAULT_PUSH_CONCURRENCY;
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1 || Number(text) > 64) {
+    throw new LapinError(`LAPIN_REGISTRY_PUSH_CONCURRENCY=${JSON.stringify(text)} is not a number of blobs from 1 to 64`, { exitCode: 2, hint: `e.g. LAPIN_REGISTRY_PUSH_CONCURRENCY=${DEFAULT_PUSH_CONCURRENCY}` });
+  }
+  return Number(text);
+}
+
+/** Puts a manifest or index under a tag or its digest, unless the registry already has it there. */
 async function putManifest(
   client: RegistryClient,
   repository: string,
-  tag: string,
+  reference: string,
   manifest: BlobDescriptor,
   bytes: Buffer,
   emit: (event: PushEvent) => void,
   display: string,
 ): Promise<void> {
   const scopes = [repositoryScope(repository, 'pull,push')];
+  const byDigest = reference === manifest.digest;
+  const shown = byDigest ? `${display}@${reference}` : `${display}:${reference}`;
+  const kind = /index|manifest\.list/.test(manifest.mediaType) ? 'index' : 'manifest';
   const head = await client.request({
     method: 'HEAD',
-    target: `/v2/${repository}/manifests/${tag}`,
+    target: `/v2/${repository}/manifests/${reference}`,
     headers: { accept: manifest.mediaType },
     scopes,
     accept: [200, 404],
-    what: `checking ${display}:${tag}`,
+    what: `checking ${shown}`,
   });
   await head.body?.cancel().catch(() => undefined);
   if (head.status === 200 && head.headers.get('docker-content-digest') === manifest.digest) {
-    emit({ kind: 'step', message: `${display}:${tag} already points at ${manifest.digest}` });
+    emit({ kind: 'step', message: byDigest ? `${shown} already there` : `${shown} already points at ${manifest.digest}` });
     return;
   }
   const response = await client.request({
     method: 'PUT',
-    target: `/v2/${repository}/manifests/${tag}`,
+    target: `/v2/${repository}/manifests/${reference}`,
     headers: { 'content-type': manifest.mediaType },
     body: () => bytes,
     scopes,
     accept: [200, 201],
-    what: `pushing the manifest of ${display}:${tag}`,
+    what: `pushing the ${kind} of ${shown}`,
   });
   await response.body?.cancel().catch(() => undefined);
   const echoed = response.headers.get('docker-content-digest');
   if (echoed && echoed !== manifest.digest) {
-    throw new LapinError(`${client.host} stored the manifest of ${display}:${tag} as ${echoed}, not ${manifest.digest}`, {
-      hint: 'the registry rewrote the manifest; its digest no longer matches what was built',
+    throw new LapinError(`${client.host} stored the ${kind} of ${shown} as ${echoed}, not ${manifest.digest}`, {
+      hint: `the registry rewrote the ${kind}; its digest no longer matches what was built`,
     });
   }
-  emit({ kind: 'step', message: `pushed ${display}:${tag} (manifest ${manifest.digest})` });
+  emit({ kind: 'step', message: byDigest ? `pushed ${shown}` : `pushed ${shown} (${kind} ${manifest.digest})` });
 }
 
 async function pushBlob(
   client: RegistryClient,
   repository: string,
-  blob: BlobDescriptor,
-  store: BlobStore,
+  blob: PushBlob,
   mountFrom: string[],
   options: PushOptions,
   display: string,
@@ -212,10 +277,11 @@ async function pushBlob(
   }
 
   const retry = options.retry ?? DEFAULT_RETRY;
-  const file = store.pathOf(blob.digest);
+  const reader = blobReader(blob, `${label} read from its source`);
   const progress = (done: number): void => emit({ kind: 'progress', id: `push-${blob.digest}-${display}`, message: `push ${label}`, done, total: blob.size });
   const monolithicLimit = options.monolithicLimit ?? DEFAULT_MONOLITHIC_LIMIT;
   let restarts = 0;
+  try {
   while (true) {
     try {
       if (location === undefined) {
@@ -231,12 +297,11 @@ async function pushBlob(
         bounds = chunkBounds(response);
       }
       if (blob.size <= monolithicLimit) {
-        const data = await readFile(file);
         const response = await client.request({
           method: 'PUT',
           target: withDigest(location, blob.digest),
-          headers: { 'content-type': 'application/octet-stream' },
-          body: () => data,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
+          body: () => reader.range(0, blob.size, progress),
           scopes,
           accept: [201, 204],
           what: `uploading ${label} to ${display}`,
@@ -249,11 +314,13 @@ async function pushBlob(
         const resumeChunk = chunkLimitFor(options.resumeChunkSize ?? DEFAULT_RESUME_CHUNK_SIZE, bounds) as number;
         const chunkLimit = chunkLimitFor(options.chunkSize, bounds);
         const limits = { first: restarts > 0 ? Math.min(chunkLimit ?? resumeChunk, resumeChunk) : chunkLimit, resumed: Math.min(chunkLimit ?? resumeChunk, resumeChunk) };
-        await uploadStreamed(client, location, blob, file, limits, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
+        await uploadStreamed(client, location, blob, reader, limits, scopes, `uploading ${label} to ${display}`, progress, emit, retry.attempts);
       }
       emit({ kind: 'step', message: `pushed ${label} (${formatBytes(blob.size)}) to ${display}` });
       return;
     } catch (error) {
+      // The source itself is wrong (short, or not the bytes of its digest): no retry can help.
+      if (reader.failure) throw reader.failure;
       const restartable = error instanceof RestartBlob || (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && [400, 404, 416].includes(error.status));
       if (!restartable || ++restarts >= retry.attempts) {
         if (error instanceof RestartBlob) throw new LapinError(`uploading ${label} to ${display} failed: ${error.message}`);
@@ -264,10 +331,13 @@ async function pushBlob(
       await sleep(backoffDelay(restarts, retry));
     }
   }
+  } finally {
+    await reader.close();
+  }
 }
 
 /**
- * Sends a blob as PATCH requests streamed from the file: one for the whole
+ * Sends a blob as PATCH requests streamed from its reader: one for the whole
  * blob unless `chunkLimit` (the caller's chunk size, or the registry's
  * OCI-Chunk-Max-Length) cuts it in pieces. After a cut connection, asks
  * the registry how much it has and sends the rest from there, in chunks of
@@ -277,7 +347,7 @@ async function uploadStreamed(
   client: RegistryClient,
   firstLocation: string,
   blob: BlobDescriptor,
-  file: string,
+  reader: BlobReader,
   limits: { first: number | undefined; resumed: number },
   scopes: string[],
   what: string,
@@ -289,8 +359,7 @@ async function uploadStreamed(
   let offset = 0;
   let resumes = 0;
   let chunkLimit = limits.first;
-  const handle = await open(file, 'r');
-  try {
+  {
     while (offset < blob.size) {
       const start = offset;
       const length = Math.min(chunkLimit ?? blob.size, blob.size - start);
@@ -299,7 +368,7 @@ async function uploadStreamed(
           method: 'PATCH',
           target: location,
           headers: { 'content-type': 'application/octet-stream', 'content-range': `${start}-${start + length - 1}`, 'content-length': String(length) },
-          body: () => fileStream(handle, file, start, length, progress),
+          body: () => reader.range(start, length, progress),
           scopes,
           accept: [202],
           what,
@@ -326,8 +395,6 @@ async function uploadStreamed(
         chunkLimit = limits.resumed;
       }
     }
-  } finally {
-    await handle.close();
   }
   const response = await client.request({
     method: 'PUT',
@@ -339,34 +406,181 @@ async function uploadStreamed(
   await response.body?.cancel().catch(() => undefined);
 }
 
-/** Bytes read from the file per piece of a streamed upload; two pieces are read ahead of the socket. */
+/** Bytes read from a file per piece of a streamed upload; two pieces are read ahead of the socket. */
 const STREAM_READ_SIZE = 1024 * 1024;
 
-/** `length` bytes of the file from `start`, read as fetch sends them. */
-function fileStream(handle: FileHandle, file: string, start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array> {
-  let position = start;
-  const end = start + length;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        if (position >= end) {
-          controller.close();
-          return;
-        }
-        const size = Math.min(STREAM_READ_SIZE, end - position);
-        const buffer = Buffer.allocUnsafe(size);
-        const { bytesRead } = await handle.read(buffer, 0, size, position);
-        if (bytesRead === 0) {
-          controller.error(new LapinError(`${file} ended at byte ${position}, before the size the image records for it`));
-          return;
-        }
-        position += bytesRead;
-        controller.enqueue(bytesRead === size ? buffer : buffer.subarray(0, bytesRead));
-        progress(position);
+/** A blob's bytes for an upload, a range at a time; `failure` is set when the source itself is wrong. */
+interface BlobReader {
+  /** Bytes `start` to `start + length` as fetch sends them; `progress` gets the position read up to. */
+  range(start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array>;
+  readonly failure: LapinError | undefined;
+  close(): Promise<void>;
+}
+
+function blobReader(blob: PushBlob, what: string): BlobReader {
+  return 'file' in blob.bytes ? new FileBlobReader(blob.bytes.file) : new SourceBlobReader(blob, blob.bytes.open, what);
+}
+
+/** A blob in lapin's store: read with positioned reads, nothing checked (the store wrote it under its digest). */
+class FileBlobReader implements BlobReader {
+  failure: LapinError | undefined;
+  private handle: Promise<FileHandle> | undefined;
+
+  constructor(private readonly file: string) {}
+
+  range(start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array> {
+    let position = start;
+    const end = start + length;
+    this.handle ??= open(this.file, 'r');
+    const handle = this.handle;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          if (position >= end) {
+            controller.close();
+            return;
+          }
+          const size = Math.min(STREAM_READ_SIZE, end - position);
+          const buffer = Buffer.allocUnsafe(size);
+          let bytesRead: number;
+          try {
+            ({ bytesRead } = await (await handle).read(buffer, 0, size, position));
+          } catch (error) {
+            this.failure = new LapinError(`cannot read ${this.file}: ${error instanceof Error ? error.message : String(error)}`);
+            controller.error(this.failure);
+            return;
+          }
+          if (bytesRead === 0) {
+            this.failure = new LapinError(`${this.file} ended at byte ${position}, before the size the image records for it`);
+            controller.error(this.failure);
+            return;
+          }
+          position += bytesRead;
+          controller.enqueue(bytesRead === size ? buffer : buffer.subarray(0, bytesRead));
+          progress(position);
+        },
       },
-    },
-    { highWaterMark: 2 },
-  );
+      { highWaterMark: 2 },
+    );
+  }
+
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (handle) await (await handle).close();
+  }
+}
+
+/**
+ * A blob read from another image's source as a stream. Ranges are read in
+ * order from one open stream; a range that starts elsewhere (a resume after
+ * a cut) opens it again and skips to the start. Every byte read from the
+ * first one is hashed, so the blob is refused at its last byte, before the
+ * registry commits it, unless it has its digest and size.
+ */
+class SourceBlobReader implements BlobReader {
+  failure: LapinError | undefined;
+  private stream: Readable | undefined;
+  private iterator: AsyncIterator<unknown> | undefined;
+  private leftover: Buffer | undefined;
+  private position = 0;
+  private hash: Hash = createHash('sha256');
+  /** Bumped by every range, so a stream left behind by a cut request reads no more. */
+  private generation = 0;
+  /** Reads one at a time, whichever stream asks. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly blob: BlobDescriptor,
+    private readonly open: () => Promise<Readable>,
+    private readonly what: string,
+  ) {}
+
+  range(start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array> {
+    const generation = ++this.generation;
+    const end = start + length;
+    let sought = false;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: (controller) => {
+          const step = this.queue.then(async () => {
+            if (generation !== this.generation) throw new LapinError(`${this.what}: a newer upload attempt took over the source`);
+            if (!sought) {
+              await this.seek(start);
+              sought = true;
+            }
+            if (this.position >= end) {
+              controller.close();
+              return;
+            }
+            const piece = await this.read(end - this.position);
+            controller.enqueue(piece);
+            progress(this.position);
+          });
+          this.queue = step.catch(() => undefined);
+          return step.catch((error: unknown) => {
+            // A failure to read the source ends the blob's upload; only a superseded stream is not one.
+            if (generation === this.generation) this.failure ??= error instanceof LapinError ? error : new LapinError(`${this.what} failed: ${error instanceof Error ? error.message : String(error)}`);
+            controller.error(error);
+          });
+        },
+      },
+      { highWaterMark: 2 },
+    );
+  }
+
+  private async seek(start: number): Promise<void> {
+    if (this.stream && this.position === start) return;
+    this.stream?.destroy();
+    this.stream = await this.open();
+    this.iterator = this.stream[Symbol.asyncIterator]();
+    this.leftover = undefined;
+    this.position = 0;
+    this.hash = createHash('sha256');
+    while (this.position < start) await this.read(start - this.position);
+  }
+
+  /** Up to `max` bytes from the position, hashed; at the blob's end, checks its size and digest. */
+  private async read(max: number): Promise<Buffer> {
+    let piece = this.leftover;
+    this.leftover = undefined;
+    if (!piece) {
+      const next = await (this.iterator as AsyncIterator<unknown>).next();
+      if (next.done) throw this.fail(`it ended at byte ${this.position} of ${this.blob.size}`);
+      piece = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+    }
+    if (piece.length > max) {
+      this.leftover = piece.subarray(max);
+      piece = piece.subarray(0, max);
+    }
+    this.hash.update(piece);
+    this.position += piece.length;
+    if (this.position === this.blob.size) {
+      const more = this.leftover ?? (await this.nextPiece());
+      if (more && more.length > 0) throw this.fail(`it is longer than the ${this.blob.size} bytes its descriptor records`);
+      const actual = `sha256:${this.hash.digest('hex')}`;
+      if (actual !== this.blob.digest) throw this.fail(`its digest is ${actual}`);
+    }
+    return piece;
+  }
+
+  private async nextPiece(): Promise<Buffer | undefined> {
+    const next = await (this.iterator as AsyncIterator<unknown>).next();
+    if (next.done) return undefined;
+    return Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+  }
+
+  private fail(reason: string): LapinError {
+    this.failure = new LapinError(`${this.what} does not match ${this.blob.digest}: ${reason}; the registry was not asked to keep it`);
+    return this.failure;
+  }
+
+  async close(): Promise<void> {
+    this.generation++;
+    await this.queue;
+    this.stream?.destroy();
+    this.stream = undefined;
+  }
 }
 
 /** The registry's OCI-Chunk-Min-Length and OCI-Chunk-Max-Length, 0 when it names none. */
