@@ -161,16 +161,22 @@ class LayoutManifestSource implements ImageSource {
   async close(): Promise<void> {}
 }
 
-/** Lists the image manifests under a descriptor, following nested indexes; attestations (platform unknown) are left out. */
-async function collect(blobs: Blobs, descriptor: SourceDescriptor, where: string, out: SourceDescriptor[], depth = 0): Promise<void> {
+/**
+ * Lists the image manifests under a descriptor, following nested indexes; attestations (platform unknown) are left out.
+ * Each nested index is read once (`seen`): an index listing one child index thousands of times at each level would
+ * otherwise be read thousands-to-the-depth times.
+ */
+async function collect(blobs: Blobs, descriptor: SourceDescriptor, where: string, out: SourceDescriptor[], seen = new Set<string>(), depth = 0): Promise<void> {
   if (depth > 4) throw new SourceError(`${where}: image indexes nested deeper than 4`);
   if (MANIFEST_TYPES.has(descriptor.mediaType)) {
     if (descriptor.platform?.architecture !== 'unknown') out.push(descriptor);
     return;
   }
   if (!INDEX_TYPES.has(descriptor.mediaType)) throw new SourceError(`${where}: unsupported manifest type ${descriptor.mediaType}`);
+  if (seen.has(descriptor.digest)) return;
+  seen.add(descriptor.digest);
   const nested = parseIndex(await verified(blobs, descriptor, where), `${where}: index ${descriptor.digest}`);
-  for (const child of nested.manifests ?? []) await collect(blobs, child, where, out, depth + 1);
+  for (const child of nested.manifests ?? []) await collect(blobs, child, where, out, seen, depth + 1);
 }
 
 function matchesTag(descriptor: SourceDescriptor, tag: string): boolean {
@@ -201,7 +207,8 @@ function selectLayout(indexJson: Buffer, where: string, tag: string | undefined)
 async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', blobs: Blobs, where: string, tag: string | undefined, close: () => Promise<void>): Promise<ImageIndex> {
   const { distinct, named } = selectLayout(await blobs.read('index.json'), where, tag);
   const manifests: SourceDescriptor[] = [];
-  for (const descriptor of distinct) await collect(blobs, descriptor, where, manifests);
+  const seen = new Set<string>();
+  for (const descriptor of distinct) await collect(blobs, descriptor, where, manifests, seen);
   const entries: IndexEntry[] = [];
   for (const descriptor of [...new Map(manifests.map((m) => [m.digest, m])).values()]) {
     const manifestBytes = await verified(blobs, descriptor, where);

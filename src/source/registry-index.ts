@@ -84,10 +84,17 @@ export async function openRegistryIndex(name: string, reference: string, options
     const isIndex = Array.isArray(document.manifests);
     const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
     if (isIndex) {
-      for (const child of document.manifests ?? []) {
+      // Each manifest once: an index may list one digest thousands of times (4 MiB holds ~25000 descriptors).
+      const children = [...new Map((document.manifests ?? []).map((m) => [m.digest, m])).values()];
+      for (const child of children) {
         if (child.platform?.architecture === 'unknown') continue;
         if (child.mediaType !== MEDIA_OCI_MANIFEST && child.mediaType !== MEDIA_DOCKER_MANIFEST) throw new SourceError(`${display}: the index lists ${child.digest} of type ${child.mediaType}; lapin reads indexes of image manifests`);
-        listed.push({ descriptor: child, fetched: await fetchManifest(client, path, child.digest, `${display} (${child.digest})`) });
+        const fetched = await fetchManifest(client, path, child.digest, `${display} (${child.digest})`).catch((error: unknown) => {
+          // Not "NAME was not found": the index is there, one of its images is not (a registry's garbage collection, say).
+          if (error instanceof RegistryStatusError && error.status === 404) throw new SourceError(`${display}: the index lists ${child.digest}, which ${domain} does not have`, 'push that image again, or make the index again without it');
+          throw error;
+        });
+        listed.push({ descriptor: child, fetched });
       }
     } else listed.push({ fetched: top });
 
