@@ -4,8 +4,10 @@
  * the index lists it under; the index runs when every platform does.
  */
 import { namesIndex, openImageIndex, formatPlatform, type ImageIndex, type OpenIndexOptions } from '../source/image-index.js';
+import { releaseName, NEWEST_URUNC_RELEASE } from '../plan/releases.js';
+import { escapeLine } from '../text.js';
 import { formatReport } from './format.js';
-import { inspect, INSPECT_SCHEMA_VERSION, inspectSource, type InspectOptions, type InspectReport } from './inspect.js';
+import { inspect, INSPECT_SCHEMA_VERSION, inspectSource, type InspectOptions, type InspectReport, type UruncRelease } from './inspect.js';
 
 export interface PlatformReport {
   /** "linux/arm64". */
@@ -20,6 +22,8 @@ export interface IndexInspectReport {
   kind: 'index';
   source: { name: string; transport: string };
   index: { digest: string; mediaType: string };
+  /** The urunc release line the verdicts are for. */
+  release: UruncRelease;
   platforms: PlatformReport[];
   /** Every platform runs; exit code 0 exactly when true. */
   runnable: boolean;
@@ -59,6 +63,7 @@ export async function inspectIndex(index: ImageIndex, options: InspectOptions = 
     kind: 'index',
     source: { name: index.name, transport: index.transport },
     index: { digest: index.index.digest, mediaType: index.index.mediaType },
+    release: options.release ?? NEWEST_URUNC_RELEASE,
     platforms,
     runnable: platforms.length > 0 && platforms.every((p) => p.report.runnable),
   };
@@ -82,11 +87,14 @@ export async function inspectAny(sourceText: string, options: OpenIndexOptions &
 }
 
 function verdict(report: InspectReport): string {
-  const release = report.urunc.release === 'pre-0.7' ? 'urunc < 0.7' : `urunc ${report.urunc.release}`;
+  const release = releaseName(report.urunc.release);
   return report.runnable ? `${release} can run it` : `${release} cannot run it (${report.errors.length} error${report.errors.length === 1 ? '' : 's'})`;
 }
 
-/** Each platform's report under a heading, then one verdict line per platform and the index's. */
+/**
+ * Each platform's report under a heading, then one verdict line per platform and the index's.
+ * Platforms and names come from the index: escaped as every report line is (src/text.ts).
+ */
 export function formatIndexReport(report: IndexInspectReport): string {
   const lines: string[] = [`index ${report.source.name} (${report.source.transport}), ${report.index.digest}, ${report.platforms.length} platform${report.platforms.length === 1 ? '' : 's'}`];
   for (const p of report.platforms) {
@@ -96,8 +104,8 @@ export function formatIndexReport(report: IndexInspectReport): string {
   lines.push('', 'verdicts');
   for (const p of report.platforms) lines.push(`  ${p.platform}: ${verdict(p.report)}`);
   const failing = report.platforms.filter((p) => !p.report.runnable).map((p) => p.platform);
-  const release = report.platforms[0]?.report.urunc.release;
-  const name = release === 'pre-0.7' ? 'urunc < 0.7' : `urunc ${release ?? ''}`;
-  lines.push(failing.length === 0 ? `verdict: ${name} can run every platform of this index` : `verdict: ${name} cannot run ${failing.join(', ')} of this index`);
-  return `${lines.join('\n')}\n`;
+  const name = releaseName(report.release);
+  if (report.platforms.length === 0) lines.push(`verdict: ${name} cannot run this index: it lists no image for any platform (attestations are left out)`);
+  else lines.push(failing.length === 0 ? `verdict: ${name} can run every platform of this index` : `verdict: ${name} cannot run ${failing.join(', ')} of this index`);
+  return `${lines.map(escapeLine).join('\n')}\n`;
 }

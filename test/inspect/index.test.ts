@@ -3,12 +3,12 @@
 // docker-registry (copied there by skopeo copy --all).
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inspectAny, isIndexReport, type IndexInspectReport } from '../../src/inspect/index-report.js';
-import { full, writeOciArchive, type HandImage } from '../helpers/hand-image.js';
+import { full, sha256, writeOciArchive, type HandImage } from '../helpers/hand-image.js';
 import { fakeElf, handIndex, writeIndexArchive, writeIndexLayout } from '../helpers/hand-index.js';
 import { registrySkipReason, startRegistry, type TestRegistry } from '../registry/harness.js';
 
@@ -115,6 +115,44 @@ describe('lapin inspect: image indexes', () => {
     assert.equal(result.status, 2, result.stderr);
     assert.match(result.stderr, /^lapin: error: .*does not match its content/m);
     assert.doesNotMatch(result.stderr, /\n\s+at /);
+  });
+
+  /** index.json naming a new nested index of MANIFESTS (descriptors as given). */
+  async function writeNestedIndex(dir: string, manifests: unknown[]): Promise<void> {
+    const nested = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests }));
+    await writeFile(join(dir, 'blobs', 'sha256', sha256(nested)), nested);
+    await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${sha256(nested)}`, size: nested.length }] }));
+  }
+
+  test('platform strings with ESC, BEL and a bidi override are escaped in the human report', async () => {
+    const made = await handIndex([image('amd64', 'x86-64')]);
+    const dir = join(work, 'escapes');
+    await writeIndexLayout(dir, made);
+    const manifest = made.blobs.get(made.manifests[0]?.slice(7) as string) as Buffer;
+    await writeNestedIndex(dir, [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: made.manifests[0], size: manifest.length, platform: { os: 'linux\u001b[2J', architecture: 'amd64', variant: 'v1\u0007\u202e' } }]);
+    const human = lapin(['inspect', dir]);
+    assert.equal(human.status, 0, human.stderr);
+    assert.doesNotMatch(human.stdout, /[\u0007\u001b\u202e]/u);
+    assert.match(human.stdout, /^platform linux\\x1b\[2J\/amd64\/v1\\x07\\u\{202e\} \(manifest sha256:/m);
+    assert.match(human.stdout, /^ {2}linux\\x1b\[2J\/amd64\/v1\\x07\\u\{202e\}: urunc 0\.8 can run it$/m);
+  });
+
+  test('an index of no images, or only attestations: "lists no image", exit 1, not "can run every platform"', async () => {
+    const made = await handIndex([image('amd64', 'x86-64')]);
+    const manifest = made.blobs.get(made.manifests[0]?.slice(7) as string) as Buffer;
+    for (const [name, manifests] of [
+      ['empty', []],
+      ['attestations only', [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: made.manifests[0], size: manifest.length, platform: { os: 'unknown', architecture: 'unknown' }, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } }]],
+    ] as const) {
+      const dir = join(work, `no images ${name}`);
+      await writeIndexLayout(dir, made);
+      await writeNestedIndex(dir, [...manifests]);
+      const human = lapin(['inspect', '--urunc-version', '0.7', dir]);
+      assert.equal(human.status, 1, `${name}: ${human.stderr}`);
+      assert.match(human.stdout, /^verdict: urunc 0\.7 cannot run this index: it lists no image for any platform/m, name);
+      const json = JSON.parse(lapin(['inspect', '--json', dir]).stdout) as IndexInspectReport;
+      assert.deepEqual([json.platforms.length, json.runnable, json.release], [0, false, '0.8']);
+    }
   });
 
   const skip = registrySkipReason();
