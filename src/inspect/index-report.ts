@@ -41,7 +41,7 @@ function checkKernelPlatform(report: InspectReport, architecture: string): Inspe
   if (!binary?.architecture || binary.architecture === architecture) return report;
   return {
     ...report,
-    errors: [...report.errors, { message: `the index lists this image for ${architecture}, but its kernel ${binary.path} is ${binary.architecture}`, hint: `build the ${architecture} image with a ${architecture} kernel` }],
+    errors: [...report.errors, { message: `the index lists this image for ${architecture}, but its kernel ${binary.path} is ${binary.architecture}`, hint: `build the ${architecture} image with a kernel built for ${architecture}` }],
     runnable: false,
   };
 }

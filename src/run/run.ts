@@ -127,9 +127,26 @@ function requestFor(report: InspectReport, paths: { kernel: string; initrd?: str
     env: report.image.env,
     ...(options.memory !== undefined ? { memory: options.memory } : {}),
     accel,
-    architecture: report.image.architecture === 'arm64' ? 'arm64' : 'amd64',
+    architecture: bootArchitecture(report),
     firecrackerConfigPath: join(configDir, 'fc.json'),
   };
+}
+
+/**
+ * The architecture the monitor is chosen for: the image's (amd64 when it says none). lapin runs
+ * amd64 and arm64 guests only, and a kernel built for another one than that never boots there
+ * (an index's riscv64 entry went to qemu-system-x86_64, an x86 kernel to qemu-system-aarch64).
+ */
+function bootArchitecture(report: InspectReport): 'amd64' | 'arm64' {
+  const architecture = report.image.architecture ?? 'amd64';
+  if (architecture !== 'amd64' && architecture !== 'arm64') {
+    throw new LapinError(`${report.source.name} is an image for ${architecture}; lapin run boots amd64 and arm64 images`, { hint: 'run it with urunc on a host of that architecture' });
+  }
+  const kernel = report.files.find((f) => f.key === 'binary');
+  if (kernel?.architecture && kernel.architecture !== architecture) {
+    throw new LapinError(`${report.source.name} is an image for ${architecture}, but its kernel ${kernel.path} is built for ${kernel.architecture}`, { hint: `build the ${architecture} image with a kernel built for ${architecture}` });
+  }
+  return architecture;
 }
 
 function refuse(report: InspectReport): never {
@@ -147,7 +164,7 @@ export async function run(options: RunOptions): Promise<number> {
     const report = await inspectSource(source);
     if (!report.runnable) refuse(report);
     const values = report.effective.values;
-    const qemuProgram = values.hypervisor === 'qemu' ? await findOnPath(report.image.architecture === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64') : undefined;
+    const qemuProgram = values.hypervisor === 'qemu' ? await findOnPath(bootArchitecture(report) === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64') : undefined;
     const accel = options.accel === 'kvm' || options.accel === 'tcg' ? options.accel : (await kvmUsable(qemuProgram)) ? 'kvm' : 'tcg';
 
     if (options.print) {

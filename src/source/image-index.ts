@@ -34,9 +34,9 @@ export function formatPlatform(platform: Platform): string {
   return [platform.os, platform.architecture, ...(platform.variant ? [platform.variant] : [])].join('/');
 }
 
-/** "linux/arm64", "linux/arm64/v8", "arm64" (os linux): the --platform syntax of docker. */
+/** "linux/arm64", "linux/arm64/v8", "arm64" (os linux): the --platform syntax of docker; case does not matter (containerd lowercases it too). */
 export function parsePlatform(text: string): Platform | undefined {
-  const parts = text.trim().split('/');
+  const parts = text.trim().toLowerCase().split('/');
   if (parts.some((p) => !/^[a-z0-9_.-]+$/i.test(p))) return undefined;
   if (parts.length === 1) return { os: 'linux', architecture: normalizeArchitecture(parts[0] as string) };
   if (parts.length > 3) return undefined;
@@ -49,10 +49,27 @@ function normalizeArchitecture(architecture: string): string {
   return aliases[architecture] ?? architecture;
 }
 
-/** Whether an entry's platform is the one asked for; arm64 without a variant is arm64/v8. */
+/** An entry's variant as containerd normalizes it: arm64 is v8, arm v7 and amd64 v1 unless they say otherwise. */
+function variantOf(p: Platform): string | undefined {
+  const implied: Record<string, string> = { arm64: 'v8', arm: 'v7', amd64: 'v1' };
+  return p.variant ?? implied[p.architecture];
+}
+
+/** Whether an entry's platform is the one asked for; arm64 without a variant is arm64/v8 (arm: v7, amd64: v1). */
 export function samePlatform(a: Platform, b: Platform): boolean {
-  const variant = (p: Platform): string | undefined => p.variant ?? (p.architecture === 'arm64' ? 'v8' : undefined);
-  return a.os === b.os && a.architecture === b.architecture && variant(a) === variant(b);
+  return a.os === b.os && a.architecture === b.architecture && variantOf(a) === variantOf(b);
+}
+
+/**
+ * The entry for WANTED: its own platform, else (amd64/vN only) the highest amd64 level below
+ * it, as containerd's matcher picks: an amd64/v3 machine runs v2 and v1 images.
+ */
+export function pickPlatform<T extends { platform: Platform }>(entries: readonly T[], wanted: Platform): T | undefined {
+  const exact = entries.find((e) => samePlatform(e.platform, wanted));
+  if (exact || wanted.architecture !== 'amd64') return exact;
+  const level = (p: Platform): number => Number(/^v([1-4])$/.exec(variantOf(p) ?? '')?.[1] ?? NaN);
+  const below = entries.filter((e) => e.platform.os === wanted.os && e.platform.architecture === 'amd64' && level(e.platform) < level(wanted));
+  return below.sort((x, y) => level(y.platform) - level(x.platform))[0];
 }
 
 /** One image of an index. */
@@ -325,7 +342,7 @@ export async function openPlatformSource(text: string, platformText: string, opt
   const wanted = parsePlatform(platformText);
   if (!wanted) throw new SourceError(`--platform ${JSON.stringify(platformText)} is not OS/ARCH[/VARIANT]`, 'e.g. linux/arm64 or linux/amd64');
   const index = await openImageIndex(text, options);
-  const entry = index.entries.find((e) => samePlatform(e.platform, wanted));
+  const entry = pickPlatform(index.entries, wanted);
   if (!entry) {
     await index.close();
     const offered = index.entries.map((e) => formatPlatform(e.platform)).join(', ');

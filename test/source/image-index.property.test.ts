@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { formatPlatform, openImageIndex, parsePlatform } from '../../src/source/image-index.js';
+import { formatPlatform, openImageIndex, parsePlatform, pickPlatform, samePlatform, type Platform } from '../../src/source/image-index.js';
 import { SourceError } from '../../src/source/open.js';
 import { sha256 } from '../helpers/hand-image.js';
 import { handIndex, writeIndexLayout } from '../helpers/hand-index.js';
@@ -117,8 +117,35 @@ describe('image index reader (properties)', () => {
         assert.equal(formatPlatform(parsed), text);
       }),
     );
+    // Any case and surrounding whitespace name the same platform (containerd lowercases); any text parses or is undefined.
+    fc.assert(
+      fc.property(word, word, fc.option(word, { nil: undefined }), fc.array(fc.boolean(), { maxLength: 40 }), fc.constantFrom('', ' ', '\t', '\n'), (os, architecture, variant, upper, space) => {
+        const text = [os, architecture, ...(variant ? [variant] : [])].join('/');
+        const cased = [...text].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('');
+        assert.deepEqual(parsePlatform(`${space}${cased}${space}`), parsePlatform(text));
+      }),
+    );
+    fc.assert(fc.property(fc.string(), (text) => void parsePlatform(text)));
     assert.equal(parsePlatform('linux/arm64/v8/extra'), undefined);
     assert.equal(parsePlatform('linux//arm64'), undefined);
     assert.deepEqual(parsePlatform('linux/aarch64'), { os: 'linux', architecture: 'arm64' });
+  });
+
+  test('pickPlatform: the entry samePlatform finds when there is one; amd64/vN falls back to the highest lower level only', () => {
+    const platform = fc.record({ os: fc.constantFrom('linux', 'windows'), architecture: fc.constantFrom('amd64', 'arm64', 'arm'), variant: fc.option(fc.constantFrom('v1', 'v2', 'v3', 'v4', 'v7', 'v8'), { nil: undefined }) }).map((p): Platform => ({ os: p.os, architecture: p.architecture, ...(p.variant ? { variant: p.variant } : {}) }));
+    fc.assert(
+      fc.property(fc.array(platform, { maxLength: 6 }), platform, (platforms, wanted) => {
+        const entries = platforms.map((p, i) => ({ platform: p, i }));
+        const picked = pickPlatform(entries, wanted);
+        const exact = entries.find((e) => samePlatform(e.platform, wanted));
+        if (exact) assert.equal(picked, exact);
+        else if (picked) {
+          assert.equal(wanted.architecture, 'amd64');
+          assert.equal(picked.platform.architecture, 'amd64');
+          assert.equal(picked.platform.os, wanted.os);
+          assert.ok((picked.platform.variant ?? 'v1') < (wanted.variant ?? 'v1'), JSON.stringify([picked, wanted]));
+        }
+      }),
+    );
   });
 });
