@@ -25,6 +25,8 @@ export interface IndexInspectReport {
   /** The urunc release line the verdicts are for. */
   release: UruncRelease;
   platforms: PlatformReport[];
+  /** Entries that are no image to run (attestations, artifacts), not judged. */
+  leftOut: Array<{ digest: string; what: string }>;
   /** Every platform runs; exit code 0 exactly when true. */
   runnable: boolean;
 }
@@ -65,6 +67,7 @@ export async function inspectIndex(index: ImageIndex, options: InspectOptions = 
     index: { digest: index.index.digest, mediaType: index.index.mediaType },
     release: options.release ?? NEWEST_URUNC_RELEASE,
     platforms,
+    leftOut: (index.leftOut ?? []).map((l) => ({ digest: l.digest, what: l.what })),
     runnable: platforms.length > 0 && platforms.every((p) => p.report.runnable),
   };
 }
@@ -97,6 +100,7 @@ function verdict(report: InspectReport): string {
  */
 export function formatIndexReport(report: IndexInspectReport): string {
   const lines: string[] = [`index ${report.source.name} (${report.source.transport}), ${report.index.digest}, ${report.platforms.length} platform${report.platforms.length === 1 ? '' : 's'}`];
+  for (const l of report.leftOut) lines.push(`  left out: ${l.digest}, ${l.what}`);
   for (const p of report.platforms) {
     lines.push('', `platform ${p.platform} (manifest ${p.manifestDigest})`);
     lines.push(...formatReport(p.report).trimEnd().split('\n').map((line) => `  ${line}`));

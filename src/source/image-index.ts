@@ -95,7 +95,38 @@ export interface ImageIndex {
   /** The index itself, when the source named one. */
   readonly index?: { digest: string; mediaType: string; annotations?: Record<string, string> };
   readonly entries: readonly IndexEntry[];
+  /** What the index lists that is not an image to run: attestations, artifacts, unknown media types. */
+  readonly leftOut?: readonly LeftOut[];
   close(): Promise<void>;
+}
+
+export interface LeftOut {
+  digest: string;
+  /** "an attestation", "an artifact (application/spdx+json)", "of type X, not an image". */
+  what: string;
+}
+
+const EMPTY_CONFIG = 'application/vnd.oci.empty.v1+json';
+
+/**
+ * Why an index entry is no image to run, or undefined when it may be one. BuildKit's attestations
+ * are unknown/unknown and annotated; OCI 1.1 artifacts carry artifactType; a media type lapin does
+ * not know is left alone, as the image-spec asks of indexes ("MUST NOT error").
+ */
+export function notAnImage(descriptor: SourceDescriptor): string | undefined {
+  if (descriptor.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' || descriptor.platform?.architecture === 'unknown') return 'an attestation';
+  const artifactType = (descriptor as { artifactType?: unknown }).artifactType;
+  if (typeof artifactType === 'string') return `an artifact (${artifactType})`;
+  if (!MANIFEST_TYPES.has(descriptor.mediaType) && !INDEX_TYPES.has(descriptor.mediaType)) return `of type ${descriptor.mediaType}, not an image`;
+  return undefined;
+}
+
+/** The same of a manifest once read: an artifact says so in artifactType or with the empty config. */
+export function manifestNotAnImage(manifest: SourceManifest): string | undefined {
+  const artifactType = (manifest as { artifactType?: unknown }).artifactType;
+  if (typeof artifactType === 'string') return `an artifact (${artifactType})`;
+  if (manifest.config.mediaType === EMPTY_CONFIG) return 'an artifact (empty config)';
+  return undefined;
 }
 
 
@@ -183,17 +214,21 @@ class LayoutManifestSource implements ImageSource {
  * Each nested index is read once (`seen`): an index listing one child index thousands of times at each level would
  * otherwise be read thousands-to-the-depth times.
  */
-async function collect(blobs: Blobs, descriptor: SourceDescriptor, where: string, out: SourceDescriptor[], seen = new Set<string>(), depth = 0): Promise<void> {
+async function collect(blobs: Blobs, descriptor: SourceDescriptor, where: string, out: SourceDescriptor[], seen: Set<string>, leftOut: LeftOut[], depth = 0): Promise<void> {
   if (depth > 4) throw new SourceError(`${where}: image indexes nested deeper than 4`);
-  if (MANIFEST_TYPES.has(descriptor.mediaType)) {
-    if (descriptor.platform?.architecture !== 'unknown') out.push(descriptor);
+  const what = notAnImage(descriptor);
+  if (what !== undefined) {
+    if (!leftOut.some((l) => l.digest === descriptor.digest)) leftOut.push({ digest: descriptor.digest, what });
     return;
   }
-  if (!INDEX_TYPES.has(descriptor.mediaType)) throw new SourceError(`${where}: unsupported manifest type ${descriptor.mediaType}`);
+  if (MANIFEST_TYPES.has(descriptor.mediaType)) {
+    out.push(descriptor);
+    return;
+  }
   if (seen.has(descriptor.digest)) return;
   seen.add(descriptor.digest);
   const nested = parseIndex(await verified(blobs, descriptor, where), `${where}: index ${descriptor.digest}`);
-  for (const child of nested.manifests ?? []) await collect(blobs, child, where, out, seen, depth + 1);
+  for (const child of nested.manifests ?? []) await collect(blobs, child, where, out, seen, leftOut, depth + 1);
 }
 
 function matchesTag(descriptor: SourceDescriptor, tag: string): boolean {
@@ -225,11 +260,17 @@ async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', b
   const { distinct, named } = selectLayout(await blobs.read('index.json'), where, tag);
   const manifests: SourceDescriptor[] = [];
   const seen = new Set<string>();
-  for (const descriptor of distinct) await collect(blobs, descriptor, where, manifests, seen);
+  const leftOut: LeftOut[] = [];
+  for (const descriptor of distinct) await collect(blobs, descriptor, where, manifests, seen, leftOut);
   const entries: IndexEntry[] = [];
   for (const descriptor of [...new Map(manifests.map((m) => [m.digest, m])).values()]) {
     const manifestBytes = await verified(blobs, descriptor, where);
     const manifest = checkedManifest(manifestBytes, where);
+    const artifact = manifestNotAnImage(manifest);
+    if (artifact !== undefined) {
+      leftOut.push({ digest: descriptor.digest, what: artifact });
+      continue;
+    }
     const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(await verified(blobs, manifest.config, where), `${where}: config`);
     if (typeof config !== 'object' || config === null) throw new SourceError(`${where}: the config ${manifest.config.digest} is not a JSON object`);
     const platform = platformOf(descriptor, config, where);
@@ -243,7 +284,7 @@ async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', b
       open: async () => new LayoutManifestSource(entryName, transport, blobs, { manifest, digest: descriptor.digest }, where),
     });
   }
-  return { name: text, transport, ...(named ? { index: named } : {}), entries, close };
+  return { name: text, transport, ...(named ? { index: named } : {}), entries, ...(leftOut.length > 0 ? { leftOut } : {}), close };
 }
 
 /** A layout's files through the readers every local source uses: inside the layout, regular, bounded. */

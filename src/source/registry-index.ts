@@ -11,7 +11,7 @@ import { LapinError } from '../errors.js';
 import { repositoryScope } from '../registry/auth.js';
 import { MANIFEST_SIZE_LIMIT, RegistryStatusError, readLimitedBody, type RegistryClient } from '../registry/client.js';
 import type { PulledImage } from '../registry/pull.js';
-import { bufferStream, formatPlatform, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type OpenIndexOptions, type Platform } from './image-index.js';
+import { bufferStream, formatPlatform, manifestNotAnImage, notAnImage, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type LeftOut, type OpenIndexOptions, type Platform } from './image-index.js';
 import { parseJson, SourceError } from './open.js';
 import type { SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
 
@@ -83,11 +83,16 @@ export async function openRegistryIndex(name: string, reference: string, options
     }
     const isIndex = Array.isArray(document.manifests);
     const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
+    const leftOut: LeftOut[] = [];
     if (isIndex) {
       // Each manifest once: an index may list one digest thousands of times (4 MiB holds ~25000 descriptors).
       const children = [...new Map((document.manifests ?? []).map((m) => [m.digest, m])).values()];
       for (const child of children) {
-        if (child.platform?.architecture === 'unknown') continue;
+        const what = notAnImage(child);
+        if (what !== undefined) {
+          leftOut.push({ digest: child.digest, what });
+          continue;
+        }
         if (child.mediaType !== MEDIA_OCI_MANIFEST && child.mediaType !== MEDIA_DOCKER_MANIFEST) throw new SourceError(`${display}: the index lists ${child.digest} of type ${child.mediaType}; lapin reads indexes of image manifests`);
         const fetched = await fetchManifest(client, path, child.digest, `${display} (${child.digest})`).catch((error: unknown) => {
           // Not "NAME was not found": the index is there, one of its images is not (a registry's garbage collection, say).
@@ -102,6 +107,11 @@ export async function openRegistryIndex(name: string, reference: string, options
     for (const { descriptor, fetched } of listed) {
       const manifest = parseJson<SourceManifest | null>(fetched.bytes, `the manifest of ${display}`);
       if (typeof manifest !== 'object' || manifest === null || typeof manifest.config?.digest !== 'string' || !Array.isArray(manifest.layers)) throw new SourceError(`${display}: ${fetched.digest} is not an image manifest`);
+      const artifact = isIndex ? manifestNotAnImage(manifest) : undefined;
+      if (artifact !== undefined) {
+        leftOut.push({ digest: fetched.digest, what: artifact });
+        continue;
+      }
       const configBytes = await fetchSmallBlob(client, path, manifest.config, display);
       const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(configBytes, `the config of ${display}`);
       if (typeof config !== 'object' || config === null) throw new SourceError(`the config of ${display} is not a JSON object`);
@@ -128,7 +138,7 @@ export async function openRegistryIndex(name: string, reference: string, options
         open: () => openRegistrySource(isIndex ? `${name} (${formatPlatform(platform)})` : name, pinned, options),
       });
     }
-    return { name, transport: 'docker' as const, ...(isIndex ? { index: { digest: top.digest, mediaType: top.mediaType || MEDIA_OCI_INDEX, ...(document.annotations ? { annotations: document.annotations } : {}) } } : {}), entries, close: async () => {} };
+    return { name, transport: 'docker' as const, ...(isIndex ? { index: { digest: top.digest, mediaType: top.mediaType || MEDIA_OCI_INDEX, ...(document.annotations ? { annotations: document.annotations } : {}) } } : {}), entries, ...(leftOut.length > 0 ? { leftOut } : {}), close: async () => {} };
   });
 }
 

@@ -155,6 +155,42 @@ describe('lapin inspect: image indexes', () => {
     }
   });
 
+  test('attestations, OCI artifacts and unknown media types in an index are left out and listed, not judged and not an error', async () => {
+    const made = await handIndex([image('amd64', 'x86-64')]);
+    const dir = join(work, 'with artifacts');
+    await writeIndexLayout(dir, made);
+    const put = async (data: Buffer): Promise<string> => {
+      await writeFile(join(dir, 'blobs', 'sha256', sha256(data)), data);
+      return `sha256:${sha256(data)}`;
+    };
+    const sbom = Buffer.from('{"spdxVersion":"SPDX-2.3"}');
+    const empty = Buffer.from('{}');
+    const artifactOf = async (extra: object): Promise<{ digest: string; size: number }> => {
+      const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: await put(empty), size: 2 }, layers: [{ mediaType: 'application/spdx+json', digest: await put(sbom), size: sbom.length }], ...extra }));
+      return { digest: await put(bytes), size: bytes.length };
+    };
+    const manifest = made.blobs.get(made.manifests[0]?.slice(7) as string) as Buffer;
+    const attestation = await artifactOf({ annotations: { x: '1' } });
+    const artifact = await artifactOf({ artifactType: 'application/spdx+json' });
+    const oldArtifact = await artifactOf({ annotations: { x: '2' } });
+    const emptyConfig = await artifactOf({ annotations: { x: '3' } });
+    await writeNestedIndex(dir, [
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: made.manifests[0], size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+      // BuildKit's attestation, here without the unknown/unknown platform (its annotation says what it is).
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...attestation, annotations: { 'vnd.docker.reference.type': 'attestation-manifest', 'vnd.docker.reference.digest': made.manifests[0] } },
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...artifact, artifactType: 'application/spdx+json' },
+      { mediaType: 'application/vnd.oci.artifact.manifest.v1+json', ...oldArtifact },
+      // Only the manifest tells: an empty config.
+      { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...emptyConfig },
+    ]);
+    const human = lapin(['inspect', dir]);
+    assert.equal(human.status, 0, human.stderr);
+    assert.match(human.stdout, /1 platform\n {2}left out: sha256:[0-9a-f]{64}, an attestation\n {2}left out: sha256:[0-9a-f]{64}, an artifact \(application\/spdx\+json\)\n {2}left out: sha256:[0-9a-f]{64}, of type application\/vnd\.oci\.artifact\.manifest\.v1\+json, not an image\n {2}left out: sha256:[0-9a-f]{64}, an artifact \(empty config\)\n/);
+    const report = JSON.parse(lapin(['inspect', '--json', dir]).stdout) as IndexInspectReport;
+    assert.deepEqual(report.platforms.map((p) => p.platform), ['linux/amd64']);
+    assert.deepEqual(report.leftOut.map((l) => l.digest), [attestation.digest, artifact.digest, oldArtifact.digest, emptyConfig.digest]);
+  });
+
   const skip = registrySkipReason();
   describe('from a docker-registry', { skip }, () => {
     let registry: TestRegistry;

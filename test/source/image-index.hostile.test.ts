@@ -12,7 +12,7 @@ import { openImageIndex } from '../../src/source/image-index.js';
 import { SourceError } from '../../src/source/open.js';
 import { full, handBlobs, sha256, type HandImage } from '../helpers/hand-image.js';
 import { fakeElf, handIndex, writeIndexLayout } from '../helpers/hand-index.js';
-import { deleteManifest, putHandImage, putManifest } from '../helpers/raw-push.js';
+import { deleteManifest, putBlob, putHandImage, putManifest } from '../helpers/raw-push.js';
 import { registrySkipReason, startProxy, startRegistry, type TestProxy, type TestRegistry } from '../registry/harness.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -79,6 +79,30 @@ describe('image index reader: hostile registries', { skip: registrySkipReason() 
     assert.deepEqual(index.entries.map((e) => e.descriptor.digest), [amd64.digest]);
     const manifestGets = proxy.requests.slice(before).filter((r) => r.method === 'GET' && r.path.includes('/manifests/'));
     assert.equal(manifestGets.length, 2, manifestGets.map((r) => r.path).join('\n'));
+  });
+
+  test('an index with an SBOM artifact (empty config) and an attestation: the image only, the others left out', async () => {
+    const sbom = Buffer.from('{"spdxVersion":"SPDX-2.3"}');
+    const empty = Buffer.from('{}');
+    const artifact = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: await putBlob(registry.host, 'hostile/app', empty), size: 2 }, layers: [{ mediaType: 'application/spdx+json', digest: await putBlob(registry.host, 'hostile/app', sbom), size: sbom.length }] }),
+    );
+    const artifactDigest = await putManifest(registry.host, 'hostile/app', `sha256:${sha256(artifact)}`, artifact, OCI_MANIFEST);
+    const provenance = Buffer.from(JSON.stringify({ ...JSON.parse(artifact.toString()), annotations: { kind: 'provenance' } }));
+    const provenanceDigest = await putManifest(registry.host, 'hostile/app', `sha256:${sha256(provenance)}`, provenance, OCI_MANIFEST);
+    const index = {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        { mediaType: OCI_MANIFEST, ...amd64, platform: { os: 'linux', architecture: 'amd64' } },
+        { mediaType: OCI_MANIFEST, digest: artifactDigest, size: artifact.length },
+        { mediaType: OCI_MANIFEST, digest: provenanceDigest, size: provenance.length, annotations: { 'vnd.docker.reference.type': 'attestation-manifest' } },
+      ],
+    };
+    await putManifest(registry.host, 'hostile/app', 'sbom', Buffer.from(JSON.stringify(index)), OCI_INDEX);
+    const opened = await openImageIndex(`docker://${registry.host}/hostile/app:sbom`);
+    assert.deepEqual(opened.entries.map((e) => e.descriptor.digest), [amd64.digest]);
+    assert.deepEqual(new Set(opened.leftOut), new Set([{ digest: provenanceDigest, what: 'an attestation' }, { digest: artifactDigest, what: 'an artifact (empty config)' }]));
   });
 
   test('an index whose arm64 manifest the registry lost: names that manifest (exit 2), and --strategy merge refuses rather than drop the index', async () => {
