@@ -6,7 +6,7 @@
  * to a registry (pushIndex) or to an OCI archive or layout.
  */
 import { createWriteStream } from 'node:fs';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { makeDirectories } from '../mkdirp.js';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -131,7 +131,6 @@ async function openAll(sources: readonly string[], options: CreateIndexOptions):
 async function existingEntries(options: CreateIndexOptions): Promise<ImageIndex | undefined> {
   const target = options.output ? (options.output.tar ? `oci-archive:${options.output.dest}` : `oci:${options.output.dest}`) : `docker://${formatReference(parseReference(options.tags[0] as string))}`;
   if (options.output) {
-    const { stat } = await import('node:fs/promises');
     if (!(await stat(options.output.dest).catch(() => undefined))) return undefined;
   }
   try {
