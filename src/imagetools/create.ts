@@ -13,7 +13,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
-import { LapinError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { requireFreshDirectory, writeAtomically } from '../export/atomic.js';
 import { dockerLoadEntry, hostPlatform, indexDockerManifestJson } from '../export/index-archive.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
@@ -127,6 +127,23 @@ async function openAll(sources: readonly string[], options: CreateIndexOptions):
   }
 }
 
+/**
+ * Refuses an output that cannot be written before any source is read, as build does: a
+ * missing parent (the tar writer's error escaped as a stack trace), an archive over a
+ * directory, and a merge into a layout directory, which is only ever renamed over a
+ * missing or empty one.
+ */
+async function checkOutput(output: IndexOutput, strategy: MergeStrategy): Promise<void> {
+  const parent = await stat(path.dirname(path.resolve(output.dest))).catch(() => undefined);
+  if (!parent?.isDirectory()) throw new UsageError(`cannot write ${output.dest}: ${path.dirname(path.resolve(output.dest))} is not a directory`, 'create it first');
+  const existing = await stat(output.dest).catch(() => undefined);
+  if (output.tar && existing?.isDirectory()) throw new UsageError(`cannot write the archive to ${output.dest}: it is a directory`, 'name a file, e.g. index.tar, or add tar=false');
+  if (!output.tar && strategy === 'merge' && existing) {
+    throw new UsageError(`--strategy merge cannot write the layout directory ${output.dest} over itself: a directory output is only renamed over a missing or empty one`, `give oci:${output.dest} as a SOURCE and write a new directory, or merge into an archive: tar=true`);
+  }
+  if (!output.tar) await requireFreshDirectory(output.dest);
+}
+
 /** The index already at the target, for --strategy merge; none when there is nothing there yet. */
 async function existingEntries(options: CreateIndexOptions): Promise<ImageIndex | undefined> {
   const target = options.output ? (options.output.tar ? `oci-archive:${options.output.dest}` : `oci:${options.output.dest}`) : `docker://${formatReference(parseReference(options.tags[0] as string))}`;
@@ -147,6 +164,7 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
   for (const tag of options.tags) parseReference(tag);
   const strategy = options.strategy ?? 'abort';
   if (strategy === 'merge' && options.tags.length === 0 && !options.output) throw new UsageError('--strategy merge needs -t NAME or --output: the index to merge into');
+  if (options.output && !options.dryRun) await checkOutput(options.output, strategy);
   const opened = await openAll(options.sources, options);
   const existing = strategy === 'merge' ? await existingEntries(options) : undefined;
   if (existing) opened.push(existing);
@@ -274,7 +292,9 @@ function verifying(digest: string, size: number): Transform {
     },
     flush(callback) {
       const actual = `sha256:${hash.digest('hex')}`;
-      callback(actual === digest && seen === size ? null : new LapinError(`blob ${digest} read from its source does not match its digest (got ${actual}, ${seen} of ${size} bytes); nothing was written`));
+      // A damaged source is bad input (exit 2), as the readers say of a damaged manifest.
+      if (actual !== digest) callback(new SourceError(`blob ${digest} read from its source does not match its digest (got ${actual}); nothing was written`));
+      else callback(seen === size ? null : new SourceError(`blob ${digest} is ${seen} bytes, but its manifest says ${JSON.stringify(size)}; nothing was written`));
     },
   });
 }
