@@ -107,6 +107,42 @@ describe('image index reader (properties)', () => {
     );
   });
 
+  test('nested indexes sharing children (a DAG, each index listing children many times): each reachable image once, in first-seen order', async () => {
+    const made = await handIndex(['amd64', 'arm64', 'riscv64'].map((architecture) => ({ architecture, layers: [[{ name: 'f', body: architecture }]] })));
+    const manifestDescriptors = made.manifests.map((digest, i) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: (made.blobs.get(digest.slice(7)) as Buffer).length, platform: { os: 'linux', architecture: ['amd64', 'arm64', 'riscv64'][i] as string } }));
+    // Level k lists nodes of level k+1 (indexes) or images; up to 3 levels of indexes under index.json.
+    const level = fc.array(fc.array(fc.tuple(fc.boolean(), fc.nat(5), fc.integer({ min: 1, max: 30 })), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(fc.array(level, { minLength: 1, maxLength: 3 }), async (levels) => {
+        const dir = join(work, `d${counter++}`);
+        await writeIndexLayout(dir, made);
+        // Build bottom-up: the last level's indexes list images only.
+        let below: Array<{ descriptor: object; reaches: string[] }> = manifestDescriptors.map((d) => ({ descriptor: d, reaches: [d.digest] }));
+        const images = below;
+        for (let k = levels.length - 1; k >= 0; k--) {
+          const built: typeof below = [];
+          for (const children of levels[k] as Array<Array<[boolean, number, number]>>) {
+            const listed: typeof below = [];
+            for (const [image, pick, times] of children) {
+              const pool = image || k === levels.length - 1 ? images : below;
+              const child = pool[pick % pool.length] as (typeof below)[number];
+              for (let t = 0; t < times; t++) listed.push(child);
+            }
+            const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: listed.map((l) => l.descriptor) }));
+            await writeFile(join(dir, 'blobs', 'sha256', sha256(bytes)), bytes);
+            built.push({ descriptor: { mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${sha256(bytes)}`, size: bytes.length }, reaches: [...new Set(listed.flatMap((l) => l.reaches))] });
+          }
+          below = built;
+        }
+        const top = below[0] as (typeof below)[number];
+        await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [top.descriptor] }));
+        const index = await openImageIndex(`oci:${dir}`);
+        assert.deepEqual(index.entries.map((e) => e.descriptor.digest), top.reaches);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   test('parsePlatform and formatPlatform round-trip OS/ARCH[/VARIANT]', () => {
     const word = fc.stringMatching(/^[a-z0-9][a-z0-9_.-]{0,10}$/).filter((w) => !['x86_64', 'x86-64', 'aarch64'].includes(w));
     fc.assert(
