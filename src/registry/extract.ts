@@ -8,6 +8,7 @@ import type { ImageFilesystem } from '../image/filesystem.js';
 import { byteNameExtract, layerName } from '../image/layer-names.js';
 import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
 import { LayerDecompressor } from '../source/decompress.js';
+import { SourceError } from '../source/errors.js';
 import { PathTree } from '../source/path-tree.js';
 import { makeDirectories } from '../mkdirp.js';
 
@@ -94,6 +95,8 @@ export async function readLayerRecords(input: Readable, layer: { digest: string;
   // gzip, zstd (through the zstd program, as inspect reads it) or plain, judged by the first bytes.
   const done = pipeline([input, new LayerDecompressor(`${image} (layer ${layer.digest})`), hashUncompressed, extract]);
   extract.on('entry', (header, stream, next) => {
+    // A damaged layer fails the entry's stream too; the pipeline above reports it, once.
+    stream.on('error', () => undefined);
     const handle = async (): Promise<void> => {
       const entryPath = safeEntryPath(layerName(header.name), image);
       const linkname = layerName(header.linkname ?? '');
@@ -146,7 +149,15 @@ export async function readLayerRecords(input: Readable, layer: { digest: string;
       },
     );
   });
-  await done;
+  try {
+    await done;
+  } catch (error) {
+    if (error instanceof LapinError || error instanceof SourceError) throw error;
+    // tar-stream's own sentences ("Unexpected end of data", "Invalid tar header"): the layer is no tar.
+    throw new LapinError(`${image} has a layer ${layer.digest} that is not a valid tar (${(error as Error).message}); refusing the image`, {
+      hint: 'a hostile or broken image; use another base',
+    });
+  }
   const diffId = `sha256:${diffHash.digest('hex')}`;
   if (layer.diffId !== undefined && diffId !== layer.diffId) {
     throw new LapinError(`${image} has a layer ${layer.digest} whose content is ${diffId}, not the diff_id ${layer.diffId} its config lists; refusing the image`, {
