@@ -198,7 +198,7 @@ describe('base layers indexed, not extracted', () => {
         // The first layer's blob cut short or with a flipped byte: a result or a clean error, never another exception.
         const blob = await readFile((layers[0] as { file: string }).file);
         const damaged = Buffer.from(blob.subarray(0, Math.max(1, cutAt % (blob.length + 1))));
-        if (cutAt % 3 === 0 && damaged.length > 20) damaged[cutAt % damaged.length] ^= 0x40;
+        if (cutAt % 3 === 0 && damaged.length > 20) damaged.writeUInt8((damaged[cutAt % damaged.length] as number) ^ 0x40, cutAt % damaged.length);
         const file = path.join(dir, `damaged-${counter++}`);
         await writeFile(file, damaged);
         const result = await indexLayers([{ file, digest: 'sha256:damaged' }], options(dir)).catch((error: unknown) => error);
