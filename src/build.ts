@@ -33,6 +33,7 @@ import {
 } from './image/image.js';
 import { checkSourceDateEpoch } from './image/epoch.js';
 import { readKernelInfo } from './image/kernel-arch.js';
+import { sourceFilePath } from './image/layer-member.js';
 import { applySolo5Notes, bufferReader, readSolo5Notes, readSolo5NotesFromFile } from './image/solo5.js';
 import { tarSize, type Compression, type LayerBlob } from './image/layer.js';
 import { LayerCache, defaultCacheDir, writeLayerCached } from './image/layer-cache.js';
@@ -238,7 +239,7 @@ async function buildImage(options: BuildOptions, cleanups: Array<() => Promise<v
     // A Solo5 kernel's manifest names its devices; urunc's names must match (before urunc.json is written).
     const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
     if (kernelNode?.type === 'file') {
-      const notes = kernelNode.source.kind === 'bytes' ? readSolo5Notes(bufferReader(Buffer.from(kernelNode.source.data))) : readSolo5NotesFromFile(kernelNode.source.path);
+      const notes = kernelNode.source.kind === 'bytes' ? readSolo5Notes(bufferReader(Buffer.from(kernelNode.source.data))) : readSolo5NotesFromFile(await sourceFilePath(kernelNode.source));
       const solo5 = applySolo5Notes(notes, metadata, URUNC_KEYS, options.uruncVersion);
       for (const message of solo5.steps) emit({ kind: 'step', message });
       for (const message of solo5.warnings) emit({ kind: 'warning', message });
@@ -526,8 +527,8 @@ async function decidePlatform(
   const chosen = flagArchitecture ?? declared?.value;
   let detected: string | undefined;
   const kernel = binary === undefined ? undefined : rootfs.resolve(binary);
-  if (kernel?.type === 'file' && kernel.source.kind === 'path') {
-    const info = await readKernelInfo(kernel.source.path);
+  if (kernel?.type === 'file' && kernel.source.kind !== 'bytes') {
+    const info = await readKernelInfo(await sourceFilePath(kernel.source));
     detected = info.architecture;
     if (detected !== undefined) emit({ kind: 'step', message: `kernel ${binary}: ${info.detail}` });
   }

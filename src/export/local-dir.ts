@@ -29,8 +29,8 @@ export async function writeLocalDirectory(nodes: readonly FsNode[], dest: string
           directories.push(node);
           break;
         case 'file':
-          if (node.source.kind === 'path') await copySourceFile(node.source, target);
-          else await writeFile(target, node.source.data);
+          if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
+          else await copySourceFile(node.source, target);
           await own(target, node);
           await chmod(target, node.mode);
           await utimes(target, node.mtime, node.mtime);

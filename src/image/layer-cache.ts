@@ -122,6 +122,11 @@ export class LayerCache {
         fields.push(node.size);
         if (node.source.kind === 'bytes') {
           fields.push('bytes', createHash('sha256').update(node.source.data).digest('hex'));
+        } else if (node.source.kind === 'layer') {
+          // A base image's file: its place in a layer blob that is named by its digest (or, built elsewhere, stat'ed like a path).
+          const { blob, offset, size } = node.source.member;
+          const s = await stat(blob, { bigint: true });
+          fields.push('layer', path.resolve(blob), offset, size, String(s.size), String(s.mtimeNs), String(s.ino), String(s.dev));
         } else if (contentKeyed.some((dir) => node.source.kind === 'path' && node.source.path.startsWith(`${dir}${path.sep}`))) {
           const file = node.source.path;
           let content = contentHashes.get(file);

@@ -9,6 +9,7 @@ import { copyFile, open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
 import { fsPath } from './names.js';
+import { writeLayerMember, type LayerSource } from './layer-member.js';
 import type { FileSource } from './tree.js';
 
 type PathSource = Extract<FileSource, { kind: 'path' }>;
@@ -44,8 +45,15 @@ export async function openSourceFile(source: PathSource): Promise<{ handle: File
   }
 }
 
-/** Copies the file, checked as openSourceFile checks it, keeping copyFile's reflink and copy_file_range paths. */
-export async function copySourceFile(source: PathSource, target: string | Buffer): Promise<void> {
+/**
+ * Copies the file, checked as openSourceFile checks it, keeping copyFile's
+ * reflink and copy_file_range paths; a base image's file is read from its layer.
+ */
+export async function copySourceFile(source: PathSource | LayerSource, target: string | Buffer): Promise<void> {
+  if (source.kind === 'layer') {
+    await writeLayerMember(source.member, target);
+    return;
+  }
   const { handle } = await openSourceFile(source);
   try {
     // The open descriptor's /proc name is that very file, whatever happens to its path meanwhile.

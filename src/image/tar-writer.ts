@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { LapinError } from '../errors.js';
 import { hasRawBytes, nameBytes } from './names.js';
+import { readLayerMember } from './layer-member.js';
 import { openSourceFile } from './source-file.js';
 import { treePathProblem, type FsNode } from './tree.js';
 
@@ -199,6 +200,14 @@ export async function* tarChunks(nodes: readonly FsNode[], blockSize = READ_SIZE
     if (node.source.kind === 'bytes') {
       if (node.source.data.length !== node.size) throw changedSize(node);
       yield* copyIn(node.source.data);
+    } else if (node.source.kind === 'layer') {
+      // A base image's file (COPY --from an image): read from its layer blob.
+      let seen = 0;
+      for await (const chunk of readLayerMember(node.source.member)) {
+        seen += chunk.length;
+        yield* copyIn(chunk);
+      }
+      if (seen !== node.size) throw changedSize(node);
     } else {
       const { handle } = await openSourceFile(node.source);
       const size = node.size;

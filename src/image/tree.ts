@@ -9,7 +9,27 @@ import { nameBytes } from './names.js';
 export type FileSource =
   /** `identity`: the device and inode the build saw; writers refuse another file at the path (source-file.ts). */
   | { kind: 'path'; path: string; identity?: FileIdentity }
-  | { kind: 'bytes'; data: Uint8Array };
+  | { kind: 'bytes'; data: Uint8Array }
+  /** A file inside a pulled layer, read from the layer blob only when a writer needs its bytes (layer-member.ts). */
+  | { kind: 'layer'; member: LayerMember };
+
+/**
+ * Where a base image's file lives: its data at `offset` in the layer's
+ * uncompressed tar. One object per tar member, shared by the nodes of its
+ * hard links, so an extraction done for one serves all.
+ */
+export interface LayerMember {
+  /** The layer blob as pulled (gzip, zstd or plain tar). */
+  blob: string;
+  offset: number;
+  size: number;
+  /** For messages: the image and the file's path in it. */
+  what: string;
+  /** A file already holding the data (kept while the layer was indexed, or extracted once), read instead of the blob. */
+  file?: string;
+  /** Where a reader that needs a file of its own (kernel reads, Solo5 notes) extracts it. */
+  scratch?: string;
+}
 
 export interface FileIdentity {
   dev: number;

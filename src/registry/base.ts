@@ -4,7 +4,7 @@ import type { FsNode } from '../image/tree.js';
 import { imagesOf, pullFailure } from '../plan/images.js';
 import type { BuildPlan } from '../plan/types.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
-import { flattenLayers } from './extract.js';
+import { indexLayers, namedFiles } from './layer-index.js';
 import { pullImage, type PullOptions, type PulledImage } from './pull.js';
 
 const ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'amd64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
@@ -98,12 +98,19 @@ export function baseLayers(base: PulledImage): Array<{ mediaType: string; digest
 }
 
 /**
- * Puts a base image's flattened files into a filesystem and returns those
+ * Puts a base image's files (its layers indexed) into a filesystem and returns those
  * nodes, so the image writer can leave them out of the new layers (they
  * are already in the base's layers underneath).
  */
 export async function seedFilesystem(target: ImageFilesystem, base: PulledImage, dataDir: string): Promise<Set<FsNode>> {
-  const nodes = await flattenLayers(base.layers, path.join(dataDir, base.manifestDigest.slice(7, 23)), base.reference.display);
+  // Indexed, not extracted: the layers go into the new image as they are, and a step that reads a file reads it from its layer.
+  const scratch = path.join(dataDir, base.manifestDigest.slice(7, 23));
+  const nodes = await indexLayers(base.layers, {
+    image: base.reference.display,
+    capture: namedFiles(base.config.config?.Labels, base.manifestAnnotations),
+    scratch,
+    captureDir: path.join(scratch, 'kept'),
+  });
   for (const node of nodes) target.put(node);
   return new Set(nodes);
 }

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import path from 'node:path';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
 import type { ImageFilesystem } from '../image/filesystem.js';
 import { byteNameExtract, layerName } from '../image/layer-names.js';
-import { comparePaths, type FsNode } from '../image/tree.js';
+import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
 import { LayerDecompressor } from '../source/decompress.js';
+import { SourceError } from '../source/errors.js';
 import { PathTree } from '../source/path-tree.js';
 import { makeDirectories } from '../mkdirp.js';
 
@@ -52,125 +53,200 @@ export function checkLinkTarget(linkPath: string, target: string, image: string)
   }
 }
 
+/** A layer of a base image, as pulled: its blob, and the diff_id its config lists. */
+export interface LayerFile {
+  file: string;
+  digest: string;
+  diffId?: string;
+}
+
+/** One change a layer makes to the tree below, in tar order. */
+export type LayerRecord =
+  | { op: 'opaque'; dir: string }
+  | { op: 'whiteout'; path: string }
+  | { op: 'put'; node: FsNode }
+  /** A hard link: a copy of the file at `target`, which an earlier entry made. */
+  | { op: 'link'; path: string; mode: number; uid: number; gid: number; mtime: number; target: string };
+
+/** What a reader of a layer does with a regular file's data: writes it somewhere, or notes where it is. */
+export type FileData = (entryPath: string, offset: number, size: number, data: EntryData) => Promise<FileSource>;
+
+/** An entry's data as tar-stream gives it: read it whole, or resume() to skip it. */
+export type EntryData = AsyncIterable<Buffer> & { resume(): unknown };
+
+/** tar-stream's header carries where the entry's data starts in the tar (not in its type declarations). */
+type HeaderWithOffset = { byteOffset?: number };
+
 /**
- * Applies layers in order into one tree, honouring whiteouts (".wh.NAME"
- * removes NAME from the layers below; ".wh..wh..opq" empties its directory
- * of them). File data is written under `dataDir`; the nodes point at it.
- * A layer's `diffId`, when given, is checked against its uncompressed bytes.
+ * Reads one layer's tar (compressed as pulled) into records, checking every
+ * name (no "..", no symlink out of the root) and, when given, the diff_id
+ * against its uncompressed bytes. `fileData` decides what becomes of file data.
  */
-export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest: string; diffId?: string }>, dataDir: string, image: string): Promise<FsNode[]> {
-  await makeDirectories(dataDir);
+export async function readLayerRecords(input: Readable, layer: { digest: string; diffId?: string }, image: string, fileData: FileData): Promise<LayerRecord[]> {
+  const records: LayerRecord[] = [];
+  const extract = byteNameExtract();
+  const diffHash = createHash('sha256');
+  const hashUncompressed = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      diffHash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  // gzip, zstd (through the zstd program, as inspect reads it) or plain, judged by the first bytes.
+  const done = pipeline([input, new LayerDecompressor(`${image} (layer ${layer.digest})`), hashUncompressed, extract]);
+  extract.on('entry', (header, stream, next) => {
+    // A damaged layer fails the entry's stream too; the pipeline above reports it, once.
+    stream.on('error', () => undefined);
+    const handle = async (): Promise<void> => {
+      const entryPath = safeEntryPath(layerName(header.name), image);
+      const linkname = layerName(header.linkname ?? '');
+      const base = path.posix.basename(entryPath);
+      const parent = path.posix.dirname(entryPath) === '.' ? '' : path.posix.dirname(entryPath);
+      if (base === OPAQUE) {
+        records.push({ op: 'opaque', dir: parent });
+        stream.resume();
+        return;
+      }
+      if (base.startsWith(WHITEOUT)) {
+        records.push({ op: 'whiteout', path: parent === '' ? base.slice(WHITEOUT.length) : `${parent}/${base.slice(WHITEOUT.length)}` });
+        stream.resume();
+        return;
+      }
+      if (entryPath === '') {
+        stream.resume();
+        return;
+      }
+      const common = {
+        path: entryPath,
+        mode: (header.mode ?? 0o644) & 0o7777,
+        uid: header.uid ?? 0,
+        gid: header.gid ?? 0,
+        mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+      };
+      if (header.type === 'file' || header.type === 'contiguous-file') {
+        const size = header.size ?? 0;
+        const offset = (header as HeaderWithOffset).byteOffset;
+        if (offset === undefined) throw new LapinError('internal: the tar reader gave no data offset');
+        const source = await fileData(entryPath, offset, size, stream as EntryData);
+        records.push({ op: 'put', node: { ...common, type: 'file', size, source } });
+        return;
+      }
+      stream.resume();
+      if (header.type === 'directory') records.push({ op: 'put', node: { ...common, type: 'dir' } });
+      else if (header.type === 'symlink') {
+        checkLinkTarget(entryPath, linkname, image);
+        records.push({ op: 'put', node: { ...common, type: 'symlink', target: linkname } });
+      } else if (header.type === 'link') {
+        records.push({ op: 'link', ...common, target: safeEntryPath(linkname, image) });
+      }
+      // Devices and FIFOs have no use in a unikernel image's rootfs; they are left out.
+    };
+    handle().then(
+      () => next(),
+      (error: unknown) => {
+        stream.resume();
+        extract.destroy(error as Error);
+      },
+    );
+  });
+  try {
+    await done;
+  } catch (error) {
+    if (error instanceof LapinError || error instanceof SourceError) throw error;
+    // tar-stream's own sentences ("Unexpected end of data", "Invalid tar header"): the layer is no tar.
+    throw new LapinError(`${image} has a layer ${layer.digest} that is not a valid tar (${(error as Error).message}); refusing the image`, {
+      hint: 'a hostile or broken image; use another base',
+    });
+  }
+  const diffId = `sha256:${diffHash.digest('hex')}`;
+  if (layer.diffId !== undefined && diffId !== layer.diffId) {
+    throw new LapinError(`${image} has a layer ${layer.digest} whose content is ${diffId}, not the diff_id ${layer.diffId} its config lists; refusing the image`, {
+      hint: 'a hostile or broken image; use another base',
+    });
+  }
+  return records;
+}
+
+/**
+ * Applies layers' records in order into one tree, honouring whiteouts
+ * (".wh.NAME" removes NAME from the layers below; ".wh..wh..opq" empties
+ * its directory of them). Returns the nodes in byte order of their paths.
+ */
+export function applyLayerRecords(layers: Iterable<readonly LayerRecord[]>, image: string): FsNode[] {
   const tree = new Map<string, FsNode>();
   // Whiteouts and opaque directories visit only the subtree they remove (PathTree), so a layer is linear in its entries.
   const below = new PathTree('');
-  let counter = 0;
   const removeBelow = (p: string, keep: Set<string>, includeSelf = true): void => {
     below.removeBelow(p, includeSelf, (key) => {
       if (!keep.has(key)) tree.delete(key);
       return !tree.has(key);
     });
   };
-  for (const layer of layers) {
+  for (const records of layers) {
     const added = new Set<string>();
     // A path cleared once in this layer needs no second walk (hostile layers repeat whiteouts).
     const cleared = new Set<string>();
-    const extract = byteNameExtract();
-    const diffHash = createHash('sha256');
-    const hashUncompressed = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        diffHash.update(chunk);
-        callback(null, chunk);
-      },
-    });
-    // gzip, zstd (through the zstd program, as inspect reads it) or plain, judged by the first bytes.
-    const done = pipeline([createReadStream(layer.file), new LayerDecompressor(`${image} (layer ${layer.digest})`), hashUncompressed, extract]);
-    extract.on('entry', (header, stream, next) => {
-      const handle = async (): Promise<void> => {
-        const entryPath = safeEntryPath(layerName(header.name), image);
-        const linkname = layerName(header.linkname ?? '');
-        const base = path.posix.basename(entryPath);
-        const parent = path.posix.dirname(entryPath) === '.' ? '' : path.posix.dirname(entryPath);
-        if (base === OPAQUE) {
-          if (!cleared.has(`c${parent}`)) removeBelow(parent, added, false);
-          cleared.add(`c${parent}`);
-          stream.resume();
-          return;
+    for (const record of records) {
+      if (record.op === 'opaque') {
+        if (!cleared.has(`c${record.dir}`)) removeBelow(record.dir, added, false);
+        cleared.add(`c${record.dir}`);
+        continue;
+      }
+      if (record.op === 'whiteout') {
+        if (!cleared.has(`s${record.path}`)) removeBelow(record.path, added);
+        cleared.add(`s${record.path}`);
+        continue;
+      }
+      let node: FsNode;
+      if (record.op === 'link') {
+        const targetNode = tree.get(record.target);
+        if (targetNode?.type !== 'file') {
+          throw new LapinError(`${image} has a hard link /${record.path} to /${record.target}, which is not a file before it; refusing the image`);
         }
-        if (base.startsWith(WHITEOUT)) {
-          const gone = parent === '' ? base.slice(WHITEOUT.length) : `${parent}/${base.slice(WHITEOUT.length)}`;
-          if (!cleared.has(`s${gone}`)) removeBelow(gone, added);
-          cleared.add(`s${gone}`);
-          stream.resume();
-          return;
+        const { op: _op, target: _target, ...common } = record;
+        // A copy of the node keeps the layers below independent of this link; the data source is shared.
+        node = { ...targetNode, ...common, type: 'file' };
+      } else {
+        node = record.node;
+      }
+      const entryPath = node.path;
+      const existing = tree.get(entryPath);
+      if (existing && existing.type === 'dir' && node.type !== 'dir') removeBelow(entryPath, new Set());
+      // Parents a layer leaves out still have to exist.
+      const parts = entryPath.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const dir = parts.slice(0, i).join('/');
+        const present = tree.get(dir);
+        if (!present || present.type !== 'dir') {
+          tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime: node.mtime });
+          added.add(dir);
+          below.add(dir);
         }
-        if (entryPath === '') {
-          stream.resume();
-          return;
-        }
-        const common = {
-          path: entryPath,
-          mode: (header.mode ?? 0o644) & 0o7777,
-          uid: header.uid ?? 0,
-          gid: header.gid ?? 0,
-          mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
-        };
-        let node: FsNode | undefined;
-        if (header.type === 'file' || header.type === 'contiguous-file') {
-          const file = path.join(dataDir, String(counter++));
-          await pipeline(stream, createWriteStream(file));
-          node = { ...common, type: 'file', size: header.size ?? 0, source: { kind: 'path', path: file } };
-        } else {
-          stream.resume();
-          if (header.type === 'directory') node = { ...common, type: 'dir' };
-          else if (header.type === 'symlink') {
-            checkLinkTarget(entryPath, linkname, image);
-            node = { ...common, type: 'symlink', target: linkname };
-          } else if (header.type === 'link') {
-            const target = safeEntryPath(linkname, image);
-            const targetNode = tree.get(target);
-            if (targetNode?.type !== 'file') {
-              throw new LapinError(`${image} has a hard link /${entryPath} to /${target}, which is not a file before it; refusing the image`);
-            }
-            // A copy of the node keeps the layers below independent of this link.
-            node = { ...targetNode, ...common, type: 'file' };
-          }
-          // Devices and FIFOs have no use in a unikernel image's rootfs; they are left out.
-        }
-        if (!node) return;
-        const existing = tree.get(entryPath);
-        if (existing && existing.type === 'dir' && node.type !== 'dir') removeBelow(entryPath, new Set());
-        // Parents a layer leaves out still have to exist.
-        const parts = entryPath.split('/');
-        for (let i = 1; i < parts.length; i++) {
-          const dir = parts.slice(0, i).join('/');
-          const present = tree.get(dir);
-          if (!present || present.type !== 'dir') {
-            tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime: common.mtime });
-            added.add(dir);
-            below.add(dir);
-          }
-        }
-        tree.set(entryPath, node);
-        added.add(entryPath);
-        below.add(entryPath);
-      };
-      handle().then(
-        () => next(),
-        (error: unknown) => {
-          stream.resume();
-          extract.destroy(error as Error);
-        },
-      );
-    });
-    await done;
-    const diffId = `sha256:${diffHash.digest('hex')}`;
-    if (layer.diffId !== undefined && diffId !== layer.diffId) {
-      throw new LapinError(`${image} has a layer ${layer.digest} whose content is ${diffId}, not the diff_id ${layer.diffId} its config lists; refusing the image`, {
-        hint: 'a hostile or broken image; use another base',
-      });
+      }
+      tree.set(entryPath, node);
+      added.add(entryPath);
+      below.add(entryPath);
     }
   }
   return [...tree.values()].sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/**
+ * Applies layers in order into one tree (applyLayerRecords). File data is
+ * written under `dataDir`; the nodes point at it. A layer's `diffId`, when
+ * given, is checked against its uncompressed bytes.
+ */
+export async function flattenLayers(layers: ReadonlyArray<LayerFile>, dataDir: string, image: string): Promise<FsNode[]> {
+  await makeDirectories(dataDir);
+  let counter = 0;
+  const writeData: FileData = async (_entryPath, _offset, _size, data) => {
+    const file = path.join(dataDir, String(counter++));
+    await pipeline(data, createWriteStream(file));
+    return { kind: 'path', path: file };
+  };
+  const all: LayerRecord[][] = [];
+  for (const layer of layers) all.push(await readLayerRecords(createReadStream(layer.file), layer, image, writeData));
+  return applyLayerRecords(all, image);
 }
 
 /**
@@ -181,14 +257,16 @@ export async function flattenLayers(layers: ReadonlyArray<{ file: string; digest
  * include put over one of the names is its own file. Returns the links made.
  */
 export function relinkHardlinks(tree: ImageFilesystem, fromImage: ReadonlySet<FsNode>): number {
-  const owners = new Map<string, FsNode>();
+  // A data file, or the layer member that the link's nodes share.
+  const owners = new Map<unknown, FsNode>();
   let linked = 0;
   // In byte order, so the file comes before its links, as the writers want.
   for (const node of tree.list()) {
-    if (node.type !== 'file' || node.source.kind !== 'path' || !fromImage.has(node)) continue;
-    const owner = owners.get(node.source.path);
+    if (node.type !== 'file' || node.source.kind === 'bytes' || !fromImage.has(node)) continue;
+    const key = node.source.kind === 'path' ? node.source.path : node.source.member;
+    const owner = owners.get(key);
     if (owner === undefined) {
-      owners.set(node.source.path, node);
+      owners.set(key, node);
       continue;
     }
     if (owner.mode !== node.mode || owner.uid !== node.uid || owner.gid !== node.gid || owner.mtime !== node.mtime) continue;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { LapinError, type SourcePosition } from '../errors.js';
@@ -12,6 +12,7 @@ import type { SourceDescriptor } from '../source/types.js';
 import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
+import { indexWhileFetching, namedFiles } from './layer-index.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 import { makeDirectories } from '../mkdirp.js';
 import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
@@ -75,7 +76,8 @@ export interface PulledImage {
   manifestAnnotations: Record<string, string>;
   config: BaseConfig;
   configDescriptor: Descriptor;
-  layers: Array<Descriptor & { diffId: string; file: string }>;
+  /** `indexFile`: where the layer's index is kept (pulled layers only; layer-index.ts). */
+  layers: Array<Descriptor & { diffId: string; file: string; indexFile?: string }>;
   /** Whether anything came over the network. */
   fetched: boolean;
 }
@@ -124,11 +126,16 @@ class PullCache {
   async sweep(): Promise<void> {
     if (this.swept) return;
     this.swept = true;
-    await sweepStaleTemporaries([path.join(this.root, 'blobs', 'sha256'), path.join(this.root, 'refs')]);
+    await sweepStaleTemporaries([path.join(this.root, 'blobs', 'sha256'), path.join(this.root, 'refs'), path.join(this.root, 'index', 'sha256'), path.join(this.root, 'index', 'files')]);
   }
 
   blobPath(digest: string): string {
     return path.join(this.root, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  }
+
+  /** Where a layer's index is kept (layer-index.ts): beside the blobs, named by the layer's digest. */
+  indexPath(digest: string): string {
+    return path.join(this.root, 'index', 'sha256', `${digest.slice('sha256:'.length)}.json`);
   }
 
   async has(digest: string): Promise<boolean> {
@@ -304,9 +311,21 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   await cache.putVerified(manifestDigest, manifestBytes);
   emit(`pulling ${reference.display} (${manifestDigest})`);
-  for (const blob of [manifest.config, ...manifest.layers]) {
-    if (!(await cache.holds(blob))) await fetchBlob(client, reference, blob, cache, options);
-  }
+  if (!(await cache.holds(manifest.config))) await fetchBlob(client, reference, manifest.config, cache, options);
+  // The config first: its diff_ids check the layers, which are indexed as they arrive (layer-index.ts).
+  const config = await readConfig(cache, manifest.config, reference);
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  const capture = namedFiles(config.config?.Labels, manifest.annotations);
+  const layers = manifest.layers;
+  await forEachBounded(layers.keys(), PARALLEL_DOWNLOADS, async (index) => {
+    const blob = layers[index] as Descriptor;
+    if (await cache.holds(blob)) return;
+    const diffId = diffIds[index];
+    const indexing = typeof diffId === 'string' && !(await exists(cache.indexPath(blob.digest)))
+      ? { diffId, indexFile: cache.indexPath(blob.digest), capture, image: reference.display }
+      : undefined;
+    await fetchBlob(client, reference, blob, cache, options, indexing);
+  });
   if (!reference.digest) await cache.writeRef(reference, os, architecture, manifestDigest);
   const pulled = await fromCache(cache, reference, manifestDigest, os, architecture);
   return { ...pulled, fetched: true };
@@ -337,7 +356,81 @@ function choosePlatform(manifests: Descriptor[], os: string, architecture: strin
   return matches.find((m) => architecture !== 'arm64' || m.platform?.variant === undefined || m.platform.variant === 'v8') ?? matches[0];
 }
 
-async function fetchBlob(client: RegistryClient, reference: PullReference, blob: Descriptor, cache: PullCache, options: PullOptions): Promise<void> {
+/** Layers downloaded at once: a layer's download overlaps another's indexing, and a slow one does not hold up the rest. */
+const PARALLEL_DOWNLOADS = 3;
+
+/** Runs `task` on each item, at most `limit` at a time; the first failure is thrown once all started tasks end. */
+async function forEachBounded<T>(items: Iterable<T>, limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  const iterator = items[Symbol.iterator]();
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    for (let next = iterator.next(); !next.done && !failure; next = iterator.next()) {
+      try {
+        await task(next.value);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+  if (failure) throw failure.error;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined)) !== undefined;
+}
+
+async function readConfig(cache: PullCache, descriptor: Descriptor, reference: PullReference): Promise<BaseConfig> {
+  const bytes = await readFile(cache.blobPath(descriptor.digest));
+  if (sha256(bytes) !== descriptor.digest) throw new LapinError(`the cached config of ${reference.display} is damaged`, { hint: 'pull it again (--pull=always)' });
+  return parseAnswer(bytes, `the config of ${reference.display}`) as BaseConfig;
+}
+
+/** A layer to index while it downloads. */
+interface FetchIndexing {
+  diffId: string;
+  indexFile: string;
+  capture: ReadonlySet<string>;
+  image: string;
+}
+
+/**
+ * Passes the download on and feeds the same bytes to the layer's indexer,
+ * at the indexer's pace; an indexer that fails is let go (the build indexes
+ * the layer again from the blob, and says what is wrong with it).
+ */
+class IndexTee extends Transform {
+  private failed = false;
+  private waiting: (() => void) | undefined;
+  constructor(private readonly feed: PassThrough, done: Promise<unknown>) {
+    super();
+    done.catch(() => {
+      this.failed = true;
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      waiting?.();
+    });
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.failed || this.feed.write(chunk)) {
+      callback(null, chunk);
+      return;
+    }
+    const go = (): void => {
+      if (this.waiting !== go) return;
+      this.waiting = undefined;
+      callback(null, chunk);
+    };
+    this.waiting = go;
+    this.feed.once('drain', go);
+  }
+  override _flush(callback: TransformCallback): void {
+    if (!this.failed) this.feed.end();
+    callback();
+  }
+}
+
+async function fetchBlob(client: RegistryClient, reference: PullReference, blob: Descriptor, cache: PullCache, options: PullOptions, indexing?: FetchIndexing): Promise<void> {
   const retry = options.retry ?? DEFAULT_RETRY;
   const file = cache.blobPath(blob.digest);
   await makeDirectories(path.dirname(file));
@@ -363,7 +456,17 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
           callback(null, chunk);
         },
       });
-      await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), progress, verifier, createWriteStream(temporary));
+      const feed = indexing ? new PassThrough() : undefined;
+      const indexer = indexing && feed ? indexWhileFetching(feed, { file, digest: blob.digest, diffId: indexing.diffId, indexFile: indexing.indexFile }, { image: indexing.image, capture: indexing.capture, scratch: path.join(cache.root, 'index', 'scratch') }) : undefined;
+      indexer?.done.catch(() => undefined);
+      const body = Readable.fromWeb(response.body as WebReadableStream<Uint8Array>);
+      try {
+        if (feed && indexer) await pipeline(body, progress, verifier, new IndexTee(feed, indexer.done), createWriteStream(temporary));
+        else await pipeline(body, progress, verifier, createWriteStream(temporary));
+      } catch (error) {
+        feed?.destroy();
+        throw error;
+      }
       const actual = `sha256:${verifier.hash.digest('hex')}`;
       if (actual !== blob.digest || verifier.size !== blob.size) {
         throw new LapinError(`blob ${blob.digest} of ${reference.display} from ${client.host} does not match its digest (got ${actual}, ${verifier.size} of ${blob.size} bytes); refusing it`, {
@@ -373,6 +476,11 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
       await rename(temporary, file);
       untrackTemporary(temporary);
       cache.markVerified(blob.digest);
+      if (indexer) {
+        // Filed only now that the blob matched its digest; a layer the indexer refused is read again by the build.
+        const indexed = await indexer.done.catch(() => undefined);
+        if (indexed) await indexer.keep(indexed);
+      }
       return;
     } catch (error) {
       await rm(temporary, { force: true });
@@ -418,7 +526,7 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
   const layers: PulledImage['layers'] = [];
   for (const [index, layer] of manifest.layers.entries()) {
     if (!(await cache.holds(layer))) throw new Error('cached layer missing or damaged');
-    layers.push({ ...layer, diffId: diffIds[index] as string, file: cache.blobPath(layer.digest) });
+    layers.push({ ...layer, diffId: diffIds[index] as string, file: cache.blobPath(layer.digest), indexFile: cache.indexPath(layer.digest) });
   }
   return { reference, manifestDigest: digest, manifestAnnotations: manifest.annotations ?? {}, config, configDescriptor: manifest.config, layers, fetched: false };
 }

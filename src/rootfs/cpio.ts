@@ -32,7 +32,8 @@ import { pipeline } from 'node:stream/promises';
 import { LapinError } from '../errors.js';
 import { fsPath, nameBytes } from '../image/names.js';
 import { openSourceFile } from '../image/source-file.js';
-import { comparePaths, treePathProblem, type DirNode, type FileNode, type FileSource, type FsNode } from '../image/tree.js';
+import { readLayerMember } from '../image/layer-member.js';
+import { comparePaths, treePathProblem, type DirNode, type FileNode, type FileSource, type FsNode, type LayerMember } from '../image/tree.js';
 
 const MAGIC_NEWC = '070701';
 const TRAILER_NAME = 'TRAILER!!!';
@@ -55,7 +56,7 @@ interface PlannedEntry {
   gid: number;
   nlink: number;
   mtime: number;
-  body: { kind: 'none' } | { kind: 'bytes'; data: Uint8Array } | { kind: 'disk'; source: Extract<FileSource, { kind: 'path' }>; size: number };
+  body: { kind: 'none' } | { kind: 'bytes'; data: Uint8Array } | { kind: 'disk'; source: Extract<FileSource, { kind: 'path' }>; size: number } | { kind: 'layer'; member: LayerMember };
 }
 
 function entryError(path: string, problem: string, hint?: string): LapinError {
@@ -143,6 +144,9 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
         if (node.source.kind === 'bytes' && node.source.data.byteLength !== node.size) {
           throw entryError(node.path, `has ${node.source.data.byteLength} bytes of data but size ${node.size}`);
         }
+        if (node.source.kind === 'layer' && node.source.member.size !== node.size) {
+          throw entryError(node.path, `has ${node.source.member.size} bytes of data but size ${node.size}`);
+        }
         linkOwner.set(node.path, node);
         namesPerFile.set(node, 1);
         break;
@@ -208,7 +212,9 @@ async function planEntries(nodes: Iterable<FsNode> | AsyncIterable<FsNode>): Pro
           body:
             node.source.kind === 'bytes'
               ? { kind: 'bytes', data: node.source.data }
-              : { kind: 'disk', source: node.source, size: node.size },
+              : node.source.kind === 'layer'
+                ? { kind: 'layer', member: node.source.member }
+                : { kind: 'disk', source: node.source, size: node.size },
         });
         break;
       }
@@ -317,10 +323,14 @@ async function* archiveChunks(nodes: Iterable<FsNode> | AsyncIterable<FsNode>, w
   let offset = 0;
   for (const entry of entries) {
     const body = entry.body;
-    const bodySize = body.kind === 'none' ? 0 : body.kind === 'bytes' ? body.data.byteLength : body.size;
+    const bodySize = body.kind === 'none' ? 0 : body.kind === 'bytes' ? body.data.byteLength : body.kind === 'layer' ? body.member.size : body.size;
     const header = encodeHeader(entry, bodySize);
     if (body.kind === 'disk') {
       yield* streamDiskFile(entry.path, body.source, body.size, header);
+    } else if (body.kind === 'layer') {
+      // A base image's file, read from its layer blob (exactly its size, or an error).
+      yield header;
+      yield* readLayerMember(body.member);
     } else {
       yield header;
       if (body.kind === 'bytes' && body.data.byteLength > 0) yield body.data;

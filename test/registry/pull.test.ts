@@ -114,6 +114,11 @@ describe('pull what a build needs', { skip }, () => {
     assert.equal(image.files.get('etc/app.conf')?.toString(), 'port=80\n');
     assert.deepEqual(image.files.get('copied/kernel'), await readFile(path.join(EXAMPLE, 'network.hvt')));
     assert.ok(image.files.get('.boot/kernel'), 'the base kernel is in the image');
+    // The base's layers were indexed while they downloaded (not extracted), and the index is kept for the next build.
+    const { readdir } = await import('node:fs/promises');
+    const kept = await readdir(path.join(context, 'cache', 'registry', 'index', 'sha256'));
+    const layers = image.manifest.layers.map((l) => `${l.digest.slice(7)}.json`);
+    assert.ok(kept.length > 0 && kept.every((name) => layers.includes(name)), `${kept.join(' ')} are indexes of ${layers.join(' ')}`);
   });
 
   test('a proxy that corrupts blobs: the pull refuses them and caches nothing', async () => {

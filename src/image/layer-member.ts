@@ -1,0 +1,176 @@
+/**
+ * Reading a base image's file from its layer blob, for the writers that
+ * need its bytes. A base's layers are indexed, not extracted (a FROM build
+ * reuses them as they are); a file's data is decompressed from the blob
+ * when a step reads it. Layers are read in order, and so are the writers'
+ * files, so a reader that finished one member keeps its place and serves
+ * the next one further on: writing a whole tree decompresses each layer
+ * about once. A member asked for behind a reader's place starts a new one.
+ */
+import { closeSync, createReadStream, createWriteStream, openSync, readSync } from 'node:fs';
+import path from 'node:path';
+import { Readable, pipeline as pipelineCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LapinError } from '../errors.js';
+import { makeDirectories } from '../mkdirp.js';
+import { LayerDecompressor } from '../source/decompress.js';
+import { temporaryName } from '../temporaries.js';
+import type { FileSource, LayerMember } from './tree.js';
+
+export type LayerSource = Extract<FileSource, { kind: 'layer' }>;
+
+/** A decompressing reader of one blob, positioned in its uncompressed tar. */
+class BlobReader {
+  position = 0;
+  private pending: Buffer | undefined;
+  private readonly stream: Readable;
+  private readonly chunks: AsyncIterator<Buffer>;
+
+  constructor(readonly blob: string, what: string) {
+    const decompressor = new LayerDecompressor(what);
+    this.stream = pipelineCallback(createReadStream(blob), decompressor, () => {
+      // Errors reach the reader through the stream's iterator.
+    });
+    this.chunks = this.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+
+  /** The next piece, at most `max` bytes; undefined at the end of the tar. */
+  async next(max: number): Promise<Buffer | undefined> {
+    let chunk = this.pending;
+    this.pending = undefined;
+    if (!chunk) {
+      const result = await this.chunks.next();
+      if (result.done) return undefined;
+      chunk = result.value;
+    }
+    if (chunk.length > max) {
+      this.pending = chunk.subarray(max);
+      chunk = chunk.subarray(0, max);
+    }
+    this.position += chunk.length;
+    return chunk;
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+}
+
+/** Readers that finished a member, by blob, to serve the next member further on. */
+const idle = new Map<string, BlobReader[]>();
+const IDLE_PER_BLOB = 2;
+const IDLE_MS = 10_000;
+
+/** Whether the blob is zstd: its reader runs a zstd process, which is not kept between members. */
+function isZstd(blob: string): boolean {
+  const head = Buffer.alloc(4);
+  const fd = openSync(blob, 'r');
+  try {
+    readSync(fd, head, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return head.readUInt32BE(0) === 0x28b52ffd;
+}
+
+function takeReader(member: LayerMember): BlobReader {
+  const readers = idle.get(member.blob) ?? [];
+  let best = -1;
+  for (const [index, reader] of readers.entries()) {
+    if (reader.position <= member.offset && (best < 0 || reader.position > (readers[best] as BlobReader).position)) best = index;
+  }
+  if (best >= 0) return readers.splice(best, 1)[0] as BlobReader;
+  return new BlobReader(member.blob, member.what);
+}
+
+function giveBack(reader: BlobReader): void {
+  if (isZstd(reader.blob)) {
+    reader.close();
+    return;
+  }
+  const readers = idle.get(reader.blob) ?? [];
+  readers.push(reader);
+  while (readers.length > IDLE_PER_BLOB) readers.shift()?.close();
+  idle.set(reader.blob, readers);
+  // A reader nobody took again lets its file go; the timer does not hold the process.
+  setTimeout(() => {
+    const at = readers.indexOf(reader);
+    if (at < 0) return;
+    readers.splice(at, 1);
+    reader.close();
+    if (readers.length === 0 && idle.get(reader.blob) === readers) idle.delete(reader.blob);
+  }, IDLE_MS).unref();
+}
+
+/** Closes the readers kept between members (the end of a build). */
+export function closeLayerReaders(): void {
+  for (const readers of idle.values()) for (const reader of readers) reader.close();
+  idle.clear();
+}
+
+function cutShort(member: LayerMember): LapinError {
+  return new LapinError(`${member.what}: the layer ends before the file's ${member.size} bytes do`, { hint: 'the cached layer is damaged; pull the image again (--pull=always)' });
+}
+
+/** The member's bytes, in pieces, exactly `size` of them. */
+export async function* readLayerMember(member: LayerMember): AsyncGenerator<Buffer> {
+  if (member.file !== undefined) {
+    let seen = 0;
+    for await (const chunk of createReadStream(member.file) as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > member.size) break;
+      yield chunk;
+    }
+    if (seen !== member.size) throw new LapinError(`${member.file} (${member.what}) changed size while lapin was building`, { hint: 'build again' });
+    return;
+  }
+  const reader = takeReader(member);
+  let whole = false;
+  try {
+    while (reader.position < member.offset) {
+      if ((await reader.next(member.offset - reader.position)) === undefined) throw cutShort(member);
+    }
+    let left = member.size;
+    while (left > 0) {
+      const chunk = await reader.next(Math.min(left, 1 << 20));
+      if (chunk === undefined) throw cutShort(member);
+      left -= chunk.length;
+      yield chunk;
+    }
+    whole = true;
+  } finally {
+    // A reader stopped half-way (an error, or a consumer that read enough) is not at a member's end.
+    if (whole) giveBack(reader);
+    else reader.close();
+  }
+}
+
+const extracting = new WeakMap<LayerMember, Promise<string>>();
+
+/** A file holding the member's data: its kept file, or one extracted (once) into its scratch directory. */
+export function layerMemberFile(member: LayerMember): Promise<string> {
+  if (member.file !== undefined) return Promise.resolve(member.file);
+  let pending = extracting.get(member);
+  if (!pending) {
+    pending = (async () => {
+      if (member.scratch === undefined) throw new LapinError(`internal: no place to extract ${member.what} to`);
+      await makeDirectories(member.scratch);
+      const file = path.join(member.scratch, temporaryName('member-'));
+      await pipeline(Readable.from(readLayerMember(member)), createWriteStream(file));
+      member.file = file;
+      return file;
+    })();
+    extracting.set(member, pending);
+  }
+  return pending;
+}
+
+/** The path of a file source on disk, extracting a layer member when it is one. */
+export async function sourceFilePath(source: Exclude<FileSource, { kind: 'bytes' }>): Promise<string> {
+  return source.kind === 'path' ? source.path : layerMemberFile(source.member);
+}
+
+/** Writes a layer member's bytes to `target`. */
+export async function writeLayerMember(member: LayerMember, target: string | Buffer): Promise<void> {
+  await pipeline(Readable.from(readLayerMember(member)), createWriteStream(target));
+}
