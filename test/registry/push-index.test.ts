@@ -83,9 +83,10 @@ describe('pushing an image index', { skip }, () => {
     const smallRss = await maxRss(small, 'memory/small');
     const bigRss = await maxRss(big, 'memory/big');
     if (process.env.LAPIN_TEST_VERBOSE) console.log(`max RSS: ${smallRss.toFixed(0)} MiB (64 KiB layer), ${bigRss.toFixed(0)} MiB (256 MiB layer)`);
-    // Before push-index.ts used push.ts, the layer was read into one Buffer: the peak grew by the whole 256 MiB.
-    assert.ok(bigRss - smallRss < 48, `pushing the 256 MiB layer peaked at ${bigRss.toFixed(0)} MiB, the 64 KiB one at ${smallRss.toFixed(0)} MiB`);
-    assert.ok(bigRss < 200, `${bigRss.toFixed(0)} MiB`);
+    // Before push-index.ts used push.ts, the layer was read into one Buffer: the peak was 1.4 GiB. The margins
+    // leave room for a GC that runs late on a loaded machine; 300 MiB is issue 14's limit.
+    assert.ok(bigRss - smallRss < 160, `pushing the 256 MiB layer peaked at ${bigRss.toFixed(0)} MiB, the 64 KiB one at ${smallRss.toFixed(0)} MiB`);
+    assert.ok(bigRss < 300, `${bigRss.toFixed(0)} MiB`);
 
     const index = (await skopeoInspect(`${registry.host}/memory/big:1`, '--raw')) as { manifests: Array<{ digest: string }> };
     assert.deepEqual(index.manifests.map((m) => m.digest), [bigImage.manifest]);
