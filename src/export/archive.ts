@@ -51,13 +51,13 @@ function leadingEntries(mtime: number): Buffer {
 }
 
 /** The small files naming the blobs, and the end of the archive. */
-function trailingEntries(image: Image, mtime: number): Buffer {
+function trailingEntries(image: Image, mtime: number, names: readonly string[]): Buffer {
   const parts: Buffer[] = [];
   const files: Array<[string, Buffer]> = [
     ['oci-layout', OCI_LAYOUT_FILE],
-    ['index.json', indexJson(image)],
-    ['manifest.json', dockerManifestJson(image)],
-    ['repositories', dockerRepositoriesJson(image)],
+    ['index.json', indexJson(image, names)],
+    ['manifest.json', dockerManifestJson(image, names)],
+    ['repositories', dockerRepositoriesJson(image, names)],
   ];
   for (const [name, data] of files) {
     parts.push(fileHeader(name, data.length, mtime), data);
@@ -81,7 +81,7 @@ function blobsInOrder(image: Image): Array<{ digest: string; size: number }> {
 }
 
 /** Writes an image whose blobs are in `image.store` to a stream (dest=-), with the same bytes as a file output. */
-export async function writeArchive(image: Image, out: Writable, mtime: number): Promise<void> {
+export async function writeArchive(image: Image, out: Writable, mtime: number, names: readonly string[] = image.names ?? []): Promise<void> {
   let failure: Error | undefined;
   const onError = (error: Error): void => {
     failure ??= error;
@@ -105,7 +105,7 @@ export async function writeArchive(image: Image, out: Writable, mtime: number): 
       const pad = padding(blob.size);
       if (pad) await put(pad);
     }
-    await put(trailingEntries(image, mtime));
+    await put(trailingEntries(image, mtime, names));
     out.end();
     await once(out, 'finish');
   } finally {
@@ -114,11 +114,11 @@ export async function writeArchive(image: Image, out: Writable, mtime: number): 
 }
 
 /** Writes an image whose blobs are in `image.store` to a file, atomically. */
-export async function writeArchiveFile(image: Image, dest: string, mtime: number): Promise<void> {
+export async function writeArchiveFile(image: Image, dest: string, mtime: number, names: readonly string[] = image.names ?? []): Promise<void> {
   const archive = await ArchiveFile.create(dest, mtime);
   try {
     for (const blob of blobsInOrder(image)) await archive.addFile(blob.digest, blob.size, image.store.pathOf(blob.digest));
-    await archive.finish(image);
+    await archive.finish(image, names);
   } finally {
     await archive.abort();
   }
@@ -269,13 +269,13 @@ export class ArchiveFile implements BlobTarget {
    * archive into place. Returns false when `dest` already held these very
    * bytes and was left alone.
    */
-  async finish(image: Image): Promise<boolean> {
+  async finish(image: Image, names: readonly string[] = image.names ?? []): Promise<boolean> {
     if (this.blobOpen) throw new Error('a streamed blob is still open');
     const blobs = blobsInOrder(image);
     for (const blob of blobs) {
       if (!this.blobs.has(blob.digest)) throw new Error(`blob ${blob.digest} was never written to the archive`);
     }
-    const trailing = trailingEntries(image, this.mtime);
+    const trailing = trailingEntries(image, this.mtime, names);
     // The archive's bytes follow from these alone: blobs are named by their digests.
     const identity = createHash('sha256')
       .update(JSON.stringify({ format: ARCHIVE_FORMAT, mtime: this.mtime, blobs: blobs.map((b) => [b.digest, b.size]) }))

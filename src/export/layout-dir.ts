@@ -9,12 +9,12 @@ import { OCI_LAYOUT_FILE, blobPaths, indexJson } from './layout.js';
 import { makeDirectories } from '../mkdirp.js';
 
 /** Writes an OCI image layout directory (buildx's `type=oci,tar=false`). */
-export async function writeLayoutDirectory(image: Image, dest: string): Promise<void> {
+export async function writeLayoutDirectory(image: Image, dest: string, names: readonly string[] = image.names ?? []): Promise<void> {
   await requireFreshDirectory(dest);
   await writeAtomically(dest, async (temporary) => {
     await makeDirectories(path.join(temporary, 'blobs', 'sha256'));
     await writeFile(path.join(temporary, 'oci-layout'), OCI_LAYOUT_FILE);
-    await writeFile(path.join(temporary, 'index.json'), indexJson(image));
+    await writeFile(path.join(temporary, 'index.json'), indexJson(image, names));
     for (const blob of blobPaths(image)) {
       const from = image.store.pathOf(blob.digest);
       const to = path.join(temporary, blob.layoutPath);

@@ -5,7 +5,7 @@ import { familiarName, parseReference } from '../image/reference.js';
 export const OCI_LAYOUT_FILE = Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
 /** index.json: one descriptor per name, carrying the names containerd and skopeo look for. */
-export function indexJson(image: Image): Buffer {
+export function indexJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
   const descriptor = (annotations?: Record<string, string>): Descriptor => ({
     mediaType: image.manifest.mediaType,
     digest: image.manifest.digest,
@@ -14,9 +14,9 @@ export function indexJson(image: Image): Buffer {
     platform: image.platform,
   });
   const manifests =
-    image.names.length === 0
+    names.length === 0
       ? [descriptor()]
-      : image.names.map((name) =>
+      : names.map((name) =>
           descriptor({
             'io.containerd.image.name': name,
             'org.opencontainers.image.ref.name': parseReference(name).tag,
@@ -39,22 +39,22 @@ export function blobPaths(image: Image): Array<{ digest: string; size: number; l
 }
 
 /** docker save's manifest.json, pointing into the OCI layout's blobs. */
-export function dockerManifestJson(image: Image): Buffer {
+export function dockerManifestJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
   const entry = {
     Config: `blobs/sha256/${digestHex(image.config.digest)}`,
     // Fully qualified: podman reads this file for multi-name archives and would prefix short names with localhost/.
-    RepoTags: image.names.length > 0 ? image.names : null,
+    RepoTags: names.length > 0 ? names : null,
     Layers: image.layers.map((l) => `blobs/sha256/${digestHex(l.digest)}`),
   };
   return Buffer.from(JSON.stringify([entry]));
 }
 
 /** The legacy `repositories` file: repository -> tag -> top layer id. */
-export function dockerRepositoriesJson(image: Image): Buffer {
+export function dockerRepositoriesJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
   const top = image.layers.at(-1);
   const repositories: Record<string, Record<string, string>> = {};
   if (top) {
-    for (const name of image.names) {
+    for (const name of names) {
       const ref = parseReference(name);
       const repo = familiarName(ref).slice(0, -(ref.tag.length + 1));
       (repositories[repo] ??= {})[ref.tag] = digestHex(top.diffId);

@@ -80,8 +80,8 @@ function containerdAddress(target: LoadTarget): string {
 }
 
 /** Loads the image (whose blobs are in `image.store`) into the engine. */
-export async function loadImage(image: Image, target: LoadTarget, mtime: number): Promise<LoadResult> {
-  return target.engine === 'docker' ? loadIntoDocker(image, mtime) : loadIntoContainerd(image, target, mtime);
+export async function loadImage(image: Image, target: LoadTarget, mtime: number, names: readonly string[] = image.names ?? []): Promise<LoadResult> {
+  return target.engine === 'docker' ? loadIntoDocker(image, mtime, names) : loadIntoContainerd(image, target, mtime, names);
 }
 
 // ---------------------------------------------------------------------------
@@ -165,7 +165,7 @@ export function parseDockerLoadOutput(body: string): { names: string[]; ids: str
   return { names, ids, ...(error !== undefined ? { error } : {}) };
 }
 
-async function loadIntoDocker(image: Image, mtime: number): Promise<LoadResult> {
+async function loadIntoDocker(image: Image, mtime: number, tags: readonly string[]): Promise<LoadResult> {
   const endpoint = await dockerEndpoint();
   const requestOptions: http.RequestOptions = {
     method: 'POST',
@@ -193,7 +193,7 @@ async function loadIntoDocker(image: Image, mtime: number): Promise<LoadResult> 
   answer.catch(() => undefined);
   let sendFailure: unknown;
   try {
-    await writeArchive(image, request, mtime);
+    await writeArchive(image, request, mtime, tags);
   } catch (error) {
     sendFailure = error;
   }
@@ -266,8 +266,8 @@ async function checkContainerdSocket(address: string): Promise<void> {
   }
 }
 
-async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: number): Promise<LoadResult> {
-  if (image.names.length === 0) throw new UsageError('--load=containerd needs an image name', 'add -t NAME[:TAG]');
+async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: number, names: readonly string[]): Promise<LoadResult> {
+  if (names.length === 0) throw new UsageError('--load=containerd needs an image name', 'add -t NAME[:TAG]');
   const address = containerdAddress(target);
   const namespace = target.namespace ?? (process.env.CONTAINERD_NAMESPACE || 'default');
   await checkContainerdSocket(address);
@@ -277,7 +277,7 @@ async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: numbe
   try {
     await mkdir(dir, { mode: 0o700 });
     const archive = path.join(dir, 'image.tar');
-    await writeArchiveFile(image, archive, mtime);
+    await writeArchiveFile(image, archive, mtime, names);
     const args = [...global, 'images', 'import', '--platform', `${image.platform.os}/${image.platform.architecture}`];
     if (target.snapshotter) args.push('--snapshotter', target.snapshotter);
     args.push(archive);
@@ -296,13 +296,13 @@ async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: numbe
     const listed = await runCtr([...global, 'images', 'ls', '-q']);
     if (listed.code !== 0) throw new LapinError(`--load=containerd: ctr images ls failed: ${ctrMessage(listed)}`);
     const present = new Set(listed.stdout.split('\n').map((line) => line.trim()));
-    const missing = image.names.filter((name) => !present.has(name));
+    const missing = names.filter((name) => !present.has(name));
     if (missing.length > 0) {
       throw new LapinError(`--load=containerd: ctr imported the archive but namespace ${namespace} has no ${missing.join(', ')}`, {
         hint: `ctr said: ${(imported.stdout + imported.stderr).trim().split('\n').join('; ')}`,
       });
     }
-    return { engine: 'containerd', names: [...image.names], namespace };
+    return { engine: 'containerd', names: [...names], namespace };
   } finally {
     await rm(dir, { recursive: true, force: true });
     untrackTemporary(dir);

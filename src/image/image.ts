@@ -29,8 +29,11 @@ export interface Image {
   config: Descriptor;
   layers: LayerBlob[];
   platform: Platform;
-  /** Full references, e.g. docker.io/urunc/prebuilt/net:test. */
-  names: string[];
+  /**
+   * Full references, e.g. docker.io/urunc/prebuilt/net:test. Optional and
+   * only a default: sinks take the names as an argument (export/sink.ts).
+   */
+  names?: string[];
 }
 
 /** What a layer holds and why it is separate. */

@@ -4,16 +4,16 @@ import type { FsNode } from '../image/tree.js';
 import { imagesOf, pullFailure } from '../plan/images.js';
 import type { BuildPlan } from '../plan/types.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
+import { buildArchitecture, hostBuildArchitecture } from '../pipeline/platform.js';
 import { indexLayers, namedFiles } from './layer-index.js';
 import { pullImage, type PullOptions, type PulledImage } from './pull.js';
 
-const ARCHITECTURES: Record<string, string> = { 'linux/amd64': 'amd64', 'linux/arm64': 'arm64', 'linux/arm64/v8': 'arm64' };
-
 /** The architecture base images are pulled for: --platform, else the file's, else this machine's. */
 export function pullArchitecture(plan: BuildPlan, platform: string | undefined): string {
-  if (platform && ARCHITECTURES[platform]) return ARCHITECTURES[platform] as string;
+  const flag = platform === undefined ? undefined : buildArchitecture(platform);
+  if (flag) return flag;
   if (plan.architecture) return plan.architecture.value;
-  return process.arch === 'arm64' ? 'arm64' : 'amd64';
+  return hostBuildArchitecture();
 }
 
 /** Pulls (or finds in the cache) every image the plan reads, by the reference it is written as. */

@@ -22,55 +22,9 @@ const MANIFEST_TYPES = new Set([MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST]);
 /** Manifests and configs are small; anything larger is not one. */
 const JSON_LIMIT = 4 * 1024 * 1024;
 
-/** An OCI platform as an index descriptor or an image config states it. */
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-/** "linux/arm64/v8". */
-export function formatPlatform(platform: Platform): string {
-  return [platform.os, platform.architecture, ...(platform.variant ? [platform.variant] : [])].join('/');
-}
-
-/** "linux/arm64", "linux/arm64/v8", "arm64" (os linux): the --platform syntax of docker; case does not matter (containerd lowercases it too). */
-export function parsePlatform(text: string): Platform | undefined {
-  const parts = text.trim().toLowerCase().split('/');
-  if (parts.some((p) => !/^[a-z0-9_.-]+$/i.test(p))) return undefined;
-  if (parts.length === 1) return { os: 'linux', architecture: normalizeArchitecture(parts[0] as string) };
-  if (parts.length > 3) return undefined;
-  const [os, architecture, variant] = parts as [string, string, string | undefined];
-  return { os, architecture: normalizeArchitecture(architecture), ...(variant ? { variant } : {}) };
-}
-
-function normalizeArchitecture(architecture: string): string {
-  const aliases: Record<string, string> = { x86_64: 'amd64', 'x86-64': 'amd64', aarch64: 'arm64' };
-  return aliases[architecture] ?? architecture;
-}
-
-/** An entry's variant as containerd normalizes it: arm64 is v8, arm v7 and amd64 v1 unless they say otherwise. */
-function variantOf(p: Platform): string | undefined {
-  const implied: Record<string, string> = { arm64: 'v8', arm: 'v7', amd64: 'v1' };
-  return p.variant ?? implied[p.architecture];
-}
-
-/** Whether an entry's platform is the one asked for; arm64 without a variant is arm64/v8 (arm: v7, amd64: v1). */
-export function samePlatform(a: Platform, b: Platform): boolean {
-  return a.os === b.os && a.architecture === b.architecture && variantOf(a) === variantOf(b);
-}
-
-/**
- * The entry for WANTED: its own platform, else (amd64/vN only) the highest amd64 level below
- * it, as containerd's matcher picks: an amd64/v3 machine runs v2 and v1 images.
- */
-export function pickPlatform<T extends { platform: Platform }>(entries: readonly T[], wanted: Platform): T | undefined {
-  const exact = entries.find((e) => samePlatform(e.platform, wanted));
-  if (exact || wanted.architecture !== 'amd64') return exact;
-  const level = (p: Platform): number => Number(/^v([1-4])$/.exec(variantOf(p) ?? '')?.[1] ?? NaN);
-  const below = entries.filter((e) => e.platform.os === wanted.os && e.platform.architecture === 'amd64' && level(e.platform) < level(wanted));
-  return below.sort((x, y) => level(y.platform) - level(x.platform))[0];
-}
+// The platform table and --platform syntax live in pipeline/platform.ts; re-exported for this module's readers.
+import { formatPlatform, parsePlatform, pickPlatform, samePlatform, type Platform } from '../pipeline/platform.js';
+export { formatPlatform, parsePlatform, pickPlatform, samePlatform, type Platform };
 
 /** One image of an index. */
 export interface IndexEntry {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import { hostArchitecture } from '../pipeline/platform.js';
 import { SourceError } from './errors.js';
 import type { RegistryOptions } from '../registry/client.js';
 import { openRegularFile, readExactly, resolveInsideRoot } from '../regular-file.js';
@@ -178,7 +179,6 @@ function blobName(digest: string): string {
   return `blobs/${match[1]}/${match[2]}`;
 }
 
-const HOST_ARCHITECTURE: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 
 /** Picks the manifest named by tag, else the only one, else the host platform's. */
 async function selectManifest(files: FileReader, where: string, tag: string | undefined): Promise<SourceDescriptor> {
@@ -209,7 +209,7 @@ async function resolveIndex(files: FileReader, where: string, descriptor: Source
   if (!MEDIA_INDEX.has(descriptor.mediaType) || depth > 4) return descriptor;
   const what = `${where}: index ${descriptor.digest}`;
   const images = checkIndex(parseJson<unknown>(await readVerified(files, descriptor, what), what), what).filter((m) => m.platform?.architecture !== 'unknown');
-  const host = HOST_ARCHITECTURE[process.arch] ?? process.arch;
+  const host = hostArchitecture();
   const chosen = images.length === 1 ? images[0] : images.find((m) => m.platform?.architecture === host);
   if (!chosen) throw new SourceError(`${where}: the image index has no manifest for ${host}`);
   return resolveIndex(files, where, chosen, depth + 1);

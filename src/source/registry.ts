@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import type { RegistryOptions } from '../registry/client.js';
 import type { PulledImage } from '../registry/pull.js';
+import { hostArchitecture } from '../pipeline/platform.js';
 import { SourceError } from './open.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
 
@@ -19,7 +20,6 @@ export interface RegistrySourceOptions {
   cacheDir?: string;
 }
 
-const HOST_ARCHITECTURE: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
 
 class RegistrySource implements ImageSource {
   readonly transport = 'docker' as const;
@@ -64,7 +64,7 @@ class RegistrySource implements ImageSource {
  */
 export async function openRegistrySource(name: string, reference: string, options: RegistrySourceOptions = {}): Promise<ImageSource> {
   const { pullImage, parsePullReference } = await import('../registry/pull.js');
-  const architecture = HOST_ARCHITECTURE[process.arch] ?? process.arch;
+  const architecture = hostArchitecture();
   try {
     const image = await pullImage(reference, {
       ...options.registry,

@@ -1,0 +1,152 @@
+/**
+ * Where a build's result goes: one interface, one file per sink (sinks/).
+ * A sink is checked before any work (`check`), may offer a blob target that
+ * writes straight into the output (`openStream`, the unchanged-archive
+ * shortcut), and then writes the artifact under names given as an argument:
+ * the image does not carry them (as ggcr's `tarball.Write(ref, img)`).
+ */
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import { LapinError, UsageError } from '../errors.js';
+import { requireFreshDirectory } from './atomic.js';
+import type { BlobTarget } from '../image/blob-store.js';
+import type { Image } from '../image/image.js';
+import type { FsNode } from '../image/tree.js';
+import type { BuildEvent, OutputSpec } from '../pipeline/types.js';
+import type { PushOptions } from '../registry/push.js';
+import { recordCompletedOutput } from '../temporaries.js';
+
+/** What the pipeline hands to the sinks. */
+export interface ImageArtifact {
+  kind: 'image';
+  image: Image;
+  /** The image's final file tree (type=local writes it). */
+  rootfs: () => readonly FsNode[];
+}
+
+export type Artifact = ImageArtifact;
+
+/** One output written, as BuildResult.outputs lists it. */
+export interface WrittenOutput {
+  type: string;
+  dest: string;
+}
+
+export interface SinkContext {
+  cwd: string;
+  mtime: number;
+  emit: (event: BuildEvent) => void;
+  stdout?: Writable;
+  registry?: PushOptions;
+  /** What this build has written so far; each sink adds its own. */
+  written: WrittenOutput[];
+}
+
+/** A blob target writing into the output itself; `finish` returns false when the output already held these bytes. */
+export interface StreamTarget extends BlobTarget {
+  finish(image: Image, names: readonly string[]): Promise<boolean>;
+  abort(): Promise<void>;
+}
+
+export interface Sink {
+  readonly output: OutputSpec;
+  /** For messages: "OCI archive", "registry", "docker"... */
+  readonly description: string;
+  /** Refuses an unusable output before any work is done. */
+  check(names: readonly string[]): Promise<void>;
+  /** Where the sink's temporaries live (swept of those of killed builds). */
+  temporaryDir?(): string | undefined;
+  /** A blob target into the output, used when this sink is the build's only one. */
+  openStream?(mtime: number, recordDir: string | undefined): Promise<StreamTarget | undefined>;
+  write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void>;
+  /** Drops what an unfinished stream left; nothing once written. */
+  close?(): Promise<void>;
+}
+
+/** Writes the artifact to each sink in order; a later failure says which earlier outputs are complete. */
+export async function writeToSinks(sinks: readonly Sink[], artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
+  for (const sink of sinks) {
+    try {
+      await sink.write(artifact, names, context);
+    } catch (error) {
+      throw context.written.length > 0 ? partialOutputError(error, sink, context.written, context.cwd) : error;
+    }
+  }
+}
+
+/**
+ * The usual frame of a file output: a begin/end pair around the work, the
+ * completed output recorded, and one line saying it was written (or that it
+ * already held this image).
+ */
+export async function writeFileOutput(sink: Sink, dest: string, context: SinkContext, work: () => Promise<{ unchanged: boolean } | void>): Promise<void> {
+  const { emit, cwd, written } = context;
+  const shown = dest === '-' ? 'stdout' : displayPath(dest, cwd);
+  const id = `write ${written.length} ${dest}`;
+  emit({ kind: 'begin', id, message: `writing ${sink.description} to ${shown}` });
+  let unchanged = false;
+  try {
+    unchanged = (await work())?.unchanged === true;
+  } finally {
+    emit({ kind: 'end', id });
+  }
+  written.push({ type: sink.output.type, dest });
+  recordCompletedOutput(dest === '-' ? 'written to stdout' : displayPath(dest, cwd));
+  // A cache hit says so in its one line instead of "wrote".
+  if (unchanged) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
+  else emit({ kind: 'step', message: `wrote ${sink.description} to ${shown}` });
+}
+
+/** Relative to cwd when inside it, absolute otherwise. */
+function displayPath(p: string, cwd: string): string {
+  const relative = path.relative(cwd, p);
+  return relative === '' || relative.startsWith('..') ? p : relative;
+}
+
+/** An error's reason in a few words. */
+export function reasonOf(error: unknown): string {
+  if (error instanceof LapinError) return error.describe();
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return 'no space left on the device';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'no such directory';
+  return (error as Error).message;
+}
+
+export function describeWritten(output: WrittenOutput): string {
+  if (output.type === 'registry') return `pushed ${output.dest}`;
+  if (output.type === 'load') return `loaded into ${output.dest}`;
+  return output.dest === '-' ? 'written to stdout' : `${output.dest}`;
+}
+
+/** A later output failed: that one is gone, the earlier ones are complete and stay. */
+function partialOutputError(error: unknown, sink: Sink, written: readonly WrittenOutput[], cwd: string): LapinError {
+  const output = sink.output;
+  const failed = output.dest !== undefined && output.dest !== '-' ? ` ${displayPath(path.resolve(cwd, output.dest), cwd)}` : '';
+  const done = written.map((o) => (o.type === 'registry' || o.type === 'load' ? describeWritten(o) : displayPath(o.dest, cwd))).join(', ');
+  return new LapinError(`writing the ${sink.description}${failed} failed (${reasonOf(error)}); nothing of it was left, and the earlier output${written.length > 1 ? 's are' : ' is'} complete and kept: ${done}`, {
+    hint: 'fix that output and build again',
+  });
+}
+
+/** A file or directory output: dest=- only for archives with a stdout; the parent must exist; a directory must be new. */
+export async function checkFileOutput(output: { type: string; dest: string }, cwd: string, haveStdout: boolean, isDirectory: boolean): Promise<void> {
+  if (output.dest === '-') {
+    if (isDirectory) throw new UsageError(`${output.type === 'local' ? 'type=local' : 'tar=false'} needs a directory as dest, not -`);
+    if (!haveStdout) throw new UsageError('dest=- needs a stdout stream');
+    return;
+  }
+  const dest = path.resolve(cwd, output.dest);
+  const parent = await stat(path.dirname(dest)).catch(() => undefined);
+  if (!parent?.isDirectory()) throw new LapinError(`cannot write ${output.dest}: ${path.dirname(dest)} is not a directory`, { hint: 'create it first' });
+  if (isDirectory) await requireFreshDirectory(dest);
+  else if ((await stat(dest).catch(() => undefined))?.isDirectory()) {
+    throw new LapinError(`cannot write the archive to ${output.dest}: it is a directory`, { hint: 'name a file, e.g. image.tar, or add tar=false' });
+  }
+}
+
+/** The directory a file output's temporaries go in. */
+export function fileOutputTemporaryDir(dest: string, cwd: string): string | undefined {
+  return dest === '-' ? undefined : path.dirname(path.resolve(cwd, dest));
+}

@@ -1,0 +1,54 @@
+/** `type=oci|docker` (tar): one archive that is both an OCI layout and a docker save archive (export/archive.ts). */
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import type { OutputSpec } from '../../pipeline/types.js';
+import { ArchiveFile, writeArchive, writeArchiveFile } from '../archive.js';
+import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, type Artifact, type Sink, type SinkContext, type StreamTarget } from '../sink.js';
+
+type ArchiveOutput = Extract<OutputSpec, { type: 'oci' | 'docker' }>;
+
+export class ArchiveSink implements Sink {
+  readonly description: string;
+  private stream: ArchiveFile | undefined;
+
+  constructor(
+    readonly output: ArchiveOutput,
+    private readonly cwd: string,
+    private readonly haveStdout: boolean,
+  ) {
+    this.description = `${output.type} archive`;
+  }
+
+  async check(): Promise<void> {
+    await checkFileOutput(this.output, this.cwd, this.haveStdout, false);
+  }
+
+  temporaryDir(): string | undefined {
+    return fileOutputTemporaryDir(this.output.dest, this.cwd);
+  }
+
+  /** Layers go into the archive as they are made, with no staging copy (docs/performance.md). */
+  async openStream(mtime: number, recordDir: string | undefined): Promise<StreamTarget | undefined> {
+    if (this.output.dest === '-') return undefined;
+    this.stream = await ArchiveFile.create(path.resolve(this.cwd, this.output.dest), mtime, recordDir);
+    return this.stream;
+  }
+
+  async write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
+    const dest = this.output.dest === '-' ? '-' : path.resolve(context.cwd, this.output.dest);
+    await writeFileOutput(this, dest, context, async () => {
+      if (dest === '-') {
+        await writeArchive(artifact.image, context.stdout as Writable, context.mtime, names);
+      } else if (this.stream) {
+        return { unchanged: !(await this.stream.finish(artifact.image, names)) };
+      } else {
+        await writeArchiveFile(artifact.image, dest, context.mtime, names);
+      }
+      return { unchanged: false };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.stream?.abort();
+  }
+}

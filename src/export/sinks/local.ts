@@ -1,0 +1,29 @@
+/** `type=local`: the image's final rootfs as plain files (export/local-dir.ts). */
+import path from 'node:path';
+import type { OutputSpec } from '../../pipeline/types.js';
+import { writeLocalDirectory } from '../local-dir.js';
+import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, type Artifact, type Sink, type SinkContext } from '../sink.js';
+
+type LocalOutput = Extract<OutputSpec, { type: 'local' }>;
+
+export class LocalSink implements Sink {
+  readonly description = 'rootfs directory';
+
+  constructor(
+    readonly output: LocalOutput,
+    private readonly cwd: string,
+  ) {}
+
+  async check(): Promise<void> {
+    await checkFileOutput(this.output, this.cwd, false, true);
+  }
+
+  temporaryDir(): string | undefined {
+    return fileOutputTemporaryDir(this.output.dest, this.cwd);
+  }
+
+  async write(artifact: Artifact, _names: readonly string[], context: SinkContext): Promise<void> {
+    const dest = path.resolve(context.cwd, this.output.dest);
+    await writeFileOutput(this, dest, context, () => writeLocalDirectory(artifact.rootfs(), dest));
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Per platform, step 1: the definition → a BuildPlan. The target platform
+ * is an input (TARGETPLATFORM and the other automatic args), so each
+ * platform compiles on its own, as BuildKit converts once per platform.
+ * What lapin does not apply itself (RUN...) runs on a real builder.
+ */
+import { formatPosition } from '../errors.js';
+import type { BuiltBase } from '../builder/external.js';
+import { compile } from '../frontends/index.js';
+import { ExecutionNeeded } from '../plan/execution.js';
+import type { BuildPlan } from '../plan/types.js';
+import type { Definition } from './definition.js';
+import type { BuildSettings } from './options.js';
+import { hostArchitecture } from './platform.js';
+
+export interface CompiledPlan {
+  plan: BuildPlan;
+  /** The builder's image, when the file needed one: its plan packages that image. */
+  builtBase?: BuiltBase;
+}
+
+export async function compileDefinition(definition: Definition, settings: BuildSettings, platform: string | undefined): Promise<CompiledPlan> {
+  const { options, contextDir, emit } = settings;
+  const { file, displayFile, text, syntax } = definition;
+  // As with buildx: --platform gives TARGETPLATFORM, TARGETARCH..., this machine BUILDPLATFORM... (src/frontends/platform-args.ts).
+  const buildArgs = options.buildArgs ?? {};
+  const platforms = { ...(platform ? { platform } : {}), buildPlatform: `linux/${hostArchitecture()}` };
+  let builtBase: BuiltBase | undefined;
+  const plan = await compile(text, displayFile, syntax, buildArgs, { ...platforms, ...(options.target === undefined ? {} : { target: options.target }) }).catch(async (error: unknown) => {
+    if (!(error instanceof ExecutionNeeded)) throw error;
+    const external = await import('../builder/external.js');
+    builtBase = await external.runOnBuilder(error, { file, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(platform ? { platform } : {}), emit });
+    settings.cleanups.push(builtBase.cleanup);
+    return external.packagingPlan(displayFile, builtBase.reference);
+  });
+  emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
+  return { plan, ...(builtBase ? { builtBase } : {}) };
+}
+
+/** The frontend's warnings, with their positions. */
+export function reportPlanWarnings(plan: BuildPlan, settings: BuildSettings): void {
+  for (const warning of plan.warnings ?? []) {
+    settings.emit({ kind: 'warning', message: `${warning.at ? `${formatPosition(warning.at)}: ` : ''}${warning.message}` });
+  }
+}

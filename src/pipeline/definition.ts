@@ -1,0 +1,57 @@
+/**
+ * Stage 2: the definition file: found (-f, else a default name in the
+ * context), read (bounded) and its syntax detected. Read once, whatever the
+ * number of platforms; each platform compiles it on its own (compile.ts).
+ */
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { LapinError } from '../errors.js';
+import { DEFAULT_FILE_NAMES, detectSyntax } from '../frontends/index.js';
+import { MAX_DEFINITION_BYTES, definitionTooLarge } from '../frontends/limits.js';
+import { loadContextIgnore, type ContextIgnore } from '../image/dockerignore.js';
+import type { Syntax } from '../plan/types.js';
+import { displayPath, type BuildSettings } from './options.js';
+
+export interface Definition {
+  /** Absolute path. */
+  file: string;
+  /** As shown in messages: relative to cwd when inside it. */
+  displayFile: string;
+  text: string;
+  syntax: Syntax;
+}
+
+export async function readDefinition(settings: BuildSettings): Promise<Definition> {
+  const { options, contextDir, cwd } = settings;
+  const file = await locateDefinition(contextDir, options.file, cwd);
+  const displayFile = displayPath(file, cwd);
+  // Refused before it is read: a definition file is small (src/frontends/limits.ts).
+  if (((await stat(file).catch(() => undefined))?.size ?? 0) > MAX_DEFINITION_BYTES) throw definitionTooLarge(displayFile);
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
+  });
+  const syntax = options.syntax ?? detectSyntax(displayFile, text);
+  return { file, displayFile, text, syntax };
+}
+
+/** The context's .dockerignore (or the file's own ignore file), announced in a step line. */
+export async function readContextIgnore(settings: BuildSettings, definition: Definition): Promise<ContextIgnore | undefined> {
+  const ignore = await loadContextIgnore(settings.contextDir, definition.file, (p) => displayPath(p, settings.cwd));
+  if (ignore) settings.emit({ kind: 'step', message: `excluding what ${ignore.file} names from the build context` });
+  return ignore;
+}
+
+async function locateDefinition(contextDir: string, file: string | undefined, cwd: string): Promise<string> {
+  if (file !== undefined) {
+    const resolved = path.resolve(cwd, file);
+    const stats = await stat(resolved).catch(() => undefined);
+    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory' });
+    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`);
+    return resolved;
+  }
+  for (const name of DEFAULT_FILE_NAMES) {
+    const candidate = path.join(contextDir, name);
+    if ((await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
+  }
+  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, { hint: 'pass -f FILE' });
+}

@@ -1,0 +1,95 @@
+/**
+ * The build's public types: what build() takes, reports while it runs and
+ * returns. build.ts re-exports them (the public API of src/index.ts).
+ */
+import type { Writable } from 'node:stream';
+import type { SourcePosition } from '../errors.js';
+import type { Compression } from '../image/layer.js';
+import type { Descriptor, Platform } from '../image/image.js';
+import type { UruncRelease } from '../plan/releases.js';
+import type { Syntax } from '../plan/types.js';
+import type { PushOptions } from '../registry/push.js';
+import type { PullPolicy } from '../registry/pull.js';
+
+/** Where a build's image goes (buildx's --output). */
+export type OutputSpec =
+  | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
+  | { type: 'local'; dest: string }
+  /** Push to a registry under `names`, or every -t name when absent. */
+  | { type: 'registry'; dest?: undefined; names?: string[] }
+  /** Hand the image to a local engine (--load): docker's API socket, or containerd through ctr. */
+  | { type: 'load'; dest?: undefined; engine: 'docker' | 'containerd'; namespace?: string; address?: string; snapshotter?: string };
+
+export type BuildEvent =
+  | { kind: 'step'; message: string }
+  | { kind: 'warning'; message: string }
+  /** Bytes of one layer written so far, out of about `total`. */
+  | { kind: 'progress'; id: string; message: string; done: number; total: number }
+  /** A long step with no byte count (mke2fs, cpio, a load) starts; `end` with the same id follows. */
+  | { kind: 'begin'; id: string; message: string }
+  | { kind: 'end'; id: string };
+
+export interface BuildOptions {
+  /** Build context directory; files are read only from inside it. Default ".". */
+  context?: string;
+  /** Definition file; looked up in the context when absent. */
+  file?: string;
+  syntax?: Syntax;
+  /** Image names (NAME[:TAG]); args.nix may supply one. */
+  tags?: string[];
+  /** Default: an archive named after the image in the current directory. */
+  outputs?: OutputSpec[];
+  buildArgs?: Record<string, string>;
+  /** The Containerfile stage to build (--target); later stages are not built. */
+  target?: string;
+  annotations?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** "linux/amd64" or "linux/arm64". */
+  platform?: string;
+  /** Time written into layers and the config, in seconds; SOURCE_DATE_EPOCH or 0 by default. */
+  sourceDateEpoch?: number;
+  /** "warn" turns refusals under urunc's rules into warnings, for guests newer than lapin. */
+  uruncChecks?: 'error' | 'warn';
+  /** The urunc release whose rules are enforced (default: the newest, 0.8). */
+  uruncVersion?: UruncRelease;
+  compression?: Compression;
+  compressionLevel?: number;
+  /** Reuse layers whose inputs are unchanged (default true); see docs/performance.md. */
+  cache?: boolean;
+  /** Default: $LAPIN_CACHE_DIR, $XDG_CACHE_HOME/lapin or ~/.cache/lapin. */
+  cacheDir?: string;
+  /** Size in bytes of block rootfs images built from files; overrides rootfs.size. */
+  rootfsSize?: number;
+  /** Where `dest: "-"` archives go. */
+  stdout?: Writable;
+  /** Current directory for relative paths and default outputs. */
+  cwd?: string;
+  onEvent?: (event: BuildEvent) => void;
+  /** Registry access for pushes and pulls: insecure hosts, credentials, retries, upload sizes. */
+  registry?: PushOptions;
+  /** Base images: pull when not cached (default), always, or never. */
+  pull?: PullPolicy;
+  /** The builder for Containerfiles with RUN (buildah, podman or docker); default the first installed. */
+  builder?: string;
+  /** A Containerfile's Linux guest: the image its kernel (/.boot/kernel) is copied from; default bunny's for the monitor. */
+  kernelImage?: string;
+  /** A Containerfile's Linux guest: the image its init (/urunit) is copied from; default bunny's urunit image. */
+  initImage?: string;
+}
+
+export interface BuildResult {
+  /** Manifest digest. */
+  digest: string;
+  configDigest: string;
+  manifest: Descriptor;
+  names: string[];
+  platform: Platform;
+  urunc: Record<string, string>;
+  outputs: Array<{ type: string; dest: string }>;
+  warnings: string[];
+  syntax: Syntax;
+  file: string;
+  /** Where the definition file names the kernel (a bunnyfile's kernel.path), for errors about it. */
+  kernelAt?: SourcePosition;
+}
+
