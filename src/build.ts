@@ -2,7 +2,7 @@
  * build(): the pipeline, stage by stage (docs/architecture.md):
  *
  *   options → definition → per platform (compile → pull bases → assemble →
- *   write image) → sinks
+ *   write image) → index (with `platforms`) → sinks
  *
  * Each stage is a module under pipeline/ with a typed hand-off; the sinks
  * (export/sink.ts, one file each) are checked before any work and take
@@ -10,28 +10,38 @@
  */
 import path from 'node:path';
 import type { SourcePosition } from './errors.js';
-import { writeToSinks, type Sink, type SinkContext } from './export/sink.js';
+import { LapinError, UsageError } from './errors.js';
+import { writeToSinks, type ArtifactShape, type Sink, type SinkContext } from './export/sink.js';
 import { openSink } from './export/sinks/index.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import type { ContextIgnore } from './image/dockerignore.js';
 import type { Image } from './image/image.js';
-import { assemble, settleMetadata, type AssembledImage, type SettledMetadata } from './pipeline/assemble.js';
+import { makeDirectories } from './mkdirp.js';
+import { assemble, settleMetadata, type AssembledImage, type SettledMetadata, type StrictKernel } from './pipeline/assemble.js';
 import { pullBases, type Bases } from './pipeline/bases.js';
 import { compileDefinition, reportPlanWarnings } from './pipeline/compile.js';
 import { readContextIgnore, readDefinition, type Definition } from './pipeline/definition.js';
 import { imageNames, outputsOf, resolveSettings, sourceDateEpoch, type BuildSettings } from './pipeline/options.js';
-import { openStaging } from './pipeline/staging.js';
-import type { BuildOptions, BuildResult, OutputSpec } from './pipeline/types.js';
+import type { BuiltIndex } from './pipeline/index.js';
+import { checkPlatformList, formatPlatform } from './pipeline/platform.js';
+import { openStaging, type Staging } from './pipeline/staging.js';
+import type { BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './pipeline/types.js';
 import { writeImage } from './pipeline/write.js';
 
-export type { BuildEvent, BuildOptions, BuildResult, OutputSpec } from './pipeline/types.js';
+export type { BuildEvent, BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './pipeline/types.js';
 export { writeMetadataFile } from './pipeline/metadata.js';
 
-/** Builds an image from a bunnyfile, Containerfile or args.nix and writes it to its outputs. */
-export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+/**
+ * Builds an image from a bunnyfile, Containerfile or args.nix and writes it
+ * to its outputs; with `platforms`, one image per platform and an image
+ * index over them.
+ */
+export async function build(options: BuildOptions & { platforms: readonly string[] }): Promise<IndexBuildResult>;
+export async function build(options?: BuildOptions): Promise<BuildResult>;
+export async function build(options: BuildOptions = {}): Promise<BuildResult | IndexBuildResult> {
   const settings = await resolveSettings(options);
   try {
-    return await buildImage(settings);
+    return options.platforms === undefined ? await buildImage(settings) : await buildIndex(settings, options.platforms);
   } finally {
     for (const cleanup of settings.cleanups) await cleanup();
   }
@@ -73,6 +83,75 @@ async function buildImage(settings: BuildSettings): Promise<BuildResult> {
   }
 }
 
+/**
+ * Several platforms: each one compiled, pulled, assembled and written into
+ * one store (a layer two platforms share is stored once), then the index
+ * over them goes to the sinks.
+ */
+async function buildIndex(settings: BuildSettings, platforms: readonly string[]): Promise<IndexBuildResult> {
+  const { options, cwd, emit } = settings;
+  checkPlatformList(platforms);
+  if (options.platform !== undefined) throw new UsageError('give platform or platforms, not both');
+  const definition = await readDefinition(settings);
+  let ignore: Promise<ContextIgnore | undefined> | undefined;
+  const readIgnore = (): Promise<ContextIgnore | undefined> => (ignore ??= readContextIgnore(settings, definition));
+  let opened: { names: string[]; mtime: number; sinks: Sink[]; staging: Staging; store: BlobStore } | undefined;
+  try {
+    const builds: Array<BuiltPlatform & { settled: SettledMetadata }> = [];
+    for (const [i, platform] of platforms.entries()) {
+      emit({ kind: 'step', message: `building ${platform}` });
+      const prepared = await preparePlatform(definition, settings, platform, readIgnore);
+      // The names and outputs come from the first platform's plan; they are checked before its files are assembled.
+      const names = opened?.names ?? imageNames(prepared.bases.plan, options.tags ?? []);
+      const mtime = opened?.mtime ?? sourceDateEpoch(options);
+      const settled = await settleMetadata(prepared.bases.plan, settings);
+      if (!opened) {
+        const sinks = await openSinks(outputsOf(options, names, cwd), settings, names, { kind: 'index', platforms });
+        if (options.strategy !== undefined && !sinks.some((s) => s.output.type === 'registry')) {
+          throw new UsageError('--strategy says what to do with the index already at the -t name in a registry', 'add --push');
+        }
+        const staging = await openStaging(sinks, settings);
+        opened = { names, mtime, sinks, staging, store: new BlobStore(path.join(staging.dir, 'blobs')) };
+      }
+      const { store } = opened;
+      // Each platform's own temporaries (pulled data, rootfs images); the store is shared.
+      const staging = path.join(opened.staging.dir, String(i));
+      await makeDirectories(staging);
+      const built = await producePlatform({ ...prepared, settled }, settings, { mtime, staging, store, target: async () => store, strictKernel: { file: definition.displayFile, syntax: definition.syntax, ...(prepared.kernelAt ? { at: prepared.kernelAt } : {}) } });
+      builds.push({ ...built, settled });
+    }
+    if (!opened) throw new LapinError('internal: no platform was built');
+    const { names, mtime, sinks } = opened;
+    const index: BuiltIndex = { images: builds.map((b) => b.image), platforms: builds.map((b) => formatPlatform(b.assembled.platform)) };
+    const context: SinkContext = { cwd, mtime, emit, ...(options.stdout ? { stdout: options.stdout } : {}), ...(options.registry ? { registry: options.registry } : {}), written: [] };
+    await writeToSinks(sinks, { kind: 'index', index, ...(options.strategy ? { strategy: options.strategy } : {}) }, names, context);
+    // No index sink (only --load): the index the sinks would have written.
+    const written = context.index ?? (await indexDescriptor(index));
+    const file = definition.displayFile;
+    return {
+      digest: written.digest,
+      index: written,
+      platforms: [...index.platforms],
+      builds: builds.map((b) => ({ digest: b.image.manifest.digest, configDigest: b.image.config.digest, manifest: b.image.manifest, names, platform: b.assembled.platform, urunc: b.settled.metadata.urunc, outputs: [], warnings: settings.warnings, syntax: definition.syntax, file })),
+      names,
+      outputs: context.written,
+      warnings: settings.warnings,
+      syntax: definition.syntax,
+      file,
+    };
+  } finally {
+    for (const sink of opened?.sinks ?? []) await sink.close?.();
+    await opened?.staging.remove();
+  }
+}
+
+/** The index over the built images, computed and not written. */
+async function indexDescriptor(index: BuiltIndex): Promise<{ mediaType: string; digest: string; size: number }> {
+  const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('./imagetools/create.js'), import('./pipeline/index.js')]);
+  const created = await createIndex({ tags: [], sources: [await builtIndexSource(index, 'the build')], dryRun: true });
+  return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
+}
+
 /** One platform's plan with its bases pulled: enough to name the image and check the outputs. */
 interface PreparedPlatform {
   platform: string | undefined;
@@ -102,11 +181,11 @@ async function producePlatform(
   prepared: PreparedPlatform & { settled: SettledMetadata },
   settings: BuildSettings,
   /** `target` is opened once the tree is assembled and checked: where the blobs go. */
-  where: { mtime: number; staging: string; store: BlobStore; target: () => Promise<BlobTarget> },
+  where: { mtime: number; staging: string; store: BlobStore; target: () => Promise<BlobTarget>; strictKernel?: StrictKernel },
 ): Promise<BuiltPlatform> {
   const { bases, settled, platform, ignore } = prepared;
   const { mtime, staging } = where;
-  const assembled = await assemble({ bases, settled, settings, ...(ignore ? { ignore } : {}), mtime, staging, platform });
+  const assembled = await assemble({ bases, settled, settings, ...(ignore ? { ignore } : {}), mtime, staging, platform, ...(where.strictKernel ? { strictKernel: where.strictKernel } : {}) });
   const { finalBase, registry } = bases;
   const image = await writeImage({
     plan: bases.plan,
@@ -126,11 +205,11 @@ async function producePlatform(
 }
 
 /** A sink per output, each checked in order before any work is done. */
-async function openSinks(outputs: readonly OutputSpec[], settings: BuildSettings, names: readonly string[]): Promise<Sink[]> {
+async function openSinks(outputs: readonly OutputSpec[], settings: BuildSettings, names: readonly string[], shape: ArtifactShape = { kind: 'image' }): Promise<Sink[]> {
   const sinks: Sink[] = [];
   for (const output of outputs) {
     const sink = await openSink(output, { cwd: settings.cwd, haveStdout: settings.options.stdout !== undefined });
-    await sink.check(names);
+    await sink.check(names, shape);
     sinks.push(sink);
   }
   return sinks;

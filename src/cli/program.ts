@@ -96,6 +96,7 @@ interface BuildCommandOptions {
   annotation?: string[];
   label?: string[];
   platform?: string;
+  strategy?: 'abort' | 'overwrite' | 'merge';
   metadataFile?: string;
   quiet?: boolean;
   uruncChecks: 'error' | 'warn';
@@ -141,7 +142,8 @@ export function program(): Command {
     .option('--target <stage>', 'build the Containerfile up to this stage, which becomes the image')
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
     .option('--label <key=value>', 'add an image label; repeatable', collect)
-    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel)')
+    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel); linux/amd64,linux/arm64 builds both and an image index')
+    .addOption(new Option('--strategy <strategy>', 'with --push, build an image index and: merge it into the index at the first -t, abort if a platform built is there, or overwrite it').choices(['abort', 'overwrite', 'merge']))
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
     .option('--urunc-version <version>', "the urunc release whose rules are enforced: 0.8 (default), 0.7 or pre-0.7", uruncVersion)
@@ -205,13 +207,15 @@ export function program(): Command {
         ...(opts.initImage !== undefined ? { initImage: opts.initImage } : {}),
         ...(opts.builder !== undefined ? { builder: opts.builder } : {}),
       };
-      if (opts.platform?.includes(',')) {
-        // Several platforms: one build each, then an image index (docs/multi-platform.md).
-        const { buildPlatforms, splitPlatforms, writePlatformsMetadataFile } = await import('../build-platforms.js');
-        const platforms = splitPlatforms(opts.platform);
+      if (opts.platform?.includes(',') || opts.strategy !== undefined) {
+        // Several platforms, or one merged into an index: one image each, then an image index (docs/multi-platform.md).
+        const { splitPlatforms } = await import('../build-platforms.js');
+        const { platform, ...rest } = buildOptions;
+        const platforms = platform === undefined ? [] : splitPlatforms(platform);
+        if (platforms.length === 0) throw new UsageError('--strategy builds an image index: it needs --platform', 'e.g. --platform linux/arm64 --push --strategy merge');
         const built = await withOutputNames(written, () =>
-          buildPlatforms({ ...buildOptions, platforms }).then(async (done) => {
-            if (opts.metadataFile) await writePlatformsMetadataFile(opts.metadataFile, done);
+          build({ ...rest, platforms, ...(opts.strategy ? { strategy: opts.strategy } : {}) }).then(async (done) => {
+            if (opts.metadataFile) await writeMetadataFile(opts.metadataFile, done);
             return done;
           }),
         );

@@ -13,6 +13,8 @@ import { requireFreshDirectory } from './atomic.js';
 import type { BlobTarget } from '../image/blob-store.js';
 import type { Image } from '../image/image.js';
 import type { FsNode } from '../image/tree.js';
+import type { MergeStrategy } from '../imagetools/create.js';
+import type { BuiltIndex } from '../pipeline/index.js';
 import type { BuildEvent, OutputSpec } from '../pipeline/types.js';
 import type { PushOptions } from '../registry/push.js';
 import { recordCompletedOutput } from '../temporaries.js';
@@ -25,7 +27,25 @@ export interface ImageArtifact {
   rootfs: () => readonly FsNode[];
 }
 
-export type Artifact = ImageArtifact;
+/** Several platforms' images, to go out as one image index. */
+export interface IndexArtifact {
+  kind: 'index';
+  index: BuiltIndex;
+  /** For the registry: what to do with the index already at the name. */
+  strategy?: MergeStrategy;
+}
+
+export type Artifact = ImageArtifact | IndexArtifact;
+
+/** What a sink is checked against before the work: one image, or an index over these platforms. */
+export type ArtifactShape = { kind: 'image' } | { kind: 'index'; platforms: readonly string[] };
+
+/** An index written or pushed, as --metadata-file gives it. */
+export interface WrittenIndex {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
 
 /** One output written, as BuildResult.outputs lists it. */
 export interface WrittenOutput {
@@ -41,6 +61,8 @@ export interface SinkContext {
   registry?: PushOptions;
   /** What this build has written so far; each sink adds its own. */
   written: WrittenOutput[];
+  /** The index an index sink wrote; a registry's (merged) index wins over a file's. */
+  index?: WrittenIndex;
 }
 
 /** A blob target writing into the output itself; `finish` returns false when the output already held these bytes. */
@@ -54,7 +76,7 @@ export interface Sink {
   /** For messages: "OCI archive", "registry", "docker"... */
   readonly description: string;
   /** Refuses an unusable output before any work is done. */
-  check(names: readonly string[]): Promise<void>;
+  check(names: readonly string[], shape: ArtifactShape): Promise<void>;
   /** Where the sink's temporaries live (swept of those of killed builds). */
   temporaryDir?(): string | undefined;
   /** A blob target into the output, used when this sink is the build's only one. */
@@ -80,20 +102,24 @@ export async function writeToSinks(sinks: readonly Sink[], artifact: Artifact, n
  * completed output recorded, and one line saying it was written (or that it
  * already held this image).
  */
-export async function writeFileOutput(sink: Sink, dest: string, context: SinkContext, work: () => Promise<{ unchanged: boolean } | void>): Promise<void> {
+export async function writeFileOutput(sink: Sink, dest: string, context: SinkContext, work: () => Promise<{ unchanged?: boolean; said?: boolean } | void>): Promise<void> {
   const { emit, cwd, written } = context;
   const shown = dest === '-' ? 'stdout' : displayPath(dest, cwd);
   const id = `write ${written.length} ${dest}`;
   emit({ kind: 'begin', id, message: `writing ${sink.description} to ${shown}` });
   let unchanged = false;
+  let said = false;
   try {
-    unchanged = (await work())?.unchanged === true;
+    const done = await work();
+    unchanged = done?.unchanged === true;
+    said = done?.said === true;
   } finally {
     emit({ kind: 'end', id });
   }
   written.push({ type: sink.output.type, dest });
   recordCompletedOutput(dest === '-' ? 'written to stdout' : displayPath(dest, cwd));
-  // A cache hit says so in its one line instead of "wrote".
+  // A cache hit says so in its one line instead of "wrote"; an index writer says what it wrote itself.
+  if (said) return;
   if (unchanged) emit({ kind: 'step', message: `${displayPath(dest, cwd)} already holds this image, unchanged since lapin wrote it` });
   else emit({ kind: 'step', message: `wrote ${sink.description} to ${shown}` });
 }
@@ -149,4 +175,20 @@ export async function checkFileOutput(output: { type: string; dest: string }, cw
 /** The directory a file output's temporaries go in. */
 export function fileOutputTemporaryDir(dest: string, cwd: string): string | undefined {
   return dest === '-' ? undefined : path.dirname(path.resolve(cwd, dest));
+}
+
+/** Exit 2 for an output that takes one image when the build makes an index. */
+export function onePlatformOnly(what: string): UsageError {
+  return new UsageError(`${what} takes one platform; a build for several writes an image index`, 'use --output type=oci,dest=PATH[,tar=false] or --push, or build one platform');
+}
+
+/**
+ * Writes the built index with imagetools create's writer (an OCI archive or
+ * layout), which says what it wrote (and what docker load takes of an
+ * archive); returns the index.
+ */
+export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, emit: (event: BuildEvent) => void): Promise<WrittenIndex> {
+  const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../imagetools/create.js'), import('../pipeline/index.js')]);
+  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output: { type: 'oci', dest, tar }, onEvent: emit });
+  return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
 }

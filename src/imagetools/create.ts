@@ -43,7 +43,8 @@ export interface IndexOutput {
 export interface CreateIndexOptions {
   /** NAME[:TAG]s: pushed to, or (with output) written as the index's ref.name. */
   tags: readonly string[];
-  sources: readonly string[];
+  /** Source names, or sources already open (a build's images: pipeline/index.ts). */
+  sources: ReadonlyArray<string | ImageIndex>;
   strategy?: MergeStrategy;
   output?: IndexOutput;
   /** Print the index instead of writing it anywhere. */
@@ -110,14 +111,14 @@ export function combine(existing: readonly IndexEntry[], sources: ReadonlyArray<
   return out.map((o) => o.entry);
 }
 
-async function openAll(sources: readonly string[], options: CreateIndexOptions): Promise<ImageIndex[]> {
+async function openAll(sources: ReadonlyArray<string | ImageIndex>, options: CreateIndexOptions): Promise<ImageIndex[]> {
   const opened: ImageIndex[] = [];
   try {
     for (const source of sources) {
-      const index = await openImageIndex(source, { ...(options.registry ? { registry: options.registry } : {}) });
+      const index = typeof source === 'string' ? await openImageIndex(source, { ...(options.registry ? { registry: options.registry } : {}) }) : source;
       opened.push(index);
       if (index.transport === 'docker-archive' || index.transport === 'docker-daemon') {
-        throw new SourceError(`${source}: a docker archive keeps no manifest digests, so its image cannot go in an index unchanged`, 'save it as an OCI archive (skopeo copy docker-archive:... oci-archive:...) or push it to a registry first');
+        throw new SourceError(`${typeof source === 'string' ? source : index.name}: a docker archive keeps no manifest digests, so its image cannot go in an index unchanged`, 'save it as an OCI archive (skopeo copy docker-archive:... oci-archive:...) or push it to a registry first');
       }
     }
     return opened;

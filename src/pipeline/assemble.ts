@@ -6,12 +6,12 @@
  * it.
  */
 import path from 'node:path';
-import { LapinError, UsageError, formatPosition } from '../errors.js';
+import { LapinError, UsageError, formatPosition, type SourcePosition } from '../errors.js';
 import { applyCopy, type CopyEnvironment } from '../image/copy.js';
 import type { ContextIgnore } from '../image/dockerignore.js';
 import { ImageFilesystem, treePath } from '../image/filesystem.js';
 import type { Platform } from '../image/image.js';
-import { readKernelInfo } from '../image/kernel-arch.js';
+import { KERNEL_HEADER_BYTES, readKernelInfo, sniffKernel } from '../image/kernel-arch.js';
 import { sourceFilePath } from '../image/layer-member.js';
 import { applySolo5Notes, bufferReader, readSolo5Notes, readSolo5NotesFromFile } from '../image/solo5.js';
 import type { FsNode } from '../image/tree.js';
@@ -19,7 +19,7 @@ import { finalizeMetadata } from '../plan/finalize.js';
 import { copySourceImages } from '../plan/images.js';
 import type { Finding } from '../plan/rules.js';
 import { FILE_KEYS } from '../plan/rules.js';
-import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp } from '../plan/types.js';
+import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from '../plan/types.js';
 import { URUNC_JSON_PATH, uruncJson } from '../plan/urunc-json.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import type { PulledImage } from '../registry/pull.js';
@@ -64,7 +64,22 @@ export interface AssembleInput {
   staging: string;
   /** The --platform asked for, if any. */
   platform: string | undefined;
+  /** A platform of an index: a kernel built for another architecture is an error, not a warning. */
+  strictKernel?: StrictKernel;
 }
+
+/** What the index build's kernel error names: the file, where it names the kernel, how its syntax gives each platform its own. */
+export interface StrictKernel {
+  file: string;
+  syntax: Syntax;
+  at?: SourcePosition;
+}
+
+const OWN_KERNEL: Record<Syntax, string> = {
+  containerfile: 'ARG TARGETARCH, then COPY kernel-${TARGETARCH}',
+  bunnyfile: 'kernel.path: kernel-${TARGETARCH}',
+  nix: '{ TARGETARCH, ... }: { files = { "./kernel-${TARGETARCH}" = ...; }; }',
+};
 
 export interface AssembledImage {
   rootfs: ImageFilesystem;
@@ -107,7 +122,7 @@ export async function assemble(input: AssembleInput): Promise<AssembledImage> {
     }
   }
 
-  const platform = await decidePlatform(plan, input.platform, rootfs, metadata.urunc.binary, emit);
+  const platform = await decidePlatform(plan, input.platform, rootfs, metadata.urunc.binary, emit, input.strictKernel);
   reportFindings(findings, settings.uruncChecks, emit);
   return { rootfs, baseNodes, platform };
 }
@@ -228,6 +243,7 @@ async function decidePlatform(
   rootfs: ImageFilesystem,
   binary: string | undefined,
   emit: (event: BuildEvent) => void,
+  strict: StrictKernel | undefined,
 ): Promise<Platform> {
   let flagArchitecture: Architecture | undefined;
   if (requested !== undefined) {
@@ -244,12 +260,19 @@ async function decidePlatform(
   const chosen = flagArchitecture ?? declared?.value;
   let detected: string | undefined;
   const kernel = binary === undefined ? undefined : rootfs.resolve(binary);
-  if (kernel?.type === 'file' && kernel.source.kind !== 'bytes') {
-    const info = await readKernelInfo(await sourceFilePath(kernel.source));
+  if (kernel?.type === 'file') {
+    const info = kernel.source.kind === 'bytes' ? sniffKernel(kernel.source.data.subarray(0, KERNEL_HEADER_BYTES)) : await readKernelInfo(await sourceFilePath(kernel.source));
     detected = info.architecture;
     if (detected !== undefined) emit({ kind: 'step', message: `kernel ${binary}: ${info.detail}` });
   }
   if (chosen !== undefined) {
+    // In an index the image is served to hosts of its platform, which cannot boot another's kernel.
+    if (strict && detected !== undefined && detected !== chosen) {
+      throw new LapinError(`${strict.at ? '' : `${strict.file}: `}--platform ${requested ?? `linux/${chosen}`}: the kernel ${binary} is built for ${detected}, not ${chosen}`, {
+        ...(strict.at ? { at: strict.at } : {}),
+        hint: `give each platform its own kernel, e.g. ${OWN_KERNEL[strict.syntax]}`,
+      });
+    }
     if (detected !== undefined && detected !== chosen) {
       const where = declared?.at ? `${formatPosition(declared.at)}: ` : '';
       emit({ kind: 'warning', message: `${where}the kernel is built for ${detected} but the image is declared ${chosen}` });

@@ -2,8 +2,9 @@
  * Platforms: the one table of what lapin builds for, docker's --platform
  * syntax, and the host's platform. Everything that names a platform reads
  * it from here (source/image-index.ts, source/open.ts, registry/base.ts
- * re-export or import it). Pure: no I/O.
+ * re-export or import it). No I/O.
  */
+import { UsageError } from '../errors.js';
 import type { Architecture } from '../plan/types.js';
 
 /** The platforms `lapin build --platform` takes, by the architecture they build. */
@@ -79,3 +80,16 @@ export function buildArchitecture(platform: string): Architecture | undefined {
 
 /** What to say when a platform is not in the table. */
 export const BUILD_PLATFORMS_HINT = `use ${Object.keys(BUILD_PLATFORMS).slice(0, 2).join(' or ')}`;
+
+/** A list of --platform values for an index: each OS/ARCH, none twice. */
+export function checkPlatformList(list: readonly string[], given: string = list.join(',')): void {
+  if (list.length === 0) throw new UsageError('an index build needs at least one platform', 'e.g. --platform linux/amd64,linux/arm64');
+  const seen = new Set<string>();
+  for (const item of list) {
+    const platform = parsePlatform(item);
+    if (!platform || item === '') throw new UsageError(`--platform ${JSON.stringify(given)}: ${JSON.stringify(item)} is not OS/ARCH`, 'e.g. --platform linux/amd64,linux/arm64');
+    const key = formatPlatform(platform);
+    if (seen.has(key)) throw new UsageError(`--platform names ${key} twice`);
+    seen.add(key);
+  }
+}

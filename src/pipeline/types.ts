@@ -10,6 +10,7 @@ import type { UruncRelease } from '../plan/releases.js';
 import type { Syntax } from '../plan/types.js';
 import type { PushOptions } from '../registry/push.js';
 import type { PullPolicy } from '../registry/pull.js';
+import type { MergeStrategy } from '../imagetools/create.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
@@ -46,6 +47,19 @@ export interface BuildOptions {
   labels?: Record<string, string>;
   /** "linux/amd64" or "linux/arm64". */
   platform?: string;
+  /**
+   * Build an image index: one image per platform ("linux/amd64",
+   * "linux/arm64"), in this order, then the index over them to every output
+   * (docs/multi-platform.md). build() then returns an IndexBuildResult.
+   */
+  platforms?: readonly string[];
+  /**
+   * With platforms and a push: what to do with the index already at the
+   * first name (kraft's --strategy): merge adds the platforms built and keeps
+   * the others, abort stops when one of them is there, overwrite replaces
+   * the index.
+   */
+  strategy?: MergeStrategy;
   /** Time written into layers and the config, in seconds; SOURCE_DATE_EPOCH or 0 by default. */
   sourceDateEpoch?: number;
   /** "warn" turns refusals under urunc's rules into warnings, for guests newer than lapin. */
@@ -93,3 +107,19 @@ export interface BuildResult {
   kernelAt?: SourcePosition;
 }
 
+
+/** What a build with `platforms` returns: the index, and each platform's image. */
+export interface IndexBuildResult {
+  /** The index's digest (with --strategy merge, the merged index pushed). */
+  digest: string;
+  /** Its descriptor, as buildx writes it in --metadata-file. */
+  index: { mediaType: string; digest: string; size: number };
+  platforms: string[];
+  /** Each platform's image, in the order asked for (their `outputs` are empty: the index went out). */
+  builds: BuildResult[];
+  names: string[];
+  outputs: Array<{ type: string; dest: string }>;
+  warnings: string[];
+  syntax: Syntax;
+  file: string;
+}

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { OutputSpec } from '../../pipeline/types.js';
 import { ArchiveFile, writeArchive, writeArchiveFile } from '../archive.js';
-import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, type Artifact, type Sink, type SinkContext, type StreamTarget } from '../sink.js';
+import { checkFileOutput, fileOutputTemporaryDir, onePlatformOnly, writeFileOutput, writeIndexFile, type Artifact, type ArtifactShape, type Sink, type SinkContext, type StreamTarget } from '../sink.js';
 
 type ArchiveOutput = Extract<OutputSpec, { type: 'oci' | 'docker' }>;
 
@@ -19,7 +19,9 @@ export class ArchiveSink implements Sink {
     this.description = `${output.type} archive`;
   }
 
-  async check(): Promise<void> {
+  async check(_names: readonly string[], shape: ArtifactShape): Promise<void> {
+    // An index goes out through imagetools create's writer: an OCI archive file.
+    if (shape.kind === 'index' && (this.output.type !== 'oci' || this.output.dest === '-')) throw onePlatformOnly(`--output type=${this.output.type}${this.output.dest === '-' ? ',dest=-' : ''}`);
     await checkFileOutput(this.output, this.cwd, this.haveStdout, false);
   }
 
@@ -37,6 +39,11 @@ export class ArchiveSink implements Sink {
   async write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
     const dest = this.output.dest === '-' ? '-' : path.resolve(context.cwd, this.output.dest);
     await writeFileOutput(this, dest, context, async () => {
+      if (artifact.kind === 'index') {
+        const written = await writeIndexFile(artifact, names, dest, true, context.emit);
+        context.index ??= written;
+        return { said: true };
+      }
       if (dest === '-') {
         await writeArchive(artifact.image, context.stdout as Writable, context.mtime, names);
       } else if (this.stream) {

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { OutputSpec } from '../../pipeline/types.js';
 import { writeLayoutDirectory } from '../layout-dir.js';
-import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, type Artifact, type Sink, type SinkContext } from '../sink.js';
+import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, writeIndexFile, type Artifact, type Sink, type SinkContext } from '../sink.js';
 
 type LayoutOutput = Extract<OutputSpec, { type: 'oci' | 'docker' }>;
 
@@ -24,6 +24,14 @@ export class LayoutSink implements Sink {
 
   async write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
     const dest = path.resolve(context.cwd, this.output.dest);
-    await writeFileOutput(this, dest, context, () => writeLayoutDirectory(artifact.image, dest, names));
+    await writeFileOutput(this, dest, context, async () => {
+      if (artifact.kind === 'index') {
+        const written = await writeIndexFile(artifact, names, dest, false, context.emit);
+        context.index ??= written;
+        return { said: true };
+      }
+      await writeLayoutDirectory(artifact.image, dest, names);
+      return {};
+    });
   }
 }

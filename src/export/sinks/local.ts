@@ -2,7 +2,8 @@
 import path from 'node:path';
 import type { OutputSpec } from '../../pipeline/types.js';
 import { writeLocalDirectory } from '../local-dir.js';
-import { checkFileOutput, fileOutputTemporaryDir, writeFileOutput, type Artifact, type Sink, type SinkContext } from '../sink.js';
+import { LapinError } from '../../errors.js';
+import { checkFileOutput, fileOutputTemporaryDir, onePlatformOnly, writeFileOutput, type Artifact, type ArtifactShape, type Sink, type SinkContext } from '../sink.js';
 
 type LocalOutput = Extract<OutputSpec, { type: 'local' }>;
 
@@ -14,7 +15,9 @@ export class LocalSink implements Sink {
     private readonly cwd: string,
   ) {}
 
-  async check(): Promise<void> {
+  async check(_names: readonly string[], shape: ArtifactShape): Promise<void> {
+    // A rootfs directory is one platform's files.
+    if (shape.kind === 'index') throw onePlatformOnly('--output type=local');
     await checkFileOutput(this.output, this.cwd, false, true);
   }
 
@@ -23,6 +26,7 @@ export class LocalSink implements Sink {
   }
 
   async write(artifact: Artifact, _names: readonly string[], context: SinkContext): Promise<void> {
+    if (artifact.kind === 'index') throw new LapinError('internal: type=local was given an index');
     const dest = path.resolve(context.cwd, this.output.dest);
     await writeFileOutput(this, dest, context, () => writeLocalDirectory(artifact.rootfs(), dest));
   }

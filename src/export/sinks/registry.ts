@@ -1,8 +1,16 @@
-/** `--push` / `type=registry`: the image's blobs, then its manifest, under each name (registry/push.ts). */
-import { UsageError } from '../../errors.js';
+/**
+ * `--push` / `type=registry`: an image's blobs, then its manifest, under
+ * each name (registry/push.ts); an index's manifests, then the index
+ * (imagetools/create.ts), merged with the index already there as
+ * --strategy says.
+ */
+import { LapinError, UsageError } from '../../errors.js';
+import { formatReference, parseReference } from '../../image/reference.js';
+import { formatPlatform, samePlatform } from '../../pipeline/platform.js';
 import type { OutputSpec } from '../../pipeline/types.js';
+import type { RegistryOptions } from '../../registry/client.js';
 import { recordCompletedOutput } from '../../temporaries.js';
-import type { Artifact, Sink, SinkContext } from '../sink.js';
+import type { Artifact, IndexArtifact, Sink, SinkContext } from '../sink.js';
 
 type RegistryOutput = Extract<OutputSpec, { type: 'registry' }>;
 
@@ -21,13 +29,67 @@ export class RegistrySink implements Sink {
   }
 
   async write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
+    const pushTo = this.namesFor(names);
+    if (artifact.kind === 'index') return this.writeIndex(artifact, pushTo, context);
     // Loaded only to push: the registry client is a good part of lapin's start-up otherwise.
     const { pushToRegistry } = await import('../registry.js');
-    const pushed = await pushToRegistry(artifact.image, this.namesFor(names), { ...context.registry, onEvent: context.emit });
+    const pushed = await pushToRegistry(artifact.image, pushTo, { ...context.registry, onEvent: context.emit });
     for (const item of pushed) {
       context.written.push({ type: 'registry', dest: item.name });
       recordCompletedOutput(`pushed ${item.name}`);
       context.emit({ kind: 'step', message: `pushed ${item.name}@${item.digest}` });
     }
   }
+
+  /**
+   * Every platform's manifest, then the index, under each name. merge keeps
+   * the platforms already at the first name; abort first refuses a platform
+   * already there, then keeps the others as merge does; overwrite (and no
+   * strategy) replaces the index, as buildx does.
+   */
+  private async writeIndex(artifact: IndexArtifact, pushTo: readonly string[], context: SinkContext): Promise<void> {
+    const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../../imagetools/create.js'), import('../../pipeline/index.js')]);
+    const strategy = artifact.strategy;
+    if (strategy === 'abort') await refuseExistingPlatforms(artifact, pushTo, context.registry);
+    const created = await createIndex({
+      tags: pushTo,
+      sources: [await builtIndexSource(artifact.index, 'the build')],
+      strategy: strategy === 'abort' ? 'merge' : (strategy ?? 'abort'),
+      ...(context.registry ? { registry: context.registry } : {}),
+      onEvent: context.emit,
+    });
+    if (strategy === 'merge' || strategy === 'abort') context.emit({ kind: 'step', message: `index ${created.digest}: ${created.platforms.join(', ')}` });
+    context.index = { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
+    for (const item of created.pushed) {
+      context.written.push({ type: 'registry', dest: item.name });
+      recordCompletedOutput(`pushed ${item.name}`);
+    }
+  }
+}
+
+/** --strategy abort: exit 2, before anything is pushed, when a name already has an image for a platform built. */
+async function refuseExistingPlatforms(artifact: IndexArtifact, pushTo: readonly string[], registry: RegistryOptions | undefined): Promise<void> {
+  const [{ openImageIndex }, { SourceError }] = await Promise.all([import('../../source/image-index.js'), import('../../source/open.js')]);
+  for (const name of pushTo) {
+    const reference = formatReference(parseReference(name));
+    let existing;
+    try {
+      existing = await openImageIndex(`docker://${reference}`, { ...(registry ? { registry } : {}) });
+    } catch (error) {
+      // Nothing there yet: nothing to refuse.
+      if (error instanceof SourceError && /was not found in/.test(error.message)) continue;
+      throw error;
+    }
+    try {
+      for (const image of artifact.index.images) {
+        const there = existing.entries.find((e) => samePlatform(e.platform, image.platform));
+        if (there && there.descriptor.digest !== image.manifest.digest) {
+          throw new UsageError(`${reference} already has an image for ${formatPlatform(image.platform)} (--strategy abort)`, '--strategy merge replaces that platform and keeps the others; --strategy overwrite replaces the whole index');
+        }
+      }
+    } finally {
+      await existing.close();
+    }
+  }
+  if (artifact.index.images.length === 0) throw new LapinError('internal: an index with no image');
 }

@@ -1,0 +1,183 @@
+// The index as a build result (issue 13): `build({ platforms })` and
+// `lapin build --platform A,B` go through the one pipeline, whose sinks take
+// an index: --load loads this machine's platform; `--platform P --push
+// --strategy merge|abort|overwrite` adds to, refuses or replaces the index at
+// the name, as kraft does; the kernel check runs inside the platform's stage.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { build } from '../src/build.js';
+import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
+import { dockerInspect, requireConsumers, servicesEnv, startServices } from './consumers/harness.js';
+import { fakeElf } from './helpers/hand-index.js';
+import { registrySkipReason, startRegistry, type TestRegistry } from './registry/harness.js';
+
+const ROOT = resolve('.');
+const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
+const unique = randomBytes(4).toString('hex');
+let work: string;
+let context: string;
+
+function lapin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd: work, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('close', (status) => done({ status, stdout, stderr }));
+  });
+}
+
+const CONTAINERFILE = `FROM scratch
+ARG TARGETARCH
+COPY app-\${TARGETARCH} /unikernel/app
+COPY shared.txt /etc/shared.txt
+LABEL com.urunc.unikernel.binary=/unikernel/app
+LABEL com.urunc.unikernel.unikernelType=unikraft
+LABEL com.urunc.unikernel.hypervisor=qemu
+LABEL com.urunc.unikernel.cmdline=app
+CMD ["app"]
+`;
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), 'lapin build index '));
+  context = join(work, 'context');
+  await mkdir(context);
+  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
+  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
+  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
+  await writeFile(join(context, 'shared.txt'), 'one layer for both\n');
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('the index through the build pipeline', () => {
+  test('build({ platforms }) returns the index and each platform; the shared layer is stored once; no -o writes NAME-TAG.tar', async () => {
+    const cwd = join(work, 'api');
+    await mkdir(cwd);
+    const result = await build({ context, cwd, tags: ['lapin-test/api:2'], platforms: ['linux/amd64', 'linux/arm64'], sourceDateEpoch: 0 });
+    assert.deepEqual(result.platforms, ['linux/amd64', 'linux/arm64']);
+    assert.equal(result.index.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(result.builds.map((b) => b.platform.architecture), ['amd64', 'arm64']);
+    assert.deepEqual(await readdir(cwd), ['api-2.tar']);
+    const report = (await inspectAny(join(cwd, 'api-2.tar'))) as IndexInspectReport;
+    assert.equal(report.index.digest, result.digest);
+    assert.deepEqual(report.platforms.map((p) => p.manifestDigest), result.builds.map((b) => b.digest));
+    // The /etc/shared.txt layer has one digest in both manifests, and the archive holds it once.
+    const listing = await new Promise<string>((done, fail) => execFile('tar', ['-tf', join(cwd, 'api-2.tar')], (error, out) => (error ? fail(error) : done(out))));
+    const blobs = listing.split('\n').filter((l) => /^blobs\/sha256\/./.test(l));
+    assert.equal(new Set(blobs).size, blobs.length);
+  });
+
+  test('the kernel check stops the arm64 platform before its layers are written', async () => {
+    const single = join(work, 'one-kernel');
+    await mkdir(single);
+    await writeFile(join(single, 'Containerfile'), CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
+    await writeFile(join(single, 'app-amd64'), fakeElf('x86-64'));
+    await writeFile(join(single, 'shared.txt'), 'x\n');
+    const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-o', `type=oci,dest=${join(work, 'never.tar')}`, single]);
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stderr, /^lapin: error: --platform linux\/arm64: the kernel \/unikernel\/app is built for amd64, not arm64/m);
+    const afterStart = result.stderr.slice(result.stderr.indexOf('building linux/arm64'));
+    assert.doesNotMatch(afterStart, /layer (kernel|files|urunc metadata):/);
+    assert.doesNotMatch(result.stderr, /building linux\/amd64/);
+  });
+
+  test('outputs that take one image refuse an index (exit 2), before any work; --strategy needs --push', async () => {
+    for (const [args, pattern] of [
+      [['-o', `type=local,dest=${join(work, 'rootfs')}`], /--output type=local takes one platform/],
+      [['-o', `type=docker,dest=${join(work, 'd.tar')}`], /--output type=docker takes one platform/],
+      [['-o', 'type=oci,dest=-'], /--output type=oci,dest=- takes one platform/],
+      [['-o', `type=oci,dest=${join(work, 's.tar')}`, '--strategy', 'merge'], /--strategy says what to do with the index already at the -t name in a registry/],
+      [['--strategy', 'merge', '-t', 'x/y:1', '--push'], /--strategy builds an image index: it needs --platform/],
+    ] as const) {
+      const platform = (args as readonly string[]).includes('--push') ? [] : ['--platform', 'linux/amd64,linux/arm64'];
+      const result = await lapin(['build', ...platform, ...args, context]);
+      assert.equal(result.status, 2, result.stderr);
+      assert.match(result.stderr, new RegExp(`^lapin: error: ${pattern.source}`, 'm'));
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    }
+  });
+
+  describe('--load of an index', { skip: requireConsumers(['docker']) }, () => {
+    before(async () => {
+      await startServices();
+    });
+    test("docker gets this machine's platform under the tag, and a step line says so", async () => {
+      const name = `lapin-test/index-load:${unique}`;
+      const env = { DOCKER_HOST: servicesEnv().dockerHost };
+      const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      try {
+        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, '--load', context], env);
+        assert.equal(result.status, 0, result.stderr);
+        assert.match(result.stderr, new RegExp(`--load \\(docker\\): loading linux/${host}, this machine's platform, of the 2 built`));
+        assert.match(result.stderr, new RegExp(`loaded into docker as ${name.replace(/[/.]/g, '\\$&')}`));
+        const image = await dockerInspect(name);
+        assert.equal(image.architecture, host);
+      } finally {
+        await new Promise((done) => execFile(servicesEnv().dockerBin, ['-H', env.DOCKER_HOST, 'rmi', name], done));
+      }
+    });
+  });
+
+  describe('--push --strategy', { skip: registrySkipReason() }, () => {
+    let registry: TestRegistry;
+    before(async () => {
+      registry = await startRegistry('anonymous');
+    });
+    after(async () => {
+      await registry?.stop();
+    });
+
+    async function indexAt(name: string): Promise<{ digest: string; architectures: string[] }> {
+      const [host, ...rest] = name.split('/');
+      const [repo, tag] = rest.join('/').split(':') as [string, string];
+      const response = await fetch(`http://${host}/v2/${repo}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+      assert.equal(response.status, 200);
+      const bytes = Buffer.from(await response.arrayBuffer());
+      const document = JSON.parse(bytes.toString()) as { mediaType: string; manifests: Array<{ platform: { architecture: string } }> };
+      assert.equal(document.mediaType, 'application/vnd.oci.image.index.v1+json');
+      return { digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, architectures: document.manifests.map((m) => m.platform.architecture) };
+    }
+
+    test('merge adds a platform and keeps the others; abort refuses a platform that is there; overwrite replaces the index', async () => {
+      const name = `${registry.host}/kraft/merged:1`;
+      const meta = join(work, 'merge-meta.json');
+      const arm = await lapin(['build', '--platform', 'linux/arm64', '-t', name, '--push', '--strategy', 'merge', '--insecure-registry', registry.host, context]);
+      assert.equal(arm.status, 0, arm.stderr);
+      assert.deepEqual((await indexAt(name)).architectures, ['arm64']);
+      const amd = await lapin(['build', '--platform', 'linux/amd64', '-t', name, '--push', '--strategy', 'merge', '--metadata-file', meta, '--insecure-registry', registry.host, context]);
+      assert.equal(amd.status, 0, amd.stderr);
+      const merged = await indexAt(name);
+      assert.deepEqual(merged.architectures, ['arm64', 'amd64']);
+      // --metadata-file has the merged index pushed, as buildx writes an index's digest.
+      const written = JSON.parse(await readFile(meta, 'utf8')) as Record<string, unknown>;
+      assert.equal(written['containerimage.digest'], merged.digest);
+      assert.deepEqual(written['containerimage.descriptor'], { mediaType: 'application/vnd.oci.image.index.v1+json', digest: merged.digest, size: (written['containerimage.descriptor'] as { size: number }).size });
+      assert.equal(written['image.name'], name);
+      assert.equal(written['containerimage.config.digest'], undefined);
+
+      // Another arm64 image (a new label): abort stops before pushing, and the index stays.
+      const abort = await lapin(['build', '--platform', 'linux/arm64', '--label', 'changed=yes', '-t', name, '--push', '--strategy', 'abort', '--insecure-registry', registry.host, context]);
+      assert.equal(abort.status, 2, abort.stderr);
+      assert.match(abort.stderr, new RegExp(`^lapin: error: ${name.replace(/[/.]/g, '\\$&')} already has an image for linux/arm64 \\(--strategy abort\\)`, 'm'));
+      assert.doesNotMatch(abort.stderr, /\n\s+at /);
+      assert.equal((await indexAt(name)).digest, merged.digest);
+      // abort adds a platform that is not there yet.
+      const other = `${registry.host}/kraft/abort:1`;
+      assert.equal((await lapin(['build', '--platform', 'linux/amd64', '-t', other, '--push', '--strategy', 'abort', '--insecure-registry', registry.host, context])).status, 0);
+      assert.equal((await lapin(['build', '--platform', 'linux/arm64', '-t', other, '--push', '--strategy', 'abort', '--insecure-registry', registry.host, context])).status, 0);
+      assert.deepEqual((await indexAt(other)).architectures, ['amd64', 'arm64']);
+
+      const overwrite = await lapin(['build', '--platform', 'linux/amd64', '-t', name, '--push', '--strategy', 'overwrite', '--insecure-registry', registry.host, context]);
+      assert.equal(overwrite.status, 0, overwrite.stderr);
+      assert.deepEqual((await indexAt(name)).architectures, ['amd64']);
+    });
+  });
+});
