@@ -83,7 +83,7 @@ describe('the index through the build pipeline', () => {
     await writeFile(join(single, 'shared.txt'), 'x\n');
     const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-o', `type=oci,dest=${join(work, 'never.tar')}`, single]);
     assert.equal(result.status, 1, result.stderr);
-    assert.match(result.stderr, /^lapin: error: --platform linux\/arm64: the kernel \/unikernel\/app is built for amd64, not arm64/m);
+    assert.match(result.stderr, /^lapin: error: one-kernel\/Containerfile:5:7: --platform linux\/arm64: the kernel \/unikernel\/app is built for amd64, not arm64/m);
     const afterStart = result.stderr.slice(result.stderr.indexOf('building linux/arm64'));
     assert.doesNotMatch(afterStart, /layer (kernel|files|urunc metadata):/);
     assert.doesNotMatch(result.stderr, /building linux\/amd64/);
