@@ -11,6 +11,7 @@ import { GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
+import { MemberCache, sha256Async } from './member-cache.js';
 import { fsPath } from './names.js';
 import { READ_SIZE } from './tar-writer.js';
 import type { FsNode } from './tree.js';
@@ -69,6 +70,8 @@ function zstdVersionOnce(): Promise<string> {
  */
 export class LayerCache {
   readonly blobs: BlobStore;
+  /** gzip members by the hash of their input block, for layers that miss (src/image/member-cache.ts). */
+  readonly members: MemberCache;
   private readonly entries: string;
   private readonly onWarning: (message: string) => void;
   /** Why the cache was turned off during this build (a full or unwritable disk), if it was. */
@@ -79,11 +82,12 @@ export class LayerCache {
     this.blobs = new BlobStore(path.join(root, 'blobs'), true);
     this.entries = path.join(root, 'layers');
     this.onWarning = options.onWarning ?? (() => undefined);
+    this.members = new MemberCache(path.join(root, 'members'), { onWarning: this.onWarning });
   }
 
-  /** Directories holding the cache's small records: layer entries and the archives written (src/export/archive.ts). */
+  /** Directories holding the cache's small records: layer entries, the archives written (src/export/archive.ts), gzip members. */
   recordDirs(): string[] {
-    return [this.entries, path.join(this.dir, 'v1', 'archives')];
+    return [this.entries, path.join(this.dir, 'v1', 'archives'), this.members.dir];
   }
 
   get enabled(): boolean {
@@ -131,7 +135,7 @@ export class LayerCache {
           const file = node.source.path;
           let content = contentHashes.get(file);
           if (content === undefined) {
-            content = createHash('sha256').update(await readFile(file)).digest('hex');
+            content = await contentHash(file);
             contentHashes.set(file, content);
           }
           fields.push('content', content);
@@ -182,6 +186,38 @@ export class LayerCache {
 
   private entryPath(key: string): string {
     return path.join(this.entries, `${key}.json`);
+  }
+}
+
+/** Blocks of a staging file hashed at once on the thread pool. */
+const HASH_WINDOW = 4;
+
+/**
+ * A staging file's content key: sha256 over the sha256 of each 1 MiB block,
+ * the blocks hashed in parallel off the main thread. Streamed: a 1.2 GB
+ * block image is never held whole (readFile of it was).
+ */
+async function contentHash(file: string): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const hash = createHash('sha256');
+    const inFlight: Array<Promise<Buffer>> = [];
+    let position = 0;
+    let total = 0;
+    while (true) {
+      const buffer = Buffer.allocUnsafe(READ_SIZE);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      total += bytesRead;
+      inFlight.push(sha256Async(buffer.subarray(0, bytesRead)));
+      if (inFlight.length >= HASH_WINDOW) hash.update(await (inFlight.shift() as Promise<Buffer>));
+    }
+    for (const block of inFlight) hash.update(await block);
+    hash.update(`blocks of ${READ_SIZE}, ${total} bytes`);
+    return hash.digest('hex');
+  } finally {
+    await handle.close();
   }
 }
 
@@ -242,6 +278,11 @@ export interface CachedLayerResult extends LayerBlob {
   cached: boolean;
 }
 
+/** Reuses the cache's gzip members when the layer itself misses. */
+function withMembers(options: LayerOptions, cache: LayerCache): LayerOptions {
+  return options.compression === 'gzip' ? { ...options, memberCache: cache.members } : options;
+}
+
 /**
  * One blob written to two places at once: the output and the cache. When
  * the cache's disk fails (full, unwritable), the cache copy is dropped and
@@ -298,7 +339,7 @@ export async function writeLayerCached(
   let recordable = true;
   if (target.adoptsFiles) {
     try {
-      layer = await writeLayer(nodes, cache.blobs, options);
+      layer = await writeLayer(nodes, cache.blobs, withMembers(options, cache));
       await target.addFile(layer.digest, layer.size, cache.blobs.pathOf(layer.digest));
     } catch (error) {
       if (!isCacheDiskError(error)) throw error;
@@ -315,9 +356,9 @@ export async function writeLayerCached(
       await out.abort();
       throw error;
     });
-    if (cached === undefined) return { ...withoutPath(await writeLayer(nodes, out, options)), cached: false };
+    if (cached === undefined) return { ...withoutPath(await writeLayer(nodes, out, withMembers(options, cache))), cached: false };
     const both = tee(out, cached, cache);
-    layer = await writeLayer(nodes, both, options);
+    layer = await writeLayer(nodes, both, withMembers(options, cache));
     recordable = !both.cacheFailed();
   }
   if (recordable && (await cache.key(nodes, options, contentKeyed, contentHashes)) === key) {
@@ -330,5 +371,5 @@ export async function writeLayerCached(
 }
 
 function withoutPath(layer: LayerBlob & { path?: string }): LayerBlob {
-  return { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId };
+  return { mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId, ...(layer.members ? { members: layer.members } : {}) };
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { BlobTarget, IncomingBlob } from './blob-store.js';
 import { ParallelGzip } from './compress/parallel-gzip.js';
 import { ZSTD_DEFAULT_LEVEL, ZstdProcess } from './compress/zstd.js';
+import type { MemberCache, MemberStats } from './member-cache.js';
 import { tarChunks } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 
@@ -28,6 +29,12 @@ export interface LayerOptions {
   concurrency?: number;
   /** Called with the uncompressed bytes written so far. */
   onProgress?: (bytes: number) => void;
+  /**
+   * gzip members made before from the same 1 MiB blocks, reused instead of
+   * compressed (src/image/member-cache.ts). zstd streams through one
+   * program, not independent frames, so only gzip reuses members.
+   */
+  memberCache?: MemberCache;
 }
 
 export interface LayerBlob {
@@ -36,6 +43,8 @@ export interface LayerBlob {
   size: number;
   /** Digest of the uncompressed tar, the config's diff_id. */
   diffId: string;
+  /** With a member cache: gzip members reused and compressed. */
+  members?: MemberStats;
 }
 
 export function layerMediaType(compression: Compression): string {
@@ -71,8 +80,14 @@ export async function writeLayer(nodes: readonly FsNode[], target: BlobTarget | 
     return out.write(data);
   };
   let compressor: Compressor;
+  let members: MemberStats | undefined;
   if (options.compression === 'gzip') {
-    compressor = new ParallelGzip({ level, ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}) }, sink);
+    const gzip = new ParallelGzip(
+      { level, ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}), ...(options.memberCache ? { members: options.memberCache } : {}) },
+      sink,
+    );
+    if (options.memberCache?.enabled) members = gzip.stats;
+    compressor = gzip;
   } else if (options.compression === 'zstd') {
     compressor = new ZstdProcess(level, sink);
   } else {
@@ -91,7 +106,7 @@ export async function writeLayer(nodes: readonly FsNode[], target: BlobTarget | 
     // Uncompressed, the blob is the tar itself: one hash serves both.
     const digest = compressed ? `sha256:${compressed.digest('hex')}` : diffId;
     const path = await out.commit(digest);
-    return { mediaType: layerMediaType(options.compression), digest, size, diffId, ...(path !== undefined ? { path } : {}) };
+    return { mediaType: layerMediaType(options.compression), digest, size, diffId, ...(path !== undefined ? { path } : {}), ...(members ? { members } : {}) };
   } catch (error) {
     compressor.kill?.();
     await out.abort();

@@ -82,7 +82,7 @@ export async function writeImage(input: WriteImageInput): Promise<Image> {
     };
     const layer = await writeLayerCached(content.nodes, target, layerOptions, cache, [input.staging]);
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
-    const from = layer.cached ? ', cached' : '';
+    const from = layer.cached ? ', cached' : layer.members?.reused ? `, ${layer.members.reused} of ${layer.members.reused + layer.members.compressed} gzip members reused` : '';
     input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${formatBytes(layer.size)}${from})` });
   }
   const created = new Date(mtime * 1000).toISOString().replace(/\.000Z$/, 'Z');

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { constants, gzip, type ZlibOptions } from 'node:zlib';
+import type { MemberCache, MemberStats } from '../member-cache.js';
 
 /** Input is cut into blocks of this size, each compressed alone as one gzip member. */
 export const GZIP_CHUNK_SIZE = 1024 * 1024;
@@ -21,6 +22,13 @@ export interface ParallelGzipOptions {
   concurrency?: number;
   /** Block size; part of the format, so fixed unless a test needs small blocks. */
   chunkSize?: number;
+  /** Members made before from the same block are taken from here instead of compressed again. */
+  members?: MemberCache;
+}
+
+/** Everything besides a block's bytes that decides its member's bytes: the member cache's key has it. */
+export function gzipMemberFormat(level: number): string {
+  return `gzip level ${level} memLevel ${GZIP_MEM_LEVEL} os ${GZIP_OS_UNIX} zlib ${process.versions.zlib}`;
 }
 
 /**
@@ -62,6 +70,9 @@ export class ParallelGzip {
   private readonly level: number;
   private readonly concurrency: number;
   private readonly chunkSize: number;
+  private readonly memberCache: MemberCache | undefined;
+  /** Members reused from the cache and compressed, when there is a cache. */
+  readonly stats: MemberStats = { reused: 0, compressed: 0 };
   private readonly inFlight: Array<Promise<Buffer>> = [];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -76,6 +87,7 @@ export class ParallelGzip {
     this.level = options.level;
     this.concurrency = Math.max(1, options.concurrency ?? availableParallelism());
     this.chunkSize = options.chunkSize ?? GZIP_CHUNK_SIZE;
+    this.memberCache = options.members?.enabled ? options.members : undefined;
   }
 
   /** Adds input; resolves once there is room for more. The buffer may be kept until then. */
@@ -95,6 +107,7 @@ export class ParallelGzip {
     // Empty input still makes a valid gzip stream: one empty member.
     if (this.pendingBytes > 0 || this.members === 0) await this.submit();
     while (this.inFlight.length > 0) await this.deliverOne();
+    await this.memberCache?.evict();
   }
 
   private async submit(): Promise<void> {
@@ -102,7 +115,9 @@ export class ParallelGzip {
     this.pending = [];
     this.pendingBytes = 0;
     this.members++;
-    const member = gzipMember(block, { level: this.level, memLevel: GZIP_MEM_LEVEL });
+    const compress = (): Promise<Buffer> => gzipMember(block, { level: this.level, memLevel: GZIP_MEM_LEVEL });
+    // Same order, same bytes: a cached member is one this block compressed to before.
+    const member = this.memberCache ? this.memberCache.member(gzipMemberFormat(this.level), block, compress, this.stats) : compress();
     // Keep a rejection from going unhandled while earlier blocks are delivered.
     member.catch((error: unknown) => {
       this.failure ??= error;

@@ -1,0 +1,196 @@
+/**
+ * Compressed gzip members, kept by the hash of the 1 MiB block of tar they
+ * were made from. lapin's gzip layers are independent members cut at fixed
+ * offsets of the tar (compress/parallel-gzip.ts), so a block whose bytes did
+ * not change compresses to the very member it did last time: a rebuild
+ * after a one-file change takes every other member from here instead of
+ * compressing it again, and the layer's bytes stay what a cold build writes.
+ *
+ * - Key: sha256 over the member format (level, memLevel, zlib version, the
+ *   OS byte, this file's format number) and the block's sha256.
+ * - Entry: `<dir>/<key>`, a 40-byte header (magic, then the sha256 of the
+ *   member) followed by the member. Read without following a symlink, a
+ *   regular file only, and the member hashed against its header before use:
+ *   a truncated or corrupt entry is a miss (and is compressed again and
+ *   rewritten), never bytes in a layer.
+ * - Written temp + rename, not flushed: a torn entry after a power loss
+ *   fails its hash and is rewritten, so an fsync per member (880 of them in
+ *   a 1.2 GB image) would buy nothing.
+ * - Bounded: after a build stored members, the oldest entries (by mtime; a
+ *   hit touches its entry) are removed until the directory holds at most
+ *   90 % of the cap. Default cap 2 GiB; `LAPIN_MEMBER_CACHE_SIZE` (e.g.
+ *   `8G`, `0` turns member reuse off) changes it.
+ */
+import { webcrypto } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, rename, rm, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { parseByteSize } from '../rootfs/size.js';
+import { temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
+import { makeDirectories } from '../mkdirp.js';
+
+/** Bump when an entry's layout, or the way a member is made, changes. */
+const MEMBER_FORMAT = 1;
+const MAGIC = Buffer.from('lpnmemb1', 'latin1');
+const HEADER_BYTES = MAGIC.length + 32;
+export const MEMBER_CACHE_DEFAULT_BYTES = 2 * 1024 * 1024 * 1024;
+/** Eviction leaves this share of the cap, so that the next build does not evict at once. */
+const EVICT_TO = 0.9;
+
+/** sha256 on libuv's thread pool (WebCrypto's digest is asynchronous): blocks hash in parallel, off the main thread. */
+export async function sha256Async(data: Uint8Array): Promise<Buffer> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+}
+
+/** The cap from `LAPIN_MEMBER_CACHE_SIZE`, the default without it; 0 turns member reuse off. */
+export function memberCacheCap(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env.LAPIN_MEMBER_CACHE_SIZE;
+  if (text === undefined || text.trim() === '') return MEMBER_CACHE_DEFAULT_BYTES;
+  if (/^\s*0+\s*$/.test(text)) return 0;
+  return parseByteSize(text) ?? MEMBER_CACHE_DEFAULT_BYTES;
+}
+
+export interface MemberStats {
+  /** Members taken from the cache. */
+  reused: number;
+  /** Members compressed (and stored). */
+  compressed: number;
+}
+
+export class MemberCache {
+  private writable = true;
+  private stored = 0;
+
+  constructor(
+    readonly dir: string,
+    private readonly options: { maxBytes?: number; onWarning?: (message: string) => void } = {},
+  ) {}
+
+  get maxBytes(): number {
+    return this.options.maxBytes ?? memberCacheCap();
+  }
+
+  get enabled(): boolean {
+    return this.maxBytes > 0;
+  }
+
+  /** The key of a block's member for a format (everything besides the block that decides its bytes). */
+  static async key(format: string, block: Uint8Array): Promise<string> {
+    const blockHash = await sha256Async(block);
+    return (await sha256Async(Buffer.from(`lapin member ${MEMBER_FORMAT}\n${format}\n${blockHash.toString('hex')}`))).toString('hex');
+  }
+
+  /**
+   * The member for `block`: the cached one when its entry is sound, else
+   * `compress(block)`, stored for next time. Counts into `stats`.
+   */
+  async member(format: string, block: Buffer, compress: () => Promise<Buffer>, stats: MemberStats): Promise<Buffer> {
+    const key = await MemberCache.key(format, block);
+    const cached = await this.get(key);
+    if (cached !== undefined) {
+      stats.reused++;
+      return cached;
+    }
+    const member = await compress();
+    stats.compressed++;
+    await this.put(key, member);
+    return member;
+  }
+
+  /** A sound entry's member, or undefined (missing, not a regular file, truncated, corrupt). */
+  async get(key: string): Promise<Buffer | undefined> {
+    let handle;
+    try {
+      handle = await open(this.entryPath(key), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return undefined;
+    }
+    try {
+      const info = await handle.stat();
+      // A member of a 1 MiB block is never near this; anything bigger is not one of ours.
+      if (!info.isFile() || info.size <= HEADER_BYTES || info.size > 4 * 1024 * 1024) return undefined;
+      const data = Buffer.allocUnsafe(info.size);
+      let filled = 0;
+      while (filled < data.length) {
+        const { bytesRead } = await handle.read(data, filled, data.length - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled !== data.length || !data.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+      const member = data.subarray(HEADER_BYTES);
+      if (!(await sha256Async(member)).equals(data.subarray(MAGIC.length, HEADER_BYTES))) return undefined;
+      // Recently used: eviction removes the oldest first.
+      const now = new Date();
+      await handle.utimes(now, now).catch(() => undefined);
+      return member;
+    } catch {
+      return undefined;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Stores a member, temp + rename. A cache disk that cannot take it turns storing off for this process, once, with a warning. */
+  async put(key: string, member: Buffer): Promise<void> {
+    if (!this.writable) return;
+    const target = this.entryPath(key);
+    const temp = path.join(this.dir, temporaryName(`${key}.tmp-`));
+    trackTemporary(temp);
+    try {
+      await makeDirectories(this.dir);
+      const header = Buffer.concat([MAGIC, await sha256Async(member)]);
+      const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      try {
+        await handle.writev([header, member]);
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, target);
+      this.stored += member.length + HEADER_BYTES;
+    } catch (error) {
+      await rm(temp, { force: true }).catch(() => undefined);
+      this.writable = false;
+      this.options.onWarning?.(`gzip member cache off: cannot write to ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); compressing without storing`);
+    } finally {
+      untrackTemporary(temp);
+    }
+  }
+
+  /**
+   * Keeps the directory under the cap: when this process stored members,
+   * removes the least recently used entries down to 90 % of it. Concurrent
+   * builds may evict at once; a build that finds an entry gone compresses
+   * that block again.
+   */
+  async evict(): Promise<void> {
+    if (this.stored === 0) return;
+    this.stored = 0;
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return;
+    }
+    const entries: Array<{ file: string; size: number; mtime: number }> = [];
+    let total = 0;
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name)) continue;
+      const file = path.join(this.dir, name);
+      const info = await lstat(file).catch(() => undefined);
+      if (!info?.isFile()) continue;
+      entries.push({ file, size: info.size, mtime: info.mtimeMs });
+      total += info.size;
+    }
+    if (total <= this.maxBytes) return;
+    entries.sort((a, b) => a.mtime - b.mtime);
+    for (const entry of entries) {
+      if (total <= this.maxBytes * EVICT_TO) break;
+      await unlink(entry.file).catch(() => undefined);
+      total -= entry.size;
+    }
+  }
+
+  private entryPath(key: string): string {
+    return path.join(this.dir, key);
+  }
+}
