@@ -5,7 +5,7 @@
 // here passes or fails a build. Fixtures are made once under bench/.work.
 import { Buffer } from 'node:buffer';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync, writeSync, openSync, readSync, closeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,10 +15,12 @@ const work = path.resolve(process.env.LAPIN_BENCH_DIR ?? path.join(root, 'bench'
 const reps = Number(process.env.LAPIN_BENCH_REPS ?? 11);
 const bigReps = Number(process.env.LAPIN_BENCH_BIG_REPS ?? 3);
 // LAPIN_BENCH_ONLY=seed skips the 1.2 GB rootfs half (a minute instead of five);
-// LAPIN_BENCH_ONLY=registry runs only the registry rows (push, pull) and the one-file rebuild.
+// LAPIN_BENCH_ONLY=registry runs only the registry rows (push, pull);
+// LAPIN_BENCH_ONLY=rebuild only the one-file rebuild of a block rootfs built from `include`.
 const only = process.env.LAPIN_BENCH_ONLY;
 const seedOnly = only === 'seed';
 const registryOnly = only === 'registry';
+const rebuildOnly = only === 'rebuild';
 // The installed command, as `npx lapin` runs it: bin/lapin, with its start-up snapshot.
 const lapin = path.join(root, 'bin', 'lapin');
 const cacheDir = path.join(work, 'cache');
@@ -307,6 +309,78 @@ function measureSeed(seed, env) {
   return { nodeStart, version, seedLapin, seedNoSync, seedBuildah, seedRebuild, noOutput };
 }
 
+/**
+ * A block rootfs built from `include`: about 1 GB of system files copied
+ * once under bench/.work/include, made into a ~1.2 GB ext4 image by lapin.
+ */
+function makeIncludeContext(dir) {
+  const files = path.join(dir, 'files');
+  if (!existsSync(path.join(dir, 'bunnyfile'))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(files, { recursive: true });
+    let bytes = 0;
+    for (const candidate of ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/share/locale', '/usr/share/doc', '/usr/bin']) {
+      if (bytes > 850e6 || !existsSync(candidate)) continue;
+      const size = Number(execFileSync('du', ['-sb', candidate], { encoding: 'utf8' }).split('\t')[0]);
+      if (bytes + size > 1000e6) continue;
+      execFileSync('cp', ['-a', candidate, path.join(files, candidate.replaceAll('/', '_'))]);
+      bytes += size;
+    }
+    makeKernel(path.join(dir, 'vmlinuz'));
+    writeFileSync(
+      path.join(dir, 'bunnyfile'),
+      ['version: v0.1', 'platforms:', '  framework: linux', '  monitor: qemu', '  architecture: x86_64', 'kernel:', '  from: local', '  path: vmlinuz', 'rootfs:', '  type: block', '  include:', '    - files:/data', 'cmd: ["/bin/sh"]', ''].join('\n'),
+    );
+  }
+  // The file the rebuilds change: a mid-sized one, the same each time (the first in sorted order of 300-400 KB).
+  const found = execFileSync('sh', ['-c', `cd ${files} && find . -type f -size +300k -size -400k | LC_ALL=C sort | head -1`], { encoding: 'utf8' }).trim();
+  return { changed: path.join(files, found), files };
+}
+
+/**
+ * The one-file rebuild: in each round, a cold build (empty cache), then the
+ * same build after 100 bytes of one file are overwritten (same size), then
+ * after 10 000 bytes are appended to it (size change), both with the cache
+ * the round filled. The file is put back before each round.
+ */
+function measureRebuild() {
+  const dir = path.join(work, 'include');
+  const { changed } = makeIncludeContext(dir);
+  const original = path.join(work, 'include-original.bin');
+  if (!existsSync(original)) execFileSync('cp', [changed, original]);
+  const rebuildCache = path.join(work, 'rebuild-cache');
+  const command = `LAPIN_CACHE_DIR=${rebuildCache} ${lapin} build -q --urunc-checks warn -t bench:include -o ${work}/lapin-include.tar -f ${dir}/bunnyfile ${dir} >/dev/null`;
+  let round = 0;
+  const [cold, same, grown] = measureInterleaved(
+    [
+      {
+        name: 'rebuild: lapin block rootfs from include, cold (empty cache)',
+        command,
+        before: () => {
+          execFileSync('cp', [original, changed]);
+          rmSync(rebuildCache, { recursive: true, force: true });
+          rmSync(path.join(work, 'lapin-include.tar'), { force: true });
+          round++;
+        },
+      },
+      {
+        name: 'rebuild: after one file changed, same size (warm cache)',
+        command,
+        before: () => {
+          const fd = openSync(changed, 'r+');
+          writeSync(fd, Buffer.alloc(100, `round ${round} `), 0, 100, 1000);
+          closeSync(fd);
+        },
+      },
+      { name: 'rebuild: after one file grew by 10 000 bytes (warm cache)', command, before: () => appendFileSync(changed, Buffer.alloc(10000, `grown ${round} `)) },
+    ],
+    bigReps,
+  );
+  execFileSync('cp', [original, changed]);
+  const bytes = Number(execFileSync('du', ['-sb', path.join(dir, 'files')], { encoding: 'utf8' }).split('\t')[0]);
+  return { cold, same, grown, describe: `${(bytes / 1e6).toFixed(0)} MB of files included, ${path.relative(dir, changed)} changed` };
+}
+
 function main() {
   ensureTools();
   mkdirSync(work, { recursive: true });
@@ -314,7 +388,7 @@ function main() {
   const seed = path.join(work, 'seed');
   const bigDir = path.join(work, 'rootfs');
   makeSeed(seed);
-  const image = seedOnly ? undefined : makeRootfs(bigDir);
+  const image = seedOnly || rebuildOnly ? undefined : makeRootfs(bigDir);
 
   const env = `LAPIN_CACHE_DIR=${cacheDir}`;
   const clearCache = () => rmSync(cacheDir, { recursive: true, force: true });
@@ -324,15 +398,17 @@ function main() {
   timed(`cat ${image ?? ''} ${seed}/network.hvt > /dev/null`);
   timed(`${env} ${lapinCommand(seed, '--no-cache')}`);
 
-  const seedPart = registryOnly ? undefined : measureSeed(seed, env);
-  const big = seedOnly || registryOnly ? undefined : measureRootfs(bigDir, image, env, seedPart.noOutput, clearCache);
-  const reg = seedOnly ? undefined : measureRegistry(bigDir, env);
+  const seedPart = registryOnly || rebuildOnly ? undefined : measureSeed(seed, env);
+  const big = seedOnly || registryOnly || rebuildOnly ? undefined : measureRootfs(bigDir, image, env, seedPart.noOutput, clearCache);
+  const reg = seedOnly || rebuildOnly ? undefined : measureRegistry(bigDir, env);
+  const rebuild = seedOnly || registryOnly ? undefined : measureRebuild();
 
   const ratio = (a, b) => a.wall / b.wall;
   const lines = [];
   const fmt = (s) => `${s.toFixed(3)} s`;
   lines.push(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ${os.release()}`);
-  lines.push(`date: ${new Date().toISOString()}; medians of ${reps} (seed, lapin and buildah interleaved)${image ? ` and ${bigReps} (rootfs, registry) runs; rootfs ${(statSync(image).size / 1e9).toFixed(2)} GB` : ' runs; rootfs skipped (LAPIN_BENCH_ONLY=seed)'}${registryOnly ? '; registry rows only (LAPIN_BENCH_ONLY=registry)' : ''}`);
+  if (rebuild) lines.push(`rebuild fixture: ${rebuild.describe}`);
+  lines.push(`date: ${new Date().toISOString()}; medians of ${reps} (seed, lapin and buildah interleaved)${image ? ` and ${bigReps} (rootfs, registry) runs; rootfs ${(statSync(image).size / 1e9).toFixed(2)} GB` : ` runs; rootfs skipped (LAPIN_BENCH_ONLY=${only})`}${registryOnly ? '; registry rows only (LAPIN_BENCH_ONLY=registry)' : ''}${rebuildOnly ? '; one-file rebuild rows only (LAPIN_BENCH_ONLY=rebuild)' : ''}`);
   lines.push(`load: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (1, 5, 15 min) at the end; started at ${startLoad}`);
   lines.push('');
   lines.push('| measurement | median | max RSS |');
@@ -340,10 +416,11 @@ function main() {
   const rows = seedPart ? [seedPart.nodeStart, seedPart.version, seedPart.seedLapin, seedPart.seedNoSync, seedPart.seedBuildah, seedPart.seedRebuild] : [];
   if (big) rows.push(big.pigz, big.zstd, big.sha, big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild, big.bigBuildah);
   if (reg) rows.push(reg.push, reg.pushSkopeo, reg.pull, reg.pullSkopeo);
+  if (rebuild) rows.push(rebuild.cold, rebuild.same, rebuild.grown);
   for (const m of rows) {
     lines.push(`| ${m.name.replaceAll('|', '\\|')} | ${fmt(m.wall)} | ${m.rss.toFixed(0)} MiB |`);
   }
-  const lapinRuns = [...(seedPart ? [seedPart.seedLapin, seedPart.seedRebuild] : []), ...(big ? [big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild] : []), ...(reg ? [reg.push, reg.pull] : [])];
+  const lapinRuns = [...(seedPart ? [seedPart.seedLapin, seedPart.seedRebuild] : []), ...(big ? [big.bigGzip, big.bigZstd, big.bigNone, big.bigRebuild] : []), ...(reg ? [reg.push, reg.pull] : []), ...(rebuild ? [rebuild.cold, rebuild.same, rebuild.grown] : [])];
   const peak = Math.max(...lapinRuns.map((m) => m.rss));
   const targets = seedPart ? [['seed → archive vs buildah', ratio(seedPart.seedLapin, seedPart.seedBuildah), 0.33, '×']] : [];
   if (big) {
@@ -358,6 +435,10 @@ function main() {
   if (big) targets.push(['rootfs rebuild, nothing changed', big.bigRebuild.wall * 1000, 150, 'ms']);
   if (reg) {
     targets.push(['push vs skopeo copy oci-archive: docker://', ratio(reg.push, reg.pushSkopeo), 1, '×'], ['pull + FROM build vs skopeo copy docker:// oci:', ratio(reg.pull, reg.pullSkopeo), 1.3, '×']);
+  }
+  if (rebuild) {
+    targets.push(['one-file rebuild (same size) vs cold build, block rootfs from include', ratio(rebuild.same, rebuild.cold), 0.4, '×']);
+    targets.push(['one-file rebuild (file grown) vs cold build, block rootfs from include', ratio(rebuild.grown, rebuild.cold), 0.4, '×']);
   }
   targets.push(['peak memory of lapin', peak, 300, 'MiB']);
   lines.push('');

@@ -10,8 +10,8 @@
  * control is fixed here:
  * - its configuration: MKE2FS_CONFIG points at a file lapin writes, so the
  *   host's /etc/mke2fs.conf cannot change features or sizes;
- * - UUID and directory hash seed: derived from the tree's metadata (-U,
- *   -E hash_seed), so two builds of the same tree agree;
+ * - UUID and directory hash seed: derived from the flavor and the epoch
+ *   (-U, -E hash_seed), so two builds agree and a changed file leaves them;
  * - the clock: E2FSPROGS_FAKE_TIME for the superblock and lost+found.
  *   e2fsprogs reads a fake time of 0 as "not set" and takes the wall clock,
  *   so epoch 0 runs the tools at 1 s; debugfs then sets the creation and
@@ -27,11 +27,12 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { link, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
 import { copySourceFile } from '../image/source-file.js';
-import { comparePaths, type FsNode } from '../image/tree.js';
+import { fsPath } from '../image/names.js';
+import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
 import { makeDirectories } from '../mkdirp.js';
 
 /** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
@@ -255,23 +256,53 @@ function lastLines(text: string): string {
   return text.trim().split('\n').filter((l) => l.trim() !== '' && !/^(mke2fs|debugfs|e2fsck) \d/.test(l)).slice(-3).join('; ');
 }
 
-/** A UUID (version 4 layout) derived from the tree's metadata, so it is stable yet differs between trees. */
-function treeUuid(list: readonly FsNode[], flavor: ExtFlavor, size: number): string {
-  const hash = createHash('sha256').update(`lapin ext ${flavor} ${size}\n`);
-  for (const node of list) {
-    const extra = node.type === 'file' ? node.size : node.type === 'dir' ? '' : node.target;
-    hash.update(`${node.type} ${node.path} ${node.mode} ${node.uid} ${node.gid} ${Math.floor(node.mtime)} ${extra}\n`);
-  }
-  const bytes = hash.digest().subarray(0, 16);
+/**
+ * A UUID (version 4 layout) derived from the flavor and the epoch only, so
+ * it is reproducible and stays the same when a file changes. With
+ * metadata_csum every checksummed block (inode tables, bitmaps, group
+ * descriptors, directories, extent blocks) is seeded by the UUID: one
+ * derived from the files' sizes, as it was, made a one-file size change
+ * rewrite all of them (docs/performance.md, "What mke2fs rewrites").
+ */
+export function extUuid(flavor: ExtFlavor, mtime: number): string {
+  const bytes = createHash('sha256').update(`lapin ext ${flavor} ${Math.floor(mtime)}\n`).digest().subarray(0, 16);
   bytes[6] = ((bytes[6] as number) & 0x0f) | 0x40;
   bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
+/**
+ * Stages a context file for mke2fs, which only reads it: a hard link when
+ * the staging directory is on the file's file system (no copy of the data:
+ * a 1.2 GB tree took seconds to copy), else a copy. The link must be the
+ * regular file the build saw (device and inode), and each inode is linked
+ * once: mke2fs makes staged files that share an inode hard links of each
+ * other, which separate files of the tree are not. Anything else (another
+ * file system, protected_hardlinks, a swapped path) falls back to the copy,
+ * which makes its own checks.
+ */
+async function stageFile(source: Extract<FileSource, { kind: 'path' }>, target: string, linked: Set<string>): Promise<void> {
+  try {
+    await link(fsPath(source.path), target);
+    const info = await lstat(target);
+    const id = `${info.dev}:${info.ino}`;
+    const seen = source.identity === undefined || (info.dev === source.identity.dev && info.ino === source.identity.ino);
+    if (info.isFile() && seen && !linked.has(id)) {
+      linked.add(id);
+      return;
+    }
+    await rm(target, { force: true });
+  } catch {
+    await rm(target, { force: true });
+  }
+  await copySourceFile(source, target);
+}
+
 /** Writes the tree under `root` with the right types and contents; modes, owners and times come later. */
 async function materialize(list: readonly FsNode[], root: string): Promise<void> {
   await makeDirectories(root);
+  const linked = new Set<string>();
   for (const node of list) {
     const target = path.join(root, ...node.path.split('/'));
     switch (node.type) {
@@ -280,7 +311,7 @@ async function materialize(list: readonly FsNode[], root: string): Promise<void>
         break;
       case 'file':
         if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
-        else await copySourceFile(node.source, target);
+        else await stageFile(node.source, target, linked);
         break;
       case 'symlink':
         await symlink(node.target, target);
@@ -339,7 +370,7 @@ export async function writeExtImage(nodes: readonly FsNode[], outFile: string, o
     const env = toolEnv(options.mtime, config);
     // An automatic size that mke2fs finds too small (its block estimate differs from ours) grows and retries.
     for (let attempt = 0; ; attempt++) {
-      const uuid = treeUuid(list, options.flavor, size);
+      const uuid = extUuid(options.flavor, options.mtime);
       const args = [
         '-q', '-F', '-t', options.flavor, '-T', 'lapin', '-b', String(BLOCK_BYTES),
         '-I', options.flavor === 'ext4' ? '256' : '128', '-N', String(inodes), '-m', '0',
