@@ -349,13 +349,16 @@ function measureRebuild() {
   const original = path.join(work, 'include-original.bin');
   if (!existsSync(original)) execFileSync('cp', [changed, original]);
   const rebuildCache = path.join(work, 'rebuild-cache');
-  const command = `LAPIN_CACHE_DIR=${rebuildCache} ${lapin} build -q --urunc-checks warn -t bench:include -o ${work}/lapin-include.tar -f ${dir}/bunnyfile ${dir} >/dev/null`;
+  // Each case also appends its CPU time (user + system, children included) to a file of its own: on a shared machine CPU time varies less than wall time.
+  const cpuLog = (name) => path.join(work, `rebuild-cpu-${name}.txt`);
+  for (const name of ['cold', 'same', 'grown']) rmSync(cpuLog(name), { force: true });
+  const command = (name) => `LAPIN_CACHE_DIR=${rebuildCache} /usr/bin/time -a -o ${cpuLog(name)} -f '%U %S' ${lapin} build -q --urunc-checks warn -t bench:include -o ${work}/lapin-include.tar -f ${dir}/bunnyfile ${dir} >/dev/null`;
   let round = 0;
   const [cold, same, grown] = measureInterleaved(
     [
       {
         name: 'rebuild: lapin block rootfs from include, cold (empty cache)',
-        command,
+        command: command('cold'),
         before: () => {
           execFileSync('cp', [original, changed]);
           rmSync(rebuildCache, { recursive: true, force: true });
@@ -365,20 +368,24 @@ function measureRebuild() {
       },
       {
         name: 'rebuild: after one file changed, same size (warm cache)',
-        command,
+        command: command('same'),
         before: () => {
           const fd = openSync(changed, 'r+');
           writeSync(fd, Buffer.alloc(100, `round ${round} `), 0, 100, 1000);
           closeSync(fd);
         },
       },
-      { name: 'rebuild: after one file grew by 10 000 bytes (warm cache)', command, before: () => appendFileSync(changed, Buffer.alloc(10000, `grown ${round} `)) },
+      { name: 'rebuild: after one file grew by 10 000 bytes (warm cache)', command: command('grown'), before: () => appendFileSync(changed, Buffer.alloc(10000, `grown ${round} `)) },
     ],
     bigReps,
   );
   execFileSync('cp', [original, changed]);
   const bytes = Number(execFileSync('du', ['-sb', path.join(dir, 'files')], { encoding: 'utf8' }).split('\t')[0]);
-  return { cold, same, grown, describe: `${(bytes / 1e6).toFixed(0)} MB of files included, ${path.relative(dir, changed)} changed` };
+  const cpu = (name) => median(execFileSync('cat', [cpuLog(name)], { encoding: 'utf8' }).trim().split('\n').map((line) => line.split(' ').reduce((a, b) => a + Number(b), 0)));
+  const cpus = { cold: cpu('cold'), same: cpu('same'), grown: cpu('grown') };
+  const cpuText = `CPU (user + system) medians: cold ${cpus.cold.toFixed(2)} s, same size ${cpus.same.toFixed(2)} s (${(cpus.same / cpus.cold).toFixed(2)} ×), grown ${cpus.grown.toFixed(2)} s (${(cpus.grown / cpus.cold).toFixed(2)} ×)`;
+  log(`rebuild ${cpuText}`);
+  return { cold, same, grown, describe: `${(bytes / 1e6).toFixed(0)} MB of files included, ${path.relative(dir, changed)} changed; ${cpuText}` };
 }
 
 function main() {

@@ -11,7 +11,7 @@ import { GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL } from './compress/parallel-gzip.js';
 import { zstdArguments } from './compress/zstd.js';
 import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
-import { MemberCache, sha256Async } from './member-cache.js';
+import { MemberCache } from './member-cache.js';
 import { fsPath } from './names.js';
 import { READ_SIZE } from './tar-writer.js';
 import type { FsNode } from './tree.js';
@@ -189,32 +189,21 @@ export class LayerCache {
   }
 }
 
-/** Blocks of a staging file hashed at once on the thread pool. */
-const HASH_WINDOW = 4;
-
 /**
- * A staging file's content key: sha256 over the sha256 of each 1 MiB block,
- * the blocks hashed in parallel off the main thread. Streamed: a 1.2 GB
- * block image is never held whole (readFile of it was).
+ * A staging file's content key: its sha256, read in 1 MiB blocks into one
+ * buffer. Streamed: a 1.2 GB block image is never held whole (readFile of
+ * it was).
  */
 async function contentHash(file: string): Promise<string> {
   const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
     const hash = createHash('sha256');
-    const inFlight: Array<Promise<Buffer>> = [];
-    let position = 0;
-    let total = 0;
+    const buffer = Buffer.allocUnsafe(READ_SIZE);
     while (true) {
-      const buffer = Buffer.allocUnsafe(READ_SIZE);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0) break;
-      position += bytesRead;
-      total += bytesRead;
-      inFlight.push(sha256Async(buffer.subarray(0, bytesRead)));
-      if (inFlight.length >= HASH_WINDOW) hash.update(await (inFlight.shift() as Promise<Buffer>));
+      hash.update(buffer.subarray(0, bytesRead));
     }
-    for (const block of inFlight) hash.update(await block);
-    hash.update(`blocks of ${READ_SIZE}, ${total} bytes`);
     return hash.digest('hex');
   } finally {
     await handle.close();
