@@ -1,10 +1,12 @@
 // gzip members reused by the hash of their 1 MiB input block: the layer's
 // bytes must be exactly a cold build's, whatever the cache holds.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, truncate, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
 import { BlobStore } from '../../src/image/blob-store.js';
@@ -14,6 +16,8 @@ import type { FsNode } from '../../src/image/tree.js';
 import { kernelContainerfile } from '../helpers/fixtures.js';
 
 const MIB = 1024 * 1024;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 const MTIME = 1_700_000_000;
 
 /** Deterministic bytes that compress a little (text-like), so members differ from their blocks. */
@@ -182,6 +186,22 @@ describe('gzip member cache', () => {
       const cacheOff = path.join(dir, 'never');
       await buildTo('off', { cache: false, cacheDir: cacheOff });
       await assert.rejects(readdir(path.join(cacheOff, 'v1', 'members')), { code: 'ENOENT' });
+    });
+
+    test('the CLI with --no-cache neither reads nor writes members; without it, it reuses them', async () => {
+      const cliCache = path.join(dir, 'cli cache');
+      const run = (...flags: string[]): ReturnType<typeof spawnSync> =>
+        spawnSync(process.execPath, [...CLI, 'build', '--urunc-checks', 'warn', ...flags, '-o', path.join(dir, 'cli.tar'), context], { cwd: dir, encoding: 'utf8', env: { ...process.env, LAPIN_CACHE_DIR: cliCache } });
+      const off = run('--no-cache');
+      assert.equal(off.status, 0, String(off.stderr));
+      await assert.rejects(readdir(path.join(cliCache, 'v1', 'members')), { code: 'ENOENT' });
+      assert.equal(run().status, 0);
+      const kernel = path.join(context, 'kernel.hvt');
+      const data = await readFile(kernel);
+      data.write('cli', 1 * MIB + 5, 'latin1');
+      await writeFile(kernel, data);
+      const warm = run();
+      assert.match(String(warm.stdout) + String(warm.stderr), /layer kernel: .*, 5 of 6 gzip members reused\)/);
     });
 
     test('two builds at once share the cache and both write a cold build\'s bytes', async () => {
