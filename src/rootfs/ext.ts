@@ -311,7 +311,8 @@ async function materialize(list: readonly FsNode[], root: string): Promise<void>
         break;
       case 'file':
         if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
-        else await stageFile(node.source, target, linked);
+        else if (node.source.kind === 'path') await stageFile(node.source, target, linked);
+        else await copySourceFile(node.source, target);
         break;
       case 'symlink':
         await symlink(node.target, target);
