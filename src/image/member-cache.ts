@@ -64,6 +64,7 @@ export interface MemberStats {
 
 export class MemberCache {
   private writable = true;
+  private dirMade = false;
   private stored = 0;
 
   constructor(
@@ -141,7 +142,10 @@ export class MemberCache {
     const temp = path.join(this.dir, temporaryName(`${key}.tmp-`));
     trackTemporary(temp);
     try {
-      await makeDirectories(this.dir);
+      if (!this.dirMade) {
+        await makeDirectories(this.dir);
+        this.dirMade = true;
+      }
       const header = Buffer.concat([MAGIC, sha256Block(member)]);
       const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
