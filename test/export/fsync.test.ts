@@ -75,7 +75,9 @@ describe('fsync before the final rename', { skip: noStrace }, () => {
     const cacheRenames = calls.filter((c) => c.kind === 'rename' && (c.paths[1] as string).startsWith(path.join(work, 'cache')));
     assert.ok(cacheRenames.some((c) => (c.paths[0] as string).includes('/.incoming-')), 'a layer blob was filed in the cache');
     assert.ok(cacheRenames.some((c) => (c.paths[1] as string).includes('/v1/layers/')), 'a layer entry was recorded');
-    for (const rename of cacheRenames) assertFlushedBeforeRename(calls, rename.paths[1] as string, same);
+    // Compressed members are not flushed (src/image/member-cache.ts): each is hashed against its header
+    // before every use, so one torn by a crash is a miss, not wrong bytes.
+    for (const rename of cacheRenames) if (!(rename.paths[1] as string).includes('/v1/members/')) assertFlushedBeforeRename(calls, rename.paths[1] as string, same);
   });
 
   test('an OCI layout directory and a rootfs directory', () => {
