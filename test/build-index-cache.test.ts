@@ -180,7 +180,8 @@ describe('an index build and the layer cache', () => {
     // One byte changed in place, its mtime put back: ctime shows it.
     const before = await stat(dest);
     const changed = Buffer.from(original);
-    changed[changed.length - 3000] ^= 0xff;
+    const at = changed.length - 3000;
+    changed[at] = (changed[at] as number) ^ 0xff;
     await writeFile(dest, changed);
     execFileSync('touch', ['-d', `@${before.mtimeMs / 1000}`, dest]);
     await rewritten();
