@@ -123,7 +123,7 @@ async function buildIndex(settings: BuildSettings, platforms: readonly string[])
     if (!opened) throw new LapinError('internal: no platform was built');
     const { names, mtime, sinks } = opened;
     const index: BuiltIndex = { images: builds.map((b) => b.image), platforms: builds.map((b) => formatPlatform(b.assembled.platform)) };
-    const context: SinkContext = { cwd, mtime, emit, ...(options.stdout ? { stdout: options.stdout } : {}), ...(options.registry ? { registry: options.registry } : {}), written: [] };
+    const context: SinkContext = { cwd, mtime, emit, ...(options.stdout ? { stdout: options.stdout } : {}), ...(options.registry ? { registry: options.registry } : {}), written: [], ...(settings.cacheDir !== undefined ? { recordDir: settings.cacheDir } : {}) };
     await writeToSinks(sinks, { kind: 'index', index, ...(options.strategy ? { strategy: options.strategy } : {}) }, names, context);
     // No index sink (only --load): the index the sinks would have written.
     const written = context.index ?? (await indexDescriptor(index));

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { constants, createReadStream, type BigIntStats } from 'node:fs';
-import { lstat, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError } from '../errors.js';
@@ -9,9 +9,9 @@ import type { BlobTarget, IncomingBlob } from '../image/blob-store.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
 import type { Image } from '../image/image.js';
 import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
-import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
+import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
+import { archiveUnchanged, fileStamp, rememberArchive } from './archive-record.js';
 import { OCI_LAYOUT_FILE, dockerManifestJson, dockerRepositoriesJson, indexJson } from './layout.js';
-import { makeDirectories } from '../mkdirp.js';
 
 /*
  * One tar that is both an OCI image layout and a `docker save` archive
@@ -126,18 +126,6 @@ export async function writeArchiveFile(image: Image, dest: string, mtime: number
 
 /** Bump when the archive's layout changes, so recorded archives are rewritten. */
 const ARCHIVE_FORMAT = 1;
-
-interface ArchiveRecord {
-  dest: string;
-  identity: string;
-  file: string;
-}
-
-/** Device, inode, size, mtime and ctime; a file with no name left (replaced meanwhile) is no stamp. */
-function fileStamp(s: BigIntStats): string {
-  if (!s.isFile() || s.nlink === 0n) return 'not a file';
-  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
-}
 
 interface Deferred {
   digest: string;
@@ -281,7 +269,7 @@ export class ArchiveFile implements BlobTarget {
       .update(JSON.stringify({ format: ARCHIVE_FORMAT, mtime: this.mtime, blobs: blobs.map((b) => [b.digest, b.size]) }))
       .update(trailing)
       .digest('hex');
-    if (!this.streamed && this.records !== undefined && (await this.unchanged(identity))) {
+    if (!this.streamed && this.records !== undefined && (await archiveUnchanged(this.records, this.dest, identity))) {
       await this.abort();
       return false;
     }
@@ -306,36 +294,8 @@ export class ArchiveFile implements BlobTarget {
     untrackTemporary(this.temporary);
     await this.handle.close();
     await fsyncDirectory(path.dirname(this.dest));
-    if (this.records !== undefined && written !== undefined) await this.remember(identity, written).catch(() => undefined);
+    if (this.records !== undefined && written !== undefined) await rememberArchive(this.records, this.dest, identity, written).catch(() => undefined);
     return true;
-  }
-
-  private recordPath(): string {
-    const key = createHash('sha256').update(this.dest).digest('hex');
-    return path.join(this.records as string, 'v1', 'archives', `${key}.json`);
-  }
-
-  /**
-   * True when `dest` is the archive lapin last wrote there with this
-   * identity, untouched since: same inode, size, mtime and ctime (ctime
-   * cannot be set back, so any write or replacement shows).
-   */
-  private async unchanged(identity: string): Promise<boolean> {
-    try {
-      const record = JSON.parse(await readFile(this.recordPath(), 'utf8')) as ArchiveRecord;
-      return record.identity === identity && record.file === fileStamp(await lstat(this.dest, { bigint: true }));
-    } catch {
-      return false;
-    }
-  }
-
-  /** Records `file`, the stamp of the file this build renamed into place, unless dest is already another file. */
-  private async remember(identity: string, file: string): Promise<void> {
-    if (file === 'not a file' || fileStamp(await lstat(this.dest, { bigint: true })) !== file) return;
-    const record: ArchiveRecord = { dest: this.dest, identity, file };
-    const target = this.recordPath();
-    await makeDirectories(path.dirname(target));
-    await writeFileAtomically(target, JSON.stringify(record));
   }
 
   /** Removes the temporary file; nothing once `finish` has renamed it. */

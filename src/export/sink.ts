@@ -63,6 +63,8 @@ export interface SinkContext {
   written: WrittenOutput[];
   /** The index an index sink wrote; a registry's (merged) index wins over a file's. */
   index?: WrittenIndex;
+  /** Where an archive sink remembers what it wrote (the cache directory), for the unchanged-archive shortcut; none: always write. */
+  recordDir?: string;
 }
 
 /** A blob target writing into the output itself; `finish` returns false when the output already held these bytes. */
@@ -187,8 +189,8 @@ export function onePlatformOnly(what: string): UsageError {
  * layout), which says what it wrote (and what docker load takes of an
  * archive); returns the index.
  */
-export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, emit: (event: BuildEvent) => void): Promise<WrittenIndex> {
+export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, emit: (event: BuildEvent) => void, recordDir?: string): Promise<WrittenIndex> {
   const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../imagetools/create.js'), import('../pipeline/index.js')]);
-  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output: { type: 'oci', dest, tar }, onEvent: emit });
+  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output: { type: 'oci', dest, tar }, onEvent: emit, ...(recordDir !== undefined ? { recordDir } : {}) });
   return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
 }

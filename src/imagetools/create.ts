@@ -5,8 +5,8 @@
  * platform seen twice means is the strategy (kraft's names). The index goes
  * to a registry (pushIndex) or to an OCI archive or layout.
  */
-import { createWriteStream } from 'node:fs';
-import { rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { makeDirectories } from '../mkdirp.js';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import tar from 'tar-stream';
 import { UsageError } from '../errors.js';
+import { archiveUnchanged, fileStamp, rememberArchive } from '../export/archive-record.js';
 import { requireFreshDirectory, writeAtomically } from '../export/atomic.js';
 import { dockerLoadEntry, hostPlatform, indexDockerManifestJson } from '../export/index-archive.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
@@ -51,6 +52,13 @@ export interface CreateIndexOptions {
   dryRun?: boolean;
   registry?: PushOptions;
   onEvent?: (event: PushEvent) => void;
+  /**
+   * Where to remember the archives written (a build's cache directory), so
+   * that an archive output already holding this very index, untouched since,
+   * is left as it is (as a single build's archive: export/archive-record.ts).
+   * Undefined: always write.
+   */
+  recordDir?: string;
 }
 
 export interface CreatedIndex {
@@ -175,8 +183,8 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
     const created: CreatedIndex = { digest: sha256Digest(bytes), mediaType: MEDIA_OCI_INDEX, bytes, platforms: entries.map((e) => formatPlatform(e.platform)), pushed: [] };
     if (options.dryRun) return created;
     if (options.output) {
-      await writeIndexOutput(options.output, entries, created, options.tags);
-      options.onEvent?.({ kind: 'step', message: `wrote ${options.output.dest} (index ${created.digest})` });
+      const written = await writeIndexOutput(options.output, entries, created, options.tags, options.recordDir);
+      options.onEvent?.({ kind: 'step', message: written ? `wrote ${options.output.dest} (index ${created.digest})` : `${options.output.dest} already holds this image index (${created.digest}), unchanged since lapin wrote it` });
       if (options.output.tar) options.onEvent?.({ kind: 'step', message: dockerLoadNote(entries, options.tags) });
       return created;
     }
@@ -203,8 +211,15 @@ function dockerLoadNote(entries: readonly IndexEntry[], tags: readonly string[])
   return `docker load takes ${formatPlatform(entry.platform)} (this machine's platform) ${names.length > 0 ? `as ${names.join(', ')}` : 'untagged'}: docker 20.10 reads no image index (ctr import --all-platforms and skopeo copy --all take every platform)`;
 }
 
-/** An OCI layout: index.json names the new index (tagged with each NAME's tag), which names every manifest. */
-async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntry[], created: CreatedIndex, tags: readonly string[]): Promise<void> {
+/** Bump when the index archive's layout changes, so recorded archives are rewritten. */
+const INDEX_ARCHIVE_FORMAT = 1;
+
+/**
+ * An OCI layout: index.json names the new index (tagged with each NAME's
+ * tag), which names every manifest. Returns false when the archive at dest
+ * is the one lapin last wrote there with these bytes, and was left alone.
+ */
+async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntry[], created: CreatedIndex, tags: readonly string[], recordDir: string | undefined): Promise<boolean> {
   const refs = tags.length > 0 ? tags.map((t) => parseReference(t)) : [undefined];
   const indexJson = Buffer.from(
     JSON.stringify({
@@ -235,9 +250,19 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
       await writeFile(path.join(dir, 'index.json'), indexJson);
       for (const [digest, blob] of blobs) await pipeline(await blob.read(), verifying(digest, blob.size), createWriteStream(path.join(dir, 'blobs', 'sha256', digestHex(digest))));
     });
-    return;
+    return true;
   }
-  await writeFileThrough(output.dest, async (file) => {
+  // For docker 20.10, which reads no index: the host platform's image (src/export/index-archive.ts).
+  const dockerManifest = indexDockerManifestJson(dockerLoadEntry(entries), refs.flatMap((ref) => (ref ? [formatReference(ref)] : [])));
+  // The archive's bytes follow from these alone: blobs are named by their digests, and checked against them as they are copied.
+  const identity = createHash('sha256')
+    .update(JSON.stringify({ format: INDEX_ARCHIVE_FORMAT, blobs: [...blobs].map(([digest, blob]) => [digest, blob.size]) }))
+    .update(indexJson)
+    .update(dockerManifest ?? Buffer.alloc(0))
+    .digest('hex');
+  const dest = path.resolve(output.dest);
+  if (recordDir !== undefined && (await archiveUnchanged(recordDir, dest, identity))) return false;
+  const stamp = await writeFileThrough(dest, async (file) => {
     const pack = tar.pack();
     const written = pipeline(pack, createWriteStream(file));
     const header = (name: string, size: number, type: 'file' | 'directory' = 'file') => ({ name, size, type, mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), uid: 0, gid: 0 });
@@ -245,8 +270,6 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
     try {
       await add('oci-layout', Buffer.from(layout));
       await add('index.json', indexJson);
-      // For docker 20.10, which reads no index: the host platform's image (src/export/index-archive.ts).
-      const dockerManifest = indexDockerManifestJson(dockerLoadEntry(entries), refs.flatMap((ref) => (ref ? [formatReference(ref)] : [])));
       if (dockerManifest) await add('manifest.json', dockerManifest);
       await new Promise<void>((resolve, reject) => pack.entry(header('blobs/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
       await new Promise<void>((resolve, reject) => pack.entry(header('blobs/sha256/', 0, 'directory'), (error) => (error ? reject(error) : resolve())));
@@ -262,17 +285,32 @@ async function writeIndexOutput(output: IndexOutput, entries: readonly IndexEntr
     }
     await written;
   });
+  if (recordDir !== undefined) await rememberArchive(recordDir, dest, identity, stamp).catch(() => undefined);
+  return true;
 }
 
-/** Writes the file `dest` through a temporary sibling, flushed, then renamed into place; removed on failure. */
-async function writeFileThrough(dest: string, write: (temporary: string) => Promise<void>): Promise<void> {
+/**
+ * Writes the file `dest` through a temporary sibling, flushed, then renamed
+ * into place; removed on failure. Returns the stamp of the file renamed,
+ * read through a descriptor: whatever another build renames over dest
+ * meanwhile is not taken for this one's (export/archive-record.ts).
+ */
+async function writeFileThrough(dest: string, write: (temporary: string) => Promise<void>): Promise<string> {
   const temporary = path.join(path.dirname(dest), temporaryName(`.${path.basename(dest)}.lapin-tmp-`));
   trackTemporary(temporary);
   try {
     await write(temporary);
     await fsyncPath(temporary);
-    await rename(temporary, dest);
+    const handle = await open(temporary, constants.O_RDONLY | constants.O_NOFOLLOW);
+    let stamp: string;
+    try {
+      await rename(temporary, dest);
+      stamp = fileStamp(await handle.stat({ bigint: true }));
+    } finally {
+      await handle.close();
+    }
     await fsyncDirectory(path.dirname(dest));
+    return stamp;
   } catch (error) {
     await rm(temporary, { force: true });
     throw error;
