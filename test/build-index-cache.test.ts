@@ -12,24 +12,13 @@ import { cp, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fakeElf } from './helpers/hand-index.js';
+import { fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 
 const ROOT = resolve('.');
 const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
 const PLATFORMS = ['--platform', 'linux/amd64,linux/arm64'];
 let work: string;
 let env: NodeJS.ProcessEnv;
-
-const CONTAINERFILE = `FROM scratch
-ARG TARGETARCH
-COPY app-\${TARGETARCH} /unikernel/app
-COPY shared.txt /etc/shared.txt
-LABEL com.urunc.unikernel.binary=/unikernel/app
-LABEL com.urunc.unikernel.unikernelType=unikraft
-LABEL com.urunc.unikernel.hypervisor=qemu
-LABEL com.urunc.unikernel.cmdline=app
-CMD ["app"]
-`;
 
 interface Run {
   status: number | null;
@@ -60,11 +49,7 @@ function layerSteps(stderr: string): Record<string, Record<string, boolean>> {
 
 async function newContext(name: string): Promise<string> {
   const context = join(work, name);
-  await mkdir(context);
-  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
-  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
-  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
-  await writeFile(join(context, 'shared.txt'), `one layer for both (${name})\n`);
+  await writePerPlatformContext(context, `one layer for both (${name})\n`);
   return context;
 }
 

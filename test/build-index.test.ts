@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { build } from '../src/build.js';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
 import { dockerInspect, requireConsumers, servicesEnv, startServices } from './consumers/harness.js';
-import { fakeElf } from './helpers/hand-index.js';
+import { PER_PLATFORM_CONTAINERFILE, fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 import { registrySkipReason, startRegistry, type TestRegistry } from './registry/harness.js';
 
 const ROOT = resolve('.');
@@ -33,25 +33,10 @@ function lapin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: n
   });
 }
 
-const CONTAINERFILE = `FROM scratch
-ARG TARGETARCH
-COPY app-\${TARGETARCH} /unikernel/app
-COPY shared.txt /etc/shared.txt
-LABEL com.urunc.unikernel.binary=/unikernel/app
-LABEL com.urunc.unikernel.unikernelType=unikraft
-LABEL com.urunc.unikernel.hypervisor=qemu
-LABEL com.urunc.unikernel.cmdline=app
-CMD ["app"]
-`;
-
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'lapin build index '));
   context = join(work, 'context');
-  await mkdir(context);
-  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
-  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
-  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
-  await writeFile(join(context, 'shared.txt'), 'one layer for both\n');
+  await writePerPlatformContext(context);
 });
 after(async () => {
   await rm(work, { recursive: true, force: true });
@@ -78,7 +63,7 @@ describe('the index through the build pipeline', () => {
   test('the kernel check stops the arm64 platform before its layers are written', async () => {
     const single = join(work, 'one-kernel');
     await mkdir(single);
-    await writeFile(join(single, 'Containerfile'), CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
+    await writeFile(join(single, 'Containerfile'), PER_PLATFORM_CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
     await writeFile(join(single, 'app-amd64'), fakeElf('x86-64'));
     await writeFile(join(single, 'shared.txt'), 'x\n');
     const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-o', `type=oci,dest=${join(work, 'never.tar')}`, single]);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
-import { fakeElf } from './helpers/hand-index.js';
+import { PER_PLATFORM_CONTAINERFILE, fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from './registry/harness.js';
 
 const ROOT = resolve('.');
@@ -27,25 +27,10 @@ function lapin(args: string[]): Promise<{ status: number | null; stdout: string;
   });
 }
 
-const CONTAINERFILE = `FROM scratch
-ARG TARGETARCH
-COPY app-\${TARGETARCH} /unikernel/app
-COPY shared.txt /etc/shared.txt
-LABEL com.urunc.unikernel.binary=/unikernel/app
-LABEL com.urunc.unikernel.unikernelType=unikraft
-LABEL com.urunc.unikernel.hypervisor=qemu
-LABEL com.urunc.unikernel.cmdline=app
-CMD ["app"]
-`;
-
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'lapin build platforms '));
   context = join(work, 'context');
-  await mkdir(context);
-  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
-  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
-  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
-  await writeFile(join(context, 'shared.txt'), 'one layer for both\n');
+  await writePerPlatformContext(context);
 });
 after(async () => {
   await rm(work, { recursive: true, force: true });
@@ -71,7 +56,7 @@ describe('lapin build --platform linux/amd64,linux/arm64', () => {
   test('one kernel for both platforms: the arm64 build stops at the kernel header check', async () => {
     const single = join(work, 'single-kernel');
     await mkdir(single);
-    await writeFile(join(single, 'Containerfile'), CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
+    await writeFile(join(single, 'Containerfile'), PER_PLATFORM_CONTAINERFILE.replace('app-${TARGETARCH}', 'app-amd64'));
     await writeFile(join(single, 'app-amd64'), fakeElf('x86-64'));
     await writeFile(join(single, 'shared.txt'), 'x\n');
     const out = join(work, 'never.tar');

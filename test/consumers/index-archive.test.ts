@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { createIndex } from '../../src/imagetools/create.js';
-import { fakeElf } from '../helpers/hand-index.js';
+import { writePerPlatformContext } from '../helpers/hand-index.js';
 import { registrySkipReason, startRegistry, type TestRegistry } from '../registry/harness.js';
 import {
   cleanupAll,
@@ -38,17 +38,6 @@ const FULL = `docker.io/${NAME}`;
 /** e_machine of each platform's kernel, as the ELF header has it. */
 const MACHINE: Record<string, number> = { amd64: 0x3e, arm64: 0xb7 };
 const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-
-const CONTAINERFILE = `FROM scratch
-ARG TARGETARCH
-COPY app-\${TARGETARCH} /unikernel/app
-COPY shared.txt /etc/shared.txt
-LABEL com.urunc.unikernel.binary=/unikernel/app
-LABEL com.urunc.unikernel.unikernelType=unikraft
-LABEL com.urunc.unikernel.hypervisor=qemu
-LABEL com.urunc.unikernel.cmdline=app
-CMD ["app"]
-`;
 
 interface Descriptor {
   mediaType: string;
@@ -114,11 +103,7 @@ const platformSkip = HOST === 'amd64' || HOST === 'arm64' ? false : `this test h
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'lapin index archive '));
   context = join(work, 'context');
-  await mkdir(context);
-  await writeFile(join(context, 'Containerfile'), CONTAINERFILE);
-  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
-  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
-  await writeFile(join(context, 'shared.txt'), 'one layer for both\n');
+  await writePerPlatformContext(context);
   archive = join(work, 'multi.tar');
   buildStderr = await lapinOk(['build', '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-t', `${NAME}:1`, '-o', `type=oci,dest=${archive}`, context]);
   const top = JSON.parse((await member(archive, 'index.json')).toString('utf8')) as { manifests: Descriptor[] };

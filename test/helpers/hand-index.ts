@@ -74,3 +74,24 @@ export async function writeIndexArchive(path: string, made: HandIndex): Promise<
   ];
   await writeFile(path, await tarOf(files));
 }
+
+/** A Containerfile whose kernel is app-${TARGETARCH}, beside one file both platforms share. */
+export const PER_PLATFORM_CONTAINERFILE = `FROM scratch
+ARG TARGETARCH
+COPY app-\${TARGETARCH} /unikernel/app
+COPY shared.txt /etc/shared.txt
+LABEL com.urunc.unikernel.binary=/unikernel/app
+LABEL com.urunc.unikernel.unikernelType=unikraft
+LABEL com.urunc.unikernel.hypervisor=qemu
+LABEL com.urunc.unikernel.cmdline=app
+CMD ["app"]
+`;
+
+/** Makes `context` with PER_PLATFORM_CONTAINERFILE, an amd64 and an arm64 kernel, and shared.txt. */
+export async function writePerPlatformContext(context: string, shared = 'one layer for both\n'): Promise<void> {
+  await mkdir(context, { recursive: true });
+  await writeFile(join(context, 'Containerfile'), PER_PLATFORM_CONTAINERFILE);
+  await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
+  await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
+  await writeFile(join(context, 'shared.txt'), shared);
+}
