@@ -1,15 +1,17 @@
 // The "unchanged archive" record must name the file this build renamed into
 // place, not whatever is at the path when the record is written: a second
 // build renaming its archive over the same path in between must not be
-// taken for this build's output on the next rebuild.
+// taken for this build's output on the next rebuild. The same holds for one
+// image and for an index archive.
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { build, type BuildEvent } from '../../src/index.js';
+import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
 import { kernelContainerfile } from '../helpers/fixtures.js';
+import { writePerPlatformContext } from '../helpers/hand-index.js';
 
 const require = createRequire(import.meta.url);
 const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
@@ -17,9 +19,11 @@ const realRename = fsPromises.rename;
 let work: string;
 
 before(async () => {
-  work = await mkdtemp(path.join(os.tmpdir(), 'lapin archive-record-'));
-  await cp(path.resolve('examples/mirage-hvt/network.hvt'), path.join(work, 'kernel.hvt'));
-  await writeFile(path.join(work, 'Containerfile'), kernelContainerfile());
+  work = await mkdtemp(path.join(os.tmpdir(), 'lapin archive-record '));
+  await mkdir(path.join(work, 'one'));
+  await cp(path.resolve('examples/mirage-hvt/network.hvt'), path.join(work, 'one/kernel.hvt'));
+  await writeFile(path.join(work, 'one/Containerfile'), kernelContainerfile());
+  await writePerPlatformContext(path.join(work, 'index'));
 });
 after(async () => {
   fsPromises.rename = realRename;
@@ -27,42 +31,51 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-test("a build B renaming over the archive right after build A's rename is not recorded as A's", async () => {
-  const dest = path.join(work, 'shared.tar');
-  const other = path.join(work, 'build-b.tar');
-  await writeFile(other, 'the archive build B wrote\n');
-  const steps: string[] = [];
-  const options = {
-    context: work,
-    tags: ['race:1'],
-    outputs: [{ type: 'oci' as const, dest }],
-    cacheDir: path.join(work, 'cache'),
-    onEvent: (event: BuildEvent) => {
-      if (event.kind === 'step') steps.push(event.message);
-    },
-  };
-  // Build B's rename lands between build A's rename and A's record.
-  fsPromises.rename = async (from, to) => {
-    await realRename(from, to);
-    if (String(to) === dest && path.basename(String(from)).startsWith('.shared.tar.lapin-tmp-')) await realRename(other, dest);
-  };
-  syncBuiltinESMExports();
-  try {
-    await build(options);
-  } finally {
-    fsPromises.rename = realRename;
+for (const [what, extra, unchanged] of [
+  ['archive', {}, 'already holds this image,'],
+  ['index archive', { platforms: ['linux/amd64', 'linux/arm64'] }, 'already holds this image index'],
+] as const) {
+  test(`a build B renaming over the ${what} right after build A's rename is not recorded as A's`, async () => {
+    const dir = path.join(work, what === 'archive' ? 'one' : 'index');
+    const dest = path.join(dir, 'shared.tar');
+    const other = path.join(dir, 'build-b.tar');
+    await writeFile(other, 'the archive build B wrote\n');
+    const steps: string[] = [];
+    const options: BuildOptions = {
+      context: dir,
+      cwd: dir,
+      tags: ['race/image:1'],
+      outputs: [{ type: 'oci', dest }],
+      cacheDir: path.join(dir, 'cache'),
+      onEvent: (event: BuildEvent) => {
+        if (event.kind === 'step') steps.push(event.message);
+      },
+      ...extra,
+    };
+    const run = (): Promise<unknown> => build(options);
+    // Build B's rename lands between build A's rename and A's record.
+    fsPromises.rename = async (from, to) => {
+      await realRename(from, to);
+      if (String(to) === dest && path.basename(String(from)).startsWith('.shared.tar.lapin-tmp-')) await realRename(other, dest);
+    };
     syncBuiltinESMExports();
-  }
-  assert.equal(await readFile(dest, 'utf8'), 'the archive build B wrote\n');
+    try {
+      await run();
+    } finally {
+      fsPromises.rename = realRename;
+      syncBuiltinESMExports();
+    }
+    assert.equal(await readFile(dest, 'utf8'), 'the archive build B wrote\n');
 
-  // Every layer is cached now: only a record proving dest is A's own file may leave it alone.
-  steps.length = 0;
-  await build(options);
-  assert.ok(!steps.some((s) => s.includes('already holds this image')), steps.join('\n'));
-  assert.notEqual(await readFile(dest, 'utf8'), 'the archive build B wrote\n');
+    // Every layer is cached now: only a record proving dest is A's own file may leave it alone.
+    steps.length = 0;
+    await run();
+    assert.ok(!steps.some((s) => s.includes(unchanged)), steps.join('\n'));
+    assert.notEqual(await readFile(dest, 'utf8'), 'the archive build B wrote\n');
 
-  // And the record A writes now does prove it: the next rebuild leaves the file.
-  steps.length = 0;
-  await build(options);
-  assert.ok(steps.some((s) => s.includes('already holds this image')), steps.join('\n'));
-});
+    // And the record A writes now does prove it: the next rebuild leaves the file.
+    steps.length = 0;
+    await run();
+    assert.ok(steps.some((s) => s.includes(unchanged)), steps.join('\n'));
+  });
+}
