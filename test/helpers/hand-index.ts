@@ -3,7 +3,7 @@
 // indexes lapin did not write.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { handBlobs, sha256, tarOf, type HandFile, type HandImage } from './hand-image.js';
+import { full, handBlobs, sha256, tarOf, type HandFile, type HandImage } from './hand-image.js';
 
 export interface HandIndex {
   /** Every blob of the layout by hex digest: layers, configs, manifests, the index. */
@@ -94,4 +94,14 @@ export async function writePerPlatformContext(context: string, shared = 'one lay
   await writeFile(join(context, 'app-amd64'), fakeElf('x86-64'));
   await writeFile(join(context, 'app-arm64'), fakeElf('aarch64'));
   await writeFile(join(context, 'shared.txt'), shared);
+}
+
+/** A Unikraft/qemu image for one architecture: /unikernel/app, that architecture's ELF. */
+export function unikraftImage(architecture: 'amd64' | 'arm64'): HandImage {
+  return {
+    architecture,
+    annotations: full({ unikernelType: 'unikraft', hypervisor: 'qemu', binary: '/unikernel/app', cmdline: 'app' }),
+    cmd: ['app'],
+    layers: [[{ name: 'unikernel/', type: 'directory' }, { name: 'unikernel/app', body: fakeElf(architecture === 'amd64' ? 'x86-64' : 'aarch64'), mode: 0o755 }]],
+  };
 }

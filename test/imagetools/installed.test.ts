@@ -11,8 +11,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { full, writeOciArchive, writeOciLayout, type HandImage } from '../helpers/hand-image.js';
-import { fakeElf } from '../helpers/hand-index.js';
+import { writeOciArchive, writeOciLayout } from '../helpers/hand-image.js';
+import { unikraftImage } from '../helpers/hand-index.js';
 import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from '../registry/harness.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -24,15 +24,7 @@ function lapin(args: string[]): { status: number | null; stdout: string; stderr:
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-const unikraft = { unikernelType: 'unikraft', hypervisor: 'qemu', binary: '/unikernel/app', cmdline: 'app' };
-function image(architecture: 'amd64' | 'arm64'): HandImage {
-  return {
-    architecture,
-    annotations: full(unikraft),
-    cmd: ['app'],
-    layers: [[{ name: 'unikernel/', type: 'directory' }, { name: 'unikernel/app', body: fakeElf(architecture === 'amd64' ? 'x86-64' : 'aarch64'), mode: 0o755 }]],
-  };
-}
+const image = unikraftImage;
 
 before(async () => {
   assert.ok(existsSync(join(ROOT, 'dist/cli/main.js')), 'dist/cli/main.js is missing: run npm run build first');

@@ -9,8 +9,8 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/pr
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { full, writeOciArchive, writeOciLayout, type HandImage } from '../helpers/hand-image.js';
-import { fakeElf } from '../helpers/hand-index.js';
+import { writeOciArchive, writeOciLayout } from '../helpers/hand-image.js';
+import { unikraftImage } from '../helpers/hand-index.js';
 
 const ROOT = resolve('.');
 const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
@@ -28,15 +28,7 @@ function oneLine(result: { stderr: string }, pattern: RegExp): void {
   assert.doesNotMatch(result.stderr, /^\s+at /m);
 }
 
-const unikraft = { unikernelType: 'unikraft', hypervisor: 'qemu', binary: '/unikernel/app', cmdline: 'app' };
-function image(architecture: 'amd64' | 'arm64'): HandImage {
-  return {
-    architecture,
-    annotations: full(unikraft),
-    cmd: ['app'],
-    layers: [[{ name: 'unikernel/', type: 'directory' }, { name: 'unikernel/app', body: fakeElf(architecture === 'amd64' ? 'x86-64' : 'aarch64'), mode: 0o755 }]],
-  };
-}
+const image = unikraftImage;
 
 /** A copy of the arm64 layout whose first layer's descriptor says SIZE, or whose layer bytes are flipped. */
 async function lyingLayout(name: string, lie: { size?: unknown; flip?: boolean }): Promise<string> {

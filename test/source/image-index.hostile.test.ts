@@ -10,22 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import { createIndex } from '../../src/imagetools/create.js';
 import { openImageIndex } from '../../src/source/image-index.js';
 import { SourceError } from '../../src/source/open.js';
-import { full, handBlobs, sha256, type HandImage } from '../helpers/hand-image.js';
-import { fakeElf, handIndex, writeIndexLayout } from '../helpers/hand-index.js';
+import { handBlobs, sha256 } from '../helpers/hand-image.js';
+import { handIndex, unikraftImage, writeIndexLayout } from '../helpers/hand-index.js';
 import { deleteManifest, putBlob, putHandImage, putManifest } from '../helpers/raw-push.js';
 import { registrySkipReason, startProxy, startRegistry, type TestProxy, type TestRegistry } from '../registry/harness.js';
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const unikraft = { unikernelType: 'unikraft', hypervisor: 'qemu', binary: '/unikernel/app', cmdline: 'app' };
-function image(architecture: 'amd64' | 'arm64'): HandImage {
-  return {
-    architecture,
-    annotations: full(unikraft),
-    cmd: ['app'],
-    layers: [[{ name: 'unikernel/', type: 'directory' }, { name: 'unikernel/app', body: fakeElf(architecture === 'amd64' ? 'x86-64' : 'aarch64'), mode: 0o755 }]],
-  };
-}
+const image = unikraftImage;
 
 let work: string;
 before(async () => {
