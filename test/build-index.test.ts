@@ -90,7 +90,7 @@ describe('the index through the build pipeline', () => {
     }
   });
 
-  describe('--load of an index', { skip: requireConsumers(['docker']) }, () => {
+  describe('--load of an index', { skip: requireConsumers(['docker', 'ctr']) }, () => {
     before(async () => {
       await startServices();
     });
@@ -107,6 +107,28 @@ describe('the index through the build pipeline', () => {
         assert.equal(image.architecture, host);
       } finally {
         await new Promise((done) => execFile(servicesEnv().dockerBin, ['-H', env.DOCKER_HOST, 'rmi', name], done));
+      }
+    });
+
+    test("containerd gets this machine's platform's manifest under the tag, not the index", async () => {
+      const { containerdAddress, snapshotter } = servicesEnv();
+      const namespace = `lapin-index-load-${unique}`;
+      const name = `docker.io/lapin-test/index-load:${unique}`;
+      const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      const ctr = (...args: string[]): Promise<string> =>
+        new Promise((done, fail) => execFile('ctr', ['--address', containerdAddress, '--namespace', namespace, ...args], (error, stdout) => (error ? fail(error) : done(stdout))));
+      try {
+        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, `--load=containerd,namespace=${namespace},address=${containerdAddress},snapshotter=${snapshotter}`, context]);
+        assert.equal(result.status, 0, result.stderr);
+        assert.match(result.stderr, new RegExp(`--load \\(containerd\\): loading linux/${host}, this machine's platform, of the 2 built`));
+        const row = (await ctr('images', 'ls')).split('\n').find((line) => line.startsWith(`${name} `));
+        assert.ok(row, `${name} is not in namespace ${namespace}`);
+        assert.match(row, /application\/vnd\.oci\.image\.manifest\.v1\+json/);
+        assert.match(row, new RegExp(`linux/${host}`));
+        assert.doesNotMatch(row, /linux\/(amd64|arm64),linux/);
+      } finally {
+        await ctr('images', 'rm', name).catch(() => undefined);
+        await ctr('namespaces', 'rm', namespace).catch(() => undefined);
       }
     });
   });
