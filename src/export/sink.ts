@@ -189,8 +189,9 @@ export function onePlatformOnly(what: string): UsageError {
  * layout), which says what it wrote (and what docker load takes of an
  * archive); returns the index.
  */
-export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, emit: (event: BuildEvent) => void, recordDir?: string): Promise<WrittenIndex> {
+export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, context: SinkContext, recordDir?: string): Promise<WrittenIndex> {
   const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../imagetools/create.js'), import('../pipeline/index.js')]);
-  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output: { type: 'oci', dest, tar }, onEvent: emit, ...(recordDir !== undefined ? { recordDir } : {}) });
+  const output = { type: 'oci' as const, dest, tar, shownAs: displayPath(dest, context.cwd) };
+  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output, onEvent: context.emit, ...(recordDir !== undefined ? { recordDir } : {}) });
   return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
 }

@@ -39,6 +39,8 @@ export interface IndexOutput {
   type: 'oci';
   dest: string;
   tar: boolean;
+  /** How step lines name dest (a build shows it relative to its cwd); default dest. */
+  shownAs?: string;
 }
 
 export interface CreateIndexOptions {
@@ -184,7 +186,8 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
     if (options.dryRun) return created;
     if (options.output) {
       const written = await writeIndexOutput(options.output, entries, created, options.tags, options.recordDir);
-      options.onEvent?.({ kind: 'step', message: written ? `wrote ${options.output.dest} (index ${created.digest})` : `${options.output.dest} already holds this image index (${created.digest}), unchanged since lapin wrote it` });
+      const shown = options.output.shownAs ?? options.output.dest;
+      options.onEvent?.({ kind: 'step', message: written ? `wrote ${shown} (index ${created.digest})` : `${shown} already holds this image index (${created.digest}), unchanged since lapin wrote it` });
       if (options.output.tar) options.onEvent?.({ kind: 'step', message: dockerLoadNote(entries, options.tags) });
       return created;
     }

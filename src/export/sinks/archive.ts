@@ -40,7 +40,7 @@ export class ArchiveSink implements Sink {
     const dest = this.output.dest === '-' ? '-' : path.resolve(context.cwd, this.output.dest);
     await writeFileOutput(this, dest, context, async () => {
       if (artifact.kind === 'index') {
-        const written = await writeIndexFile(artifact, names, dest, true, context.emit, context.recordDir);
+        const written = await writeIndexFile(artifact, names, dest, true, context, context.recordDir);
         context.index ??= written;
         return { said: true };
       }

@@ -26,7 +26,7 @@ export class LayoutSink implements Sink {
     const dest = path.resolve(context.cwd, this.output.dest);
     await writeFileOutput(this, dest, context, async () => {
       if (artifact.kind === 'index') {
-        const written = await writeIndexFile(artifact, names, dest, false, context.emit);
+        const written = await writeIndexFile(artifact, names, dest, false, context);
         context.index ??= written;
         return { said: true };
       }
