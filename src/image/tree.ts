@@ -29,6 +29,17 @@ export interface LayerMember {
   file?: string;
   /** Where a reader that needs a file of its own (kernel reads, Solo5 notes) extracts it. */
   scratch?: string;
+  /** The blob as it was when indexed (shared by a layer's members): a blob changed since is hashed again before it is read. */
+  blobCheck?: BlobCheck;
+}
+
+/** A layer blob's digest and the file that held it when it was indexed. */
+export interface BlobCheck {
+  digest: string;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
 }
 
 export interface FileIdentity {
