@@ -125,7 +125,7 @@ async function takeReader(member: LayerMember): Promise<BlobReader> {
   const readers = idle.get(member.blob) ?? [];
   let best = -1;
   for (const [index, reader] of readers.entries()) {
-    if (reader.position <= member.offset && (best < 0 || reader.position > (readers[best] as BlobReader).position)) best = index;
+    if (reader.position <= member.offset - 512 && (best < 0 || reader.position > (readers[best] as BlobReader).position)) best = index;
   }
   if (best >= 0) {
     const reader = readers.splice(best, 1)[0] as BlobReader;
@@ -171,6 +171,32 @@ function cutShort(member: LayerMember): LapinError {
   return new LapinError(`${member.what}: the layer ends before the file's ${member.size} bytes do`, { hint: 'the cached layer is damaged; pull the image again (--pull=always)' });
 }
 
+/** Whether `block` is a checksummed tar header of a regular file of `size` bytes (sizes past the octal field's 8 GiB are not compared). */
+function isFileHeader(block: Buffer, size: number): boolean {
+  const octal = (start: number, length: number): number => Number.parseInt(block.toString('latin1', start, start + length).replace(/[\0 ]+$/, '').trim() || 'x', 8);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : (block[i] as number);
+  if (octal(148, 8) !== sum) return false;
+  const type = block[156];
+  if (type !== 0x30 && type !== 0 && type !== 0x37) return false;
+  return size >= 0o77777777777 || ((block[124] as number) & 0x80) !== 0 || octal(124, 12) === size;
+}
+
+/** Whether the header names `entryPath`; a long or non-ASCII name, which a pax or GNU record carries instead, is not compared. */
+function namesPath(block: Buffer, entryPath: string | undefined): boolean {
+  if (entryPath === undefined || !/^[\x21-\x7e]{1,99}$/.test(entryPath.replace(/ /g, '_'))) return true;
+  const field = (start: number, length: number): string => block.toString('latin1', start, start + length).replace(/\0[\s\S]*$/, '');
+  const prefix = block.toString('latin1', 257, 263).startsWith('ustar') ? field(345, 155) : '';
+  const name = `${prefix === '' ? '' : `${prefix}/`}${field(0, 100)}`.replace(/^(\.?\/)+/, '').replace(/\/+$/, '');
+  return name === entryPath;
+}
+
+function notItsHeader(member: LayerMember): LapinError {
+  return new LapinError(`${member.what}: the layer's index in lapin's pull cache does not point at this file's data (offset ${member.offset}); nothing was written from it`, {
+    hint: "the cache was changed by hand or damaged; delete the registry/index directory of lapin's cache ($LAPIN_CACHE_DIR, else ~/.cache/lapin) and build again",
+  });
+}
+
 /** The member's bytes, in pieces, exactly `size` of them. */
 export async function* readLayerMember(member: LayerMember): AsyncGenerator<Buffer> {
   if (member.file !== undefined) {
@@ -183,12 +209,19 @@ export async function* readLayerMember(member: LayerMember): AsyncGenerator<Buff
     if (seen !== member.size) throw new LapinError(`${member.file} (${member.what}) changed size while lapin was building`, { hint: 'build again' });
     return;
   }
+  if (!Number.isSafeInteger(member.offset) || member.offset < 512 || member.offset % 512 !== 0) throw notItsHeader(member);
   const reader = await takeReader(member);
   let whole = false;
   try {
+    // The 512 bytes before the data are the file's tar header: an index whose offset is not a file's is not read from.
+    const header = Buffer.alloc(512);
     while (reader.position < member.offset) {
-      if ((await reader.next(member.offset - reader.position)) === undefined) throw cutShort(member);
+      const into = 512 - (member.offset - reader.position);
+      const chunk = await reader.next(member.offset - reader.position);
+      if (chunk === undefined) throw cutShort(member);
+      if (into + chunk.length > 0) chunk.subarray(Math.max(0, -into)).copy(header, Math.max(0, into));
     }
+    if (!isFileHeader(header, member.size) || !namesPath(header, member.entryPath)) throw notItsHeader(member);
     let left = member.size;
     while (left > 0) {
       const chunk = await reader.next(Math.min(left, 1 << 20));

@@ -25,6 +25,8 @@ export interface LayerMember {
   size: number;
   /** For messages: the image and the file's path in it. */
   what: string;
+  /** The file's path in the layer, which its tar header names (checked before the data is read). */
+  entryPath?: string;
   /** A file already holding the data (kept while the layer was indexed, or extracted once), read instead of the blob. */
   file?: string;
   /** Where a reader that needs a file of its own (kernel reads, Solo5 notes) extracts it. */

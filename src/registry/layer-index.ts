@@ -85,7 +85,7 @@ interface Indexing {
 async function indexStream(input: Readable, layer: IndexableLayer, options: IndexOptions, captureDir: string, blobCheck?: BlobCheck): Promise<Indexing> {
   const captured = new Map<LayerMember, string>();
   const records = await readLayerRecords(input, layer, options.image, async (entryPath: string, offset: number, size: number, data: EntryData) => {
-    const member: LayerMember = { blob: layer.file, offset, size, what: `${options.image}: /${entryPath}`, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
+    const member: LayerMember = { blob: layer.file, offset, size, what: `${options.image}: /${entryPath}`, entryPath, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
     if (options.capture.has(entryPath) && size <= CAPTURE_LIMIT) {
       const hex = await captureData(data, captureDir);
       member.file = path.join(captureDir, hex);
@@ -174,7 +174,7 @@ async function loadIndex(layer: IndexableLayer & { indexFile: string }, options:
     else if (kind === 'h' && entry.length === 7 && isPath(entry[6])) records.push({ op: 'link', ...common, target: entry[6] });
     else if (kind === 'f' && entry.length === 9 && isCount(entry[6]) && isCount(entry[7]) && (entry[8] === null || (typeof entry[8] === 'string' && /^[0-9a-f]{64}$/.test(entry[8])))) {
       const size = entry[6];
-      const member: LayerMember = { blob: layer.file, offset: entry[7], size, what: `${options.image}: /${p}`, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
+      const member: LayerMember = { blob: layer.file, offset: entry[7], size, what: `${options.image}: /${p}`, entryPath: p, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
       if (typeof entry[8] === 'string') {
         const file = path.join(captures, entry[8]);
         // A kept file that is gone or damaged is read from the layer instead.

@@ -201,6 +201,30 @@ describe('base layers indexed, not extracted', () => {
     assert.ok(link?.type === 'symlink' && link.target === 'a', JSON.stringify(link));
   });
 
+  test('property: a kept index with another offset or size for a file gives that file\'s bytes or one clean error, never other bytes', async () => {
+    const dir = await mkdtemp(path.join(work, 'offsets-'));
+    const bodies = [randomBytes(5000), randomBytes(5000), randomBytes(70_000), Buffer.from('short')];
+    const layer = await layerFile(bodies.map((data, i) => ({ name: `f${i}`, data })), dir);
+    const indexFile = path.join(dir, 'cache', 'index', 'sha256', 'x.json');
+    await indexLayers([{ ...layer, indexFile }], options(dir));
+    const kept = JSON.parse(await readFile(indexFile, 'utf8')) as { entries: unknown[][] };
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: 3 }), fc.oneof(fc.integer({ min: -300, max: 300 }), fc.constantFrom(11, -11, 22)), fc.boolean(), fc.boolean(), async (which, shift, blocks, sized) => {
+        const entries = kept.entries.map((e) => [...e]);
+        const entry = entries[which] as unknown[];
+        const delta = blocks ? shift * 512 : shift;
+        if (sized) entry[6] = Math.max(0, (entry[6] as number) + delta);
+        else entry[7] = Math.max(0, (entry[7] as number) + delta);
+        await writeFile(indexFile, JSON.stringify({ ...kept, entries }));
+        const nodes = await indexLayers([{ ...layer, indexFile }], options(dir));
+        const result = await bytesOf(nodes[which] as FsNode).catch((error: Error) => error);
+        if (result instanceof Error) assert.ok(result instanceof LapinError || result instanceof SourceError, `${result.constructor.name}: ${result.message}`);
+        else assert.deepEqual(result, bodies[which], `f${which} read at another offset or size gave other bytes`);
+      }),
+      { numRuns: 80 },
+    );
+  });
+
   test('hostile layers end in one clean error: "..", hard link loops, a link to a directory, a cut gzip stream', async () => {
     const dir = await mkdtemp(path.join(work, 'hostile-'));
     const cases: Array<[Entry[], RegExp]> = [
