@@ -25,10 +25,23 @@ export interface LayerMember {
   size: number;
   /** For messages: the image and the file's path in it. */
   what: string;
+  /** The file's path in the layer, which its tar header names (checked before the data is read). */
+  entryPath?: string;
   /** A file already holding the data (kept while the layer was indexed, or extracted once), read instead of the blob. */
   file?: string;
   /** Where a reader that needs a file of its own (kernel reads, Solo5 notes) extracts it. */
   scratch?: string;
+  /** The blob as it was when indexed (shared by a layer's members): a blob changed since is hashed again before it is read. */
+  blobCheck?: BlobCheck;
+}
+
+/** A layer blob's digest and the file that held it when it was indexed. */
+export interface BlobCheck {
+  digest: string;
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
 }
 
 export interface FileIdentity {

@@ -11,7 +11,7 @@ import { ExecutionNeeded } from '../plan/execution.js';
 import type { BuildPlan } from '../plan/types.js';
 import type { Definition } from './definition.js';
 import type { BuildSettings } from './options.js';
-import { hostArchitecture } from './platform.js';
+import { checkBuildPlatform, hostArchitecture } from './platform.js';
 
 export interface CompiledPlan {
   plan: BuildPlan;
@@ -22,6 +22,7 @@ export interface CompiledPlan {
 export async function compileDefinition(definition: Definition, settings: BuildSettings, platform: string | undefined): Promise<CompiledPlan> {
   const { options, contextDir, emit } = settings;
   const { file, displayFile, text, syntax } = definition;
+  if (platform !== undefined) checkBuildPlatform(platform);
   // As with buildx: --platform gives TARGETPLATFORM, TARGETARCH..., this machine BUILDPLATFORM... (src/frontends/platform-args.ts).
   const buildArgs = options.buildArgs ?? {};
   const platforms = { ...(platform ? { platform } : {}), buildPlatform: `linux/${hostArchitecture()}` };

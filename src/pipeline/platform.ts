@@ -81,15 +81,27 @@ export function buildArchitecture(platform: string): Architecture | undefined {
 /** What to say when a platform is not in the table. */
 export const BUILD_PLATFORMS_HINT = `use ${Object.keys(BUILD_PLATFORMS).slice(0, 2).join(' or ')}`;
 
-/** A list of --platform values for an index: each OS/ARCH, none twice. */
+/**
+ * The architecture a --platform value builds; a platform lapin does not build
+ * is refused before the file is compiled, since ${TARGETARCH} would put its
+ * text into paths and image references.
+ */
+export function checkBuildPlatform(platform: string): Architecture {
+  const architecture = buildArchitecture(platform);
+  if (!architecture) throw new UsageError(`unsupported platform ${platform}`, BUILD_PLATFORMS_HINT);
+  return architecture;
+}
+
+/** A list of --platform values for an index: each one lapin builds, none twice (linux/arm64/v8 is linux/arm64). */
 export function checkPlatformList(list: readonly string[], given: string = list.join(',')): void {
   if (list.length === 0) throw new UsageError('an index build needs at least one platform', 'e.g. --platform linux/amd64,linux/arm64');
-  const seen = new Set<string>();
+  const seen = new Map<Architecture, string>();
   for (const item of list) {
     const platform = parsePlatform(item);
     if (!platform || item === '') throw new UsageError(`--platform ${JSON.stringify(given)}: ${JSON.stringify(item)} is not OS/ARCH`, 'e.g. --platform linux/amd64,linux/arm64');
-    const key = formatPlatform(platform);
-    if (seen.has(key)) throw new UsageError(`--platform names ${key} twice`);
-    seen.add(key);
+    const architecture = checkBuildPlatform(item);
+    const earlier = seen.get(architecture);
+    if (earlier !== undefined) throw new UsageError(earlier === item ? `--platform names ${formatPlatform(platform)} twice` : `--platform names linux/${architecture} twice (${earlier} and ${item})`);
+    seen.set(architecture, item);
   }
 }

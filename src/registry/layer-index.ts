@@ -15,12 +15,12 @@ import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { FsNode, LayerMember } from '../image/tree.js';
+import type { BlobCheck, FsNode, LayerMember } from '../image/tree.js';
 import { treePathProblem } from '../image/tree.js';
 import { makeDirectories } from '../mkdirp.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
-import { applyLayerRecords, readLayerRecords, type EntryData, type LayerFile, type LayerRecord } from './extract.js';
+import { applyLayerRecords, checkLinkTarget, readLayerRecords, type EntryData, type LayerFile, type LayerRecord } from './extract.js';
 
 /** A layer to index: where its index is kept (pulled layers), if anywhere. */
 export interface IndexableLayer extends LayerFile {
@@ -82,10 +82,10 @@ interface Indexing {
 }
 
 /** Reads a layer's tar (compressed, from `input`) into records whose files point into `blob`. */
-async function indexStream(input: Readable, layer: IndexableLayer, options: IndexOptions, captureDir: string): Promise<Indexing> {
+async function indexStream(input: Readable, layer: IndexableLayer, options: IndexOptions, captureDir: string, blobCheck?: BlobCheck): Promise<Indexing> {
   const captured = new Map<LayerMember, string>();
   const records = await readLayerRecords(input, layer, options.image, async (entryPath: string, offset: number, size: number, data: EntryData) => {
-    const member: LayerMember = { blob: layer.file, offset, size, what: `${options.image}: /${entryPath}`, scratch: options.scratch };
+    const member: LayerMember = { blob: layer.file, offset, size, what: `${options.image}: /${entryPath}`, entryPath, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
     if (options.capture.has(entryPath) && size <= CAPTURE_LIMIT) {
       const hex = await captureData(data, captureDir);
       member.file = path.join(captureDir, hex);
@@ -146,7 +146,7 @@ const isPath = (value: unknown): value is string => typeof value === 'string' &&
 const isMeta = (e: readonly unknown[]): boolean => isPath(e[1]) && isCount(e[2]) && (e[2] as number) <= 0o7777 && isCount(e[3]) && isCount(e[4]) && Number.isSafeInteger(e[5]);
 
 /** The records a kept index holds, or undefined when it is missing, of another layer or damaged (it is made again). */
-async function loadIndex(layer: IndexableLayer & { indexFile: string }, options: IndexOptions): Promise<LayerRecord[] | undefined> {
+async function loadIndex(layer: IndexableLayer & { indexFile: string }, options: IndexOptions, blobCheck?: BlobCheck): Promise<LayerRecord[] | undefined> {
   let index: StoredIndex;
   try {
     index = JSON.parse(await readFile(layer.indexFile, 'utf8')) as StoredIndex;
@@ -170,11 +170,11 @@ async function loadIndex(layer: IndexableLayer & { indexFile: string }, options:
     const [, p, mode, uid, gid, mtime] = entry as [string, string, number, number, number, number];
     const common = { path: p, mode, uid, gid, mtime };
     if (kind === 'd' && entry.length === 6) records.push({ op: 'put', node: { ...common, type: 'dir' } });
-    else if (kind === 's' && entry.length === 7 && typeof entry[6] === 'string') records.push({ op: 'put', node: { ...common, type: 'symlink', target: entry[6] } });
+    else if (kind === 's' && entry.length === 7 && typeof entry[6] === 'string' && linkStaysInside(p, entry[6])) records.push({ op: 'put', node: { ...common, type: 'symlink', target: entry[6] } });
     else if (kind === 'h' && entry.length === 7 && isPath(entry[6])) records.push({ op: 'link', ...common, target: entry[6] });
     else if (kind === 'f' && entry.length === 9 && isCount(entry[6]) && isCount(entry[7]) && (entry[8] === null || (typeof entry[8] === 'string' && /^[0-9a-f]{64}$/.test(entry[8])))) {
       const size = entry[6];
-      const member: LayerMember = { blob: layer.file, offset: entry[7], size, what: `${options.image}: /${p}`, scratch: options.scratch };
+      const member: LayerMember = { blob: layer.file, offset: entry[7], size, what: `${options.image}: /${p}`, entryPath: p, scratch: options.scratch, ...(blobCheck ? { blobCheck } : {}) };
       if (typeof entry[8] === 'string') {
         const file = path.join(captures, entry[8]);
         // A kept file that is gone or damaged is read from the layer instead.
@@ -184,6 +184,23 @@ async function loadIndex(layer: IndexableLayer & { indexFile: string }, options:
     } else return undefined;
   }
   return records;
+}
+
+/** A kept symlink whose target climbs out of the root was not written by lapin (indexing refuses the layer): the index is made again. */
+function linkStaysInside(linkPath: string, target: string): boolean {
+  try {
+    checkLinkTarget(linkPath, target, '');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The blob as it is now, which the members' offsets describe (layer-member.ts reads only these bytes). */
+async function checkOf(layer: IndexableLayer): Promise<BlobCheck | undefined> {
+  if (!/^sha256:[0-9a-f]{64}$/.test(layer.digest)) return undefined;
+  const info = await stat(layer.file).catch(() => undefined);
+  return info ? { digest: layer.digest, dev: info.dev, ino: info.ino, size: info.size, mtimeMs: info.mtimeMs } : undefined;
 }
 
 async function holdsContent(file: string, size: number, hex: string): Promise<boolean> {
@@ -208,15 +225,16 @@ async function keep(layer: IndexableLayer & { indexFile: string }, indexing: Ind
  * kept when the layer has an index file).
  */
 export async function indexLayer(layer: IndexableLayer, options: IndexOptions): Promise<LayerRecord[]> {
+  const blobCheck = await checkOf(layer);
   if (layer.indexFile !== undefined) {
     const withIndex = { ...layer, indexFile: layer.indexFile };
-    const loaded = await loadIndex(withIndex, options);
+    const loaded = await loadIndex(withIndex, options, blobCheck);
     if (loaded) return loaded;
-    const indexing = await indexStream(createReadStream(layer.file, { highWaterMark: 1 << 20 }), layer, options, capturesBeside(layer.indexFile));
+    const indexing = await indexStream(createReadStream(layer.file, { highWaterMark: 1 << 20 }), layer, options, capturesBeside(layer.indexFile), blobCheck);
     await keep(withIndex, indexing);
     return indexing.records;
   }
-  return (await indexStream(createReadStream(layer.file, { highWaterMark: 1 << 20 }), layer, options, options.captureDir)).records;
+  return (await indexStream(createReadStream(layer.file, { highWaterMark: 1 << 20 }), layer, options, options.captureDir, blobCheck)).records;
 }
 
 /**

@@ -5,7 +5,7 @@
 // hostile layer must still end in one clean error.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -148,6 +148,81 @@ describe('base layers indexed, not extracted', () => {
     for (const i of order) assert.deepEqual(await bytesOf(nodes[i] as FsNode), bodies[i]);
     const both = await Promise.all([bytesOf(nodes[2] as FsNode), bytesOf(nodes[1] as FsNode)]);
     assert.deepEqual(both, [bodies[2], bodies[1]]);
+  });
+
+  test('a blob replaced, rewritten, cut or deleted after indexing is never read at the old offsets: a clean error, or its bytes when it still holds the digest', async () => {
+    const dir = await mkdtemp(path.join(work, 'changed-'));
+    const bodies = [randomBytes(300_000), randomBytes(300_000)];
+    const layer = await layerFile(bodies.map((data, i) => ({ name: `f${i}`, data })), dir);
+    const original = await readFile(layer.file);
+    const read = async (node: FsNode): Promise<Buffer | Error> => bytesOf(node).catch((error: Error) => error);
+    const isChanged = (result: Buffer | Error, detail: RegExp): boolean => result instanceof LapinError && detail.test(result.message) && /after lapin indexed it/.test(result.message);
+
+    // Other bytes under the blob's name (another layer of the same shape): refused, not read at the old offsets.
+    let nodes = await indexLayers([layer], options(dir));
+    const other = await layerFile(bodies.map((_, i) => ({ name: `f${i}`, data: randomBytes(300_000) })), dir);
+    await rename(other.file, layer.file);
+    assert.ok(isChanged(await read(nodes[1] as FsNode), /no longer holds sha256:/));
+    closeLayerReaders();
+
+    // The same bytes written again (a re-pull: a new file): read, and right.
+    await writeFile(layer.file, original);
+    nodes = await indexLayers([layer], options(dir));
+    const again = path.join(dir, 'again');
+    await writeFile(again, original);
+    await rename(again, layer.file);
+    assert.deepEqual(await read(nodes[1] as FsNode), bodies[1]);
+
+    // Cut in place while a reader is kept open on it: refused.
+    nodes = await indexLayers([layer], options(dir));
+    assert.deepEqual(await read(nodes[0] as FsNode), bodies[0]);
+    await truncate(layer.file, original.length - 100);
+    assert.ok(isChanged(await read(nodes[1] as FsNode), /no longer holds/));
+    closeLayerReaders();
+
+    // Deleted: one clean line, not a raw ENOENT.
+    await writeFile(layer.file, original);
+    nodes = await indexLayers([layer], options(dir));
+    await rm(layer.file);
+    assert.ok(isChanged(await read(nodes[0] as FsNode), /cannot be read \(ENOENT\)/));
+  });
+
+  test('a kept index whose symlink climbs out of the root is made again from the blob', async () => {
+    const dir = await mkdtemp(path.join(work, 'tampered-'));
+    const layer = await layerFile([{ name: 'a', data: 'a' }, { name: 'l', type: 'symlink', linkname: 'a' }], dir);
+    const indexFile = path.join(dir, 'cache', 'index', 'sha256', 'x.json');
+    await indexLayers([{ ...layer, indexFile }], options(dir));
+    const kept = await readFile(indexFile, 'utf8');
+    assert.ok(kept.includes('"l",'), kept);
+    await writeFile(indexFile, kept.replace(/("s","l",(?:[^,]*,){4})"a"/, '$1"../../../etc/passwd"'));
+    assert.notEqual(await readFile(indexFile, 'utf8'), kept, 'the index was tampered with');
+    const nodes = await indexLayers([{ ...layer, indexFile }], options(dir));
+    const link = nodes.find((n) => n.path === 'l');
+    assert.ok(link?.type === 'symlink' && link.target === 'a', JSON.stringify(link));
+  });
+
+  test('property: a kept index with another offset or size for a file gives that file\'s bytes or one clean error, never other bytes', async () => {
+    const dir = await mkdtemp(path.join(work, 'offsets-'));
+    const bodies = [randomBytes(5000), randomBytes(5000), randomBytes(70_000), Buffer.from('short')];
+    const layer = await layerFile(bodies.map((data, i) => ({ name: `f${i}`, data })), dir);
+    const indexFile = path.join(dir, 'cache', 'index', 'sha256', 'x.json');
+    await indexLayers([{ ...layer, indexFile }], options(dir));
+    const kept = JSON.parse(await readFile(indexFile, 'utf8')) as { entries: unknown[][] };
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: 3 }), fc.oneof(fc.integer({ min: -300, max: 300 }), fc.constantFrom(11, -11, 22)), fc.boolean(), fc.boolean(), async (which, shift, blocks, sized) => {
+        const entries = kept.entries.map((e) => [...e]);
+        const entry = entries[which] as unknown[];
+        const delta = blocks ? shift * 512 : shift;
+        if (sized) entry[6] = Math.max(0, (entry[6] as number) + delta);
+        else entry[7] = Math.max(0, (entry[7] as number) + delta);
+        await writeFile(indexFile, JSON.stringify({ ...kept, entries }));
+        const nodes = await indexLayers([{ ...layer, indexFile }], options(dir));
+        const result = await bytesOf(nodes[which] as FsNode).catch((error: Error) => error);
+        if (result instanceof Error) assert.ok(result instanceof LapinError || result instanceof SourceError, `${result.constructor.name}: ${result.message}`);
+        else assert.deepEqual(result, bodies[which], `f${which} read at another offset or size gave other bytes`);
+      }),
+      { numRuns: 80 },
+    );
   });
 
   test('hostile layers end in one clean error: "..", hard link loops, a link to a directory, a cut gzip stream', async () => {
