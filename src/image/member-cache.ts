@@ -20,7 +20,9 @@
  *   entry's stamp (device, inode, size, mtime and ctime, ns) from when its
  *   member last matched its header; an entry whose stamp is unchanged is
  *   not hashed again (any write to or replacement of it changes its ctime,
- *   which cannot be set back). As the layer cache does for its blobs.
+ *   which cannot be set back). As the layer cache does for its blobs. Of
+ *   two builds at once the last to finish writes the index; the other's
+ *   entries are then hashed once more.
  * - Bounded: after a build stored members, the oldest entries (by mtime; a
  *   hit touches its entry) are removed until the directory holds at most
  *   90 % of the cap. Default cap 2 GiB; `LAPIN_MEMBER_CACHE_SIZE` (e.g.
