@@ -13,7 +13,7 @@ import { digestHex } from './digest.js';
 import { effectiveLevel, writeLayer, type LayerBlob, type LayerOptions } from './layer.js';
 import { MemberCache } from './member-cache.js';
 import { fsPath } from './names.js';
-import { READ_SIZE } from './tar-writer.js';
+import { READ_SIZE, tarChunks } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 import { makeDirectories } from '../mkdirp.js';
 
@@ -114,11 +114,7 @@ export class LayerCache {
    */
   async key(nodes: readonly FsNode[], options: LayerOptions, contentKeyed: readonly string[] = [], contentHashes = new Map<string, string>()): Promise<string> {
     const hash = createHash('sha256');
-    const level = effectiveLevel(options.compression, options.level);
-    const format: unknown[] = [CACHE_FORMAT, options.compression, level];
-    if (options.compression === 'gzip') format.push(GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL, process.versions.zlib);
-    if (options.compression === 'zstd') format.push(zstdArguments(level), await zstdVersionOnce());
-    hash.update(JSON.stringify(format));
+    hash.update(JSON.stringify(await formatFields(options)));
     for (const node of nodes) {
       const fields: unknown[] = [node.type, node.path, node.mode, node.uid, node.gid, node.mtime];
       if (node.type === 'symlink' || node.type === 'hardlink') fields.push(node.target);
@@ -131,7 +127,7 @@ export class LayerCache {
           const { blob, offset, size } = node.source.member;
           const s = await stat(blob, { bigint: true });
           fields.push('layer', path.resolve(blob), offset, size, String(s.size), String(s.mtimeNs), String(s.ino), String(s.dev));
-        } else if (contentKeyed.some((dir) => node.source.kind === 'path' && node.source.path.startsWith(`${dir}${path.sep}`))) {
+        } else if (isUnder(node.source.path, contentKeyed)) {
           const file = node.source.path;
           let content = contentHashes.get(file);
           if (content === undefined) {
@@ -149,6 +145,36 @@ export class LayerCache {
       hash.update('\n');
     }
     return hash.digest('hex');
+  }
+
+  /**
+   * Whether a layer is keyed on its tar (`tarKey`): every file in it is
+   * lapin's own (under `contentKeyed`) or bytes in memory, so reading the
+   * whole tar costs what hashing those files for `key` would.
+   */
+  static tarKeyed(nodes: readonly FsNode[], contentKeyed: readonly string[]): boolean {
+    let staged = false;
+    for (const node of nodes) {
+      if (node.type !== 'file' || node.source.kind === 'bytes') continue;
+      if (node.source.kind !== 'path' || !isUnder(node.source.path, contentKeyed)) return false;
+      staged = true;
+    }
+    return staged;
+  }
+
+  /**
+   * The key of a layer of lapin's own files: the format and the sha256 of
+   * the layer's tar, which is its diff_id. The tar holds every node's
+   * header and bytes, so the same diff_id and format mean the same layer
+   * bytes; and the diff_id, computed here, is not computed again while the
+   * layer is written (the image is hashed once instead of twice).
+   */
+  async tarKey(nodes: readonly FsNode[], options: LayerOptions): Promise<{ key: string; diffId: string }> {
+    const tar = createHash('sha256');
+    for await (const chunk of tarChunks(nodes)) tar.update(chunk);
+    const diffId = `sha256:${tar.digest('hex')}`;
+    const key = createHash('sha256').update(JSON.stringify(['tar', ...(await formatFields(options))])).update(diffId).digest('hex');
+    return { key, diffId };
   }
 
   /** The cached layer for a key, when its entry and blob are both there. */
@@ -187,6 +213,28 @@ export class LayerCache {
   private entryPath(key: string): string {
     return path.join(this.entries, `${key}.json`);
   }
+}
+
+/** Everything besides the tar that decides a layer's bytes. */
+async function formatFields(options: LayerOptions): Promise<unknown[]> {
+  const level = effectiveLevel(options.compression, options.level);
+  const format: unknown[] = [CACHE_FORMAT, options.compression, level];
+  if (options.compression === 'gzip') format.push(GZIP_CHUNK_SIZE, GZIP_MEM_LEVEL, process.versions.zlib);
+  if (options.compression === 'zstd') format.push(zstdArguments(level), await zstdVersionOnce());
+  return format;
+}
+
+function isUnder(file: string, dirs: readonly string[]): boolean {
+  return dirs.some((dir) => file.startsWith(`${dir}${path.sep}`));
+}
+
+/** The stamps of a layer's files on disk, to tell that none changed between two reads. */
+async function fileStamps(nodes: readonly FsNode[]): Promise<string> {
+  const stamps: string[] = [];
+  for (const node of nodes) {
+    if (node.type === 'file' && node.source.kind === 'path') stamps.push((await blobStamp(node.source.path)) ?? 'gone');
+  }
+  return stamps.join('\n');
 }
 
 /**
@@ -318,7 +366,17 @@ export async function writeLayerCached(
   if (!cache?.enabled) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
   // lapin's own staging files do not change once made: hashed once, for both keys below.
   const contentHashes = new Map<string, string>();
-  const key = await cache.key(nodes, options, contentKeyed, contentHashes);
+  const byTar = LayerCache.tarKeyed(nodes, contentKeyed);
+  const stamps = byTar ? await fileStamps(nodes) : '';
+  let key: string;
+  if (byTar) {
+    const tar = await cache.tarKey(nodes, options);
+    key = tar.key;
+    // Written below from the same files: their tar hashes to this again.
+    options = { ...options, diffId: tar.diffId };
+  } else {
+    key = await cache.key(nodes, options, contentKeyed, contentHashes);
+  }
   const hit = await cache.lookup(key);
   if (hit) {
     await target.addFile(hit.digest, hit.size, hit.path);
@@ -350,7 +408,11 @@ export async function writeLayerCached(
     layer = await writeLayer(nodes, both, withMembers(options, cache));
     recordable = !both.cacheFailed();
   }
-  if (recordable && (await cache.key(nodes, options, contentKeyed, contentHashes)) === key) {
+  if (byTar && (await fileStamps(nodes)) !== stamps) {
+    // The diff_id was taken from the first read: a file that changed since makes it wrong for these bytes.
+    throw new LapinError(`a staging file of layer ${layer.digest} changed while it was written; build again`);
+  }
+  if (recordable && (byTar || (await cache.key(nodes, options, contentKeyed, contentHashes)) === key)) {
     await cache.record(key, layer).catch((error: unknown) => {
       if (!isCacheDiskError(error)) throw error;
       cache.turnOff(error);

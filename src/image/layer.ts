@@ -35,6 +35,11 @@ export interface LayerOptions {
    * program, not independent frames, so only gzip reuses members.
    */
   memberCache?: MemberCache;
+  /**
+   * The tar's sha256, when the caller already hashed the very same tar
+   * (the layer cache's key of lapin's own files): it is not hashed again.
+   */
+  diffId?: string;
 }
 
 export interface LayerBlob {
@@ -70,7 +75,7 @@ interface Compressor {
  */
 export async function writeLayer(nodes: readonly FsNode[], target: BlobTarget | IncomingBlob, options: LayerOptions): Promise<LayerBlob & { path?: string }> {
   const level = effectiveLevel(options.compression, options.level);
-  const diff = createHash('sha256');
+  const diff = options.diffId === undefined ? createHash('sha256') : undefined;
   const compressed = options.compression === 'none' ? undefined : createHash('sha256');
   const out = 'incoming' in target ? await target.incoming() : target;
   let size = 0;
@@ -96,13 +101,13 @@ export async function writeLayer(nodes: readonly FsNode[], target: BlobTarget | 
   try {
     let done = 0;
     for await (const chunk of tarChunks(nodes)) {
-      diff.update(chunk);
+      diff?.update(chunk);
       done += chunk.length;
       options.onProgress?.(done);
       await compressor.write(chunk);
     }
     await compressor.end();
-    const diffId = `sha256:${diff.digest('hex')}`;
+    const diffId = diff ? `sha256:${diff.digest('hex')}` : (options.diffId ?? '');
     // Uncompressed, the blob is the tar itself: one hash serves both.
     const digest = compressed ? `sha256:${compressed.digest('hex')}` : diffId;
     const path = await out.commit(digest);

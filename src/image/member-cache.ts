@@ -16,6 +16,13 @@
  * - Written temp + rename, not flushed: a torn entry after a power loss
  *   fails its hash and is rewritten, so an fsync per member (880 of them in
  *   a 1.2 GB image) would buy nothing.
+ * - Trusted when untouched: `verified.json` in the directory keeps each
+ *   entry's stamp (device, inode, size, mtime and ctime, ns) from when its
+ *   member last matched its header; an entry whose stamp is unchanged is
+ *   not hashed again (any write to or replacement of it changes its ctime,
+ *   which cannot be set back). As the layer cache does for its blobs. Of
+ *   two builds at once the last to finish writes the index; the other's
+ *   entries are then hashed once more.
  * - Bounded: after a build stored members, the oldest entries (by mtime; a
  *   hit touches its entry) are removed until the directory holds at most
  *   90 % of the cap. Default cap 2 GiB; `LAPIN_MEMBER_CACHE_SIZE` (e.g.
@@ -26,7 +33,7 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { parseByteSize } from '../rootfs/size.js';
-import { temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
+import { temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { makeDirectories } from '../mkdirp.js';
 
 /** Bump when an entry's layout, or the way a member is made, changes. */
@@ -34,6 +41,11 @@ const MEMBER_FORMAT = 1;
 const MAGIC = Buffer.from('lpnmemb1', 'latin1');
 const HEADER_BYTES = MAGIC.length + 32;
 export const MEMBER_CACHE_DEFAULT_BYTES = 2 * 1024 * 1024 * 1024;
+/** A hit touches its entry (for eviction) only when it was last touched longer ago than this: a touch changes the stamp. */
+const TOUCH_AFTER_MS = 60 * 60 * 1000;
+const VERIFIED_FILE = 'verified.json';
+/** An index bigger than this is not ours: ignored (entries are then hashed). */
+const VERIFIED_MAX_BYTES = 16 * 1024 * 1024;
 /** Eviction leaves this share of the cap, so that the next build does not evict at once. */
 const EVICT_TO = 0.9;
 
@@ -60,12 +72,22 @@ export interface MemberStats {
   reused: number;
   /** Members compressed (and stored). */
   compressed: number;
+  /** Reused members hashed against their header (their entry changed, or was not known, since it was last hashed). */
+  checked?: number;
+}
+
+/** An entry's stamp: any write to it or replacement of it changes the ctime. */
+function stamp(s: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
+  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
 }
 
 export class MemberCache {
   private writable = true;
   private dirMade = false;
   private stored = 0;
+  /** Entry stamps from `verified.json`, and whether this build changed them. */
+  private verified: Promise<Map<string, string>> | undefined;
+  private verifiedChanged = false;
 
   constructor(
     readonly dir: string,
@@ -91,7 +113,7 @@ export class MemberCache {
    */
   async member(format: string, block: Buffer, compress: () => Promise<Buffer>, stats: MemberStats): Promise<Buffer> {
     const key = MemberCache.key(format, block);
-    const cached = await this.get(key);
+    const cached = await this.get(key, stats);
     if (cached !== undefined) {
       stats.reused++;
       return cached;
@@ -103,7 +125,8 @@ export class MemberCache {
   }
 
   /** A sound entry's member, or undefined (missing, not a regular file, truncated, corrupt). */
-  async get(key: string): Promise<Buffer | undefined> {
+  async get(key: string, stats?: MemberStats): Promise<Buffer | undefined> {
+    const verified = await this.verifiedStamps();
     let handle;
     try {
       handle = await open(this.entryPath(key), constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -111,10 +134,10 @@ export class MemberCache {
       return undefined;
     }
     try {
-      const info = await handle.stat();
+      const info = await handle.stat({ bigint: true });
       // A member of a 1 MiB block is never near this; anything bigger is not one of ours.
       if (!info.isFile() || info.size <= HEADER_BYTES || info.size > 4 * 1024 * 1024) return undefined;
-      const data = Buffer.allocUnsafe(info.size);
+      const data = Buffer.allocUnsafe(Number(info.size));
       let filled = 0;
       while (filled < data.length) {
         const { bytesRead } = await handle.read(data, filled, data.length - filled, filled);
@@ -123,10 +146,21 @@ export class MemberCache {
       }
       if (filled !== data.length || !data.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
       const member = data.subarray(HEADER_BYTES);
-      if (!sha256Block(member).equals(data.subarray(MAGIC.length, HEADER_BYTES))) return undefined;
-      // Recently used: eviction removes the oldest first.
-      const now = new Date();
-      await handle.utimes(now, now).catch(() => undefined);
+      let current = stamp(info);
+      if (verified.get(key) !== current) {
+        if (stats) stats.checked = (stats.checked ?? 0) + 1;
+        if (!sha256Block(member).equals(data.subarray(MAGIC.length, HEADER_BYTES))) return undefined;
+      }
+      // Recently used: eviction removes the oldest first. Not at every hit: each touch changes the stamp.
+      const now = Date.now();
+      if (now - Number(info.mtimeMs) > TOUCH_AFTER_MS) {
+        const touched = await handle
+          .utimes(now / 1000, now / 1000)
+          .then(() => handle.stat({ bigint: true }))
+          .catch(() => undefined);
+        current = touched ? stamp(touched) : '';
+      }
+      this.remember(verified, key, current);
       return member;
     } catch {
       return undefined;
@@ -155,6 +189,8 @@ export class MemberCache {
       }
       await rename(temp, target);
       this.stored += member.length + HEADER_BYTES;
+      const made = await lstat(target, { bigint: true }).catch(() => undefined);
+      if (made) this.remember(await this.verifiedStamps(), key, stamp(made));
     } catch (error) {
       await rm(temp, { force: true }).catch(() => undefined);
       this.writable = false;
@@ -171,6 +207,11 @@ export class MemberCache {
    * that block again.
    */
   async evict(): Promise<void> {
+    await this.evictEntries();
+    await this.saveVerified();
+  }
+
+  private async evictEntries(): Promise<void> {
     if (this.stored === 0) return;
     this.stored = 0;
     let names: string[];
@@ -195,7 +236,52 @@ export class MemberCache {
       if (total <= this.maxBytes * EVICT_TO) break;
       await unlink(entry.file).catch(() => undefined);
       total -= entry.size;
+      if ((await this.verifiedStamps()).delete(path.basename(entry.file))) this.verifiedChanged = true;
     }
+  }
+
+  /** The stamps of entries last found sound, read once per build; anything malformed is an empty index. */
+  private verifiedStamps(): Promise<Map<string, string>> {
+    this.verified ??= (async () => {
+      const stamps = new Map<string, string>();
+      try {
+        const handle = await open(path.join(this.dir, VERIFIED_FILE), constants.O_RDONLY | constants.O_NOFOLLOW);
+        let text: string;
+        try {
+          const info = await handle.stat();
+          if (!info.isFile() || info.size > VERIFIED_MAX_BYTES) return stamps;
+          text = await handle.readFile('utf8');
+        } finally {
+          await handle.close();
+        }
+        const parsed: unknown = JSON.parse(text);
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return stamps;
+        for (const [key, value] of Object.entries(parsed)) {
+          if (/^[0-9a-f]{64}$/.test(key) && typeof value === 'string') stamps.set(key, value);
+        }
+      } catch {
+        // Missing or unreadable: every entry is hashed before use.
+      }
+      return stamps;
+    })();
+    return this.verified;
+  }
+
+  private remember(stamps: Map<string, string>, key: string, current: string): void {
+    if (current === '') {
+      if (stamps.delete(key)) this.verifiedChanged = true;
+    } else if (stamps.get(key) !== current) {
+      stamps.set(key, current);
+      this.verifiedChanged = true;
+    }
+  }
+
+  /** Writes the stamps back when this build changed them; a failure only costs hashing next time. */
+  private async saveVerified(): Promise<void> {
+    if (!this.verifiedChanged || !this.verified || !this.writable) return;
+    this.verifiedChanged = false;
+    const stamps = await this.verified;
+    await writeFileAtomically(path.join(this.dir, VERIFIED_FILE), JSON.stringify(Object.fromEntries(stamps))).catch(() => undefined);
   }
 
   private entryPath(key: string): string {

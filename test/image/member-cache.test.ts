@@ -62,7 +62,7 @@ describe('gzip member cache', () => {
     const cold = await layer(original);
     const first = await layer(original, members);
     assert.equal(first.digest, cold.digest, 'an empty cache changes nothing');
-    assert.deepEqual(first.members, { reused: 0, compressed: 7 });
+    assert.deepEqual(first.members, { reused: 0, compressed: 7, checked: 0 });
 
     const changed = Buffer.from(original);
     changed.write('one changed line', 3 * MIB + 100, 'latin1');
@@ -72,7 +72,7 @@ describe('gzip member cache', () => {
     assert.equal(warm.digest, coldChanged.digest);
     assert.ok(warm.bytes.equals(coldChanged.bytes), 'byte for byte a cold build of the changed input');
     assert.equal(warm.diffId, coldChanged.diffId);
-    assert.deepEqual(warm.members, { reused: 6, compressed: 1 });
+    assert.deepEqual(warm.members, { reused: 6, compressed: 1, checked: 0 });
   });
 
   test('members depend on the level: another level is a miss', async () => {
@@ -80,7 +80,7 @@ describe('gzip member cache', () => {
     const data = content(2 * MIB, 'levels');
     await layer(data, members);
     const six = await layer(data, members, { level: 6 });
-    assert.deepEqual(six.members, { reused: 0, compressed: 3 });
+    assert.deepEqual(six.members, { reused: 0, compressed: 3, checked: 0 });
     assert.equal(six.digest, (await layer(data, undefined, { level: 6 })).digest);
   });
 
@@ -104,11 +104,37 @@ describe('gzip member cache', () => {
     await writeFile(empty, '');
 
     const again = await layer(data, members);
-    assert.deepEqual(again.members, { reused: 1, compressed: 4 });
+    assert.deepEqual(again.members, { reused: 1, compressed: 4, checked: 2 });
     assert.ok(again.bytes.equals(cold.bytes));
     const healed = await layer(data, members);
-    assert.deepEqual(healed.members, { reused: 5, compressed: 0 }, 'the bad entries were replaced');
+    assert.deepEqual(healed.members, { reused: 5, compressed: 0, checked: 0 }, 'the bad entries were replaced');
     assert.ok(healed.bytes.equals(cold.bytes));
+  });
+
+  test('an entry untouched since it was last found sound is not hashed again, in a later build too; one rewritten since is', async () => {
+    const cacheDir = path.join(dir, 'stamps');
+    const data = content(4 * MIB, 'stamps');
+    const cold = await layer(data, new MemberCache(cacheDir, { maxBytes: 1024 * MIB }));
+    const later = await layer(data, new MemberCache(cacheDir, { maxBytes: 1024 * MIB }));
+    assert.deepEqual(later.members, { reused: 5, compressed: 0, checked: 0 }, 'stamps recorded when stored, read back by a new build');
+    assert.ok(later.bytes.equals(cold.bytes));
+
+    // Rewritten in place, same size: a new ctime, so hashed, found corrupt, compressed again.
+    const [flipped] = (await entries(cacheDir)).sort() as [string];
+    const bytes = await readFile(flipped);
+    bytes[bytes.length - 10] = (bytes[bytes.length - 10] as number) ^ 0x40;
+    await writeFile(flipped, bytes);
+    const afterFlip = await layer(data, new MemberCache(cacheDir, { maxBytes: 1024 * MIB }));
+    assert.deepEqual(afterFlip.members, { reused: 4, compressed: 1, checked: 1 });
+    assert.ok(afterFlip.bytes.equals(cold.bytes));
+
+    // A broken index only costs the hashing.
+    await writeFile(path.join(cacheDir, 'verified.json'), '{"not": [json');
+    const broken = await layer(data, new MemberCache(cacheDir, { maxBytes: 1024 * MIB }));
+    assert.deepEqual(broken.members, { reused: 5, compressed: 0, checked: 5 });
+    assert.ok(broken.bytes.equals(cold.bytes));
+    // ...and it is written again whole.
+    assert.deepEqual((await layer(data, new MemberCache(cacheDir, { maxBytes: 1024 * MIB }))).members, { reused: 5, compressed: 0, checked: 0 });
   });
 
   test('the cache stays under its cap, the least recently used entries going first', async () => {
@@ -125,7 +151,7 @@ describe('gzip member cache', () => {
     const sizes = await Promise.all((await entries(cacheDir)).map(async (file) => (await stat(file)).size));
     const total = sizes.reduce((a, b) => a + b, 0);
     assert.ok(total <= 5 * MIB, `${total} bytes under a ${5 * MIB}-byte cap`);
-    assert.deepEqual((await layer(kept, members)).members, { reused: 3, compressed: 0 }, 'recently used entries stay');
+    assert.deepEqual((await layer(kept, members)).members, { reused: 3, compressed: 0, checked: 0 }, 'recently used entries stay');
     assert.equal((await layer(old, members)).members?.reused, 0, 'the oldest went');
   });
 
@@ -222,7 +248,7 @@ describe('gzip member cache', () => {
         assert.ok(built.archive.equals(freshChanged.archive));
       }
       const files = await readdir(path.join(shared, 'v1', 'members'));
-      assert.deepEqual(files.filter((f) => !/^[0-9a-f]{64}$/.test(f)), [], 'no temporaries left');
+      assert.deepEqual(files.filter((f) => !/^[0-9a-f]{64}$/.test(f) && f !== 'verified.json'), [], 'no temporaries left');
     });
   });
 });

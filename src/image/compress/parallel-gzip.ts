@@ -72,7 +72,7 @@ export class ParallelGzip {
   private readonly chunkSize: number;
   private readonly memberCache: MemberCache | undefined;
   /** Members reused from the cache and compressed, when there is a cache. */
-  readonly stats: MemberStats = { reused: 0, compressed: 0 };
+  readonly stats: MemberStats = { reused: 0, compressed: 0, checked: 0 };
   private readonly inFlight: Array<Promise<Buffer>> = [];
   private pending: Buffer[] = [];
   private pendingBytes = 0;
