@@ -209,7 +209,7 @@ export function program(): Command {
       };
       if (opts.platform?.includes(',') || opts.strategy !== undefined) {
         // Several platforms, or one merged into an index: one image each, then an image index (docs/multi-platform.md).
-        const { splitPlatforms } = await import('../build-platforms.js');
+        const { splitPlatforms } = await import('../pipeline/platform.js');
         const { platform, ...rest } = buildOptions;
         const platforms = platform === undefined ? [] : splitPlatforms(platform);
         if (platforms.length === 0) throw new UsageError('--strategy builds an image index: it needs --platform', 'e.g. --platform linux/arm64 --push --strategy merge');

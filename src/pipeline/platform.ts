@@ -105,3 +105,10 @@ export function checkPlatformList(list: readonly string[], given: string = list.
     seen.set(architecture, item);
   }
 }
+
+/** --platform "linux/amd64,linux/arm64" → ["linux/amd64", "linux/arm64"], checked; one platform gives one. */
+export function splitPlatforms(text: string): string[] {
+  const list = text.split(',').map((p) => p.trim());
+  checkPlatformList(list, text);
+  return list;
+}
