@@ -28,8 +28,7 @@ class BlobReader {
   private readonly chunks: AsyncIterator<Buffer>;
   /** Whether the blob is zstd: its reader runs a zstd process, which is not kept between members. */
   readonly zstd: boolean;
-  /** Whether `fd` is still this reader's (the file stream closes it at the blob's end). */
-  fdOpen = true;
+  private readonly file: Readable;
 
   constructor(
     readonly blob: string,
@@ -40,8 +39,11 @@ class BlobReader {
     readSync(fd, head, 0, 4, 0);
     this.zstd = head.readUInt32BE(0) === 0x28b52ffd;
     const decompressor = new LayerDecompressor(what);
-    const file = createReadStream(blob, { fd, start: 0 });
-    file.once('close', () => (this.fdOpen = false));
+    // autoClose off: a stream that closed the fd at the blob's end left a window in which takeReader
+    // fstat-ed a closed (or reused) descriptor. The fd lives until close() destroys the file stream,
+    // which closes it once (after any read in flight).
+    const file = createReadStream(blob, { fd, start: 0, autoClose: false });
+    this.file = file;
     this.stream = pipelineCallback(file, decompressor, () => {
       // Errors reach the reader through the stream's iterator.
     });
@@ -67,6 +69,7 @@ class BlobReader {
 
   close(): void {
     this.stream.destroy();
+    this.file.destroy();
   }
 }
 
@@ -130,7 +133,7 @@ async function takeReader(member: LayerMember): Promise<BlobReader> {
   if (best >= 0) {
     const reader = readers.splice(best, 1)[0] as BlobReader;
     // A blob written in place since this reader opened it is not read on from there.
-    if (!member.blobCheck || !reader.fdOpen || sameFile(fstatSync(reader.fd), member.blobCheck)) return reader;
+    if (!member.blobCheck || sameFile(fstatSync(reader.fd), member.blobCheck)) return reader;
     reader.close();
   }
   const fd = await openBlob(member);
