@@ -26,12 +26,16 @@ function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** Starts `lapin ARGS` in a detached 150x40 tmux window; it prints EXIT=<code> when done. */
+/**
+ * Starts `lapin ARGS` in a detached 150x40 tmux window; it prints EXIT=<code> when done. The shell
+ * traps SIGINT: a shell whose child dies of Ctrl-C exits too, and with its session gone the tmux
+ * server does, before the test reads the pane (seen in CI). The child gets the default handler.
+ */
 function startInTmux(args: string[], cwd: string): void {
   const command = [process.execPath, '--import', TSX, path.join(ROOT, 'src/cli/main.ts'), ...args].map(shellQuote).join(' ');
   const previous = session;
   session = `lapin-test-${process.pid}-${++runs}`;
-  execFileSync('tmux', tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '40', `cd ${shellQuote(cwd)} && ${command}; echo EXIT=$?; sleep 600`]));
+  execFileSync('tmux', tmux(['new-session', '-d', '-s', session, '-x', '150', '-y', '40', `trap : INT; cd ${shellQuote(cwd)} && ${command}; echo EXIT=$?; sleep 600`]));
   spawnSync('tmux', tmux(['kill-session', '-t', previous]), { stdio: 'ignore' });
 }
 
