@@ -4,7 +4,7 @@
 // --strategy merge|abort|overwrite` adds to, refuses or replaces the index at
 // the name, as kraft does; the kernel check runs inside the platform's stage.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { build } from '../src/build.js';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
 import { dockerInspect, requireConsumers, servicesEnv, startServices } from './consumers/harness.js';
+import { runProgram, type ProgramResult } from './helpers/fixtures.js';
 import { PER_PLATFORM_CONTAINERFILE, fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 import { registrySkipReason, startRegistry, type TestRegistry } from './registry/harness.js';
 
@@ -22,16 +23,7 @@ const unique = randomBytes(4).toString('hex');
 let work: string;
 let context: string;
 
-function lapin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd: work, env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
+const lapin = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProgramResult> => runProgram(process.execPath, [...CLI, ...args], { cwd: work, env });
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'lapin build index '));

@@ -2,12 +2,12 @@
 // platform's kernel in a Containerfile), one image index over them, written
 // to an archive or pushed; the kernel header check per platform.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
+import { runProgram, type ProgramResult } from './helpers/fixtures.js';
 import { PER_PLATFORM_CONTAINERFILE, fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from './registry/harness.js';
 
@@ -16,16 +16,7 @@ const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts
 let work: string;
 let context: string;
 
-function lapin(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd: work });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
+const lapin = (args: string[]): Promise<ProgramResult> => runProgram(process.execPath, [...CLI, ...args], { cwd: work });
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), 'lapin build platforms '));
