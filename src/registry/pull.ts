@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,7 +15,7 @@ import { clientFor, type PushOptions } from './push.js';
 import { indexWhileFetching, namedFiles } from './layer-index.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 import { makeDirectories } from '../mkdirp.js';
-import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
+import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
 
@@ -99,21 +99,6 @@ export function platformOs(domain: string, monitor: string | undefined): string 
 }
 
 /** The content-addressed cache of pulled blobs and the tags they were pulled under. */
-/** Writes a small cache file through an owner-named temporary (swept after a kill -9) and a rename. */
-async function writeOwned(file: string, data: string | Uint8Array): Promise<void> {
-  const temporary = temporaryName(`${file}.tmp-`);
-  trackTemporary(temporary);
-  try {
-    await writeFile(temporary, data);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  } finally {
-    untrackTemporary(temporary);
-  }
-}
-
 class PullCache {
   /** Digests whose cache file was hashed (or written after a check) by this process. */
   private readonly verified = new Set<string>();
@@ -155,13 +140,13 @@ class PullCache {
   async writeRef(reference: PullReference, os: string, architecture: string, digest: string): Promise<void> {
     const file = this.refPath(reference, os, architecture);
     await makeDirectories(path.dirname(file));
-    await writeOwned(file, digest);
+    await writeFileAtomically(file, digest);
   }
 
   async putVerified(digest: string, data: Uint8Array): Promise<void> {
     const file = this.blobPath(digest);
     await makeDirectories(path.dirname(file));
-    await writeOwned(file, data);
+    await writeFileAtomically(file, data);
     this.verified.add(digest);
   }
 
