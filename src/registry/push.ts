@@ -410,14 +410,15 @@ async function uploadStreamed(
 const STREAM_READ_SIZE = 1024 * 1024;
 
 /** A blob's bytes for an upload, a range at a time; `failure` is set when the source itself is wrong. */
-interface BlobReader {
+export interface BlobReader {
   /** Bytes `start` to `start + length` as fetch sends them; `progress` gets the position read up to. */
   range(start: number, length: number, progress: (done: number) => void): ReadableStream<Uint8Array>;
   readonly failure: LapinError | undefined;
   close(): Promise<void>;
 }
 
-function blobReader(blob: PushBlob, what: string): BlobReader {
+/** Exported for tests. */
+export function blobReader(blob: PushBlob, what: string): BlobReader {
   return 'file' in blob.bytes ? new FileBlobReader(blob.bytes.file) : new SourceBlobReader(blob, blob.bytes.open, what);
 }
 
@@ -433,8 +434,12 @@ class FileBlobReader implements BlobReader {
     const end = start + length;
     this.handle ??= open(this.file, 'r');
     const handle = this.handle;
+    let cancelled = false;
     return new ReadableStream<Uint8Array>(
       {
+        cancel: () => {
+          cancelled = true;
+        },
         pull: async (controller) => {
           if (position >= end) {
             controller.close();
@@ -455,6 +460,7 @@ class FileBlobReader implements BlobReader {
             controller.error(this.failure);
             return;
           }
+          if (cancelled) return;
           position += bytesRead;
           controller.enqueue(bytesRead === size ? buffer : buffer.subarray(0, bytesRead));
           progress(position);
@@ -500,6 +506,8 @@ class SourceBlobReader implements BlobReader {
     const generation = ++this.generation;
     const end = start + length;
     let sought = false;
+    // Set when fetch gives up on the request (a cut connection): a read in flight then has nowhere to go, and is not the source's fault.
+    let cancelled = false;
     return new ReadableStream<Uint8Array>(
       {
         pull: (controller) => {
@@ -509,20 +517,25 @@ class SourceBlobReader implements BlobReader {
               await this.seek(start);
               sought = true;
             }
+            if (cancelled) return;
             if (this.position >= end) {
               controller.close();
               return;
             }
             const piece = await this.read(end - this.position);
+            if (cancelled) return;
             controller.enqueue(piece);
             progress(this.position);
           });
           this.queue = step.catch(() => undefined);
           return step.catch((error: unknown) => {
-            // A failure to read the source ends the blob's upload; only a superseded stream is not one.
-            if (generation === this.generation) this.failure ??= error instanceof LapinError ? error : new LapinError(`${this.what} failed: ${error instanceof Error ? error.message : String(error)}`);
-            controller.error(error);
+            // A failure to read the source ends the blob's upload; only a superseded or abandoned stream is not one.
+            if (generation === this.generation && !cancelled) this.failure ??= error instanceof LapinError ? error : new LapinError(`${this.what} failed: ${error instanceof Error ? error.message : String(error)}`);
+            if (!cancelled) controller.error(error);
           });
+        },
+        cancel: () => {
+          cancelled = true;
         },
       },
       { highWaterMark: 2 },
