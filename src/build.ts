@@ -23,7 +23,7 @@ import { compileDefinition, reportPlanWarnings } from './pipeline/compile.js';
 import { readContextIgnore, readDefinition, type Definition } from './pipeline/definition.js';
 import { imageNames, outputsOf, resolveSettings, sourceDateEpoch, type BuildSettings } from './pipeline/options.js';
 import type { BuiltIndex } from './pipeline/index.js';
-import { checkPlatformList, formatPlatform } from './pipeline/platform.js';
+import { checkBuildPlatform, checkPlatformList, formatPlatform } from './pipeline/platform.js';
 import { openStaging, type Staging } from './pipeline/staging.js';
 import type { BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './pipeline/types.js';
 import { writeImage } from './pipeline/write.js';
@@ -50,7 +50,9 @@ export async function build(options: BuildOptions = {}): Promise<BuildResult | I
 async function buildImage(settings: BuildSettings): Promise<BuildResult> {
   const { options, cwd, emit } = settings;
   const definition = await readDefinition(settings);
-  const prepared = await preparePlatform(definition, settings, options.platform, () => readContextIgnore(settings, definition));
+  // As buildx: "aarch64", "linux/arm64/v8" and "LINUX/ARM64" are linux/arm64 for every stage (pipeline/platform.ts).
+  const platform = options.platform === undefined ? undefined : checkBuildPlatform(options.platform);
+  const prepared = await preparePlatform(definition, settings, platform, () => readContextIgnore(settings, definition));
   const names = imageNames(prepared.bases.plan, options.tags ?? []);
   const mtime = sourceDateEpoch(options);
   const settled = await settleMetadata(prepared.bases.plan, settings);
@@ -88,9 +90,9 @@ async function buildImage(settings: BuildSettings): Promise<BuildResult> {
  * one store (a layer two platforms share is stored once), then the index
  * over them goes to the sinks.
  */
-async function buildIndex(settings: BuildSettings, platforms: readonly string[]): Promise<IndexBuildResult> {
+async function buildIndex(settings: BuildSettings, given: readonly string[]): Promise<IndexBuildResult> {
   const { options, cwd, emit } = settings;
-  checkPlatformList(platforms);
+  const platforms = checkPlatformList(given);
   if (options.platform !== undefined) throw new UsageError('give platform or platforms, not both');
   const definition = await readDefinition(settings);
   let ignore: Promise<ContextIgnore | undefined> | undefined;

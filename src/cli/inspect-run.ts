@@ -60,7 +60,7 @@ export function runCommand(root: Command, setExitCode: (code: number) => void): 
     .option('--memory <size>', 'guest memory (default 256M, as urunc)', parseMemory)
     .option('--timeout <seconds>', 'stop the guest after this long (exit 124)', seconds)
     .addOption(new Option('--accel <accel>', 'qemu accelerator').choices(['auto', 'kvm', 'tcg']).default('auto'))
-    .option('--platform <os/arch>', "boot this platform's image of an index (e.g. linux/arm64) instead of this machine's")
+    .option('--platform <os/arch>', "boot this platform's image of an index (e.g. linux/arm64, or arm64 or aarch64 as buildx takes it) instead of this machine's")
     .action(async (source: string, args: string[], opts: { print?: boolean; memory?: number; timeout?: number; accel: 'auto' | 'kvm' | 'tcg'; platform?: string }) => {
       const { run } = await import('../run/run.js');
       const code = await run({

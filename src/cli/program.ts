@@ -142,7 +142,7 @@ export function program(): Command {
     .option('--target <stage>', 'build the Containerfile up to this stage, which becomes the image')
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
     .option('--label <key=value>', 'add an image label; repeatable', collect)
-    .option('--platform <platform>', 'linux/amd64 or linux/arm64 (default: from the file, else the kernel); linux/amd64,linux/arm64 builds both and an image index')
+    .option('--platform <platform>', 'linux/amd64 or linux/arm64, in any form buildx takes (arm64, aarch64, x86_64, linux/arm64/v8; default: from the file, else the kernel); linux/amd64,linux/arm64 builds both and an image index')
     .addOption(new Option('--strategy <strategy>', 'with --push, build an image index and: merge it into the index at the first -t, abort if a platform built is there, or overwrite it').choices(['abort', 'overwrite', 'merge']))
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
