@@ -1,5 +1,6 @@
 /** `lapin imagetools create` (docs/multi-platform.md); kept apart from program.ts, which many hands edit. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { defaultCacheDir } from '../image/layer-cache.js';
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -11,6 +12,7 @@ interface CreateOpts {
   output?: string;
   dryRun?: boolean;
   insecureRegistry?: string[];
+  cache: boolean;
 }
 
 export function imagetoolsCommand(root: Command): void {
@@ -23,6 +25,7 @@ export function imagetoolsCommand(root: Command): void {
     .addOption(new Option('--strategy <strategy>', 'a platform given twice: abort (an error), overwrite (the later wins), merge (keep the index already at the target, add to it)').choices(['abort', 'overwrite', 'merge']).default('abort'))
     .option('--output <spec>', 'type=oci,dest=PATH[,tar=false]: write an OCI archive (or layout directory) instead of pushing')
     .option('--dry-run', 'print the index instead of pushing or writing it')
+    .option('--no-cache', 'write the --output archive even when it already holds this index, unchanged since lapin wrote it')
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP; repeatable', collect)
     .action(async (sources: string[], opts: CreateOpts) => {
       const { createIndex, parseIndexOutput } = await import('../imagetools/create.js');
@@ -39,6 +42,8 @@ export function imagetoolsCommand(root: Command): void {
         strategy: opts.strategy,
         ...(output ? { output } : {}),
         ...(opts.dryRun ? { dryRun: true } : {}),
+        // As lapin build: an archive already holding this very index, untouched since lapin wrote it, is left alone (export/archive-record.ts).
+        ...(opts.cache ? { recordDir: defaultCacheDir() } : {}),
         registry: {
           insecureRegistries: opts.insecureRegistry ?? [],
           ...(debug ? { debug: (message: string) => process.stderr.write(`lapin: debug: ${message}\n`) } : {}),
