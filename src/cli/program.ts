@@ -143,7 +143,7 @@ export function program(): Command {
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
     .option('--label <key=value>', 'add an image label; repeatable', collect)
     .option('--platform <platform>', 'linux/amd64 or linux/arm64, in any form buildx takes (arm64, aarch64, x86_64, linux/arm64/v8; default: from the file, else the kernel); linux/amd64,linux/arm64 builds both and an image index')
-    .addOption(new Option('--strategy <strategy>', 'with --push, build an image index and: merge it into the index at the first -t, abort if a platform built is there, or overwrite it').choices(['abort', 'overwrite', 'merge']))
+    .addOption(new Option('--strategy <strategy>', 'with --push, build an image index and: merge it into the index at each -t, abort if a platform built is there, or overwrite it').choices(['abort', 'overwrite', 'merge']))
     .option('--metadata-file <path>', 'write build metadata (digests, names) as JSON')
     .addOption(new Option('--urunc-checks <mode>', 'error: refuse images urunc would reject; warn: build them anyway').choices(['error', 'warn']).default('error'))
     .option('--urunc-version <version>', "the urunc release whose rules are enforced: 0.8 (default), 0.7 or pre-0.7", uruncVersion)

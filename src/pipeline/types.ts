@@ -54,10 +54,10 @@ export interface BuildOptions {
    */
   platforms?: readonly string[];
   /**
-   * With platforms and a push: what to do with the index already at the
-   * first name (kraft's --strategy): merge adds the platforms built and keeps
-   * the others, abort stops when one of them is there, overwrite replaces
-   * the index.
+   * With platforms and a push: what to do with the index already at each
+   * name (kraft's --strategy): merge adds the platforms built to each name's
+   * own index and keeps its others, abort stops when one of them is at any
+   * name, overwrite replaces the index at every name.
    */
   strategy?: MergeStrategy;
   /** Time written into layers and the config, in seconds; SOURCE_DATE_EPOCH or 0 by default. */

@@ -43,27 +43,37 @@ export class RegistrySink implements Sink {
 
   /**
    * Every platform's manifest, then the index, under each name. merge keeps
-   * the platforms already at the first name; abort first refuses a platform
-   * already there, then keeps the others as merge does; overwrite (and no
-   * strategy) replaces the index, as buildx does.
+   * the platforms already at each name, in that name's own index (as `kraft
+   * pkg --strategy merge` does at its one name): two tags holding different
+   * indexes each keep theirs. abort first refuses a platform already at any
+   * name, then keeps the others as merge does; overwrite (and no strategy)
+   * pushes one index to every name, as buildx does.
    */
   private async writeIndex(artifact: IndexArtifact, pushTo: readonly string[], context: SinkContext): Promise<void> {
     const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../../imagetools/create.js'), import('../../pipeline/index.js')]);
     const strategy = artifact.strategy;
     if (strategy === 'abort') await refuseExistingPlatforms(artifact, pushTo, context.registry);
-    const created = await createIndex({
-      tags: pushTo,
-      sources: [await builtIndexSource(artifact.index, 'the build')],
-      strategy: strategy === 'abort' ? 'merge' : (strategy ?? 'abort'),
-      ...(context.registry ? { registry: context.registry } : {}),
-      onEvent: context.emit,
-    });
-    if (strategy === 'merge' || strategy === 'abort') context.emit({ kind: 'step', message: `index ${created.digest}: ${created.platforms.join(', ')}` });
-    context.index = { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
-    for (const item of created.pushed) {
-      context.written.push({ type: 'registry', dest: item.name });
-      recordCompletedOutput(`pushed ${item.name}`);
+    const merging = strategy === 'merge' || strategy === 'abort';
+    // Merging: one index per name, over what that name holds; else one index for them all.
+    const groups = merging ? pushTo.map((name) => [name]) : [pushTo];
+    let first: SinkContext['index'];
+    for (const tags of groups) {
+      const created = await createIndex({
+        tags,
+        sources: [await builtIndexSource(artifact.index, 'the build')],
+        strategy: merging ? 'merge' : (strategy ?? 'abort'),
+        ...(context.registry ? { registry: context.registry } : {}),
+        onEvent: context.emit,
+      });
+      if (merging) context.emit({ kind: 'step', message: `index ${created.digest}${pushTo.length > 1 ? ` at ${tags[0] as string}` : ''}: ${created.platforms.join(', ')}` });
+      // The first name's index is the build's (--metadata-file's containerimage.digest).
+      first ??= { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
+      for (const item of created.pushed) {
+        context.written.push({ type: 'registry', dest: item.name });
+        recordCompletedOutput(`pushed ${item.name}`);
+      }
     }
+    context.index = first;
   }
 }
 
