@@ -55,6 +55,58 @@ async function fetchSmallBlob(client: RegistryClient, path: string, descriptor: 
   return bytes;
 }
 
+/** As for a layout (image-index.ts): indexes nested deeper than this are refused. */
+const MAX_INDEX_DEPTH = 4;
+/** The most manifests (nested indexes and images) one registry source may make lapin fetch. */
+export const MAX_REGISTRY_MANIFESTS = 512;
+
+interface Walk {
+  display: string;
+  fetch: (descriptor: SourceDescriptor) => Promise<Fetched>;
+  listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }>;
+  leftOut: LeftOut[];
+  /** Every digest fetched so far (the top index's too): each is fetched once, however often it is listed. */
+  fetched: Set<string>;
+}
+
+/**
+ * The image manifests under an index's descriptors, in order, following
+ * nested indexes as the layout reader does: at most MAX_INDEX_DEPTH deep,
+ * each digest fetched once (an index listing one child thousands of times
+ * at each level is read once per level), and no more than
+ * MAX_REGISTRY_MANIFESTS fetched in all, refused before the fetch that
+ * would pass it.
+ */
+async function collectRegistryIndex(descriptors: readonly SourceDescriptor[], walk: Walk, depth: number): Promise<void> {
+  const { display } = walk;
+  const children = [...new Map(descriptors.map((m) => [m.digest, m])).values()];
+  const toFetch: SourceDescriptor[] = [];
+  for (const child of children) {
+    const what = notAnImage(child);
+    if (what !== undefined) {
+      if (!walk.leftOut.some((l) => l.digest === child.digest)) walk.leftOut.push({ digest: child.digest, what });
+      continue;
+    }
+    if (!walk.fetched.has(child.digest)) toFetch.push(child);
+  }
+  if (toFetch.length > 0 && depth > MAX_INDEX_DEPTH) throw new SourceError(`${display}: image indexes nested deeper than ${MAX_INDEX_DEPTH}`);
+  if (walk.fetched.size + toFetch.length > MAX_REGISTRY_MANIFESTS) {
+    throw new SourceError(`${display}: the index and the indexes in it list more than ${MAX_REGISTRY_MANIFESTS} manifests; lapin reads at most ${MAX_REGISTRY_MANIFESTS}`, 'make an index of the platforms wanted: lapin imagetools create');
+  }
+  for (const child of toFetch) {
+    if (walk.fetched.has(child.digest)) continue;
+    walk.fetched.add(child.digest);
+    const fetched = await walk.fetch(child);
+    if (child.mediaType === MEDIA_OCI_INDEX || child.mediaType === MEDIA_DOCKER_LIST) {
+      const nested = parseJson<{ manifests?: unknown } | null>(fetched.bytes, `the manifest of ${display} (${child.digest})`);
+      if (typeof nested !== 'object' || nested === null || !Array.isArray(nested.manifests) || nested.manifests.some((m: unknown) => typeof m !== 'object' || m === null || typeof (m as SourceDescriptor).digest !== 'string')) {
+        throw new SourceError(`${display}: ${child.digest} is listed as an index but is not one`);
+      }
+      await collectRegistryIndex(nested.manifests as SourceDescriptor[], walk, depth + 1);
+    } else walk.listed.push({ descriptor: child, fetched });
+  }
+}
+
 export async function openRegistryIndex(name: string, reference: string, options: OpenIndexOptions): Promise<ImageIndex> {
   const [{ parsePullReference, pullImage }, { clientFor }, { openRegistrySource }] = await Promise.all([import('../registry/pull.js'), import('../registry/push.js'), import('./registry.js')]);
   let parsed;
@@ -85,22 +137,13 @@ export async function openRegistryIndex(name: string, reference: string, options
     const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
     const leftOut: LeftOut[] = [];
     if (isIndex) {
-      // Each manifest once: an index may list one digest thousands of times (4 MiB holds ~25000 descriptors).
-      const children = [...new Map((document.manifests ?? []).map((m) => [m.digest, m])).values()];
-      for (const child of children) {
-        const what = notAnImage(child);
-        if (what !== undefined) {
-          leftOut.push({ digest: child.digest, what });
-          continue;
-        }
-        if (child.mediaType !== MEDIA_OCI_MANIFEST && child.mediaType !== MEDIA_DOCKER_MANIFEST) throw new SourceError(`${display}: the index lists ${child.digest} of type ${child.mediaType}; lapin reads indexes of image manifests`);
-        const fetched = await fetchManifest(client, path, child.digest, `${display} (${child.digest})`).catch((error: unknown) => {
+      const fetchChild = (child: SourceDescriptor): Promise<Fetched> =>
+        fetchManifest(client, path, child.digest, `${display} (${child.digest})`).catch((error: unknown) => {
           // Not "NAME was not found": the index is there, one of its images is not (a registry's garbage collection, say).
           if (error instanceof RegistryStatusError && error.status === 404) throw new SourceError(`${display}: the index lists ${child.digest}, which ${domain} does not have`, 'push that image again, or make the index again without it');
           throw error;
         });
-        listed.push({ descriptor: child, fetched });
-      }
+      await collectRegistryIndex(document.manifests ?? [], { display, fetch: fetchChild, listed, leftOut, fetched: new Set([top.digest]) }, 1);
     } else listed.push({ fetched: top });
 
     const entries: IndexEntry[] = [];
