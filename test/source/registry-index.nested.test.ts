@@ -5,6 +5,7 @@
 // MAX_REGISTRY_MANIFESTS manifests fetched, the refusal before the fetches.
 // Against docker-registry, counting requests through a proxy.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { createIndex } from '../../src/imagetools/create.js';
@@ -35,7 +36,6 @@ describe('registry index reader: nested indexes', { skip: registrySkipReason() }
   /** Pushes an index listing CHILDREN (by digest, or under TAG) and returns its descriptor. */
   async function putIndex(children: readonly Descriptor[], tag?: string): Promise<Descriptor> {
     const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: children }));
-    const { createHash } = await import('node:crypto');
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     await putManifest(registry.host, REPO, digest, bytes, OCI_INDEX);
     if (tag) await putManifest(registry.host, REPO, tag, bytes, OCI_INDEX);
@@ -120,7 +120,6 @@ describe('registry index reader: nested indexes', { skip: registrySkipReason() }
 
   test(`more than ${MAX_REGISTRY_MANIFESTS} manifests in all: refused before fetching them, naming the limit`, { timeout: 60_000 }, async () => {
     // Distinct manifests (one annotation apart) over one image's config and layers: the registry checks an index's entries exist.
-    const { createHash } = await import('node:crypto');
     const response = await fetch(`http://${registry.host}/v2/${REPO}/manifests/${images[0]?.digest}`, { headers: { accept: OCI_MANIFEST } });
     const base = JSON.parse(await response.text()) as Record<string, unknown>;
     const many: Descriptor[] = [];
@@ -139,10 +138,14 @@ describe('registry index reader: nested indexes', { skip: registrySkipReason() }
     assert.match(error.message, new RegExp(`list more than ${MAX_REGISTRY_MANIFESTS} manifests; lapin reads at most ${MAX_REGISTRY_MANIFESTS}$`));
     assert.ok(gets.length <= MAX_REGISTRY_MANIFESTS, String(gets.length));
     assert.ok(!gets.some((p) => many.slice(half).some((m) => p.endsWith(m.digest))), 'the second half was fetched');
-    // At the limit exactly, it opens.
-    await putIndex(many.slice(0, MAX_REGISTRY_MANIFESTS - 2), 'at-limit');
+    // At the limit exactly (the index and 511 images), it opens; one more image is refused at once.
+    await putIndex(many.slice(0, MAX_REGISTRY_MANIFESTS - 1), 'at-limit');
     const atLimit = await open('at-limit');
-    assert.equal(atLimit.entries.length, MAX_REGISTRY_MANIFESTS - 2);
+    assert.equal(atLimit.entries.length, MAX_REGISTRY_MANIFESTS - 1);
+    await putIndex(many.slice(0, MAX_REGISTRY_MANIFESTS), 'over-limit');
+    const over = await manifestGets(() => open('over-limit'));
+    assert.ok(over.error instanceof SourceError, String(over.error));
+    assert.equal(over.gets.length, 1, 'nothing but the index fetched');
   });
 
   test('property: any DAG of nested indexes gives each reachable image once, in first-seen order, each digest fetched once', { timeout: 120_000 }, async () => {
