@@ -13,6 +13,7 @@ interface CreateOpts {
   dryRun?: boolean;
   insecureRegistry?: string[];
   cache: boolean;
+  platform?: string;
 }
 
 export function imagetoolsCommand(root: Command): void {
@@ -23,6 +24,7 @@ export function imagetoolsCommand(root: Command): void {
     .argument('<source...>', 'images or indexes: docker://REF or a reference, oci-archive:PATH[:TAG], oci:DIR[:TAG]')
     .option('-t, --tag <name>', 'NAME[:TAG] to push the index to (with --output: its name in the layout); repeatable', collect)
     .addOption(new Option('--strategy <strategy>', 'a platform given twice: abort (an error), overwrite (the later wins), merge (keep the index already at the target, add to it)').choices(['abort', 'overwrite', 'merge']).default('abort'))
+    .option('--platform <platforms>', 'only these platforms of the sources, comma-separated, as buildx takes them (linux/arm64, arm64, aarch64, x86_64...)')
     .option('--output <spec>', 'type=oci,dest=PATH[,tar=false]: write an OCI archive (or layout directory) instead of pushing')
     .option('--dry-run', 'print the index instead of pushing or writing it')
     .option('--no-cache', 'write the --output archive even when it already holds this index, unchanged since lapin wrote it')
@@ -40,6 +42,7 @@ export function imagetoolsCommand(root: Command): void {
         tags: opts.tag ?? [],
         sources,
         strategy: opts.strategy,
+        ...(opts.platform !== undefined ? { platforms: opts.platform.split(',').map((p) => p.trim()) } : {}),
         ...(output ? { output } : {}),
         ...(opts.dryRun ? { dryRun: true } : {}),
         // As lapin build: an archive already holding this very index, untouched since lapin wrote it, is left alone (export/archive-record.ts).

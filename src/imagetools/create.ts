@@ -23,6 +23,7 @@ import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTempor
 import type { PushEvent, PushOptions, PushedName } from '../registry/push.js';
 import { formatPlatform, MEDIA_OCI_INDEX, openImageIndex, samePlatform, type ImageIndex, type IndexEntry } from '../source/image-index.js';
 import { SourceError } from '../source/open.js';
+import { parsePlatform, type Platform } from '../pipeline/platform.js';
 import type { SourceDescriptor } from '../source/types.js';
 
 /**
@@ -49,6 +50,12 @@ export interface CreateIndexOptions {
   /** Source names, or sources already open (a build's images: pipeline/index.ts). */
   sources: ReadonlyArray<string | ImageIndex>;
   strategy?: MergeStrategy;
+  /**
+   * Only these platforms of the sources (buildx's --platform, in any form it
+   * takes: "aarch64" is linux/arm64); each must be in some source. The index
+   * already at the target (merge) keeps all of its own.
+   */
+  platforms?: readonly string[];
   output?: IndexOutput;
   /** Print the index instead of writing it anywhere. */
   dryRun?: boolean;
@@ -175,12 +182,14 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
   for (const tag of options.tags) parseReference(tag);
   const strategy = options.strategy ?? 'abort';
   if (strategy === 'merge' && options.tags.length === 0 && !options.output) throw new UsageError('--strategy merge needs -t NAME or --output: the index to merge into');
+  const wanted = options.platforms?.map((text) => ({ text, platform: wantedPlatform(text) }));
   if (options.output && !options.dryRun) await checkOutput(options.output, strategy);
   const opened = await openAll(options.sources, options);
   const existing = strategy === 'merge' ? await existingEntries(options) : undefined;
   if (existing) opened.push(existing);
   try {
-    const entries = combine(existing?.entries ?? [], opened.filter((o) => o !== existing).map((o) => ({ name: o.name, entries: o.entries })), strategy);
+    const sources = opened.filter((o) => o !== existing).map((o) => ({ name: o.name, entries: o.entries }));
+    const entries = combine(existing?.entries ?? [], wanted ? onlyPlatforms(sources, wanted) : sources, strategy);
     const bytes = indexBytes(entries);
     const created: CreatedIndex = { digest: sha256Digest(bytes), mediaType: MEDIA_OCI_INDEX, bytes, platforms: entries.map((e) => formatPlatform(e.platform)), pushed: [] };
     if (options.dryRun) return created;
@@ -203,6 +212,23 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
   } finally {
     await Promise.all(opened.map((o) => o.close()));
   }
+}
+
+/** A --platform value, normalized as buildx reads it (pipeline/platform.ts). */
+function wantedPlatform(text: string): Platform {
+  const platform = parsePlatform(text);
+  if (!platform) throw new UsageError(`--platform ${JSON.stringify(text)} is not a platform`, 'write OS/ARCH[/VARIANT] as buildx takes it, e.g. linux/arm64 or arm64');
+  return platform;
+}
+
+/** The sources' entries for the platforms asked for; one asked for that no source has is an error. */
+function onlyPlatforms(sources: ReadonlyArray<{ name: string; entries: readonly IndexEntry[] }>, wanted: ReadonlyArray<{ text: string; platform: Platform }>): Array<{ name: string; entries: IndexEntry[] }> {
+  for (const { text, platform } of wanted) {
+    if (sources.some((s) => s.entries.some((e) => samePlatform(e.platform, platform)))) continue;
+    const offered = [...new Set(sources.flatMap((s) => s.entries.map((e) => formatPlatform(e.platform))))].join(', ');
+    throw new UsageError(`--platform ${text}: no source has an image for ${formatPlatform(platform)} (they have ${offered || 'none'})`);
+  }
+  return sources.map((s) => ({ name: s.name, entries: s.entries.filter((e) => wanted.some((w) => samePlatform(e.platform, w.platform))) }));
 }
 
 /** What docker 20.10's load takes from the archive (it reads manifest.json, not the index). */
