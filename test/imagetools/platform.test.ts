@@ -47,3 +47,12 @@ test('a platform no source has, or no platform at all: one line, exit 2', async 
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
   }
 });
+
+test('with --strategy merge the index already at the target keeps its platforms, named or not', async () => {
+  const first = await lapin(['--output', 'type=oci,dest=merged.tar', 'amd64.tar']);
+  assert.equal(first.status, 0, first.stderr);
+  const merged = await lapin(['--strategy', 'merge', '--platform', 'arm64', '--output', 'type=oci,dest=merged.tar', 'arm64']);
+  assert.equal(merged.status, 0, merged.stderr);
+  const again = await lapin(['--dry-run', 'merged.tar']);
+  assert.deepEqual(architectures(again), ['amd64', 'arm64']);
+});
