@@ -130,6 +130,7 @@ describe('lapin build and run take what buildx takes', () => {
       const out = path.join(work, `one-${given.replaceAll('/', '-')}.tar`);
       const result = await lapin(['build', '--platform', given, '-o', `type=oci,dest=${out}`, context]);
       assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stderr, /^=> built \(no name\) for linux\/arm64$/m, given);
       const config = await configOf(out);
       assert.equal(config.architecture, 'arm64', given);
       assert.equal(config.variant, undefined, given);
