@@ -107,7 +107,7 @@ export async function seedFilesystem(target: ImageFilesystem, base: PulledImage,
   const scratch = path.join(dataDir, base.manifestDigest.slice(7, 23));
   const nodes = await indexLayers(base.layers, {
     image: base.reference.display,
-    capture: namedFiles(base.config.config?.Labels, base.manifestAnnotations),
+    capture: namedFiles(base.config.config?.Labels ?? undefined, base.manifestAnnotations),
     scratch,
     captureDir: path.join(scratch, 'kept'),
   });
