@@ -8,18 +8,15 @@
  */
 import { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import type { Platform } from '../pipeline/platform.js';
 import { sha256Digest } from './digest.js';
 
 export const MEDIA_TYPE_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const MEDIA_TYPE_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const MEDIA_TYPE_CONFIG = 'application/vnd.oci.image.config.v1+json';
 
-/** An OCI platform as an index descriptor or an image config states it. */
-export interface ModelPlatform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+// The platform type and its rules (format, compare, pick) are pipeline/platform.ts's, the only table.
+export type { Platform } from '../pipeline/platform.js';
 
 /** An OCI descriptor. Read from someone else's image, its platform's fields may be missing. */
 export interface Descriptor {
@@ -106,7 +103,7 @@ export interface ImageSource extends ImageModel {
 
 /** One image of an index. */
 export interface IndexEntry {
-  platform: ModelPlatform;
+  platform: Platform;
   /** The descriptor the index lists (or would list) for it. */
   descriptor: Descriptor;
   /** The manifest's bytes exactly as stored; their sha256 is descriptor.digest. */
@@ -148,7 +145,7 @@ export interface ImageParts {
   manifestBytes: Buffer;
   config: Descriptor;
   layers: readonly Layer[];
-  platform: ModelPlatform;
+  platform: Platform;
   /** Where the config's or a layer's bytes are, by digest. */
   bytesOf(digest: string): BlobBytes;
 }

@@ -8,7 +8,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { defaultCacheDir } from '../image/layer-cache.js';
 import { parseReference } from '../image/reference.js';
-import type { Descriptor as ModelDescriptor, ImageConfig } from '../image/model.js';
+import type { Descriptor as ModelDescriptor, ImageConfig, Layer } from '../image/model.js';
 import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
@@ -64,7 +64,7 @@ export interface PulledImage {
   configDescriptor: Descriptor;
   configBytes?: Buffer;
   /** `indexFile`: where the layer's index is kept (pulled layers only; layer-index.ts). */
-  layers: Array<Descriptor & { diffId: string; file: string; indexFile?: string }>;
+  layers: Array<Layer & { file: string; indexFile?: string }>;
   /** Whether anything came over the network. */
   fetched: boolean;
 }
