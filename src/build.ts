@@ -15,14 +15,15 @@ import { writeToSinks, type ArtifactShape, type Sink, type SinkContext } from '.
 import { openSink } from './export/sinks/index.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import type { ContextIgnore } from './image/dockerignore.js';
-import type { Image } from './image/image.js';
+import { builtImage, type Image } from './image/image.js';
+import type { ImageIndexModel } from './image/model.js';
 import { makeDirectories } from './mkdirp.js';
 import { assemble, settleMetadata, type AssembledImage, type SettledMetadata, type StrictKernel } from './pipeline/assemble.js';
 import { pullBases, type Bases } from './pipeline/bases.js';
 import { compileDefinition, reportPlanWarnings } from './pipeline/compile.js';
 import { readContextIgnore, readDefinition, type Definition } from './pipeline/definition.js';
 import { imageNames, outputsOf, resolveSettings, sourceDateEpoch, type BuildSettings } from './pipeline/options.js';
-import type { BuiltIndex } from './pipeline/index.js';
+import { indexOfImages } from './pipeline/index.js';
 import { checkBuildPlatform, checkPlatformList, formatPlatform } from './pipeline/platform.js';
 import { openStaging, type Staging } from './pipeline/staging.js';
 import type { BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './pipeline/types.js';
@@ -65,7 +66,7 @@ async function buildImage(settings: BuildSettings): Promise<BuildResult> {
     const target = async (): Promise<BlobTarget> => (await only?.openStream?.(mtime, settings.cacheDir)) ?? store;
     const built = await producePlatform({ ...prepared, settled }, settings, { mtime, staging: staging.dir, store, target });
     const context: SinkContext = { cwd, mtime, emit, ...(options.stdout ? { stdout: options.stdout } : {}), ...(options.registry ? { registry: options.registry } : {}), written: [] };
-    await writeToSinks(sinks, { kind: 'image', image: built.image, rootfs: () => built.assembled.rootfs.list() }, names, context);
+    await writeToSinks(sinks, { kind: 'image', image: builtImage(built.image), rootfs: () => built.assembled.rootfs.list() }, names, context);
     return {
       digest: built.image.manifest.digest,
       configDigest: built.image.config.digest,
@@ -124,7 +125,7 @@ async function buildIndex(settings: BuildSettings, given: readonly string[]): Pr
     }
     if (!opened) throw new LapinError('internal: no platform was built');
     const { names, mtime, sinks } = opened;
-    const index: BuiltIndex = { images: builds.map((b) => b.image), platforms: builds.map((b) => formatPlatform(b.assembled.platform)) };
+    const index = await indexOfImages(builds.map((b) => builtImage(b.image)), 'the build');
     const context: SinkContext = { cwd, mtime, emit, ...(options.stdout ? { stdout: options.stdout } : {}), ...(options.registry ? { registry: options.registry } : {}), written: [], ...(settings.cacheDir !== undefined ? { recordDir: settings.cacheDir } : {}) };
     await writeToSinks(sinks, { kind: 'index', index, ...(options.strategy ? { strategy: options.strategy } : {}) }, names, context);
     // No index sink (only --load): the index the sinks would have written.
@@ -133,7 +134,7 @@ async function buildIndex(settings: BuildSettings, given: readonly string[]): Pr
     return {
       digest: written.digest,
       index: written,
-      platforms: [...index.platforms],
+      platforms: builds.map((b) => formatPlatform(b.assembled.platform)),
       builds: builds.map((b) => ({ digest: b.image.manifest.digest, configDigest: b.image.config.digest, manifest: b.image.manifest, names, platform: b.assembled.platform, urunc: b.settled.metadata.urunc, outputs: [], warnings: settings.warnings, syntax: definition.syntax, file })),
       names,
       outputs: context.written,
@@ -148,9 +149,9 @@ async function buildIndex(settings: BuildSettings, given: readonly string[]): Pr
 }
 
 /** The index over the built images, computed and not written. */
-async function indexDescriptor(index: BuiltIndex): Promise<{ mediaType: string; digest: string; size: number }> {
-  const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('./imagetools/create.js'), import('./pipeline/index.js')]);
-  const created = await createIndex({ tags: [], sources: [await builtIndexSource(index, 'the build')], dryRun: true });
+async function indexDescriptor(index: ImageIndexModel): Promise<{ mediaType: string; digest: string; size: number }> {
+  const [{ createIndex }, { indexSource }] = await Promise.all([import('./imagetools/create.js'), import('./pipeline/index.js')]);
+  const created = await createIndex({ tags: [], sources: [indexSource(index, 'the build')], dryRun: true });
   return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
 }
 

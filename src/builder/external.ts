@@ -194,8 +194,8 @@ async function importArchive(source: string, layersDir: string, display: string)
   const image = await openSource(source);
   try {
     await makeDirectories(layersDir);
-    const { manifest, digest } = await image.manifest();
-    const { config, digest: configDigest } = await image.config();
+    const { manifest, digest, bytes: manifestBytes } = await image.manifest();
+    const { config, digest: configDigest, bytes: configBytes } = await image.config();
     const diffIds = config.rootfs?.diff_ids ?? [];
     if (diffIds.length !== manifest.layers.length) throw new LapinError(`${display}: the config lists ${diffIds.length} layers, the manifest ${manifest.layers.length}`);
     const layers: PulledImage['layers'] = [];
@@ -209,9 +209,11 @@ async function importArchive(source: string, layersDir: string, display: string)
     return {
       reference: { domain: 'localhost', path: 'lapin-build', tag: 'latest', display },
       manifestDigest: digest ?? configDigest,
+      ...(manifestBytes ? { manifestBytes } : {}),
       manifestAnnotations: manifest.annotations ?? {},
       config: baseConfig,
       configDescriptor,
+      ...(configBytes ? { configBytes } : {}),
       layers,
       fetched: false,
     };

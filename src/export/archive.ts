@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import type { BlobTarget, IncomingBlob } from '../image/blob-store.js';
 import { digestHex, sha256Digest } from '../image/digest.js';
-import type { Image } from '../image/image.js';
+import { bytesStream, imageParts, type BlobBytes, type ImageModel, type ImageParts } from '../image/model.js';
 import { headerBytes, READ_SIZE } from '../image/tar-writer.js';
 import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 import { archiveUnchanged, fileStamp, rememberArchive } from './archive-record.js';
@@ -51,7 +51,7 @@ function leadingEntries(mtime: number): Buffer {
 }
 
 /** The small files naming the blobs, and the end of the archive. */
-function trailingEntries(image: Image, mtime: number, names: readonly string[]): Buffer {
+function trailingEntries(image: ImageParts, mtime: number, names: readonly string[]): Buffer {
   const parts: Buffer[] = [];
   const files: Array<[string, Buffer]> = [
     ['oci-layout', OCI_LAYOUT_FILE],
@@ -68,20 +68,40 @@ function trailingEntries(image: Image, mtime: number, names: readonly string[]):
   return Buffer.concat(parts);
 }
 
+/** Where an archive reads a blob: a file, a stream, or bytes in hand (the manifest). */
+type ArchiveBlobBytes = BlobBytes | { data: Buffer };
+
 /** Every blob of an image once, in archive order: layers, config, manifest. */
-function blobsInOrder(image: Image): Array<{ digest: string; size: number }> {
+function blobsInOrder(image: ImageParts): Array<{ digest: string; size: number; bytes: ArchiveBlobBytes }> {
   const seen = new Set<string>();
-  const result: Array<{ digest: string; size: number }> = [];
+  const result: Array<{ digest: string; size: number; bytes: ArchiveBlobBytes }> = [];
   for (const blob of [...image.layers, image.config, image.manifest]) {
     if (seen.has(blob.digest)) continue;
     seen.add(blob.digest);
-    result.push({ digest: blob.digest, size: blob.size });
+    result.push({ digest: blob.digest, size: blob.size, bytes: blob === image.manifest ? { data: image.manifestBytes } : image.bytesOf(blob.digest) });
   }
   return result;
 }
 
-/** Writes an image whose blobs are in `image.store` to a stream (dest=-), with the same bytes as a file output. */
-export async function writeArchive(image: Image, out: Writable, mtime: number, names: readonly string[] = image.names ?? []): Promise<void> {
+/** A blob's bytes as a stream (a file opened without following a symlink: it may be a cache blob). */
+async function blobChunks(bytes: ArchiveBlobBytes): Promise<AsyncIterable<Buffer>> {
+  if ('data' in bytes) return bytesStream(bytes.data);
+  if ('open' in bytes) return bytes.open();
+  const handle = await openNoFollow(bytes.file);
+  return handle.createReadStream({ highWaterMark: READ_SIZE });
+}
+
+/** Opens a blob file, refusing one that became a symlink while the build ran. */
+async function openNoFollow(file: string): Promise<FileHandle> {
+  return open(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ELOOP') throw new LapinError(`${file} became a symlink while lapin was building; refusing to follow it`, { hint: 'build again' });
+    throw error;
+  });
+}
+
+/** Writes an image to a stream (dest=-), with the same bytes as a file output. */
+export async function writeArchive(model: ImageModel, out: Writable, mtime: number, names: readonly string[] = []): Promise<void> {
+  const image = await imageParts(model, 'the image');
   let failure: Error | undefined;
   const onError = (error: Error): void => {
     failure ??= error;
@@ -97,7 +117,7 @@ export async function writeArchive(image: Image, out: Writable, mtime: number, n
     for (const blob of blobsInOrder(image)) {
       await put(blobHeader(blob.digest, blob.size, mtime));
       let copied = 0;
-      for await (const chunk of createReadStream(image.store.pathOf(blob.digest), { highWaterMark: READ_SIZE })) {
+      for await (const chunk of await blobChunks(blob.bytes)) {
         copied += (chunk as Buffer).length;
         await put(chunk as Buffer);
       }
@@ -113,11 +133,12 @@ export async function writeArchive(image: Image, out: Writable, mtime: number, n
   }
 }
 
-/** Writes an image whose blobs are in `image.store` to a file, atomically. */
-export async function writeArchiveFile(image: Image, dest: string, mtime: number, names: readonly string[] = image.names ?? []): Promise<void> {
+/** Writes an image to a file, atomically. */
+export async function writeArchiveFile(model: ImageModel, dest: string, mtime: number, names: readonly string[] = []): Promise<void> {
+  const image = await imageParts(model, 'the image');
   const archive = await ArchiveFile.create(dest, mtime);
   try {
-    for (const blob of blobsInOrder(image)) await archive.addFile(blob.digest, blob.size, image.store.pathOf(blob.digest));
+    for (const blob of blobsInOrder(image)) archive.add(blob.digest, blob.size, blob.bytes);
     await archive.finish(image, names);
   } finally {
     await archive.abort();
@@ -130,8 +151,7 @@ const ARCHIVE_FORMAT = 1;
 interface Deferred {
   digest: string;
   size: number;
-  file?: string;
-  data?: Buffer;
+  bytes: ArchiveBlobBytes;
 }
 
 /**
@@ -236,20 +256,21 @@ export class ArchiveFile implements BlobTarget {
   }
 
   addFile(digest: string, size: number, file: string): Promise<void> {
-    if (!this.blobs.has(digest)) {
-      this.blobs.add(digest);
-      this.deferred.push({ digest, size, file });
-    }
+    this.add(digest, size, { file });
     return Promise.resolve();
   }
 
   putBytes(data: Uint8Array): Promise<{ digest: string; size: number }> {
     const digest = sha256Digest(data);
-    if (!this.blobs.has(digest)) {
-      this.blobs.add(digest);
-      this.deferred.push({ digest, size: data.length, data: Buffer.from(data) });
-    }
+    this.add(digest, data.length, { data: Buffer.from(data) });
     return Promise.resolve({ digest, size: data.length });
+  }
+
+  /** Queues a blob, once, to be copied in order from a file, a stream or bytes. */
+  add(digest: string, size: number, bytes: ArchiveBlobBytes): void {
+    if (this.blobs.has(digest)) return;
+    this.blobs.add(digest);
+    this.deferred.push({ digest, size, bytes });
   }
 
   /**
@@ -257,7 +278,7 @@ export class ArchiveFile implements BlobTarget {
    * archive into place. Returns false when `dest` already held these very
    * bytes and was left alone.
    */
-  async finish(image: Image, names: readonly string[] = image.names ?? []): Promise<boolean> {
+  async finish(image: ImageParts, names: readonly string[] = []): Promise<boolean> {
     if (this.blobOpen) throw new Error('a streamed blob is still open');
     const blobs = blobsInOrder(image);
     for (const blob of blobs) {
@@ -312,19 +333,28 @@ export class ArchiveFile implements BlobTarget {
   private async flushDeferred(): Promise<void> {
     for (const blob of this.deferred.splice(0)) {
       await this.write(blobHeader(blob.digest, blob.size, this.mtime));
-      if (blob.data) await this.write(blob.data);
-      else await this.copyFile(blob.file as string, blob.size);
+      if ('data' in blob.bytes) await this.write(blob.bytes.data);
+      else if ('file' in blob.bytes) await this.copyFile(blob.bytes.file, blob.size);
+      else await this.copyStream(await blob.bytes.open(), blob.digest, blob.size);
       const pad = padding(blob.size);
       if (pad) await this.write(pad);
     }
   }
 
+  /** A blob read from another image (an archive, a layout, a registry), which checks it against its digest as it reads. */
+  private async copyStream(stream: AsyncIterable<Buffer>, digest: string, size: number): Promise<void> {
+    let copied = 0;
+    for await (const chunk of stream) {
+      copied += chunk.length;
+      if (copied > size) break;
+      await this.write(chunk);
+    }
+    if (copied !== size) throw new LapinError(`blob ${digest} is not the ${size} bytes its descriptor says`, { hint: 'the source is damaged' });
+  }
+
   private async copyFile(file: string, size: number): Promise<void> {
     // Not through a symlink: the file may be a cache blob, which only lapin should have put there.
-    const source = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ELOOP') throw new LapinError(`${file} became a symlink while lapin was building; refusing to follow it`, { hint: 'build again' });
-      throw error;
-    });
+    const source = await openNoFollow(file);
     try {
       let left = size;
       while (left > 0) {

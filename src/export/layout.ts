@@ -1,11 +1,11 @@
 import { digestHex } from '../image/digest.js';
-import { MEDIA_TYPE_INDEX, type Descriptor, type Image } from '../image/image.js';
+import { MEDIA_TYPE_INDEX, type Descriptor, type ImageParts } from '../image/model.js';
 import { familiarName, parseReference } from '../image/reference.js';
 
 export const OCI_LAYOUT_FILE = Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }));
 
 /** index.json: one descriptor per name, carrying the names containerd and skopeo look for. */
-export function indexJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
+export function indexJson(image: ImageParts, names: readonly string[] = []): Buffer {
   const descriptor = (annotations?: Record<string, string>): Descriptor => ({
     mediaType: image.manifest.mediaType,
     digest: image.manifest.digest,
@@ -26,7 +26,7 @@ export function indexJson(image: Image, names: readonly string[] = image.names ?
 }
 
 /** Every blob an image needs, config first, as paths inside a layout. */
-export function blobPaths(image: Image): Array<{ digest: string; size: number; layoutPath: string }> {
+export function blobPaths(image: ImageParts): Array<{ digest: string; size: number; layoutPath: string }> {
   const all = [image.manifest, image.config, ...image.layers];
   const seen = new Set<string>();
   const result: Array<{ digest: string; size: number; layoutPath: string }> = [];
@@ -39,7 +39,7 @@ export function blobPaths(image: Image): Array<{ digest: string; size: number; l
 }
 
 /** docker save's manifest.json, pointing into the OCI layout's blobs. */
-export function dockerManifestJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
+export function dockerManifestJson(image: ImageParts, names: readonly string[] = []): Buffer {
   const entry = {
     Config: `blobs/sha256/${digestHex(image.config.digest)}`,
     // Fully qualified: podman reads this file for multi-name archives and would prefix short names with localhost/.
@@ -50,7 +50,7 @@ export function dockerManifestJson(image: Image, names: readonly string[] = imag
 }
 
 /** The legacy `repositories` file: repository -> tag -> top layer id. */
-export function dockerRepositoriesJson(image: Image, names: readonly string[] = image.names ?? []): Buffer {
+export function dockerRepositoriesJson(image: ImageParts, names: readonly string[] = []): Buffer {
   const top = image.layers.at(-1);
   const repositories: Record<string, Record<string, string>> = {};
   if (top) {

@@ -12,7 +12,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError, UsageError } from '../errors.js';
-import type { Image } from '../image/image.js';
+import { imageParts, type ImageModel } from '../image/model.js';
 import { writeArchive, writeArchiveFile } from './archive.js';
 import { trackTemporary, untrackTemporary } from './atomic.js';
 import { temporaryName } from '../temporaries.js';
@@ -79,8 +79,8 @@ function containerdAddress(target: LoadTarget): string {
   return target.address ?? (process.env.CONTAINERD_ADDRESS || '/run/containerd/containerd.sock');
 }
 
-/** Loads the image (whose blobs are in `image.store`) into the engine. */
-export async function loadImage(image: Image, target: LoadTarget, mtime: number, names: readonly string[] = image.names ?? []): Promise<LoadResult> {
+/** Loads the image into the engine. */
+export async function loadImage(image: ImageModel, target: LoadTarget, mtime: number, names: readonly string[] = []): Promise<LoadResult> {
   return target.engine === 'docker' ? loadIntoDocker(image, mtime, names) : loadIntoContainerd(image, target, mtime, names);
 }
 
@@ -165,7 +165,7 @@ export function parseDockerLoadOutput(body: string): { names: string[]; ids: str
   return { names, ids, ...(error !== undefined ? { error } : {}) };
 }
 
-async function loadIntoDocker(image: Image, mtime: number, tags: readonly string[]): Promise<LoadResult> {
+async function loadIntoDocker(image: ImageModel, mtime: number, tags: readonly string[]): Promise<LoadResult> {
   const endpoint = await dockerEndpoint();
   const requestOptions: http.RequestOptions = {
     method: 'POST',
@@ -266,7 +266,7 @@ async function checkContainerdSocket(address: string): Promise<void> {
   }
 }
 
-async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: number, names: readonly string[]): Promise<LoadResult> {
+async function loadIntoContainerd(image: ImageModel, target: LoadTarget, mtime: number, names: readonly string[]): Promise<LoadResult> {
   if (names.length === 0) throw new UsageError('--load=containerd needs an image name', 'add -t NAME[:TAG]');
   const address = containerdAddress(target);
   const namespace = target.namespace ?? (process.env.CONTAINERD_NAMESPACE || 'default');
@@ -278,7 +278,8 @@ async function loadIntoContainerd(image: Image, target: LoadTarget, mtime: numbe
     await mkdir(dir, { mode: 0o700 });
     const archive = path.join(dir, 'image.tar');
     await writeArchiveFile(image, archive, mtime, names);
-    const args = [...global, 'images', 'import', '--platform', `${image.platform.os}/${image.platform.architecture}`];
+    const { platform } = await imageParts(image, 'the image');
+    const args = [...global, 'images', 'import', '--platform', `${platform.os}/${platform.architecture}`];
     if (target.snapshotter) args.push('--snapshotter', target.snapshotter);
     args.push(archive);
     const imported = await runCtr(args);

@@ -11,26 +11,28 @@ import type { Writable } from 'node:stream';
 import { LapinError, UsageError } from '../errors.js';
 import { requireFreshDirectory } from './atomic.js';
 import type { BlobTarget } from '../image/blob-store.js';
-import type { Image } from '../image/image.js';
+import type { ImageIndexModel, ImageModel, ImageParts } from '../image/model.js';
 import type { FsNode } from '../image/tree.js';
 import type { MergeStrategy } from '../imagetools/create.js';
-import type { BuiltIndex } from '../pipeline/index.js';
 import type { BuildEvent, OutputSpec } from '../pipeline/types.js';
 import type { PushOptions } from '../registry/push.js';
 import { recordCompletedOutput } from '../temporaries.js';
 
-/** What the pipeline hands to the sinks. */
+/**
+ * What the pipeline hands to the sinks: one image, built, pulled or opened
+ * (image/model.ts), which every image sink writes the same way.
+ */
 export interface ImageArtifact {
   kind: 'image';
-  image: Image;
-  /** The image's final file tree (type=local writes it). */
-  rootfs: () => readonly FsNode[];
+  image: ImageModel;
+  /** The image's final file tree (type=local writes it): a build's only. */
+  rootfs?: () => readonly FsNode[];
 }
 
 /** Several platforms' images, to go out as one image index. */
 export interface IndexArtifact {
   kind: 'index';
-  index: BuiltIndex;
+  index: ImageIndexModel;
   /** For the registry: what to do with the index already at the name. */
   strategy?: MergeStrategy;
 }
@@ -69,7 +71,7 @@ export interface SinkContext {
 
 /** A blob target writing into the output itself; `finish` returns false when the output already held these bytes. */
 export interface StreamTarget extends BlobTarget {
-  finish(image: Image, names: readonly string[]): Promise<boolean>;
+  finish(image: ImageParts, names: readonly string[]): Promise<boolean>;
   abort(): Promise<void>;
 }
 
@@ -190,8 +192,8 @@ export function onePlatformOnly(what: string): UsageError {
  * archive); returns the index.
  */
 export async function writeIndexFile(artifact: IndexArtifact, names: readonly string[], dest: string, tar: boolean, context: SinkContext, recordDir?: string): Promise<WrittenIndex> {
-  const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../imagetools/create.js'), import('../pipeline/index.js')]);
+  const [{ createIndex }, { indexSource }] = await Promise.all([import('../imagetools/create.js'), import('../pipeline/index.js')]);
   const output = { type: 'oci' as const, dest, tar, shownAs: displayPath(dest, context.cwd) };
-  const created = await createIndex({ tags: names, sources: [await builtIndexSource(artifact.index, 'the build')], output, onEvent: context.emit, ...(recordDir !== undefined ? { recordDir } : {}) });
+  const created = await createIndex({ tags: names, sources: [indexSource(artifact.index, 'the build')], output, onEvent: context.emit, ...(recordDir !== undefined ? { recordDir } : {}) });
   return { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
 }

@@ -1,39 +1,52 @@
+import { createReadStream } from 'node:fs';
 import type { FinalConfig } from '../plan/finalize.js';
 import type { Architecture } from '../plan/types.js';
 import type { BlobStore } from './blob-store.js';
 import type { LayerBlob } from './layer.js';
+import { LapinError } from '../errors.js';
+import { MEDIA_TYPE_MANIFEST, type Descriptor, type ImageConfig, type ImageModel, type Manifest } from './model.js';
 import { comparePaths, type FsNode } from './tree.js';
 
-export const MEDIA_TYPE_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-export const MEDIA_TYPE_INDEX = 'application/vnd.oci.image.index.v1+json';
-export const MEDIA_TYPE_CONFIG = 'application/vnd.oci.image.config.v1+json';
+export { MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, type Descriptor } from './model.js';
 
+/** A platform lapin builds for. */
 export interface Platform {
   os: 'linux';
   architecture: Architecture;
   variant?: string;
 }
 
-export interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations?: Record<string, string>;
-  platform?: Platform;
-}
-
-/** A built image: its blobs are in `store`. */
+/**
+ * What the write stage made (pipeline/write.ts): the descriptors of a built
+ * image whose blobs are in `store` (or in the output archive they were
+ * streamed into). Everything else reads it as an ImageModel (builtImage below).
+ */
 export interface Image {
   store: BlobStore;
   manifest: Descriptor;
+  manifestBytes: Buffer;
   config: Descriptor;
+  configBytes: Buffer;
   layers: LayerBlob[];
   platform: Platform;
-  /**
-   * Full references, e.g. docker.io/urunc/prebuilt/net:test. Optional and
-   * only a default: sinks take the names as an argument (export/sink.ts).
-   */
-  names?: string[];
+}
+
+function parsed<T>(bytes: Buffer, what: string, digest: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch {
+    throw new LapinError(`internal: the ${what} lapin wrote (${digest}) is not JSON`);
+  }
+}
+
+/** A built image as the one image model: its blobs are files of the build's store. */
+export function builtImage(image: Image): ImageModel {
+  return {
+    manifest: async () => ({ manifest: parsed<Manifest>(image.manifestBytes, 'manifest', image.manifest.digest), digest: image.manifest.digest, bytes: image.manifestBytes }),
+    config: async () => ({ config: parsed<ImageConfig>(image.configBytes, 'config', image.config.digest), digest: image.config.digest, bytes: image.configBytes }),
+    blob: async (descriptor) => createReadStream(image.store.pathOf(descriptor.digest)),
+    blobFile: (digest) => image.store.pathOf(digest),
+  };
 }
 
 /** What a layer holds and why it is separate. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BlobTarget, IncomingBlob } from './blob-store.js';
+import type { Layer } from './model.js';
 import { ParallelGzip } from './compress/parallel-gzip.js';
 import { ZSTD_DEFAULT_LEVEL, ZstdProcess } from './compress/zstd.js';
 import type { MemberCache, MemberStats } from './member-cache.js';
@@ -42,12 +43,8 @@ export interface LayerOptions {
   diffId?: string;
 }
 
-export interface LayerBlob {
-  mediaType: string;
-  digest: string;
-  size: number;
-  /** Digest of the uncompressed tar, the config's diff_id. */
-  diffId: string;
+/** A layer written by lapin (image/model.ts's Layer: its descriptor and diff_id). */
+export interface LayerBlob extends Layer {
   /** With a member cache: gzip members reused and compressed. */
   members?: MemberStats;
 }

@@ -97,6 +97,6 @@ export async function writeImage(input: WriteImageInput): Promise<Image> {
   const config: Descriptor = { mediaType: MEDIA_TYPE_CONFIG, ...configBlob };
   const manifestBytes = manifestJson(config, layers, metadata.annotations);
   const manifestBlob = await target.putBytes(manifestBytes);
-  return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, config, layers, platform };
+  return { store, manifest: { mediaType: MEDIA_TYPE_MANIFEST, ...manifestBlob }, manifestBytes, config, configBytes, layers, platform };
 }
 

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { ImageFilesystem } from '../image/filesystem.js';
+import type { Layer } from '../image/model.js';
 import type { FsNode } from '../image/tree.js';
 import { imagesOf, pullFailure } from '../plan/images.js';
 import type { BuildPlan } from '../plan/types.js';
@@ -93,7 +94,7 @@ export function inheritBaseConfig(plan: BuildPlan, base: PulledImage | undefined
 }
 
 /** The layers of a base image as descriptors the new manifest lists first. */
-export function baseLayers(base: PulledImage): Array<{ mediaType: string; digest: string; size: number; diffId: string; file: string }> {
+export function baseLayers(base: PulledImage): Array<Layer & { file: string }> {
   return base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffId: l.diffId, file: l.file }));
 }
 
@@ -107,7 +108,7 @@ export async function seedFilesystem(target: ImageFilesystem, base: PulledImage,
   const scratch = path.join(dataDir, base.manifestDigest.slice(7, 23));
   const nodes = await indexLayers(base.layers, {
     image: base.reference.display,
-    capture: namedFiles(base.config.config?.Labels, base.manifestAnnotations),
+    capture: namedFiles(base.config.config?.Labels ?? undefined, base.manifestAnnotations),
     scratch,
     captureDir: path.join(scratch, 'kept'),
   });

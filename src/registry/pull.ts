@@ -8,7 +8,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { LapinError, type SourcePosition } from '../errors.js';
 import { defaultCacheDir } from '../image/layer-cache.js';
 import { parseReference } from '../image/reference.js';
-import type { SourceDescriptor } from '../source/types.js';
+import type { Descriptor as ModelDescriptor, ImageConfig, Layer } from '../image/model.js';
 import { repositoryScope } from './auth.js';
 import { MANIFEST_SIZE_LIMIT, NetworkError, RegistryStatusError, readLimitedBody, type RegistryClient } from './client.js';
 import { clientFor, type PushOptions } from './push.js';
@@ -48,36 +48,23 @@ export function parsePullReference(text: string): PullReference {
 }
 
 /** A descriptor read from a registry: the same loose shape inspect reads from any source. */
-export type Descriptor = SourceDescriptor;
+export type Descriptor = ModelDescriptor;
 
-/** The parts of an image config lapin reads from a base. */
-export interface BaseConfig {
-  architecture?: string;
-  os?: string;
-  config?: {
-    Env?: string[];
-    Cmd?: string[];
-    Entrypoint?: string[];
-    WorkingDir?: string;
-    User?: string;
-    Labels?: Record<string, string>;
-    ExposedPorts?: Record<string, unknown>;
-    Volumes?: Record<string, unknown>;
-    StopSignal?: string;
-  };
-  rootfs?: { diff_ids?: string[] };
-  history?: Array<{ created_by?: string; empty_layer?: boolean }>;
-}
+/** The parts of an image config lapin reads from a base (image/model.ts's ImageConfig). */
+export type BaseConfig = ImageConfig;
 
-/** A pulled image: every blob is in the cache and matched its digest. */
+/** A pulled image: every blob is in the cache and matched its digest. registry/base.ts's pulledImage reads it as the one image model. */
 export interface PulledImage {
   reference: PullReference;
   manifestDigest: string;
+  /** The manifest's exact bytes (none from a docker save archive, which keeps no manifest). */
+  manifestBytes?: Buffer;
   manifestAnnotations: Record<string, string>;
   config: BaseConfig;
   configDescriptor: Descriptor;
+  configBytes?: Buffer;
   /** `indexFile`: where the layer's index is kept (pulled layers only; layer-index.ts). */
-  layers: Array<Descriptor & { diffId: string; file: string; indexFile?: string }>;
+  layers: Array<Layer & { file: string; indexFile?: string }>;
   /** Whether anything came over the network. */
   fetched: boolean;
 }
@@ -300,7 +287,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   // The config first: its diff_ids check the layers, which are indexed as they arrive (layer-index.ts).
   const config = await readConfig(cache, manifest.config, reference);
   const diffIds = config.rootfs?.diff_ids ?? [];
-  const capture = namedFiles(config.config?.Labels, manifest.annotations);
+  const capture = namedFiles(config.config?.Labels ?? undefined, manifest.annotations);
   const layers = manifest.layers;
   await forEachBounded(layers.keys(), PARALLEL_DOWNLOADS, async (index) => {
     const blob = layers[index] as Descriptor;
@@ -513,5 +500,5 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
     if (!(await cache.holds(layer))) throw new Error('cached layer missing or damaged');
     layers.push({ ...layer, diffId: diffIds[index] as string, file: cache.blobPath(layer.digest), indexFile: cache.indexPath(layer.digest) });
   }
-  return { reference, manifestDigest: digest, manifestAnnotations: manifest.annotations ?? {}, config, configDescriptor: manifest.config, layers, fetched: false };
+  return { reference, manifestDigest: digest, manifestBytes: bytes, manifestAnnotations: manifest.annotations ?? {}, config, configDescriptor: manifest.config, configBytes, layers, fetched: false };
 }

@@ -4,18 +4,15 @@ import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import { formatBytes } from '../human.js';
 import type { BlobStore } from '../image/blob-store.js';
+import type { BlobBytes, Descriptor } from '../image/model.js';
 import { parseReference } from '../image/reference.js';
 import { repositoryScope } from './auth.js';
 import { NetworkError, RegistryClient, RegistryStatusError, type RegistryOptions } from './client.js';
 import { mapLimit } from './pool.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 
-/** A blob as a manifest lists it. */
-export interface BlobDescriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-}
+/** A blob as a manifest lists it (image/model.ts's Descriptor, without annotations or platform). */
+export type BlobDescriptor = Pick<Descriptor, 'mediaType' | 'digest' | 'size'>;
 
 /** What a push sends: blobs in a store, and a manifest whose bytes are in the same store. */
 export interface PushSource {
@@ -31,7 +28,7 @@ export interface PushSource {
  * archive, a layout or another registry), opened again to resume and
  * checked against the digest on the way.
  */
-export type BlobBytes = { file: string } | { open: () => Promise<Readable> };
+export type { BlobBytes } from '../image/model.js';
 
 export interface PushBlob extends BlobDescriptor {
   bytes: BlobBytes;

@@ -6,6 +6,7 @@
  * exact bytes and digest, so an index made from it re-uploads nothing.
  */
 import { sha256Digest } from '../image/digest.js';
+import type { ImageIndexModel, IndexEntry, LeftOut } from '../image/model.js';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { RegistryOptions } from '../registry/client.js';
@@ -25,39 +26,13 @@ const JSON_LIMIT = 4 * 1024 * 1024;
 // The platform table and --platform syntax live in pipeline/platform.ts; re-exported for this module's readers.
 import { formatPlatform, parsePlatform, pickPlatform, samePlatform, type Platform } from '../pipeline/platform.js';
 export { formatPlatform, parsePlatform, pickPlatform, samePlatform, type Platform };
-
-/** One image of an index. */
-export interface IndexEntry {
-  platform: Platform;
-  /** The descriptor the index lists (or would list) for it. */
-  descriptor: SourceDescriptor;
-  /** The manifest's bytes exactly as stored; their sha256 is descriptor.digest. */
-  manifestBytes: Buffer;
-  manifest: SourceManifest;
-  /** A registry repository ("host/path") that holds its blobs, for cross-repository mounts. */
-  repository?: { domain: string; path: string };
-  /** A blob's bytes as stored. */
-  blob(descriptor: SourceDescriptor): Promise<Readable>;
-  /** The image as inspect and run read it. */
-  open(): Promise<ImageSource>;
-}
+export type { IndexEntry, LeftOut };
 
 /** What a source holds: an index of platforms, or a single image (then `index` is absent and there is one entry). */
-export interface ImageIndex {
+export interface ImageIndex extends ImageIndexModel {
   readonly name: string;
   readonly transport: SourceTransport;
-  /** The index itself, when the source named one. */
-  readonly index?: { digest: string; mediaType: string; annotations?: Record<string, string> };
-  readonly entries: readonly IndexEntry[];
-  /** What the index lists that is not an image to run: attestations, artifacts, unknown media types. */
-  readonly leftOut?: readonly LeftOut[];
   close(): Promise<void>;
-}
-
-export interface LeftOut {
-  digest: string;
-  /** "an attestation", "an artifact (application/spdx+json)", "of type X, not an image". */
-  what: string;
 }
 
 const EMPTY_CONFIG = 'application/vnd.oci.empty.v1+json';
@@ -143,17 +118,18 @@ class LayoutManifestSource implements ImageSource {
     readonly name: string,
     readonly transport: SourceTransport,
     private readonly blobs: Blobs,
-    private readonly entry: { manifest: SourceManifest; digest: string },
+    private readonly entry: { manifest: SourceManifest; digest: string; bytes: Buffer },
     private readonly where: string,
   ) {}
 
-  async manifest(): Promise<{ manifest: SourceManifest; digest: string }> {
+  async manifest(): Promise<{ manifest: SourceManifest; digest: string; bytes: Buffer }> {
     return this.entry;
   }
 
-  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+  async config(): Promise<{ config: SourceImageConfig; digest: string; bytes: Buffer }> {
     const descriptor = this.entry.manifest.config;
-    return { config: parseJson<SourceImageConfig>(await verified(this.blobs, descriptor, this.where), `${this.where}: config`), digest: descriptor.digest };
+    const bytes = await verified(this.blobs, descriptor, this.where);
+    return { config: parseJson<SourceImageConfig>(bytes, `${this.where}: config`), digest: descriptor.digest, bytes };
   }
 
   blob(descriptor: SourceDescriptor): Promise<Readable> {
@@ -235,7 +211,7 @@ async function openLayoutIndex(text: string, transport: 'oci' | 'oci-archive', b
       manifestBytes,
       manifest,
       blob: (d) => blobs.stream(blobName(d.digest)),
-      open: async () => new LayoutManifestSource(entryName, transport, blobs, { manifest, digest: descriptor.digest }, where),
+      open: async () => new LayoutManifestSource(entryName, transport, blobs, { manifest, digest: descriptor.digest, bytes: manifestBytes }, where),
     });
   }
   return { name: text, transport, ...(named ? { index: named } : {}), entries, ...(leftOut.length > 0 ? { leftOut } : {}), close };

@@ -223,7 +223,7 @@ async function readVerified(files: FileReader, descriptor: SourceDescriptor, wha
 }
 
 class LayoutSource implements ImageSource {
-  private manifestCache?: { manifest: SourceManifest; digest: string };
+  private manifestCache?: { manifest: SourceManifest; digest: string; bytes: Buffer };
   constructor(
     readonly name: string,
     readonly transport: SourceTransport,
@@ -232,22 +232,24 @@ class LayoutSource implements ImageSource {
     private readonly tag: string | undefined,
   ) {}
 
-  async manifest(): Promise<{ manifest: SourceManifest; digest: string }> {
+  async manifest(): Promise<{ manifest: SourceManifest; digest: string; bytes: Buffer }> {
     if (this.manifestCache) return this.manifestCache;
     if (!(await this.files.has('index.json'))) throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`);
     const descriptor = await selectManifest(this.files, this.where, this.tag);
     if (!MEDIA_MANIFEST.has(descriptor.mediaType)) throw new SourceError(`${this.where}: unsupported manifest type ${descriptor.mediaType}`);
     const what = `${this.where}: manifest ${descriptor.digest}`;
-    const manifest = checkManifestShape(parseJson<unknown>(await readVerified(this.files, descriptor, what), what), what);
-    this.manifestCache = { manifest, digest: descriptor.digest };
+    const bytes = await readVerified(this.files, descriptor, what);
+    const manifest = checkManifestShape(parseJson<unknown>(bytes, what), what);
+    this.manifestCache = { manifest, digest: descriptor.digest, bytes };
     return this.manifestCache;
   }
 
-  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+  async config(): Promise<{ config: SourceImageConfig; digest: string; bytes: Buffer }> {
     const { manifest } = await this.manifest();
     const what = `${this.where}: config ${manifest.config.digest}`;
-    const config = checkConfigShape(parseJson<unknown>(await readVerified(this.files, manifest.config, what), what), what);
-    return { config, digest: manifest.config.digest };
+    const bytes = await readVerified(this.files, manifest.config, what);
+    const config = checkConfigShape(parseJson<unknown>(bytes, what), what);
+    return { config, digest: manifest.config.digest, bytes };
   }
 
   async blob(descriptor: SourceDescriptor): Promise<Readable> {
@@ -269,7 +271,7 @@ interface DockerManifestEntry {
 class DockerArchiveSource implements ImageSource {
   readonly transport: SourceTransport;
   private entryCache?: DockerManifestEntry;
-  private configCache?: { config: SourceImageConfig; digest: string };
+  private configCache?: { config: SourceImageConfig; digest: string; bytes: Buffer };
   constructor(
     readonly name: string,
     private readonly archive: TarFile,
@@ -321,7 +323,7 @@ class DockerArchiveSource implements ImageSource {
     };
   }
 
-  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
+  async config(): Promise<{ config: SourceImageConfig; digest: string; bytes: Buffer }> {
     if (this.configCache) return this.configCache;
     const entry = await this.entry();
     const member = this.archive.member(entry.Config);
@@ -331,7 +333,7 @@ class DockerArchiveSource implements ImageSource {
     const data = await this.archive.read(member, JSON_LIMIT);
     // docker save names the config by its digest ("<hex>.json", "blobs/sha256/<hex>").
     if (!manifest.config.digest.startsWith('path:')) checkDigest(data, manifest.config.digest, undefined, what);
-    this.configCache = { config: checkConfigShape(parseJson<unknown>(data, what), what), digest: manifest.config.digest };
+    this.configCache = { config: checkConfigShape(parseJson<unknown>(data, what), what), digest: manifest.config.digest, bytes: data };
     return this.configCache;
   }
 

@@ -4,14 +4,13 @@
  * every manifest and blob against its digest and keeps them in lapin's
  * cache, and is then read from there like any other source.
  */
-import { createReadStream } from 'node:fs';
-import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
 import type { RegistryOptions } from '../registry/client.js';
-import type { PulledImage } from '../registry/pull.js';
+import { namedImage } from '../image/model.js';
+import { pulledImage } from '../registry/pulled-image.js';
 import { hostArchitecture } from '../pipeline/platform.js';
 import { SourceError } from './open.js';
-import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
+import type { ImageSource } from './types.js';
 
 export interface RegistrySourceOptions {
   /** Insecure hosts, credentials, retries, --debug, as for a build. */
@@ -20,41 +19,6 @@ export interface RegistrySourceOptions {
   cacheDir?: string;
 }
 
-
-class RegistrySource implements ImageSource {
-  readonly transport = 'docker' as const;
-  constructor(
-    readonly name: string,
-    private readonly image: PulledImage,
-  ) {}
-
-  async manifest(): Promise<{ manifest: SourceManifest; digest: string }> {
-    const { image } = this;
-    const descriptor = (d: SourceDescriptor): SourceDescriptor => ({ mediaType: d.mediaType, digest: d.digest, size: d.size, ...(d.annotations ? { annotations: d.annotations } : {}) });
-    return {
-      manifest: {
-        schemaVersion: 2,
-        config: descriptor(image.configDescriptor),
-        layers: image.layers.map(descriptor),
-        ...(Object.keys(image.manifestAnnotations).length > 0 ? { annotations: image.manifestAnnotations } : {}),
-      },
-      digest: image.manifestDigest,
-    };
-  }
-
-  async config(): Promise<{ config: SourceImageConfig; digest: string }> {
-    return { config: this.image.config, digest: this.image.configDescriptor.digest };
-  }
-
-  async blob(descriptor: SourceDescriptor): Promise<Readable> {
-    // Every layer was checked against its digest when it entered the cache.
-    const layer = this.image.layers.find((l) => l.digest === descriptor.digest);
-    if (!layer) throw new SourceError(`${this.name}: the image has no layer ${descriptor.digest}`);
-    return createReadStream(layer.file);
-  }
-
-  async close(): Promise<void> {}
-}
 
 /**
  * Pulls REFERENCE for this machine's architecture (an index resolves to
@@ -72,7 +36,7 @@ export async function openRegistrySource(name: string, reference: string, option
       architecture,
       ...(options.cacheDir !== undefined ? { cacheDir: options.cacheDir } : {}),
     });
-    return new RegistrySource(name, image);
+    return namedImage(pulledImage(image), name, 'docker');
   } catch (error) {
     // Whatever stopped the pull (no such tag, no connection, a refused login, a bad digest), the image was not read: exit 2.
     if (error instanceof SourceError) throw error;

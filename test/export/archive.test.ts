@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { ArchiveFile } from '../../src/export/archive.js';
 import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
-import type { Image } from '../../src/image/image.js';
+import type { ImageParts } from '../../src/image/model.js';
 import { BlobStore } from '../../src/image/blob-store.js';
 import { layerEntries, readArchive } from '../helpers/archive.js';
 import { kernelContainerfile } from '../helpers/fixtures.js';
@@ -106,15 +106,15 @@ describe('output archive', () => {
       { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest, size: layer.length, diffId: digest },
       { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: otherDigest, size: other.length, diffId: otherDigest },
     ];
-    const image: Image = {
-      store,
+    const image: ImageParts = {
       manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest },
+      manifestBytes: Buffer.from('{"m":1}'),
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
       layers,
       platform: { os: 'linux', architecture: 'amd64' },
-      names: ['docker.io/library/twice:1'],
+      bytesOf: (d) => ({ file: store.pathOf(d) }),
     };
-    assert.equal(await archive.finish(image), true);
+    assert.equal(await archive.finish(image, ['docker.io/library/twice:1']), true);
     const entries = layerEntries(await readFile(dest));
     const names = entries.map((e) => e.name);
     assert.deepEqual(names.slice(0, 2), ['blobs/', 'blobs/sha256/']);
@@ -144,13 +144,14 @@ describe('output archive', () => {
     const archive = await ArchiveFile.create(dest, 0);
     const config = await archive.putBytes(Buffer.from('{}'));
     const manifest = await archive.putBytes(Buffer.from('{"m":2}'));
-    const image: Image = {
-      store: new BlobStore(path.join(dir, 'blocked-store')),
+    const store = new BlobStore(path.join(dir, 'blocked-store'));
+    const image: ImageParts = {
       manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest },
+      manifestBytes: Buffer.from('{"m":2}'),
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
       layers: [],
       platform: { os: 'linux', architecture: 'amd64' },
-      names: [],
+      bytesOf: (d) => ({ file: store.pathOf(d) }),
     };
     // A non-empty directory appears at dest while the archive is written: rename cannot replace it.
     await mkdir(path.join(dest, 'inside'), { recursive: true });

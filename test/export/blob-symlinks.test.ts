@@ -9,7 +9,8 @@ import { after, before, test } from 'node:test';
 import { writeArchiveFile } from '../../src/export/archive.js';
 import { writeLayoutDirectory } from '../../src/export/layout-dir.js';
 import { BlobStore } from '../../src/image/blob-store.js';
-import type { Image } from '../../src/image/image.js';
+import { builtImage } from '../../src/image/image.js';
+import type { ImageModel } from '../../src/image/model.js';
 import { LapinError } from '../../src/index.js';
 
 let root: string;
@@ -22,25 +23,28 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function imageWithSymlinkedLayer(): Promise<Image> {
+async function imageWithSymlinkedLayer(): Promise<ImageModel> {
   dir = await mkdtemp(path.join(root, 'case-'));
   const store = new BlobStore(path.join(dir, 'store'));
-  const config = await store.putBytes(Buffer.from('{}'));
-  const manifest = await store.putBytes(Buffer.from('{"m":1}'));
+  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${'ab'.repeat(32)}`, size: 12, diffId: `sha256:${'ab'.repeat(32)}` };
+  const configBytes = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.diffId] } }));
+  const config = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await store.putBytes(configBytes)) };
+  const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [{ mediaType: layer.mediaType, digest: layer.digest, size: layer.size }] }));
+  const manifest = await store.putBytes(manifestBytes);
   const outside = path.join(dir, 'outside');
   await writeFile(outside, 'not a layer\n');
   const link = path.join(dir, 'cached-layer');
   await symlink(outside, link);
-  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${'ab'.repeat(32)}`, size: 12, diffId: `sha256:${'ab'.repeat(32)}` };
   store.adopt(layer.digest, link);
-  return {
+  return builtImage({
     store,
     manifest: { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest },
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+    manifestBytes,
+    config,
+    configBytes,
     layers: [layer],
     platform: { os: 'linux', architecture: 'amd64' },
-    names: [],
-  };
+  });
 }
 
 test('an OCI layout directory refuses a blob that became a symlink', async () => {

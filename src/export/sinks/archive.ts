@@ -1,6 +1,7 @@
 /** `type=oci|docker` (tar): one archive that is both an OCI layout and a docker save archive (export/archive.ts). */
 import path from 'node:path';
 import type { Writable } from 'node:stream';
+import { imageParts } from '../../image/model.js';
 import type { OutputSpec } from '../../pipeline/types.js';
 import { ArchiveFile, writeArchive, writeArchiveFile } from '../archive.js';
 import { checkFileOutput, fileOutputTemporaryDir, onePlatformOnly, writeFileOutput, writeIndexFile, type Artifact, type ArtifactShape, type Sink, type SinkContext, type StreamTarget } from '../sink.js';
@@ -47,7 +48,7 @@ export class ArchiveSink implements Sink {
       if (dest === '-') {
         await writeArchive(artifact.image, context.stdout as Writable, context.mtime, names);
       } else if (this.stream) {
-        return { unchanged: !(await this.stream.finish(artifact.image, names)) };
+        return { unchanged: !(await this.stream.finish(await imageParts(artifact.image, 'the image'), names)) };
       } else {
         await writeArchiveFile(artifact.image, dest, context.mtime, names);
       }

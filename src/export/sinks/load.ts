@@ -2,7 +2,7 @@
 import { UsageError } from '../../errors.js';
 import type { OutputSpec } from '../../pipeline/types.js';
 import { recordCompletedOutput } from '../../temporaries.js';
-import type { Image } from '../../image/image.js';
+import type { ImageModel } from '../../image/model.js';
 import { formatPlatform, hostArchitecture } from '../../pipeline/platform.js';
 import type { Artifact, ArtifactShape, Sink, SinkContext } from '../sink.js';
 
@@ -27,12 +27,12 @@ export class LoadSink implements Sink {
   async write(artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
     const { loadImage } = await import('../load.js');
     const { engine } = this.output;
-    let image: Image;
+    let image: ImageModel;
     if (artifact.kind === 'index') {
-      const host = artifact.index.images.find((i) => i.platform.architecture === hostArchitecture());
+      const host = artifact.index.entries.find((e) => e.platform.architecture === hostArchitecture());
       if (!host) throw new UsageError(`--load (${engine}): the index has no image for linux/${hostArchitecture()}, this machine's platform`);
-      image = host;
-      context.emit({ kind: 'step', message: `--load (${engine}): loading ${formatPlatform(host.platform)}, this machine's platform, of the ${artifact.index.platforms.length} built` });
+      image = await host.open();
+      context.emit({ kind: 'step', message: `--load (${engine}): loading ${formatPlatform(host.platform)}, this machine's platform, of the ${artifact.index.entries.length} built` });
     } else {
       image = artifact.image;
     }

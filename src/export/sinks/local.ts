@@ -27,7 +27,9 @@ export class LocalSink implements Sink {
 
   async write(artifact: Artifact, _names: readonly string[], context: SinkContext): Promise<void> {
     if (artifact.kind === 'index') throw new LapinError('internal: type=local was given an index');
+    const { rootfs } = artifact;
+    if (!rootfs) throw new LapinError('internal: type=local writes a build\'s file tree, and was given an image without one');
     const dest = path.resolve(context.cwd, this.output.dest);
-    await writeFileOutput(this, dest, context, () => writeLocalDirectory(artifact.rootfs(), dest));
+    await writeFileOutput(this, dest, context, () => writeLocalDirectory(rootfs(), dest));
   }
 }

@@ -50,7 +50,7 @@ export class RegistrySink implements Sink {
    * pushes one index to every name, as buildx does.
    */
   private async writeIndex(artifact: IndexArtifact, pushTo: readonly string[], context: SinkContext): Promise<void> {
-    const [{ createIndex }, { builtIndexSource }] = await Promise.all([import('../../imagetools/create.js'), import('../../pipeline/index.js')]);
+    const [{ createIndex }, { indexSource }] = await Promise.all([import('../../imagetools/create.js'), import('../../pipeline/index.js')]);
     const strategy = artifact.strategy;
     if (strategy === 'abort') await refuseExistingPlatforms(artifact, pushTo, context.registry);
     const merging = strategy === 'merge' || strategy === 'abort';
@@ -60,7 +60,7 @@ export class RegistrySink implements Sink {
     for (const tags of groups) {
       const created = await createIndex({
         tags,
-        sources: [await builtIndexSource(artifact.index, 'the build')],
+        sources: [indexSource(artifact.index, 'the build')],
         strategy: merging ? 'merge' : (strategy ?? 'abort'),
         ...(context.registry ? { registry: context.registry } : {}),
         onEvent: context.emit,
@@ -91,15 +91,15 @@ async function refuseExistingPlatforms(artifact: IndexArtifact, pushTo: readonly
       throw error;
     }
     try {
-      for (const image of artifact.index.images) {
-        const there = existing.entries.find((e) => samePlatform(e.platform, image.platform));
-        if (there && there.descriptor.digest !== image.manifest.digest) {
-          throw new UsageError(`${reference} already has an image for ${formatPlatform(image.platform)} (--strategy abort)`, '--strategy merge replaces that platform and keeps the others; --strategy overwrite replaces the whole index');
+      for (const entry of artifact.index.entries) {
+        const there = existing.entries.find((e) => samePlatform(e.platform, entry.platform));
+        if (there && there.descriptor.digest !== entry.descriptor.digest) {
+          throw new UsageError(`${reference} already has an image for ${formatPlatform(entry.platform)} (--strategy abort)`, '--strategy merge replaces that platform and keeps the others; --strategy overwrite replaces the whole index');
         }
       }
     } finally {
       await existing.close();
     }
   }
-  if (artifact.index.images.length === 0) throw new LapinError('internal: an index with no image');
+  if (artifact.index.entries.length === 0) throw new LapinError('internal: an index with no image');
 }
