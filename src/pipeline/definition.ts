@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { decodeDefinition } from '../frontends/decode.js';
 import { DEFAULT_FILE_NAMES, detectSyntax } from '../frontends/index.js';
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from '../frontends/limits.js';
 import { loadContextIgnore, type ContextIgnore } from '../image/dockerignore.js';
@@ -27,9 +28,10 @@ export async function readDefinition(settings: BuildSettings): Promise<Definitio
   const displayFile = displayPath(file, cwd);
   // Refused before it is read: a definition file is small (src/frontends/limits.ts).
   if (((await stat(file).catch(() => undefined))?.size ?? 0) > MAX_DEFINITION_BYTES) throw definitionTooLarge(displayFile);
-  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+  const bytes = await readFile(file).catch((error: unknown) => {
     throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
   });
+  const text = decodeDefinition(bytes, displayFile);
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
   return { file, displayFile, text, syntax };
 }
