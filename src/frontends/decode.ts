@@ -6,7 +6,7 @@
  */
 import { LapinError, type SourcePosition } from '../errors.js';
 
-const SAVE_AS_UTF8 = 'save the file as UTF-8';
+const SAVE_AS_UTF8 = 'save the file as UTF-8, e.g. with';
 
 /** UTF-16 and UTF-32 byte order marks, longest first (UTF-32LE starts like UTF-16LE). */
 const BYTE_ORDER_MARKS: ReadonlyArray<[string, readonly number[]]> = [
@@ -71,7 +71,7 @@ export function decodeDefinition(bytes: Uint8Array, file: string): string {
   if (other !== undefined) {
     throw new LapinError(`the file is ${other} text; lapin reads definition files as UTF-8`, {
       at: { file, line: 1, column: 1 },
-      hint: `${SAVE_AS_UTF8} (iconv -f UTF-16 -t UTF-8, or PowerShell's Set-Content -Encoding utf8)`,
+      hint: `${SAVE_AS_UTF8} iconv -f ${other.slice(0, 6)} -t UTF-8, or PowerShell's Set-Content -Encoding utf8`,
     });
   }
   try {
@@ -85,7 +85,7 @@ export function decodeDefinition(bytes: Uint8Array, file: string): string {
       const shown = Array.from(bytes.subarray(i, Math.min(i + 4, bytes.length)), (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
       throw new LapinError(`the byte at offset ${i} (${shown}) is not UTF-8; lapin reads definition files as UTF-8`, {
         at: positionOfByte(bytes, i, file),
-        hint: `${SAVE_AS_UTF8} (iconv -f LATIN1 -t UTF-8 converts a Latin-1 file)`,
+        hint: `${SAVE_AS_UTF8} iconv -f LATIN1 -t UTF-8 for a Latin-1 file`,
       });
     }
     i += length;

@@ -36,7 +36,7 @@ describe('decodeDefinition', () => {
     const error = refusal(bytes);
     assert.deepEqual(error.at, { file: 'Containerfile', line: 2, column: 16 });
     assert.match(error.message, /the byte at offset 28 \(\\xfc\\x6c\\x6c\\x65\) is not UTF-8/);
-    assert.match(error.hint ?? '', /save the file as UTF-8.*iconv/);
+    assert.match(error.hint ?? '', /save the file as UTF-8, e.g. with iconv -f LATIN1/);
   });
 
   test('the column counts characters, not bytes, before the bad byte', () => {
@@ -114,7 +114,7 @@ describe('lapin build with a definition file that is not UTF-8', () => {
     const result = await lapin(['build', '-t', 'x:1', '-o', 'out.tar', '.'], { cwd: work });
     assertNoStack(result.stderr);
     assert.equal(result.status, 1, result.stderr);
-    assert.equal(result.stderr, "lapin: error: Containerfile:2:30: the byte at offset 42 (\\xe9\\x73\\x65\\x61) is not UTF-8; lapin reads definition files as UTF-8 (save the file as UTF-8 (iconv -f LATIN1 -t UTF-8 converts a Latin-1 file))\n");
+    assert.equal(result.stderr, "lapin: error: Containerfile:2:30: the byte at offset 42 (\\xe9\\x73\\x65\\x61) is not UTF-8; lapin reads definition files as UTF-8 (save the file as UTF-8, e.g. with iconv -f LATIN1 -t UTF-8 for a Latin-1 file)\n");
     await assert.rejects(readFile(path.join(work, 'out.tar')), { code: 'ENOENT' });
   });
 
@@ -125,7 +125,7 @@ describe('lapin build with a definition file that is not UTF-8', () => {
     await writeFile(path.join(dir, 'build.txt'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(yaml, 'utf16le')]));
     await assert.rejects(build({ context: dir, file: path.join(dir, 'build.txt'), outputs: [{ type: 'oci', dest: path.join(dir, 'out.tar') }] }), (error: unknown) => {
       assert.ok(error instanceof LapinError);
-      assert.match(error.describe(), /build\.txt:1:1: the file is UTF-16 \(little-endian\) text; lapin reads definition files as UTF-8 \(save the file as UTF-8/);
+      assert.match(error.describe(), /build\.txt:1:1: the file is UTF-16 \(little-endian\) text; lapin reads definition files as UTF-8 \(save the file as UTF-8, e.g. with iconv -f UTF-16 -t UTF-8/);
       return true;
     });
   });
