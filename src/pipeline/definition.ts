@@ -47,13 +47,16 @@ async function locateDefinition(contextDir: string, file: string | undefined, cw
   if (file !== undefined) {
     const resolved = path.resolve(cwd, file);
     const stats = await stat(resolved).catch(() => undefined);
-    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory' });
-    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`);
+    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory', exitCode: 2 });
+    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`, { hint: 'pass the bunnyfile, Containerfile or args.nix itself to -f, and its directory as the context', exitCode: 2 });
     return resolved;
   }
   for (const name of DEFAULT_FILE_NAMES) {
     const candidate = path.join(contextDir, name);
     if ((await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
   }
-  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, { hint: 'pass -f FILE' });
+  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, {
+    hint: 'pass the directory that holds it as the context, as in lapin build DIR, or name the file with -f FILE',
+    exitCode: 2,
+  });
 }
