@@ -4,7 +4,7 @@
 // and one line for a cache hit.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -57,6 +57,16 @@ describe('argument errors', () => {
       assert.equal(r.stderr, `${line.replace('CWD', work)}\n`);
     });
   }
+});
+
+describe('pull errors', () => {
+  test('a registry host that does not resolve: the FROM position, the name and what to check', async () => {
+    const dir = await mkdtemp(path.join(work, 'pull-'));
+    await writeFile(path.join(dir, 'Containerfile'), 'FROM no-such-host.invalid/app:1\n');
+    const r = lapin(['build', '-o', path.join(dir, 'out.tar'), dir]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^lapin: error: .*Containerfile:1:6: cannot pull no-such-host\.invalid\/app:1: cannot resolve the registry host no-such-host\.invalid \(check the image name, and this machine's DNS and network\)$/m);
+  });
 });
 
 describe('output errors', () => {
