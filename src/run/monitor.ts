@@ -11,6 +11,7 @@
  * Where lapin differs (no network, no /urunit.conf injection), the
  * difference is reported as a note.
  */
+import { LapinError } from '../errors.js';
 
 export interface GuestNetwork {
   tap: string;
@@ -325,7 +326,9 @@ export function monitorCommand(request: MonitorRequest): MonitorCommand {
       command = firecrackerCommand(request, guest.text);
       break;
     default:
-      throw new Error(`lapin run does not build ${request.monitor} command lines yet; it knows qemu, firecracker, hvt and spt`);
+      throw new LapinError(`lapin run does not build ${request.monitor} command lines yet; it knows qemu, firecracker, hvt and spt`, {
+        hint: `run the image under urunc, which starts ${request.monitor} itself; lapin inspect shows what urunc reads from it`,
+      });
   }
   command.notes.unshift(...guest.notes);
   return command;

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { monitorCommand, type MonitorRequest } from '../../src/run/monitor.js';
+import { LapinError } from '../../src/errors.js';
 
 const network = { tap: 'tap0', ip: '10.0.0.2', gateway: '10.0.0.1', mask: '255.255.255.0', mac: 'aa:bb:cc:dd:ee:ff' };
 const base: MonitorRequest = { guest: 'linux', monitor: 'qemu', kernel: '/.boot/kernel', processArgs: [], env: [], accel: 'kvm', architecture: 'amd64', network };
@@ -106,7 +107,15 @@ describe('lapin run --print: the argument lists urunc builds', () => {
   });
 
   test('monitors lapin run does not drive yet are named', () => {
-    assert.throws(() => monitorCommand({ ...base, monitor: 'cloud-hypervisor', processArgs: ['/init'] }), /does not build cloud-hypervisor command lines yet/);
+    assert.throws(
+      () => monitorCommand({ ...base, monitor: 'cloud-hypervisor', processArgs: ['/init'] }),
+      (error: unknown) => {
+        // A LapinError, so the CLI prints what to do instead of "run with --debug for details".
+        assert.ok(error instanceof LapinError);
+        assert.equal(error.describe(), 'lapin run does not build cloud-hypervisor command lines yet; it knows qemu, firecracker, hvt and spt (run the image under urunc, which starts cloud-hypervisor itself; lapin inspect shows what urunc reads from it)');
+        return true;
+      },
+    );
   });
 });
 
