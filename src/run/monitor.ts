@@ -92,7 +92,11 @@ function ipInSubnet(network: GuestNetwork | undefined): boolean {
 
 function linuxCommandLine(request: MonitorRequest): { text: string; notes: string[] } {
   const notes: string[] = [];
-  if (request.processArgs.length === 0) throw new Error('no init was specified: a linux guest needs process args (Entrypoint/Cmd, or args after --)');
+  if (request.processArgs.length === 0) {
+    throw new LapinError('no init was specified: a linux guest needs process args, and the image has neither Entrypoint nor Cmd', {
+      hint: 'give the init after --, e.g. lapin run IMAGE -- /sbin/init',
+    });
+  }
   const args = request.processArgs.map((arg) => {
     const trimmed = arg.trim();
     return trimmed.includes(' ') ? `'${trimmed}'` : trimmed;
@@ -125,7 +129,8 @@ function linuxCommandLine(request: MonitorRequest): { text: string; notes: strin
     notes.push('urunc writes /urunit.conf (environment, user, working directory) for urunit; lapin run does not, so urunit starts with its defaults');
   }
   if (!ipInSubnet(request.network)) text += ' URUNIT_DEFROUTE=1';
-  text += ` ${rdinit}init=${app} -- ${command}`;
+  // linux.go CommandString: an empty first arg (Cmd [""]) adds no init= at all; the kernel's default init runs.
+  if (app !== '') text += ` ${rdinit}init=${app} -- ${command}`;
   return { text, notes };
 }
 

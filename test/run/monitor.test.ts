@@ -37,7 +37,14 @@ describe('lapin run --print: the argument lists urunc builds', () => {
   test('linux on qemu: a gateway outside the subnet adds URUNIT_DEFROUTE=1; no args is refused like urunc ("no init was specified")', () => {
     const command = monitorCommand({ ...base, initrd: '/i', processArgs: ['/init'], network: { ...network, gateway: '192.168.1.1' } });
     assert.match(command.guestCommandLine, / URUNIT_DEFROUTE=1 rdinit=\/init -- $/);
-    assert.throws(() => monitorCommand({ ...base, processArgs: [] }), /no init was specified/);
+    assert.throws(() => monitorCommand({ ...base, processArgs: [] }), (error: unknown) => error instanceof LapinError && /no init was specified/.test(error.message) && /lapin run IMAGE -- \/sbin\/init/.test(error.hint ?? ''));
+  });
+
+  test('linux with an empty first arg (Cmd [""], what a bunnyfile with no cmd gets): no init= at all, as linux.go\'s `if l.App != ""`', () => {
+    for (const [storage, root] of [[{ initrd: '/.boot/rootfs' }, 'root=/dev/ram0 rw'], [{ block: '/.boot/rootfs', blkMntPoint: '/' }, 'root=/dev/vda rw']] as const) {
+      const command = monitorCommand({ ...base, ...storage, network: undefined, processArgs: [''] });
+      assert.equal(command.guestCommandLine, `panic=-1 console=ttyS0 ${root}`);
+    }
   });
 
   test('linux on firecracker (hypervisors/firecracker.go @efbd251b): --no-api and a JSON config', () => {
