@@ -41,6 +41,8 @@ export interface MonitorRequest {
   /** Megabytes; urunc's default is 256. */
   memory?: number;
   accel: 'kvm' | 'tcg';
+  /** The user chose `accel` (--accel), rather than lapin finding KVM unusable. */
+  accelChosen?: boolean;
   architecture: 'amd64' | 'arm64';
   /** urunc always has a tap device; lapin run has none. Tests pass one to compare with urunc. */
   network?: GuestNetwork;
@@ -252,7 +254,10 @@ function qemuCommand(request: MonitorRequest, guestLine: string): MonitorCommand
   const program = `qemu-system-${request.architecture === 'arm64' ? 'aarch64' : 'x86_64'}`;
   const args = ['-m', `${memory}M`, '-L', '/usr/share/qemu'];
   args.push(...(request.accel === 'kvm' ? ['-cpu', 'host', '-enable-kvm'] : ['-cpu', 'max', '-accel', 'tcg']));
-  if (request.accel === 'tcg') notes.push('KVM is not usable here (no writable /dev/kvm, or it cannot run a vCPU): qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm');
+  if (request.accel === 'tcg') {
+    const why = request.accelChosen ? '--accel tcg' : 'KVM is not usable here (no writable /dev/kvm, or it cannot run a vCPU)';
+    notes.push(`${why}: qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm`);
+  }
   args.push(...words('-display none -vga none -serial stdio -monitor null'));
   if (request.seccomp) args.push('--sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   if (request.architecture === 'arm64') args.push('-M', 'virt');
@@ -311,7 +316,7 @@ function firecrackerCommand(request: MonitorRequest, guestLine: string): Monitor
     drives: request.block ? [{ drive_id: 'rootfs', is_read_only: false, is_root_device: true, path_on_host: request.block }] : [],
     'network-interfaces': request.network ? [{ iface_id: 'net1', guest_mac: request.network.mac ?? '', host_dev_name: request.network.tap }] : [],
   };
-  const notes = request.accel === 'tcg' ? ['firecracker needs KVM, which is not usable here'] : [];
+  const notes = request.accel === 'tcg' ? [request.accelChosen ? 'firecracker always uses KVM; --accel tcg does not change that' : 'firecracker needs KVM, which is not usable here'] : [];
   return { program: 'firecracker', args, files: [{ path: configPath, content: JSON.stringify(config) }], guestCommandLine: guestLine, notes };
 }
 

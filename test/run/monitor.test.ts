@@ -110,7 +110,9 @@ describe('lapin run --print: the argument lists urunc builds', () => {
   test('mirage on qemu; without a network (lapin run) qemu gets -nic none; TCG replaces -cpu host -enable-kvm', () => {
     const command = monitorCommand({ ...base, guest: 'mirage', network: undefined, accel: 'tcg', memory: 512, processArgs: ['--hello'] });
     assert.deepEqual(command.args, ['-m', '512M', '-L', '/usr/share/qemu', '-cpu', 'max', '-accel', 'tcg', '-display', 'none', '-vga', 'none', '-serial', 'stdio', '-monitor', 'null', '-kernel', '/.boot/kernel', '-nic', 'none', '-append', '  --hello']);
-    assert.match(command.notes.join('\n'), /TCG/);
+    assert.match(command.notes.join('\n'), /^KVM is not usable here .*: qemu emulates the CPU with TCG/);
+    const chosen = monitorCommand({ ...base, guest: 'mirage', network: undefined, accel: 'tcg', accelChosen: true, processArgs: [] });
+    assert.deepEqual(chosen.notes, ['--accel tcg: qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm']);
   });
 
   test('monitors lapin run does not drive yet are named', () => {
