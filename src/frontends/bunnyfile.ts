@@ -429,7 +429,7 @@ function compileBunnyfile(text: string, file: string, platforms: PlatformInputs,
     reader.fail('a raw rootfs cannot come from local', rootfsFromAt, 'use scratch with include, or an image reference');
   }
   if (includes.length > 0 && rootfsFrom.kind === 'local') {
-    reader.fail('rootfs.include cannot be combined with rootfs.from: local', includeAt, 'drop from (scratch) to build the rootfs from the included files');
+    reader.fail('rootfs.include cannot be combined with rootfs.from: local', includeAt, 'bunny refuses this too: drop from and path to build the rootfs from the included files, or drop include to use the local file as it is');
   }
   // lapin (beyond bunny): an image with an explicit initrd or block type and no path is turned
   // into that rootfs file, its layers flattened and the includes added on top. With a path, the

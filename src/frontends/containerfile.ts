@@ -1055,6 +1055,13 @@ class Compiler {
       }
     }
     const json = jsonArray(instruction);
+    if (json === undefined && /^\[\s*["']/.test(instruction.args.trimStart())) {
+      // docker reads it as paths too, so ["a", is a source named `["a",`; [a-z]* is a glob.
+      this.warnings.push({
+        message: `${keyword} starts with "[" but is not a JSON array, so its words are read as paths: ${plainWords(instruction).map((w) => w.text).join(' ')}; check the brackets and quotes`,
+        at: this.at(instruction, instruction.argsStart + instruction.args.indexOf('[')),
+      });
+    }
     const words: Word[] =
       json === undefined
         ? plainWords(instruction)

@@ -292,10 +292,11 @@ function reportFindings(findings: Finding[], mode: 'error' | 'warn', emit: (even
   if (errors.length > 0 && mode === 'error') {
     const [first, ...rest] = errors;
     const f = first as Finding;
-    const more = rest.length > 0 ? `\n${rest.map(describe).join('\n')}` : '';
-    throw new LapinError(`${f.message}${more}`, {
+    // One line (the CLI escapes newlines): the first error with its own hint, then the others.
+    const more = rest.length > 0 ? `; ${rest.length === 1 ? 'also' : `${rest.length} more errors`}: ${rest.map(describe).join('; ')}` : '';
+    throw new LapinError(f.message, {
       ...(f.at ? { at: f.at } : {}),
-      hint: `${f.hint ? `${f.hint}; ` : ''}--urunc-checks=warn builds it anyway`,
+      hint: `${f.hint ? `${f.hint}; ` : ''}--urunc-checks=warn builds it anyway${more}`,
     });
   }
 }

@@ -6,6 +6,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
+import { decodeDefinition } from '../frontends/decode.js';
 import { DEFAULT_FILE_NAMES, detectSyntax } from '../frontends/index.js';
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from '../frontends/limits.js';
 import { loadContextIgnore, type ContextIgnore } from '../image/dockerignore.js';
@@ -27,9 +28,10 @@ export async function readDefinition(settings: BuildSettings): Promise<Definitio
   const displayFile = displayPath(file, cwd);
   // Refused before it is read: a definition file is small (src/frontends/limits.ts).
   if (((await stat(file).catch(() => undefined))?.size ?? 0) > MAX_DEFINITION_BYTES) throw definitionTooLarge(displayFile);
-  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+  const bytes = await readFile(file).catch((error: unknown) => {
     throw new LapinError(`cannot read ${displayFile}: ${(error as Error).message}`);
   });
+  const text = decodeDefinition(bytes, displayFile);
   const syntax = options.syntax ?? detectSyntax(displayFile, text);
   return { file, displayFile, text, syntax };
 }
@@ -45,13 +47,16 @@ async function locateDefinition(contextDir: string, file: string | undefined, cw
   if (file !== undefined) {
     const resolved = path.resolve(cwd, file);
     const stats = await stat(resolved).catch(() => undefined);
-    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory' });
-    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`);
+    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory', exitCode: 2 });
+    if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`, { hint: 'pass the bunnyfile, Containerfile or args.nix itself to -f, and its directory as the context', exitCode: 2 });
     return resolved;
   }
   for (const name of DEFAULT_FILE_NAMES) {
     const candidate = path.join(contextDir, name);
     if ((await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
   }
-  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, { hint: 'pass -f FILE' });
+  throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, {
+    hint: 'pass the directory that holds it as the context, as in lapin build DIR, or name the file with -f FILE',
+    exitCode: 2,
+  });
 }

@@ -36,7 +36,7 @@ export async function resolveSettings(options: BuildOptions): Promise<BuildSetti
     options.onEvent?.(event);
   };
   const contextStats = await stat(contextDir).catch(() => undefined);
-  if (!contextStats?.isDirectory()) throw new UsageError(`build context ${contextDir} is not a directory`);
+  if (!contextStats?.isDirectory()) throw new UsageError(`build context ${contextDir} is not a directory`, 'pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR');
   return {
     options,
     cwd,

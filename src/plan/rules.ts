@@ -76,9 +76,12 @@ export function checkUruncValues(
     findings.push({ severity: 'error', message, ...(where ? { at: where } : {}), ...(hint ? { hint } : {}) });
   };
 
+  // A missing value has no position of its own: point at where the file gives the others.
+  const givenAt = Object.values(at).find((where) => where !== undefined);
   for (const key of ['unikernelType', 'hypervisor', 'binary'] as const) {
     if (values[key] === undefined) {
-      error(key, `missing required urunc value com.urunc.unikernel.${key}`, requiredHint(key));
+      const where = at[key] ?? givenAt;
+      findings.push({ severity: 'error', message: `missing required urunc value com.urunc.unikernel.${key}`, ...(where ? { at: where } : {}), hint: requiredHint(key) });
     }
   }
 

@@ -540,7 +540,9 @@ function connectionError(host: string, error: unknown, triedPlain: boolean, what
   const reason = code ?? (error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error));
   const prefix = what ? `${what} failed: ` : '';
   if (code === 'ECONNREFUSED') return new LapinError(`${prefix}cannot connect to ${host}: connection refused`, { hint: 'is the registry running, and is the host:port right?' });
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new LapinError(`${prefix}cannot resolve the registry host ${host}`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new LapinError(`${prefix}cannot resolve the registry host ${host}`, { hint: `check the image name, and this machine's DNS and network` });
+  }
   if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) {
     return new LapinError(`${prefix}TLS certificate of ${host} is not trusted (${code})`, {
       hint: 'add its CA with NODE_EXTRA_CA_CERTS=ca.pem, or for a test registry --insecure-registry HOST',

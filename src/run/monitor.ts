@@ -11,6 +11,7 @@
  * Where lapin differs (no network, no /urunit.conf injection), the
  * difference is reported as a note.
  */
+import { LapinError } from '../errors.js';
 
 export interface GuestNetwork {
   tap: string;
@@ -40,6 +41,8 @@ export interface MonitorRequest {
   /** Megabytes; urunc's default is 256. */
   memory?: number;
   accel: 'kvm' | 'tcg';
+  /** The user chose `accel` (--accel), rather than lapin finding KVM unusable. */
+  accelChosen?: boolean;
   architecture: 'amd64' | 'arm64';
   /** urunc always has a tap device; lapin run has none. Tests pass one to compare with urunc. */
   network?: GuestNetwork;
@@ -91,7 +94,11 @@ function ipInSubnet(network: GuestNetwork | undefined): boolean {
 
 function linuxCommandLine(request: MonitorRequest): { text: string; notes: string[] } {
   const notes: string[] = [];
-  if (request.processArgs.length === 0) throw new Error('no init was specified: a linux guest needs process args (Entrypoint/Cmd, or args after --)');
+  if (request.processArgs.length === 0) {
+    throw new LapinError('no init was specified: a linux guest needs process args, and the image has neither Entrypoint nor Cmd', {
+      hint: 'give the init after --, e.g. lapin run IMAGE -- /sbin/init',
+    });
+  }
   const args = request.processArgs.map((arg) => {
     const trimmed = arg.trim();
     return trimmed.includes(' ') ? `'${trimmed}'` : trimmed;
@@ -124,7 +131,8 @@ function linuxCommandLine(request: MonitorRequest): { text: string; notes: strin
     notes.push('urunc writes /urunit.conf (environment, user, working directory) for urunit; lapin run does not, so urunit starts with its defaults');
   }
   if (!ipInSubnet(request.network)) text += ' URUNIT_DEFROUTE=1';
-  text += ` ${rdinit}init=${app} -- ${command}`;
+  // linux.go CommandString: an empty first arg (Cmd [""]) adds no init= at all; the kernel's default init runs.
+  if (app !== '') text += ` ${rdinit}init=${app} -- ${command}`;
   return { text, notes };
 }
 
@@ -246,7 +254,10 @@ function qemuCommand(request: MonitorRequest, guestLine: string): MonitorCommand
   const program = `qemu-system-${request.architecture === 'arm64' ? 'aarch64' : 'x86_64'}`;
   const args = ['-m', `${memory}M`, '-L', '/usr/share/qemu'];
   args.push(...(request.accel === 'kvm' ? ['-cpu', 'host', '-enable-kvm'] : ['-cpu', 'max', '-accel', 'tcg']));
-  if (request.accel === 'tcg') notes.push('KVM is not usable here (no writable /dev/kvm, or it cannot run a vCPU): qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm');
+  if (request.accel === 'tcg') {
+    const why = request.accelChosen ? '--accel tcg' : 'KVM is not usable here (no writable /dev/kvm, or it cannot run a vCPU)';
+    notes.push(`${why}: qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm`);
+  }
   args.push(...words('-display none -vga none -serial stdio -monitor null'));
   if (request.seccomp) args.push('--sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   if (request.architecture === 'arm64') args.push('-M', 'virt');
@@ -305,7 +316,7 @@ function firecrackerCommand(request: MonitorRequest, guestLine: string): Monitor
     drives: request.block ? [{ drive_id: 'rootfs', is_read_only: false, is_root_device: true, path_on_host: request.block }] : [],
     'network-interfaces': request.network ? [{ iface_id: 'net1', guest_mac: request.network.mac ?? '', host_dev_name: request.network.tap }] : [],
   };
-  const notes = request.accel === 'tcg' ? ['firecracker needs KVM, which is not usable here'] : [];
+  const notes = request.accel === 'tcg' ? [request.accelChosen ? 'firecracker always uses KVM; --accel tcg does not change that' : 'firecracker needs KVM, which is not usable here'] : [];
   return { program: 'firecracker', args, files: [{ path: configPath, content: JSON.stringify(config) }], guestCommandLine: guestLine, notes };
 }
 
@@ -325,7 +336,9 @@ export function monitorCommand(request: MonitorRequest): MonitorCommand {
       command = firecrackerCommand(request, guest.text);
       break;
     default:
-      throw new Error(`lapin run does not build ${request.monitor} command lines yet; it knows qemu, firecracker, hvt and spt`);
+      throw new LapinError(`lapin run does not build ${request.monitor} command lines yet; it knows qemu, firecracker, hvt and spt`, {
+        hint: `run the image under urunc, which starts ${request.monitor} itself; lapin inspect shows what urunc reads from it`,
+      });
   }
   command.notes.unshift(...guest.notes);
   return command;

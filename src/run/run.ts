@@ -127,6 +127,7 @@ function requestFor(report: InspectReport, paths: { kernel: string; initrd?: str
     env: report.image.env,
     ...(options.memory !== undefined ? { memory: options.memory } : {}),
     accel,
+    ...(options.accel === 'kvm' || options.accel === 'tcg' ? { accelChosen: true } : {}),
     architecture: bootArchitecture(report),
     firecrackerConfigPath: join(configDir, 'fc.json'),
   };

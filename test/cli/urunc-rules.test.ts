@@ -131,3 +131,17 @@ describe('--urunc-version', () => {
     assert.equal(report.agreement.agree, true, JSON.stringify(report.agreement));
   });
 });
+
+describe('several urunc-rule errors at once', () => {
+  test('are one line: the first with its own hint, then the others with theirs', async () => {
+    const dir = await context('Containerfile', containerfile('unikernelType=mirage', 'hypervisor=hvt', 'binary=/boot//kernel'));
+    const refused = lapin(['build', '-o', `type=oci,dest=${path.join(dir, 'out.tar')}`, dir]);
+    assert.equal(refused.status, 1, refused.stderr);
+    const file = `${path.basename(dir)}/Containerfile`;
+    const errors = refused.stderr.split('\n').filter((line) => line.startsWith('lapin: error'));
+    assert.deepEqual(errors, [
+      `lapin: error: ${file}:7:7: com.urunc.unikernel.binary "/boot//kernel" contains "//" (write a clean absolute path such as /.boot/kernel; --urunc-checks=warn builds it anyway; also: ${file}:7:7: com.urunc.unikernel.binary names /boot//kernel, which is not in the image (copy the file there, or point the value at where it is))`,
+    ]);
+    assert.ok(!refused.stderr.includes('\\n'), refused.stderr);
+  });
+});

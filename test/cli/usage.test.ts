@@ -4,7 +4,7 @@
 // and one line for a cache hit.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -45,13 +45,28 @@ describe('argument errors', () => {
     [['biuld'], "lapin: error: unknown command 'biuld' (did you mean build?)"],
     [['build', '--progress', 'fancy'], "lapin: error: option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are auto, tty, plain, quiet, rawjson. (run with --help for usage)"],
     [['inspect'], "lapin: error: missing required argument 'source' (run with --help for usage)"],
+    // What a new user gets wrong first: where the definition file and the context are.
+    [['build', '-f', 'nope'], 'lapin: error: definition file nope not found (check the -f path; it is relative to the current directory)'],
+    [['build', '-f', '.', EXAMPLE], 'lapin: error: definition file . is not a file (pass the bunnyfile, Containerfile or args.nix itself to -f, and its directory as the context)'],
+    [['build'], "lapin: error: no bunnyfile, Containerfile, Dockerfile, args.nix in CWD (pass the directory that holds it as the context, as in lapin build DIR, or name the file with -f FILE)"],
+    [['build', '-f', path.join(EXAMPLE, 'bunnyfile'), 'no-such-dir'], 'lapin: error: build context CWD/no-such-dir is not a directory (pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR)'],
   ] as const) {
     test(`lapin ${args.join(' ')}: one line, lapin's format, exit 2`, () => {
       const r = lapin([...args]);
       assert.equal(r.status, 2, r.stderr);
-      assert.equal(r.stderr, `${line}\n`);
+      assert.equal(r.stderr, `${line.replace('CWD', work)}\n`);
     });
   }
+});
+
+describe('pull errors', () => {
+  test('a registry host that does not resolve: the FROM position, the name and what to check', async () => {
+    const dir = await mkdtemp(path.join(work, 'pull-'));
+    await writeFile(path.join(dir, 'Containerfile'), 'FROM no-such-host.invalid/app:1\n');
+    const r = lapin(['build', '-o', path.join(dir, 'out.tar'), dir]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^lapin: error: .*Containerfile:1:6: cannot pull no-such-host\.invalid\/app:1: cannot resolve the registry host no-such-host\.invalid \(check the image name, and this machine's DNS and network\)$/m);
+  });
 });
 
 describe('output errors', () => {

@@ -1,6 +1,7 @@
 // The README's output samples, run for real. A sample is the fenced block
 // after a marker line
-//   <!-- sample: stderr lapin build ARGS -->   (or stdout)
+//   <!-- sample: stderr lapin build ARGS -->   (or stdout; stdout+status and
+//   stderr+status also show the exit code)
 // whose content is what that lapin command prints on that stream, run from
 // a scratch directory holding a copy of examples/ (so paths print as in the
 // README), with a fresh cache, no SOURCE_DATE_EPOCH and no credentials. A
@@ -16,7 +17,7 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
-const MARKER = /^<!-- sample: (stdout|stderr|stdout\+status) lapin (.+?)(?: \(after ([\w-]+)\))? -->$/;
+const MARKER = /^<!-- sample: (stdout|stderr|stdout\+status|stderr\+status) lapin (.+?)(?: \(after ([\w-]+)\))? -->$/;
 
 /** Images other tools make, for samples that inspect them; each runs in the scratch directory. */
 const SETUPS: Record<string, Array<[string, ...string[]]>> = {
@@ -38,7 +39,7 @@ function buildahStorage(): string[] {
 export const SETUP_PROGRAMS: Record<string, string> = { 'buildah-labels': 'buildah' };
 
 export interface SampleBlock {
-  stream: 'stdout' | 'stderr' | 'stdout+status';
+  stream: 'stdout' | 'stderr' | 'stdout+status' | 'stderr+status';
   args: string[];
   setup?: string;
   /** The marker's line index; the fence opens on the next line. */
@@ -119,11 +120,12 @@ export async function renderSamples(readme: string): Promise<Array<string[] | un
         if (step.status !== 0) throw new Error(`sample setup ${block.setup}: ${program} ${args.join(' ')}: ${step.stderr}`);
       }
       const result = await runProgram(process.execPath, [...CLI, ...block.args], work, env);
-      const output = (block.stream === 'stderr' ? result.stderr : result.stdout).replace(/\n$/, '');
+      const output = (block.stream.startsWith('stderr') ? result.stderr : result.stdout).replace(/\n$/, '');
       const lines = output === '' ? [] : output.split('\n');
-      const withStatus = block.stream === 'stdout+status';
+      const withStatus = block.stream.endsWith('+status');
       if (withStatus) lines.push(String(result.status));
-      rendered.push(block.showsCommand ? [`$ lapin ${block.args.join(' ')}${withStatus ? '; echo $?' : ''}`, ...lines] : lines);
+      const redirect = block.stream === 'stderr+status' ? ' 2>&1 >/dev/null' : '';
+      rendered.push(block.showsCommand ? [`$ lapin ${block.args.join(' ')}${redirect}${withStatus ? '; echo $?' : ''}`, ...lines] : lines);
     }
     return rendered;
   } finally {

@@ -67,6 +67,7 @@ async function standIns(): Promise<Record<string, Buffer | string>> {
     'redis.hvt': solo5Elf({ abi: 'hvt', devices: [{ name: 'tap', type: 'net' }, { name: 'rootfs', type: 'block' }] }),
     'redis-qemu-x86_64-initrd_qemu-x86_64': fakeElfKernel(),
     'app-elfloader-qemu-x86_64-initrd_qemu-x86_64': fakeElfKernel(),
+    'nginx-qemu-x86_64-initrd_qemu-x86_64': fakeElfKernel(),
     'redis.conf': 'port 6379\n',
     'rootfs.cpio': await cpioOf('chttp', { chttp: fakeElfKernel() }),
     'rootfs.initrd': await cpioOf('whoami', { urunit: fakeElfKernel(), whoami: fakeElfKernel() }),
@@ -186,6 +187,33 @@ describe('urunc docs: docs/package/pre-built.md', { skip }, () => {
     const { report } = await buildAndInspect('pre-built-nix', 'ignored:1');
     assertValues(report, { ...mirage, cmdline: '', useDMBlock: 'false' });
     assertFile(report, 'binary', 'elf');
+  });
+});
+
+describe('urunc docs: docs/package/index.md', { skip }, () => {
+  const nginx = { unikernelType: 'unikraft', hypervisor: 'qemu', cmdline: 'nginx -c /nginx/conf/nginx.conf' };
+  test('the Dockerfile-like file: a local Nginx Unikraft kernel and rootfs.cpio under /unikernel', async () => {
+    const { report } = await buildAndInspect('package-index-containerfile', 'nubificus/urunc/nginx-unikraft-qemu:test');
+    assertValues(report, { ...nginx, binary: '/unikernel/kernel', initrd: '/unikernel/initrd' });
+    assertFile(report, 'initrd', 'cpio-newc');
+  });
+  test('the bunnyfile: rootfs.cpio from local with no type is unikraft\'s initrd, at /.boot/rootfs', async () => {
+    const { report } = await buildAndInspect('package-index-bunnyfile', 'nubificus/urunc/nginx-unikraft-qemu:test');
+    assertValues(report, { ...nginx, binary: '/.boot/kernel', initrd: '/.boot/rootfs', mountRootfs: 'false' });
+    assertFile(report, 'initrd', 'cpio-newc');
+  });
+  test('the bunix args.nix: the empty unikernelVersion, block and blkMntPoint are left unset', async () => {
+    const { report } = await buildAndInspect('package-index-nix', 'ignored:1');
+    assertValues(report, { ...nginx, binary: '/unikernel/kernel', initrd: '/unikernel/initrd' });
+    const values = report.values.annotations.values;
+    for (const key of ['unikernelVersion', 'block', 'blkMntPoint']) assert.equal(values[key], undefined, key);
+  });
+  test('the annotated syntax of a bunnyfile is refused where bunny refuses it: include with rootfs from: local', async () => {
+    const { dir, file } = await context('package-index-reference');
+    const built = await lapin(['build', '-f', file, '-t', 'x:1', dir], { env, cwd: dir });
+    assertNoStack(built.stderr);
+    assert.equal(built.status, 1);
+    assert.match(built.stderr, /^lapin: error: bunnyfile:14:3: rootfs\.include cannot be combined with rootfs\.from: local \(bunny refuses this too: .+\)\n$/);
   });
 });
 

@@ -66,3 +66,20 @@ describe('CMD and ENTRYPOINT that look like JSON but are not', () => {
     }
   });
 });
+
+describe('COPY and ADD that look like JSON but are not', () => {
+  test('a missing ] is read as paths, as docker does, with a warning at the [ before the path error', async () => {
+    const text = 'FROM scratch\nCOPY ["network.hvt", "/k"\nADD [\'a\', \'/b\']\n';
+    const plan = parseContainerfile(text, 'Containerfile');
+    assert.deepEqual(
+      plan.warnings?.map((w) => [w.at?.line, w.at?.column, w.message]),
+      [
+        [2, 6, 'COPY starts with "[" but is not a JSON array, so its words are read as paths: ["network.hvt", "/k"; check the brackets and quotes'],
+        [3, 5, 'ADD starts with "[" but is not a JSON array, so its words are read as paths: [\'a\', \'/b\']; check the brackets and quotes'],
+      ],
+    );
+    for (const ok of ['COPY ["a", "/b"]', 'COPY a /b', 'COPY [a]b /c']) {
+      assert.deepEqual(parseContainerfile(`FROM scratch\n${ok}\n`, 'Containerfile').warnings, [], ok);
+    }
+  });
+});

@@ -23,6 +23,14 @@ describe('urunc 0.8 rules', () => {
     });
   }
 
+  test('a missing value is reported where the file gives the other values, so the message names the file', () => {
+    const hypervisorAt = { file: 'Containerfile', line: 3, column: 7 };
+    const [finding] = checkUruncValues({ hypervisor: 'hvt', binary: '/k' }, { hypervisor: hypervisorAt });
+    assert.equal(finding?.message, 'missing required urunc value com.urunc.unikernel.unikernelType');
+    assert.deepEqual(finding.at, hypervisorAt);
+    assert.equal(checkUruncValues({ hypervisor: 'hvt', binary: '/k' })[0]?.at, undefined);
+  });
+
   test('every accepted guest/monitor pair passes and every other pair fails', () => {
     const guests = ['unikraft', 'rumprun', 'mirage', 'mewz', 'linux', 'hermit'];
     for (const monitor of Object.keys(MONITOR_GUESTS)) {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { monitorCommand, type MonitorRequest } from '../../src/run/monitor.js';
+import { LapinError } from '../../src/errors.js';
 
 const network = { tap: 'tap0', ip: '10.0.0.2', gateway: '10.0.0.1', mask: '255.255.255.0', mac: 'aa:bb:cc:dd:ee:ff' };
 const base: MonitorRequest = { guest: 'linux', monitor: 'qemu', kernel: '/.boot/kernel', processArgs: [], env: [], accel: 'kvm', architecture: 'amd64', network };
@@ -36,7 +37,14 @@ describe('lapin run --print: the argument lists urunc builds', () => {
   test('linux on qemu: a gateway outside the subnet adds URUNIT_DEFROUTE=1; no args is refused like urunc ("no init was specified")', () => {
     const command = monitorCommand({ ...base, initrd: '/i', processArgs: ['/init'], network: { ...network, gateway: '192.168.1.1' } });
     assert.match(command.guestCommandLine, / URUNIT_DEFROUTE=1 rdinit=\/init -- $/);
-    assert.throws(() => monitorCommand({ ...base, processArgs: [] }), /no init was specified/);
+    assert.throws(() => monitorCommand({ ...base, processArgs: [] }), (error: unknown) => error instanceof LapinError && /no init was specified/.test(error.message) && /lapin run IMAGE -- \/sbin\/init/.test(error.hint ?? ''));
+  });
+
+  test('linux with an empty first arg (Cmd [""], what a bunnyfile with no cmd gets): no init= at all, as linux.go\'s `if l.App != ""`', () => {
+    for (const [storage, root] of [[{ initrd: '/.boot/rootfs' }, 'root=/dev/ram0 rw'], [{ block: '/.boot/rootfs', blkMntPoint: '/' }, 'root=/dev/vda rw']] as const) {
+      const command = monitorCommand({ ...base, ...storage, network: undefined, processArgs: [''] });
+      assert.equal(command.guestCommandLine, `panic=-1 console=ttyS0 ${root}`);
+    }
   });
 
   test('linux on firecracker (hypervisors/firecracker.go @efbd251b): --no-api and a JSON config', () => {
@@ -102,11 +110,21 @@ describe('lapin run --print: the argument lists urunc builds', () => {
   test('mirage on qemu; without a network (lapin run) qemu gets -nic none; TCG replaces -cpu host -enable-kvm', () => {
     const command = monitorCommand({ ...base, guest: 'mirage', network: undefined, accel: 'tcg', memory: 512, processArgs: ['--hello'] });
     assert.deepEqual(command.args, ['-m', '512M', '-L', '/usr/share/qemu', '-cpu', 'max', '-accel', 'tcg', '-display', 'none', '-vga', 'none', '-serial', 'stdio', '-monitor', 'null', '-kernel', '/.boot/kernel', '-nic', 'none', '-append', '  --hello']);
-    assert.match(command.notes.join('\n'), /TCG/);
+    assert.match(command.notes.join('\n'), /^KVM is not usable here .*: qemu emulates the CPU with TCG/);
+    const chosen = monitorCommand({ ...base, guest: 'mirage', network: undefined, accel: 'tcg', accelChosen: true, processArgs: [] });
+    assert.deepEqual(chosen.notes, ['--accel tcg: qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm']);
   });
 
   test('monitors lapin run does not drive yet are named', () => {
-    assert.throws(() => monitorCommand({ ...base, monitor: 'cloud-hypervisor', processArgs: ['/init'] }), /does not build cloud-hypervisor command lines yet/);
+    assert.throws(
+      () => monitorCommand({ ...base, monitor: 'cloud-hypervisor', processArgs: ['/init'] }),
+      (error: unknown) => {
+        // A LapinError, so the CLI prints what to do instead of "run with --debug for details".
+        assert.ok(error instanceof LapinError);
+        assert.equal(error.describe(), 'lapin run does not build cloud-hypervisor command lines yet; it knows qemu, firecracker, hvt and spt (run the image under urunc, which starts cloud-hypervisor itself; lapin inspect shows what urunc reads from it)');
+        return true;
+      },
+    );
   });
 });
 

@@ -70,6 +70,9 @@ describe('lapin run --print', () => {
     assert.ok(r.stdout.includes(' -fsdev local,id=rootfs9p,security_model=none,path=/cntrRootfs -device virtio-9p-pci,fsdev=rootfs9p,mount_tag=fs0 -append '), r.stdout);
     assert.match(r.stdout, /root=fs0 rw rootfstype=9p /);
     assert.doesNotMatch(r.stderr, /mountRootfs:/);
+    // TCG because --accel says so, not because KVM is unusable: the note says which.
+    assert.match(r.stderr, /^lapin: note: --accel tcg: qemu emulates the CPU with TCG, where urunc would pass -cpu host -enable-kvm$/m);
+    assert.doesNotMatch(r.stderr, /KVM is not usable here/);
   });
 
   test('extra args replace the Cmd and keep the Entrypoint, as docker run does; --memory sets -m', async () => {
