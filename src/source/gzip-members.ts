@@ -51,6 +51,8 @@ export interface MemberGunzipStats {
   parallel: number;
   /** The byte offset from which the sequential gunzip took over, if it did. */
   sequentialFrom: number | undefined;
+  /** The most spans held at once (inflating, or inflated and waiting): what bounds memory. */
+  mostHeld: number;
 }
 
 /** The deflate input room a 1-block member can need: stored blocks add 5 bytes per 64 KiB, plus header and trailer. */
@@ -59,7 +61,7 @@ function maxSpanBytes(blockSize: number): number {
 }
 
 export class MemberGunzip extends Duplex {
-  readonly stats: MemberGunzipStats = { parallel: 0, sequentialFrom: undefined };
+  readonly stats: MemberGunzipStats = { parallel: 0, sequentialFrom: undefined, mostHeld: 0 };
   private readonly blockSize: number;
   private readonly concurrency: number;
   private readonly chunkSize: number;
@@ -71,6 +73,8 @@ export class MemberGunzip extends Duplex {
   private headBytes = 0;
   /** Spans dispatched, in order, not yet passed on. */
   private readonly spans: Span[] = [];
+  /** Candidate starts found and not yet cut into spans, in order. */
+  private starts: number[] = [];
   /** Bytes from the current span's start (a candidate) to the last byte received. */
   private partial: Buffer[] = [];
   private partialBytes = 0;
@@ -81,6 +85,7 @@ export class MemberGunzip extends Duplex {
   private delivered = 0;
   private received = 0;
   private ended = false;
+  private finished = false;
   private wanting = true;
   private heldWrite: (() => void) | undefined;
   private gunzip: zlib.Gunzip | undefined;
@@ -115,9 +120,10 @@ export class MemberGunzip extends Duplex {
       return;
     }
     this.accept(chunk);
-    // accept() may have handed over to the sequential gunzip.
+    this.pump();
+    // Either may have handed over to the sequential gunzip.
     if (this.gunzip !== undefined) this.toGunzip(Buffer.alloc(0), callback);
-    else if (this.spans.length >= this.concurrency) this.heldWrite = () => callback();
+    else if (this.starts.length > 0 || this.spans.length >= this.concurrency) this.heldWrite = () => callback();
     else callback();
   }
 
@@ -129,7 +135,7 @@ export class MemberGunzip extends Duplex {
     } else if (this.mode === 'sequential') {
       (this.gunzip as zlib.Gunzip).end();
     } else {
-      if (this.partialBytes > 0) this.dispatch(this.cut(this.partialBytes));
+      this.pump();
       this.advance();
     }
     callback();
@@ -163,13 +169,30 @@ export class MemberGunzip extends Duplex {
     this.tail = Buffer.from(chunk.length >= HEADER_BYTES - 1 ? chunk.subarray(chunk.length - (HEADER_BYTES - 1)) : Buffer.concat([this.tail, chunk]).subarray(-(HEADER_BYTES - 1)));
     this.partial.push(chunk);
     this.partialBytes += chunk.length;
-    for (const start of cutStarts) {
-      if (start <= this.spanStart) continue;
-      if (start - this.spanStart > maxSpanBytes(this.blockSize)) break;
+    for (const start of cutStarts) if (start > (this.starts.at(-1) ?? this.spanStart)) this.starts.push(start);
+    // No member of a block is this long: not lapin's layout (one member from another tool, or a false start).
+    if (this.received - (this.starts.at(-1) ?? this.spanStart) > maxSpanBytes(this.blockSize) + HEADER_BYTES) this.fallBack();
+  }
+
+  /**
+   * Starts spans from the candidates found, a few at a time: a 1 MiB read
+   * of zeros' members holds a thousand of them, and each span's output is a
+   * whole block. The last span starts once the input has ended.
+   */
+  private pump(): void {
+    while (this.mode === 'chain' && this.spans.length < this.concurrency) {
+      const start = this.starts[0];
+      if (start === undefined) {
+        if (this.ended && this.partialBytes > 0) this.dispatch(this.cut(this.partialBytes));
+        return;
+      }
+      this.starts.shift();
+      if (start - this.spanStart > maxSpanBytes(this.blockSize)) {
+        this.fallBack();
+        return;
+      }
       this.dispatch(this.cut(start - this.spanStart));
     }
-    // No member of a block is this long: not lapin's layout (one member from another tool, or a false start).
-    if (this.partialBytes > maxSpanBytes(this.blockSize) + HEADER_BYTES) this.fallBack();
   }
 
   /** Takes the first `length` bytes of the current span's data, which start the next span. */
@@ -196,6 +219,7 @@ export class MemberGunzip extends Duplex {
   private dispatch(data: Buffer): void {
     const span: Span = { data, settled: false, output: undefined };
     this.spans.push(span);
+    this.stats.mostHeld = Math.max(this.stats.mostHeld, this.spans.length);
     // One trip to the thread pool: the output buffer has room for the whole block.
     zlib.gunzip(data, { info: true, chunkSize: this.blockSize + 1024, maxOutputLength: this.blockSize }, (error, result) => {
       span.settled = true;
@@ -222,12 +246,17 @@ export class MemberGunzip extends Duplex {
       this.wanting = this.push(span.output);
     }
     if (this.mode !== 'chain') return;
-    if (this.spans.length < this.concurrency && this.heldWrite) {
+    this.pump();
+    if (this.mode !== 'chain') return;
+    if (this.starts.length === 0 && this.spans.length < this.concurrency && this.heldWrite) {
       const release = this.heldWrite;
       this.heldWrite = undefined;
       release();
     }
-    if (this.ended && this.spans.length === 0 && this.partialBytes === 0) this.push(null);
+    if (this.ended && !this.finished && this.spans.length === 0 && this.starts.length === 0 && this.partialBytes === 0) {
+      this.finished = true;
+      this.push(null);
+    }
   }
 
   /** From the last member start passed on, the rest goes through one gunzip, as if it had from the start. */
@@ -247,6 +276,7 @@ export class MemberGunzip extends Duplex {
     this.spans.length = 0;
     this.partial = [];
     this.partialBytes = 0;
+    this.starts = [];
     for (const data of pending) gunzip.write(data);
     if (this.ended) gunzip.end();
     const release = this.heldWrite;

@@ -83,6 +83,15 @@ describe('gzip layers inflated member by member', () => {
     assert.equal(decoded.sequentialFrom, undefined);
   });
 
+  test('a read holding thousands of members (a block of zeros compresses to a few bytes) starts only a few spans at once', async () => {
+    const blob = await lapinGzip(Buffer.alloc(4 << 20), 4096);
+    const stream = new MemberGunzip({ blockSize: 4096, concurrency: 3 });
+    const decoded = await collect(blob, [blob.length], stream);
+    assert.equal(decoded.output?.length, 4 << 20);
+    assert.equal(stream.stats.parallel, 1024);
+    assert.ok(stream.stats.mostHeld <= 3, `${stream.stats.mostHeld} spans held at once, each with a block of output`);
+  });
+
   test('a member that ends early, then a zero byte and more members: sequential gunzip stops at the zero, and so does this', async () => {
     // Node's gunzip ends the stream at a zero byte after a member; a chain that took the later members would see more.
     const a = zlib.gzipSync(Buffer.alloc(100, 1), { level: 1 });
