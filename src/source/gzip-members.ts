@@ -227,7 +227,7 @@ export class MemberGunzip extends Duplex {
       const info = result as unknown as { buffer: Buffer; engine: zlib.Gunzip } | undefined;
       // Verified: no error, every byte consumed (zlib stops early at a zero byte after a member's end).
       if (!error && info && info.engine.bytesWritten === data.length) span.output = info.buffer;
-      if (this.mode === 'chain') this.advance();
+      if (this.mode === 'chain' && !this.destroyed) this.advance();
     });
   }
 
