@@ -14,10 +14,12 @@
  * member from a fresh state as sequential decoding does (a member's
  * inflate depends on its own bytes only), so the output is the same bytes.
  *
- * Anything that does not verify (a false candidate inside a member's stored
- * block, a span longer than a member can be, more output than a block, a
- * damaged or cut member, padding after the last member, a gzip file of one
- * member written by another tool) hands the rest over, from the last
+ * A span cut short by a false candidate (a member's header stored inside a
+ * member: a `gzip -1n` file in the rootfs) is tried again up to the next
+ * candidate, up to 16 times. Anything else that does not verify (a span
+ * longer than a member can be, more output than a block, a damaged or cut
+ * member, padding after the last member, a gzip file of one member written
+ * by another tool) hands the rest over, from the last
  * verified member start, to one sequential zlib gunzip: the same output,
  * and the same error, as a gunzip of the whole stream. A span's own error
  * is never shown.
@@ -43,7 +45,12 @@ interface Span {
   data: Buffer;
   settled: boolean;
   output: Buffer | undefined;
+  /** Candidates this span was joined across (false starts inside one member). */
+  joins: number;
 }
+
+/** False starts one span may be joined across: each join inflates the span again, so hostile input cannot make it quadratic. */
+const MAX_JOINS = 16;
 
 /** Statistics for tests and the bench: how the stream was read. */
 export interface MemberGunzipStats {
@@ -53,6 +60,8 @@ export interface MemberGunzipStats {
   sequentialFrom: number | undefined;
   /** The most spans held at once (inflating, or inflated and waiting): what bounds memory. */
   mostHeld: number;
+  /** Spans tried again across a false start. */
+  joined: number;
 }
 
 /** The deflate input room a 1-block member can need: stored blocks add 5 bytes per 64 KiB, plus header and trailer. */
@@ -61,7 +70,7 @@ function maxSpanBytes(blockSize: number): number {
 }
 
 export class MemberGunzip extends Duplex {
-  readonly stats: MemberGunzipStats = { parallel: 0, sequentialFrom: undefined, mostHeld: 0 };
+  readonly stats: MemberGunzipStats = { parallel: 0, sequentialFrom: undefined, mostHeld: 0, joined: 0 };
   private readonly blockSize: number;
   private readonly concurrency: number;
   private readonly chunkSize: number;
@@ -216,9 +225,10 @@ export class MemberGunzip extends Duplex {
     return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, length);
   }
 
-  private dispatch(data: Buffer): void {
-    const span: Span = { data, settled: false, output: undefined };
-    this.spans.push(span);
+  private dispatch(data: Buffer, joins = 0): void {
+    const span: Span = { data, settled: false, output: undefined, joins };
+    if (joins > 0) this.spans.unshift(span);
+    else this.spans.push(span);
     this.stats.mostHeld = Math.max(this.stats.mostHeld, this.spans.length);
     // One trip to the thread pool: the output buffer has room for the whole block.
     zlib.gunzip(data, { info: true, chunkSize: this.blockSize + 1024, maxOutputLength: this.blockSize }, (error, result) => {
@@ -237,6 +247,16 @@ export class MemberGunzip extends Duplex {
       const span = this.spans[0];
       if (!span?.settled) break;
       if (span.output === undefined) {
+        // A candidate inside a member (its header's bytes in a stored block) ends a span early: the span
+        // is tried again up to the next candidate. Anything else, or too many, goes to sequential gunzip.
+        const next = this.spans[1];
+        if (next && span.joins < MAX_JOINS && span.data.length + next.data.length <= maxSpanBytes(this.blockSize)) {
+          this.spans.splice(0, 2);
+          this.stats.joined++;
+          this.dispatch(Buffer.concat([span.data, next.data]), span.joins + 1);
+          continue;
+        }
+        if (!next && span.joins < MAX_JOINS && !(this.ended && this.starts.length === 0 && this.partialBytes === 0)) break;
         this.fallBack();
         return;
       }
