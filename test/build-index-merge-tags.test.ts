@@ -73,6 +73,8 @@ describe('--push --strategy merge with several -t', { skip: registrySkipReason()
     assert.deepEqual(latestAfter.entries, [old.entries[0], ['arm64', newArm]]);
     assert.match(arm.stderr, new RegExp(`index ${v2After.digest} at ${v2.replace(/[.]/g, '\\.')}: linux/arm64 \\[`));
     assert.match(arm.stderr, new RegExp(`index ${latestAfter.digest} at ${latest.replace(/[.]/g, '\\.')}: linux/amd64, linux/arm64 \\[`));
+    // The summary names each tag with the index it holds, not the first name's for both.
+    assert.match(arm.stderr, new RegExp(`built index ${v2After.digest} \\(linux/arm64\\) -> ${v2.replace(/[.]/g, '\\.')}, ${latest.replace(/[.]/g, '\\.')} \\(index ${latestAfter.digest}\\)$`, 'm'));
     const written = JSON.parse(await readFile(meta, 'utf8')) as Record<string, unknown>;
     assert.equal(written['containerimage.digest'], v2After.digest);
     // A real consumer sees both platforms at latest: amd64 is still 1.0's, arm64 is 2.0's.

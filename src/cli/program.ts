@@ -222,7 +222,7 @@ export function program(): Command {
         // The display's result lines are for one image: stop it (and clear its line) and say what was built here.
         reporter.interrupt(0);
         if (opts.quiet && !toStdout) process.stdout.write(`${built.digest}\n`);
-        else if (opts.quiet !== true && opts.progress !== 'quiet') process.stderr.write(`lapin: built index ${built.digest} (${built.platforms.join(', ')}) -> ${built.outputs.map((o) => o.dest).join(', ')}\n`);
+        else if (opts.quiet !== true && opts.progress !== 'quiet') process.stderr.write(`lapin: built index ${built.digest} (${built.platforms.join(', ')}) -> ${built.outputs.map((o) => (o.digest !== undefined && o.digest !== built.digest ? `${o.dest} (index ${o.digest})` : o.dest)).join(', ')}\n`);
         return;
       }
       const result = await withOutputNames(written, () => build(buildOptions).then(async (built) => {

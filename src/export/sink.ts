@@ -53,6 +53,8 @@ export interface WrittenIndex {
 export interface WrittenOutput {
   type: string;
   dest: string;
+  /** The digest pushed under `dest` when it is not the build's own (an index merged with what that name held). */
+  digest?: string;
 }
 
 export interface SinkContext {

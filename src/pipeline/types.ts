@@ -118,7 +118,8 @@ export interface IndexBuildResult {
   /** Each platform's image, in the order asked for (their `outputs` are empty: the index went out). */
   builds: BuildResult[];
   names: string[];
-  outputs: Array<{ type: string; dest: string }>;
+  /** With --strategy merge, each pushed name's own index digest where it is not `digest`. */
+  outputs: Array<{ type: string; dest: string; digest?: string }>;
   warnings: string[];
   syntax: Syntax;
   file: string;

@@ -24,7 +24,14 @@ interface Fetched {
   mediaType: string;
 }
 
-async function fetchManifest(client: RegistryClient, path: string, tagOrDigest: string, display: string): Promise<Fetched> {
+/** Manifests and configs one registry source may make lapin hold, in bytes, across its nested indexes. */
+export const REGISTRY_INDEX_BYTES_LIMIT = 64 * 1024 * 1024;
+
+async function fetchManifest(client: RegistryClient, path: string, tagOrDigest: string, display: string, expectedSize?: number): Promise<Fetched> {
+  // A tag holds no colon: anything with one is a digest, and lapin checks only sha256 ones, so it refuses the rest rather than trusting them unchecked.
+  if (tagOrDigest.includes(':') && !/^sha256:[0-9a-f]{64}$/.test(tagOrDigest)) {
+    throw new SourceError(`${display}: ${tagOrDigest.slice(0, 80)} is not a sha256 digest, and lapin checks manifests only against sha256 digests; refusing it`, 'name the image by tag, or by its sha256 digest');
+  }
   const response = await client.request({
     method: 'GET',
     target: `/v2/${path}/manifests/${tagOrDigest}`,
@@ -37,6 +44,7 @@ async function fetchManifest(client: RegistryClient, path: string, tagOrDigest: 
   const digest = sha256Digest(bytes);
   const expected = tagOrDigest.startsWith('sha256:') ? tagOrDigest : response.headers.get('docker-content-digest');
   if (expected && expected !== digest) throw new SourceError(`the manifest of ${display} does not match its digest (expected ${expected}, got ${digest}); refusing it`);
+  if (expectedSize !== undefined && expectedSize !== bytes.length) throw new SourceError(`the manifest of ${display} is ${bytes.length} bytes, not the ${expectedSize} its index records; refusing it`);
   const declared = (parseJson<{ mediaType?: string }>(bytes, `the manifest of ${display}`).mediaType ?? response.headers.get('content-type') ?? '').split(';')[0] as string;
   return { bytes, digest, mediaType: declared };
 }
@@ -52,6 +60,7 @@ async function fetchSmallBlob(client: RegistryClient, path: string, descriptor: 
   });
   const bytes = await readLimitedBody(response, MANIFEST_SIZE_LIMIT, `the config of ${display}`);
   if (sha256Digest(bytes) !== descriptor.digest) throw new SourceError(`the config ${descriptor.digest} of ${display} does not match its digest; refusing it`);
+  if (typeof descriptor.size === 'number' && bytes.length !== descriptor.size) throw new SourceError(`the config ${descriptor.digest} of ${display} is ${bytes.length} bytes, not the ${descriptor.size} its manifest records; refusing it`);
   return bytes;
 }
 
@@ -136,13 +145,22 @@ export async function openRegistryIndex(name: string, reference: string, options
     const isIndex = Array.isArray(document.manifests);
     const listed: Array<{ descriptor?: SourceDescriptor; fetched: Fetched }> = [];
     const leftOut: LeftOut[] = [];
+    // Every manifest and config read is kept until the index is made: a budget in bytes, as well as in manifests.
+    let held = top.bytes.length;
+    const hold = (size: number): void => {
+      held += size;
+      if (held > REGISTRY_INDEX_BYTES_LIMIT) throw new SourceError(`${display}: the manifests and configs of the index and the indexes in it are more than ${REGISTRY_INDEX_BYTES_LIMIT / (1024 * 1024)} MiB; lapin reads at most that much`, 'make an index of the platforms wanted: lapin imagetools create');
+    };
     if (isIndex) {
-      const fetchChild = (child: SourceDescriptor): Promise<Fetched> =>
-        fetchManifest(client, path, child.digest, `${display} (${child.digest})`).catch((error: unknown) => {
+      const fetchChild = async (child: SourceDescriptor): Promise<Fetched> => {
+        if (typeof child.size !== 'number' || !Number.isSafeInteger(child.size) || child.size < 0) throw new SourceError(`${display}: the index lists ${String(child.digest).slice(0, 80)} without a valid size`);
+        hold(child.size);
+        return fetchManifest(client, path, child.digest, `${display} (${child.digest})`, child.size).catch((error: unknown) => {
           // Not "NAME was not found": the index is there, one of its images is not (a registry's garbage collection, say).
           if (error instanceof RegistryStatusError && error.status === 404) throw new SourceError(`${display}: the index lists ${child.digest}, which ${domain} does not have`, 'push that image again, or make the index again without it');
           throw error;
         });
+      };
       await collectRegistryIndex(document.manifests ?? [], { display, fetch: fetchChild, listed, leftOut, fetched: new Set([top.digest]) }, 1);
     } else listed.push({ fetched: top });
 
@@ -155,7 +173,9 @@ export async function openRegistryIndex(name: string, reference: string, options
         leftOut.push({ digest: fetched.digest, what: artifact });
         continue;
       }
+      if (typeof manifest.config.size === 'number') hold(manifest.config.size);
       const configBytes = await fetchSmallBlob(client, path, manifest.config, display);
+      if (typeof manifest.config.size !== 'number') hold(configBytes.length);
       const config = parseJson<(SourceImageConfig & { variant?: string }) | null>(configBytes, `the config of ${display}`);
       if (typeof config !== 'object' || config === null) throw new SourceError(`the config of ${display} is not a JSON object`);
       const os = descriptor?.platform?.os ?? config.os;

@@ -69,7 +69,7 @@ export class RegistrySink implements Sink {
       // The first name's index is the build's (--metadata-file's containerimage.digest).
       first ??= { mediaType: created.mediaType, digest: created.digest, size: created.bytes.length };
       for (const item of created.pushed) {
-        context.written.push({ type: 'registry', dest: item.name });
+        context.written.push({ type: 'registry', dest: item.name, ...(merging ? { digest: created.digest } : {}) });
         recordCompletedOutput(`pushed ${item.name}`);
       }
     }
