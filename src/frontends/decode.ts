@@ -21,6 +21,9 @@ function otherEncoding(bytes: Uint8Array): string | undefined {
   for (const [name, mark] of BYTE_ORDER_MARKS) {
     if (bytes.length >= mark.length && mark.every((byte, i) => bytes[i] === byte)) return name;
   }
+  // UTF-32 text without a mark: ASCII characters with three NULs beside each (tested first: it also looks like UTF-16).
+  if (bytes.length >= 8 && bytes[0] !== 0 && bytes[1] === 0 && bytes[2] === 0 && bytes[3] === 0 && bytes[4] !== 0 && bytes[5] === 0) return 'UTF-32 (little-endian)';
+  if (bytes.length >= 8 && bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 0 && bytes[3] !== 0 && bytes[4] === 0 && bytes[7] !== 0) return 'UTF-32 (big-endian)';
   // UTF-16 text without a mark: ASCII characters with a NUL beside each.
   if (bytes.length >= 4 && bytes[0] !== 0 && bytes[1] === 0 && bytes[2] !== 0 && bytes[3] === 0) return 'UTF-16 (little-endian)';
   if (bytes.length >= 4 && bytes[0] === 0 && bytes[1] !== 0 && bytes[2] === 0 && bytes[3] !== 0) return 'UTF-16 (big-endian)';

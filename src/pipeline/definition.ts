@@ -53,7 +53,10 @@ async function locateDefinition(contextDir: string, file: string | undefined, cw
   }
   for (const name of DEFAULT_FILE_NAMES) {
     const candidate = path.join(contextDir, name);
-    if ((await stat(candidate).catch(() => undefined))?.isFile()) return candidate;
+    const stats = await stat(candidate).catch(() => undefined);
+    if (stats?.isFile()) return candidate;
+    // A FIFO or device under the name: say so, rather than that there is no such file.
+    if (stats && !stats.isDirectory()) throw new LapinError(`${displayPath(candidate, cwd)} is not a regular file`, { hint: 'replace it with the definition file itself, or name another file with -f FILE', exitCode: 2 });
   }
   throw new LapinError(`no ${DEFAULT_FILE_NAMES.join(', ')} in ${contextDir}`, {
     hint: 'pass the directory that holds it as the context, as in lapin build DIR, or name the file with -f FILE',

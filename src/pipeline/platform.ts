@@ -139,7 +139,7 @@ export const BUILD_PLATFORMS_HINT = `lapin builds ${Object.keys(BUILD_PLATFORMS)
 export function checkBuildPlatform(platform: string): string {
   const parsed = parsePlatform(platform);
   const normalized = parsed === undefined ? undefined : formatPlatform(parsed);
-  if (normalized === undefined || BUILD_PLATFORMS[normalized] === undefined) throw new UsageError(`unsupported platform ${platform}`, BUILD_PLATFORMS_HINT);
+  if (normalized === undefined || BUILD_PLATFORMS[normalized] === undefined) throw new UsageError(`unsupported platform ${/^[\w./-]+$/.test(platform) ? platform : JSON.stringify(platform)}`, BUILD_PLATFORMS_HINT);
   return normalized;
 }
 

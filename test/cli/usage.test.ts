@@ -3,7 +3,7 @@
 // errors as one sentence naming the output, --progress plain and rawjson,
 // and one line for a cache hit.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,6 +57,22 @@ describe('argument errors', () => {
       assert.equal(r.stderr, `${line.replace('CWD', work)}\n`);
     });
   }
+});
+
+describe('odd definition files and values', () => {
+  test('a FIFO named Containerfile in the context is named as not a regular file (it was "no Containerfile"), exit 2, nothing read from it', async () => {
+    const dir = await mkdtemp(path.join(work, 'fifo '));
+    execFileSync('mkfifo', [path.join(dir, 'Containerfile')]);
+    const r = lapin(['build', '-o', path.join(dir, 'out.tar'), dir]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `lapin: error: ${path.relative(work, path.join(dir, 'Containerfile'))} is not a regular file (replace it with the definition file itself, or name another file with -f FILE)\n`);
+  });
+
+  test("--platform '' is shown quoted, not as a blank", () => {
+    const r = lapin(['build', '--platform', '', '-o', path.join(work, 'x.tar'), EXAMPLE]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^lapin: error: unsupported platform "" \(lapin builds linux\/amd64 and linux\/arm64/);
+  });
 });
 
 describe('pull errors', () => {

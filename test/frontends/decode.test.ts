@@ -49,8 +49,11 @@ describe('decodeDefinition', () => {
     ['UTF-16 (big-endian)', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('FROM scratch\n', 'utf16le').swap16()])],
     ['UTF-16 (little-endian)', Buffer.from('FROM scratch\n', 'utf16le')],
     ['UTF-32 (little-endian)', Buffer.from([0xff, 0xfe, 0, 0, 0x46, 0, 0, 0])],
+    // iconv -t UTF-32LE / UTF-32BE write no mark.
+    ['UTF-32 (little-endian)', Buffer.from('FROM scratch\n', 'utf16le').reduce((out, _b, i, all) => (i % 2 === 0 ? Buffer.concat([out, Buffer.from([all[i] as number, 0, 0, 0])]) : out), Buffer.alloc(0))],
+    ['UTF-32 (big-endian)', Buffer.from('FROM scratch\n', 'utf16le').reduce((out, _b, i, all) => (i % 2 === 0 ? Buffer.concat([out, Buffer.from([0, 0, 0, all[i] as number])]) : out), Buffer.alloc(0))],
   ] as const) {
-    test(`${name} text${bytes[0] === 0x46 ? ' without a byte order mark' : ''} is named as such`, () => {
+    test(`${name} text${bytes[0] !== 0xff && bytes[0] !== 0xfe ? ' without a byte order mark' : ''} is named as such`, () => {
       const error = refusal(bytes);
       assert.equal(error.message, `the file is ${name} text; lapin reads definition files as UTF-8`);
       assert.deepEqual(error.at, { file: 'Containerfile', line: 1, column: 1 });
