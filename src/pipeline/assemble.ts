@@ -292,12 +292,11 @@ function reportFindings(findings: Finding[], mode: 'error' | 'warn', emit: (even
   if (errors.length > 0 && mode === 'error') {
     const [first, ...rest] = errors;
     const f = first as Finding;
-    // One line (the CLI escapes newlines): the first error with its own hint, then the others.
-    const more = rest.length > 0 ? `; ${rest.length === 1 ? 'also' : `${rest.length} more errors`}: ${rest.map(describe).join('; ')}` : '';
-    throw new LapinError(f.message, {
-      ...(f.at ? { at: f.at } : {}),
-      hint: `${f.hint ? `${f.hint}; ` : ''}--urunc-checks=warn builds it anyway${more}`,
-    });
+    const anyway = '--urunc-checks=warn builds it anyway';
+    if (rest.length === 0) throw new LapinError(f.message, { ...(f.at ? { at: f.at } : {}), hint: `${f.hint ? `${f.hint}; ` : ''}${anyway}` });
+    // One line (the CLI escapes newlines): each error with its own hint, then what builds it anyway, for them all.
+    const more = `; ${rest.length === 1 ? 'also' : `${rest.length} more errors`}: ${rest.map(describe).join('; ')}`;
+    throw new LapinError(`${f.message}${f.hint ? ` (${f.hint})` : ''}${more}`, { ...(f.at ? { at: f.at } : {}), hint: anyway });
   }
 }
 

@@ -140,7 +140,7 @@ describe('several urunc-rule errors at once', () => {
     const file = `${path.basename(dir)}/Containerfile`;
     const errors = refused.stderr.split('\n').filter((line) => line.startsWith('lapin: error'));
     assert.deepEqual(errors, [
-      `lapin: error: ${file}:7:7: com.urunc.unikernel.binary "/boot//kernel" contains "//" (write a clean absolute path such as /.boot/kernel; --urunc-checks=warn builds it anyway; also: ${file}:7:7: com.urunc.unikernel.binary names /boot//kernel, which is not in the image (copy the file there, or point the value at where it is))`,
+      `lapin: error: ${file}:7:7: com.urunc.unikernel.binary "/boot//kernel" contains "//" (write a clean absolute path such as /.boot/kernel); also: ${file}:7:7: com.urunc.unikernel.binary names /boot//kernel, which is not in the image (copy the file there, or point the value at where it is) (--urunc-checks=warn builds it anyway)`,
     ]);
     assert.ok(!refused.stderr.includes('\\n'), refused.stderr);
   });
