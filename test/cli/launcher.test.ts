@@ -4,7 +4,7 @@
 // the CLI run from source. Needs `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,8 +74,13 @@ describe('bin/lapin', () => {
       const usage = launch(['build', '--compression', 'lz4', EXAMPLE], env);
       assert.equal(usage.status, 2);
       assert.match(usage.stderr, /lz4/);
-      const failure = launch(['build', '-f', path.join(work, 'missing.yaml'), EXAMPLE], env);
-      assert.equal(failure.status, 1);
+      // A definition file that is wrong is a build failure (exit 1), at its position; a missing one is a usage error (exit 2).
+      const broken = path.join(work, 'broken Containerfile');
+      writeFileSync(broken, 'FROM scratch\nFROBNICATE x\n');
+      const failure = launch(['build', '-f', broken, EXAMPLE], env);
+      assert.equal(failure.status, 1, failure.stderr);
+      assert.match(failure.stderr, /broken Containerfile:2:1: /);
+      assert.equal(launch(['build', '-f', path.join(work, 'missing.yaml'), EXAMPLE], env).status, 2);
       assert.equal(failure.stderr.trim().split('\n').length, 1, failure.stderr);
       assert.ok(!/^\s+at /m.test(failure.stderr), failure.stderr);
     });
