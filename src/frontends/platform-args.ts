@@ -6,6 +6,8 @@
  * are `linux/arm64`), and a `--build-arg` of the same name overrides one
  * value alone. The platforms are inputs: a frontend never asks the machine.
  */
+import { normalizeArchitecture } from '../pipeline/platform.js';
+
 export const TARGET_ARGS = ['TARGETPLATFORM', 'TARGETOS', 'TARGETARCH', 'TARGETVARIANT'] as const;
 export const BUILD_ARGS = ['BUILDPLATFORM', 'BUILDOS', 'BUILDARCH', 'BUILDVARIANT'] as const;
 export type TargetArg = (typeof TARGET_ARGS)[number];
@@ -27,39 +29,12 @@ export interface NormalizedPlatform {
   variant: string;
 }
 
-/** containerd's normalization of an architecture and its variant (platforms/database.go). */
-function normalizeArch(arch: string, variant: string): [string, string] {
-  switch (arch) {
-    case 'i386':
-      return ['386', ''];
-    case 'x86_64':
-    case 'x86-64':
-    case 'amd64':
-      return ['amd64', variant === 'v1' ? '' : variant];
-    case 'aarch64':
-    case 'arm64':
-      if (variant === '8' || variant === 'v8' || variant === 'v8.0') return ['arm64', ''];
-      if (variant === '9' || variant === '9.0' || variant === 'v9.0') return ['arm64', 'v9'];
-      return ['arm64', variant];
-    case 'armhf':
-      return ['arm', 'v7'];
-    case 'armel':
-      return ['arm', 'v6'];
-    case 'arm':
-      if (variant === '' || variant === '7') return ['arm', 'v7'];
-      if (variant === '5' || variant === '6' || variant === '8') return ['arm', `v${variant}`];
-      return ['arm', variant];
-    default:
-      return [arch, variant];
-  }
-}
-
 /** `OS/ARCH[/VARIANT]` (or a bare `ARCH`, on linux) normalized; undefined when it is not that shape. */
 export function normalizePlatform(text: string): NormalizedPlatform | undefined {
   const parts = text.toLowerCase().split('/');
   if (parts.length > 3 || parts.some((part) => !/^[a-z0-9._-]+$/.test(part))) return undefined;
   const [os, arch, variant] = parts.length === 1 ? ['linux', parts[0] ?? '', ''] : [parts[0] ?? '', parts[1] ?? '', parts[2] ?? ''];
-  const [architecture, normalizedVariant] = normalizeArch(arch, variant);
+  const [architecture, normalizedVariant] = normalizeArchitecture(arch, variant);
   return { os: os === 'macos' ? 'darwin' : os, architecture, variant: normalizedVariant };
 }
 

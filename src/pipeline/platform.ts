@@ -40,7 +40,7 @@ const KNOWN_OS = new Set(['aix', 'android', 'darwin', 'dragonfly', 'freebsd', 'h
 const KNOWN_ARCHITECTURES = new Set(['386', 'amd64', 'amd64p32', 'arm', 'armbe', 'arm64', 'arm64be', 'ppc64', 'ppc64le', 'loong64', 'mips', 'mipsle', 'mips64', 'mips64le', 'mips64p32', 'mips64p32le', 'ppc', 'riscv', 'riscv64', 's390', 's390x', 'sparc', 'sparc64', 'wasm']);
 
 /** containerd's normalization of an architecture and its variant: x86_64 is amd64 (v1 is no variant), aarch64 is arm64 (v8 is none), arm is arm/v7. */
-function normalizeArchitecture(architecture: string, variant: string): [string, string] {
+export function normalizeArchitecture(architecture: string, variant: string): [string, string] {
   const arch = architecture.toLowerCase();
   const v = variant.toLowerCase();
   switch (arch) {
