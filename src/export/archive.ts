@@ -434,19 +434,3 @@ async function writeAll(handle: FileHandle, data: Buffer[], position: number): P
     if (skip > 0) buffers[0] = (buffers[0] as Buffer).subarray(skip);
   }
 }
-
-/**
- * The archive to stream layers into, when the build's only output is one
- * archive file; otherwise undefined and blobs go through a staging store.
- */
-export async function openArchiveOutput(
-  outputs: ReadonlyArray<{ type: string; dest?: string | undefined; tar?: boolean }>,
-  cwd: string,
-  mtime: number,
-  recordDir?: string,
-): Promise<ArchiveFile | undefined> {
-  const [only, ...others] = outputs;
-  if (!only || others.length > 0) return undefined;
-  if ((only.type !== 'oci' && only.type !== 'docker') || only.tar === false || only.dest === undefined || only.dest === '-') return undefined;
-  return ArchiveFile.create(path.resolve(cwd, only.dest), mtime, recordDir);
-}

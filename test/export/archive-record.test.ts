@@ -5,17 +5,14 @@
 // image and for an index archive.
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { build, type BuildEvent, type BuildOptions } from '../../src/index.js';
 import { kernelContainerfile } from '../helpers/fixtures.js';
 import { writePerPlatformContext } from '../helpers/hand-index.js';
+import { withRenameRace } from '../helpers/rename-race.js';
 
-const require = createRequire(import.meta.url);
-const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
-const realRename = fsPromises.rename;
 let work: string;
 
 before(async () => {
@@ -26,8 +23,6 @@ before(async () => {
   await writePerPlatformContext(path.join(work, 'index'));
 });
 after(async () => {
-  fsPromises.rename = realRename;
-  syncBuiltinESMExports();
   await rm(work, { recursive: true, force: true });
 });
 
@@ -54,17 +49,7 @@ for (const [what, extra, unchanged] of [
     };
     const run = (): Promise<unknown> => build(options);
     // Build B's rename lands between build A's rename and A's record.
-    fsPromises.rename = async (from, to) => {
-      await realRename(from, to);
-      if (String(to) === dest && path.basename(String(from)).startsWith('.shared.tar.lapin-tmp-')) await realRename(other, dest);
-    };
-    syncBuiltinESMExports();
-    try {
-      await run();
-    } finally {
-      fsPromises.rename = realRename;
-      syncBuiltinESMExports();
-    }
+    await withRenameRace(dest, other, run);
     assert.equal(await readFile(dest, 'utf8'), 'the archive build B wrote\n');
 
     // Every layer is cached now: only a record proving dest is A's own file may leave it alone.

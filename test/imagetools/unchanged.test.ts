@@ -8,7 +8,6 @@
 // LAPIN_CACHE_DIR (the XDG cache), a space in TMPDIR and in the cwd.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +16,7 @@ import { runProgram, type ProgramResult } from '../helpers/fixtures.js';
 import { writeOciArchive, writeOciLayout } from '../helpers/hand-image.js';
 import { unikraftImage } from '../helpers/hand-index.js';
 import { tamperArchive } from '../helpers/archive-tampering.js';
+import { withRenameRace } from '../helpers/rename-race.js';
 
 const ROOT = resolve('.');
 const CLI = ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli/main.ts')];
@@ -95,9 +95,6 @@ describe('lapin imagetools create --output: the unchanged-archive shortcut', () 
   });
 
   test('a file renamed over the archive right after lapin renamed its own is not recorded as lapin’s', async () => {
-    const require = createRequire(import.meta.url);
-    const fsPromises = require('node:fs/promises') as typeof import('node:fs/promises');
-    const realRename = fsPromises.rename;
     const dir = join(work, 'race');
     await mkdir(dir);
     const dest = join(dir, 'shared.tar');
@@ -123,17 +120,7 @@ describe('lapin imagetools create --output: the unchanged-archive shortcut', () 
     };
     try {
       await writeFile(other, 'the archive another writer renamed here\n');
-      fsPromises.rename = async (from, to) => {
-        await realRename(from, to);
-        if (String(to) === dest && String(from).includes('.shared.tar.lapin-tmp-')) await realRename(other, dest);
-      };
-      syncBuiltinESMExports();
-      try {
-        await run();
-      } finally {
-        fsPromises.rename = realRename;
-        syncBuiltinESMExports();
-      }
+      await withRenameRace(dest, other, run);
       assert.equal(await readFile(dest, 'utf8'), 'the archive another writer renamed here\n');
       // Only a record proving dest is lapin's own file may leave it alone.
       await run();
