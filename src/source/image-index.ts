@@ -8,7 +8,7 @@
 import { sha256Digest } from '../image/digest.js';
 import type { ImageIndexModel, IndexEntry, LeftOut } from '../image/model.js';
 import { stat } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { RegistryOptions } from '../registry/client.js';
 import { archiveReader, directoryReader, openSource, parseJson, parseSource, SourceError, type FileReader, type OpenSourceOptions } from './open.js';
 import { TarFile } from './tar-file.js';
@@ -301,10 +301,6 @@ export async function namesIndex(text: string, options: OpenIndexOptions = {}): 
 }
 
 /** A stream of a buffer (for blobs already read). */
-export function bufferStream(data: Buffer): Readable {
-  return Readable.from([data]);
-}
-
 /**
  * Opens the image of SOURCE for PLATFORM ("linux/arm64"): the index entry for
  * it, or the source's only image when that is for the platform.

@@ -8,10 +8,11 @@ import { sha256Digest } from '../image/digest.js';
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import { bytesStream } from '../image/model.js';
 import { repositoryScope } from '../registry/auth.js';
 import { MANIFEST_SIZE_LIMIT, RegistryStatusError, readLimitedBody, type RegistryClient } from '../registry/client.js';
 import type { PulledImage } from '../registry/pull.js';
-import { bufferStream, formatPlatform, manifestNotAnImage, notAnImage, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type LeftOut, type OpenIndexOptions, type Platform } from './image-index.js';
+import { formatPlatform, manifestNotAnImage, notAnImage, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, type ImageIndex, type IndexEntry, type LeftOut, type OpenIndexOptions, type Platform } from './image-index.js';
 import { parseJson, SourceError } from './open.js';
 import type { SourceDescriptor, SourceImageConfig, SourceManifest } from './types.js';
 
@@ -193,7 +194,7 @@ export async function openRegistryIndex(name: string, reference: string, options
         manifest,
         repository: { domain, path },
         blob: async (d) => {
-          if (d.digest === manifest.config.digest) return bufferStream(configBytes);
+          if (d.digest === manifest.config.digest) return bytesStream(configBytes);
           const layer = (await wrap(pull)).layers.find((l) => l.digest === d.digest);
           if (!layer) throw new SourceError(`${display}: the image has no layer ${d.digest}`);
           return createReadStream(layer.file) as Readable;
