@@ -319,10 +319,26 @@ export function normalizeLoadFlag(argv: string[]): string[] {
   return argv.map((arg, i) => (arg === '--load' && (end < 0 || i < end) ? '--load=docker' : arg));
 }
 
+/**
+ * A reader that closes stdout or stderr (`| head -1`) ends what lapin says there, not the build:
+ * without a listener the EPIPE would be an uncaught exception, exit 1 with the output half-written.
+ * The archive written to stdout (`dest=-`) sees the error through its own stream and fails as before.
+ */
+function toleratePipeClosing(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+    });
+  }
+  // Whatever ends the process (an uncaught error included), it leaves no temporaries.
+  process.on('exit', removePendingSync);
+}
+
 export async function main(argv: string[]): Promise<number> {
   // Here, not at the top of a module: module top levels are frozen into the start-up snapshot.
   restoreNodeExtraCaCerts();
   installSignalHandlers();
+  toleratePipeClosing();
   const debug = argv.includes('--debug');
   try {
     await program().parseAsync(normalizeLoadFlag(argv), { from: 'user' });

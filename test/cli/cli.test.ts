@@ -98,6 +98,28 @@ describe('lapin build (CLI)', () => {
     });
   }
 
+  /** Runs the CLI with stdout and stderr pipes whose reading ends close at once, as `| head -0` does. */
+  async function lapinIntoClosedPipes(args: string[], cwd: string): Promise<number | null> {
+    const child = spawn(process.execPath, [...CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    child.stderr.destroy();
+    return new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ? -1 : code)));
+  }
+
+  test('a closed stderr or stdout (| head -1) ends the messages, not the build: the archive is whole, no temporary is left', async () => {
+    const context = await mkdtemp(path.join(work, 'pipe-'));
+    await cp(EXAMPLE, context, { recursive: true });
+    const reference = lapin(['build', '--no-cache', '-o', 'type=oci,dest=ref.tar', '.'], { cwd: context });
+    assert.equal(reference.status, 0, reference.stderr);
+    assert.equal(await lapinIntoClosedPipes(['build', '--no-cache', '--progress', 'plain', '-o', 'type=oci,dest=piped.tar', '.'], context), 0);
+    assert.deepEqual(await readFile(path.join(context, 'piped.tar')), await readFile(path.join(context, 'ref.tar')));
+    assert.equal(await lapinIntoClosedPipes(['build', '-q', '--no-cache', '-o', 'type=oci,dest=quiet.tar', '.'], context), 0);
+    assert.deepEqual(await readFile(path.join(context, 'quiet.tar')), await readFile(path.join(context, 'ref.tar')));
+    // inspect's verdict is still its exit code.
+    assert.equal(await lapinIntoClosedPipes(['inspect', 'ref.tar'], context), lapin(['inspect', 'ref.tar'], { cwd: context }).status);
+    assert.deepEqual((await readdir(context)).filter((n) => n.includes('.lapin-tmp-')), []);
+  });
+
   test('SIGTERM during a build removes partial output', async () => {
     const context = await mkdtemp(path.join(work, 'sig-'));
     await writeFile(path.join(context, 'kernel'), randomBytes(96 * 1024 * 1024));
