@@ -294,6 +294,12 @@ function judgeValues(
   if (block?.exists && (guest === 'linux' || guest === 'rumprun') && block.type !== 'ext') {
     warnings.push({ message: `the block image ${block.path} is ${block.detail}; ${guest} mounts ext2/3/4` });
   }
+  if (guest === 'linux' && !readsCmdline(release) && processArgs.length > 1 && processArgs[0] === '') {
+    warnings.push({
+      message: `the process args ${JSON.stringify(processArgs)} start with an empty one: ${releaseName(release)} then writes no init= and drops the rest, so the kernel runs its default init without them`,
+      hint: 'name the init first, e.g. ["/init", ...]',
+    });
+  }
   const cmdline = set.cmdline ?? '';
   if (guest === 'linux' && (readsCmdline(release) ? cmdline === '' && processArgs.length === 0 : processArgs.length === 0)) {
     if (readsCmdline(release)) {

@@ -72,6 +72,15 @@ export function finalizeMetadata(plan: BuildPlan, overrides: PlanOverrides = {},
   const cmd = plan.config.cmd?.value;
   const processArgs = [...(entrypoint ?? []), ...(cmd ?? [])];
   let finalCmd = cmd;
+  if (processArgs.length > 1 && processArgs[0] === '' && given.unikernelType === 'linux') {
+    const at = plan.config.entrypoint?.at ?? plan.config.cmd?.at;
+    findings.push({
+      severity: 'warning',
+      message: `the process args ${JSON.stringify(processArgs)} start with an empty one: urunc then writes no init= and drops the rest, so the kernel runs its default init without them`,
+      ...(at ? { at } : {}),
+      hint: 'name the init first, e.g. ["/init", ...]',
+    });
+  }
   if (processArgs.length > 0) {
     const joined = processArgs.join(' ');
     if (given.cmdline === undefined) {

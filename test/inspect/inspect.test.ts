@@ -118,6 +118,15 @@ describe('lapin inspect: hand-made images', () => {
     assert.match(messages(refused.errors), /mirage cannot use an initrd: urunc does not give it one/);
   });
 
+  test('Linux process args after an empty first one: a warning (urunc writes no init= and drops them), still runnable', async () => {
+    const linux = { unikernelType: 'linux', hypervisor: 'qemu', binary: '/unikernel/app' };
+    const report = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile(linux)]], annotations: full(linux), cmd: ['', 'quiet'] }));
+    assert.equal(report.runnable, true, messages(report.errors));
+    assert.match(messages(report.warnings), /the process args \["","quiet"\] start with an empty one: urunc [^ ]+ then writes no init= and drops the rest/);
+    const alone = await inspect(await archive({ layers: [kernelLayer, [uruncJsonFile(linux)]], annotations: full(linux), cmd: [''] }));
+    assert.doesNotMatch(messages(alone.warnings), /empty one/);
+  });
+
   test('a guest/monitor pair urunc refuses; exit 1', async () => {
     const values = { unikernelType: 'mirage', hypervisor: 'firecracker', binary: '/unikernel/app' };
     const path = await archive({ layers: [kernelLayer, [uruncJsonFile(values)]], annotations: full(values), cmd: ['app'] });

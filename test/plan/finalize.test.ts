@@ -45,6 +45,13 @@ describe('finalizeMetadata', () => {
     assert.equal(m.config.labels['com.urunc.unikernel.cmdline'], '');
   });
 
+  test('Linux args after an empty first one are a warning: urunc writes no init= and drops them (linux.go `if l.App != ""`)', () => {
+    const m = finalizeMetadata(plan(base, { cmd: { value: ['', 'quiet'] } }));
+    assert.match(m.findings.find((f) => f.severity === 'warning')?.message ?? '', /start with an empty one: urunc then writes no init= and drops the rest/);
+    assert.deepEqual(finalizeMetadata(plan(base, { cmd: { value: [''] } })).findings, []);
+    assert.deepEqual(finalizeMetadata(plan({ ...base, unikernelType: 'unikraft' }, { cmd: { value: ['', 'quiet'] } })).findings.filter((f) => /empty one/.test(f.message)), []);
+  });
+
   test('a cmdline that disagrees with cmd is an error', () => {
     const m = finalizeMetadata(plan({ ...base, cmdline: 'x' }, { cmd: { value: ['y'] } }));
     assert.match(m.findings.find((f) => f.severity === 'error')?.message ?? '', /disagrees with the process args/);
