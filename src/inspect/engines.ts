@@ -29,7 +29,7 @@ export interface EngineVerdict {
   runs: boolean;
   /** Why it does not run; empty when it runs. */
   reasons: string[];
-  /** docker/nerdctl only, when the image has neither Cmd nor Entrypoint: the argv to type (IMAGE = the image's name). */
+  /** docker, nerdctl and podman, when the image has neither Cmd nor Entrypoint: the argv to type (IMAGE = the image's name). */
   command?: string[];
 }
 
@@ -87,6 +87,8 @@ export interface EngineInputs {
 export function commandFor(engine: EngineName, imageName: string): string[] | undefined {
   if (engine === 'docker') return ['docker', 'run', '--runtime', 'io.containerd.urunc.v2', imageName, 'unikernel'];
   if (engine === 'containerd') return ['nerdctl', 'run', '--runtime', 'io.containerd.urunc.v2', imageName, 'unikernel'];
+  // podman refuses it too ("no command or entrypoint provided"); urunc is its runtime by name (containers.conf) or path.
+  if (engine === 'podman') return ['podman', 'run', '--runtime', 'urunc', imageName, 'unikernel'];
   return undefined;
 }
 

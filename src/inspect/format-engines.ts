@@ -34,7 +34,7 @@ export function engineLines(report: UruncEngineReport): string[] {
   const commands = new Map<string, string>();
   for (const verdict of report.engines) if (verdict.command) commands.set(verdict.engine, shellLine(verdict.command));
   if (commands.size > 0) {
-    lines.push('  the image has neither Cmd nor Entrypoint, so docker run and nerdctl run need a command:');
+    lines.push('  the image has neither Cmd nor Entrypoint, so docker run, nerdctl run and podman run need a command:');
     for (const command of commands.values()) lines.push(`    ${command}`);
   }
   return lines;

@@ -172,7 +172,7 @@ function compareWithInspect(engine: EngineName, image: TestImage, recording: Rec
     assert.equal(predicted.source, actual.source, where);
     assert.equal(predicted.runs, actual.runs, where);
     compared += 1;
-    if (engine === 'docker' || engine === 'containerd') {
+    if (engine === 'docker' || engine === 'containerd' || engine === 'podman') {
       if (image.processArgs.length === 0) assert.equal(predicted.command?.at(-1), 'unikernel', `${where}: the command to type`);
       else assert.equal(predicted.command, undefined, `${where}: no command needed`);
     }

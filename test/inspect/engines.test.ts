@@ -72,17 +72,18 @@ describe('engine paths x urunc release lines', () => {
     assert.ok(partial.every((v) => v.reasons[0] === '/urunc.json lacks hypervisor, binary'));
   });
 
-  test('no Cmd and no Entrypoint: docker and nerdctl get the command to type, the others none', () => {
+  test('no Cmd and no Entrypoint: docker, nerdctl and podman get the command to type, the CRI none (args in the pod spec)', () => {
     const verdicts = engineVerdicts(inputs({ uruncJson: json, processArgs: [], imageName: 'registry.example/net:1' }));
     for (const v of verdicts) {
       if (v.engine === 'docker') assert.deepEqual(v.command, ['docker', 'run', '--runtime', 'io.containerd.urunc.v2', 'registry.example/net:1', 'unikernel']);
       else if (v.engine === 'containerd') assert.deepEqual(v.command, ['nerdctl', 'run', '--runtime', 'io.containerd.urunc.v2', 'registry.example/net:1', 'unikernel']);
+      else if (v.engine === 'podman') assert.deepEqual(v.command, ['podman', 'run', '--runtime', 'urunc', 'registry.example/net:1', 'unikernel']);
       else assert.equal(v.command, undefined);
     }
     assert.ok(engineVerdicts(inputs({ uruncJson: json })).every((v) => v.command === undefined));
   });
 
-  test('for any values: 12 verdicts, runs exactly when there are no reasons, a command exactly for docker/nerdctl without Cmd', () => {
+  test('for any values: 12 verdicts, runs exactly when there are no reasons, a command exactly for docker/nerdctl/podman without Cmd', () => {
     const key = fc.constantFrom('unikernelType', 'hypervisor', 'binary', 'initrd', 'cmdline', 'mountRootfs');
     const values = fc.dictionary(key, fc.string({ maxLength: 12 }));
     fc.assert(fc.property(values, values, values, fc.boolean(), fc.array(fc.string(), { maxLength: 2 }), (annotations, labels, jsonValues, hasJson, processArgs) => {
@@ -90,7 +91,7 @@ describe('engine paths x urunc release lines', () => {
       assert.equal(verdicts.length, 12);
       for (const v of verdicts) {
         assert.equal(v.runs, v.reasons.length === 0);
-        assert.equal(v.command !== undefined, processArgs.length === 0 && (v.engine === 'docker' || v.engine === 'containerd'));
+        assert.equal(v.command !== undefined, processArgs.length === 0 && v.engine !== 'cri');
         if (v.source === 'image-metadata') assert.ok(v.release === '0.8' && (v.engine === 'containerd' || v.engine === 'cri'));
         if (v.source === 'spec-annotations') assert.equal(v.engine, 'podman');
         if (v.source === 'none') assert.equal(v.runs, false);

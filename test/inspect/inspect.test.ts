@@ -102,10 +102,11 @@ describe('lapin inspect: hand-made images', () => {
     assert.deepEqual(commands, [
       ['docker', ['docker', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
       ['containerd', ['nerdctl', 'run', '--runtime', 'io.containerd.urunc.v2', 'IMAGE', 'unikernel']],
+      ['podman', ['podman', 'run', '--runtime', 'urunc', 'IMAGE', 'unikernel']],
     ]);
     const cli = lapin(['inspect', path]);
     assert.equal(cli.status, 0, cli.stderr);
-    assert.match(cli.stdout, /docker run and nerdctl run need a command:\n {4}docker run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}nerdctl run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n/);
+    assert.match(cli.stdout, /docker run, nerdctl run and podman run need a command:\n {4}docker run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}nerdctl run --runtime io\.containerd\.urunc\.v2 IMAGE unikernel\n {4}podman run --runtime urunc IMAGE unikernel\n/);
   });
 
   test("urunc's storage table: mountRootfs=true for mirage is a warning (exit 0), an initrd for mirage an error (exit 1)", async () => {
