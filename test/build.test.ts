@@ -170,14 +170,27 @@ describe('refusals', () => {
     assert.ok(warnings.some((w) => /does not run linux guests on hvt/.test(w)));
   });
 
-  test('a kernel for another architecture than declared is a warning', async () => {
+  test('a kernel for another architecture than the platform is refused; --urunc-checks=warn builds it with a warning', async () => {
     const context = await mkdtemp(path.join(work, 'arch-'));
     await cp(path.join(EXAMPLE, 'network.hvt'), path.join(context, 'k'));
     await writeFile(path.join(context, 'bunnyfile'), 'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: arm64\nkernel:\n  from: local\n  path: k\n');
+    const dest = path.join(context, 'o.tar');
+    await assert.rejects(build({ context, outputs: [{ type: 'oci', dest }] }), (error: unknown) => {
+      assert.ok(error instanceof LapinError);
+      assert.equal(error.message, 'the file declares architecture arm64, but the kernel /.boot/kernel is built for amd64');
+      assert.deepEqual([error.at?.line, error.at?.column], [5, 17]);
+      assert.equal(error.hint, 'give the image a kernel built for arm64, or build it for linux/amd64; --urunc-checks=warn builds it anyway');
+      return true;
+    });
+    assert.deepEqual((await readdir(context)).sort(), ['bunnyfile', 'k']);
+    // --platform names the platform (normalized: aarch64 is linux/arm64): the same rule, at the kernel's line.
+    await writeFile(path.join(context, 'bunnyfile'), 'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\nkernel:\n  from: local\n  path: k\n');
+    await assert.rejects(build({ context, platform: 'aarch64', outputs: [{ type: 'oci', dest }] }), (error: unknown) => error instanceof LapinError && error.message === '--platform linux/arm64: the kernel /.boot/kernel is built for amd64, not arm64' && error.at?.line === 7);
+    assert.deepEqual((await readdir(context)).sort(), ['bunnyfile', 'k']);
     const warnings: string[] = [];
-    const result = await build({ context, outputs: [{ type: 'oci', dest: path.join(context, 'o.tar') }], onEvent: (e) => e.kind === 'warning' && warnings.push(e.message) });
+    const result = await build({ context, platform: 'linux/arm64', uruncChecks: 'warn', outputs: [{ type: 'oci', dest }], onEvent: (e) => e.kind === 'warning' && warnings.push(e.message) });
     assert.equal(result.platform.architecture, 'arm64');
-    assert.ok(warnings.some((w) => /built for amd64 but the image is declared arm64/.test(w)), warnings.join('\n'));
+    assert.ok(warnings.some((w) => /--platform linux\/arm64: the kernel \/\.boot\/kernel is built for amd64, not arm64 \(give the image a kernel built for arm64, or build it for linux\/amd64\)/.test(w)), warnings.join('\n'));
   });
 
   test('the kernel decides the platform when the file does not say', async () => {

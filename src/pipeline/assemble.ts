@@ -122,7 +122,7 @@ export async function assemble(input: AssembleInput): Promise<AssembledImage> {
     }
   }
 
-  const platform = await decidePlatform(plan, input.platform, rootfs, metadata.urunc.binary, emit, input.strictKernel);
+  const platform = await decidePlatform(plan, input.platform, rootfs, metadata.urunc.binary, emit, input.strictKernel, findings, metadata.uruncAt['binary']);
   reportFindings(findings, settings.uruncChecks, emit);
   return { rootfs, baseNodes, platform };
 }
@@ -237,6 +237,12 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
   );
 }
 
+/**
+ * The image's platform: --platform, else the file's architecture, else the kernel's, else amd64.
+ * A kernel built for another architecture than the platform boots nowhere (urunc picks the
+ * image by the host's platform; inspect and run refuse it): in an index it stops the build;
+ * in a single build it is an error finding, so `--urunc-checks=warn` lowers it to a warning.
+ */
 async function decidePlatform(
   plan: BuildPlan,
   requested: string | undefined,
@@ -244,6 +250,8 @@ async function decidePlatform(
   binary: string | undefined,
   emit: (event: BuildEvent) => void,
   strict: StrictKernel | undefined,
+  findings: Finding[],
+  binaryAt: SourcePosition | undefined,
 ): Promise<Platform> {
   let flagArchitecture: Architecture | undefined;
   if (requested !== undefined) {
@@ -265,22 +273,30 @@ async function decidePlatform(
     detected = info.architecture;
     if (detected !== undefined) emit({ kind: 'step', message: `kernel ${binary}: ${info.detail}` });
   }
-  if (chosen !== undefined) {
-    // In an index the image is served to hosts of its platform, which cannot boot another's kernel.
-    if (strict && detected !== undefined && detected !== chosen) {
-      throw new LapinError(`${strict.at ? '' : `${strict.file}: `}--platform ${requested ?? `linux/${chosen}`}: the kernel ${binary} is built for ${detected}, not ${chosen}`, {
-        ...(strict.at ? { at: strict.at } : {}),
-        hint: `give each platform its own kernel, e.g. ${OWN_KERNEL[strict.syntax]}`,
-      });
-    }
-    if (detected !== undefined && detected !== chosen) {
-      const where = declared?.at ? `${formatPosition(declared.at)}: ` : '';
-      emit({ kind: 'warning', message: `${where}the kernel is built for ${detected} but the image is declared ${chosen}` });
-    }
-    return { os: 'linux', architecture: chosen };
+  // In an index the image is served to hosts of its platform, which cannot boot another's kernel.
+  if (chosen !== undefined && strict && detected !== undefined && detected !== chosen) {
+    throw new LapinError(`${strict.at ? '' : `${strict.file}: `}--platform ${requested ?? `linux/${chosen}`}: the kernel ${binary} is built for ${detected}, not ${chosen}`, {
+      ...(strict.at ? { at: strict.at } : {}),
+      hint: `give each platform its own kernel, e.g. ${OWN_KERNEL[strict.syntax]}`,
+    });
   }
-  if (detected === 'amd64' || detected === 'arm64') return { os: 'linux', architecture: detected };
-  return { os: 'linux', architecture: 'amd64' };
+  const architecture: Architecture = chosen ?? (detected === 'amd64' || detected === 'arm64' ? detected : 'amd64');
+  if (detected !== undefined && detected !== architecture) {
+    const other = detected === 'amd64' || detected === 'arm64' ? `, or build it for linux/${detected}` : '';
+    const at = requested === undefined ? (declared?.at ?? binaryAt) : binaryAt;
+    findings.push({
+      severity: 'error',
+      message:
+        requested !== undefined
+          ? `--platform ${requested}: the kernel ${binary} is built for ${detected}, not ${architecture}`
+          : declared !== undefined
+            ? `the file declares architecture ${architecture}, but the kernel ${binary} is built for ${detected}`
+            : `the kernel ${binary} is built for ${detected}; lapin builds linux/amd64 and linux/arm64 images`,
+      ...(at ? { at } : {}),
+      hint: `give the image a kernel built for ${architecture}${other}`,
+    });
+  }
+  return { os: 'linux', architecture };
 }
 
 function reportFindings(findings: Finding[], mode: 'error' | 'warn', emit: (event: BuildEvent) => void): void {
