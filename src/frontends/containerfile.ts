@@ -34,6 +34,7 @@ import { canMountRootfs } from '../plan/storage.js';
 import { checkUruncKey } from './urunc-names.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
+import { BUILD_PLATFORMS_HINT, buildArchitecture } from '../pipeline/platform.js';
 import { platformArgs, type PlatformInputs } from './platform-args.js';
 
 const KEYWORDS = new Set<string>(Object.values(Keyword));
@@ -635,17 +636,8 @@ function setEntry<T>(record: Partial<Record<string, T>>, key: string, value: T):
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-/** The architecture a `--platform` value names, if lapin can build it. */
-function platformArchitecture(platform: string): Architecture | undefined {
-  const parts = platform.toLowerCase().split('/');
-  const [os, arch, variant] = parts.length === 1 ? ['linux', parts[0], undefined] : parts;
-  if (os !== 'linux' || parts.length > 3) return undefined;
-  if ((arch === 'amd64' || arch === 'x86_64' || arch === 'x86-64') && (variant === undefined || /^v[1-4]$/.test(variant))) {
-    return 'amd64';
-  }
-  if ((arch === 'arm64' || arch === 'aarch64') && (variant === undefined || variant === 'v8')) return 'arm64';
-  return undefined;
-}
+/** A `FROM --platform` value made of the target platform's automatic args ($TARGETPLATFORM, ${TARGETOS}/${TARGETARCH}): it follows the target. */
+const TARGET_ARG_REFERENCE = /\$\{?TARGET(PLATFORM|OS|ARCH|VARIANT)\b/;
 
 /** bunny's values for urunc labels a Containerfile leaves out. */
 export function withBunnyDefaults(urunc: UruncInput): UruncInput {
@@ -983,16 +975,15 @@ class Compiler {
 
     let architecture: Located<Architecture> | undefined;
     const platform = flags.get('platform');
-    if (platform !== undefined && !/^\$\{?(BUILD|TARGET)PLATFORM\}?$/.test(platform.value)) {
+    if (platform !== undefined) {
+      // Read as --platform is (pipeline/platform.ts): aarch64, x86_64, linux/arm64/v8, local; $BUILDPLATFORM is this machine's.
       const value = this.expandFlag(platform, lookup);
-      const arch = platformArchitecture(value);
+      const arch = buildArchitecture(value);
       if (arch === undefined) {
-        throw new LapinError(`unsupported platform ${value}`, {
-          at: platform.at,
-          hint: 'lapin builds linux/amd64 and linux/arm64 images',
-        });
+        throw new LapinError(`unsupported platform ${value === platform.value ? value : `${value} (${platform.value})`}`, { at: platform.at, hint: BUILD_PLATFORMS_HINT });
       }
-      architecture = { value: arch, at: platform.at };
+      // The target's own args name whatever is built (--platform, else the kernel's): no architecture of the file's own.
+      if (!TARGET_ARG_REFERENCE.test(platform.value)) architecture = { value: arch, at: platform.at };
     }
 
     if (this.current !== undefined) this.stages.push(this.current);

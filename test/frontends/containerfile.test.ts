@@ -193,15 +193,37 @@ describe('FROM', () => {
     assert.equal(lines('FROM --platform=aarch64 scratch').architecture?.value, 'arm64');
   });
 
-  test('--platform on an earlier stage or from a platform ARG sets no architecture', () => {
-    assert.equal(lines('FROM --platform=linux/arm64 scratch AS a', 'FROM scratch').architecture, undefined);
-    assert.equal(lines('FROM --platform=$TARGETPLATFORM scratch').architecture, undefined);
-    assert.equal(lines('FROM --platform=${BUILDPLATFORM} scratch').architecture, undefined);
+  test("--platform is read as lapin build --platform reads it (pipeline/platform.ts, buildx's forms)", () => {
+    for (const [written, arch] of [
+      ['amd64', 'amd64'], ['x86_64', 'amd64'], ['x86-64', 'amd64'], ['LINUX/X86_64', 'amd64'], ['linux/amd64/v1', 'amd64'],
+      ['arm64', 'arm64'], ['aarch64', 'arm64'], ['linux/aarch64', 'arm64'], ['linux/arm64/v8', 'arm64'], ['linux/arm64/8', 'arm64'], ['Linux/ARM64', 'arm64'],
+    ] as const) {
+      assert.equal(lines(`FROM --platform=${written} scratch`).architecture?.value, arch, written);
+    }
+    // An ARG gives the value as it gives any other.
+    assert.equal(lines('ARG P=aarch64', 'FROM --platform=$P scratch').architecture?.value, 'arm64');
+    assert.equal(parse('ARG P\nFROM --platform=${P} scratch\n', { P: 'x86_64' }).architecture?.value, 'amd64');
   });
 
-  test('a platform lapin cannot build is refused at the flag', () => {
-    fails('FROM --platform=linux/arm/v7 scratch\n', /unsupported platform linux\/arm\/v7/, 1, 6);
-    fails('FROM --platform=windows/amd64 scratch\n', /unsupported platform/, 1, 6);
+  test('--platform on an earlier stage or from the target platform args sets no architecture; $BUILDPLATFORM is the build machine', () => {
+    assert.equal(lines('FROM --platform=linux/arm64 scratch AS a', 'FROM scratch').architecture, undefined);
+    assert.equal(lines('FROM --platform=$TARGETPLATFORM scratch').architecture, undefined);
+    assert.equal(lines('FROM --platform=${TARGETOS}/${TARGETARCH} scratch').architecture, undefined);
+    assert.equal(parseContainerfile('FROM --platform=$TARGETPLATFORM scratch\n', FILE, {}, { platform: 'aarch64', buildPlatform: 'linux/amd64' }).architecture, undefined);
+    // BuildKit's image for a final stage FROM --platform=$BUILDPLATFORM is the build machine's.
+    assert.deepEqual(parseContainerfile('FROM --platform=${BUILDPLATFORM} scratch\n', FILE, {}, { platform: 'linux/amd64', buildPlatform: 'linux/aarch64' }).architecture, { value: 'arm64', at: at(1, 6) });
+    assert.equal(lines('FROM --platform=${BUILDPLATFORM} scratch').architecture?.value, 'amd64');
+  });
+
+  test('a platform lapin cannot build is refused at the flag, with what it takes', () => {
+    const error = fails('FROM --platform=linux/arm/v7 scratch\n', /^unsupported platform linux\/arm\/v7$/, 1, 6);
+    assert.match(error.hint ?? '', /lapin builds linux\/amd64 and linux\/arm64, in any form buildx takes: amd64, x86_64, arm64, aarch64/);
+    fails('FROM --platform=windows/amd64 scratch\n', /unsupported platform windows\/amd64/, 1, 6);
+    // --platform linux/amd64/v3 is refused by lapin build; so is it here (the Containerfile frontend once took v2-v4 as amd64).
+    fails('FROM --platform=linux/amd64/v3 scratch\n', /^unsupported platform linux\/amd64\/v3$/, 1, 6);
+    fails('FROM --platform=riscv64 scratch\n', /^unsupported platform riscv64$/, 1, 6);
+    fails('ARG P=linux/s390x\nFROM --platform=$P scratch\n', /^unsupported platform linux\/s390x \(\$P\)$/, 2, 6);
+    fails('FROM --platform=$TARGETPLATFORM scratch\n', /^unsupported platform linux\/riscv64 \(\$TARGETPLATFORM\)$/, 1, 6, { TARGETPLATFORM: 'linux/riscv64' });
     fails('FROM --pltform=linux/amd64 scratch\n', /unknown flag --pltform for FROM/, 1, 6);
   });
 });
