@@ -187,6 +187,12 @@ export async function createIndex(options: CreateIndexOptions): Promise<CreatedI
   const opened = await openAll(options.sources, options);
   const existing = strategy === 'merge' ? await existingEntries(options) : undefined;
   if (existing) opened.push(existing);
+  if (strategy === 'merge' && !options.output && options.tags.length > 1) {
+    // buildx's --append reads the first tag's index alone; lapin build --strategy merge merges each -t with its own.
+    const [first, ...rest] = options.tags.map((t) => formatReference(parseReference(t)));
+    const held = existing ? existing.entries.map((e) => formatPlatform(e.platform)).join(', ') || 'no platform' : 'nothing yet';
+    options.onEvent?.({ kind: 'step', message: `--strategy merge merges into the index at ${first} (the first -t; it holds ${held}), and ${rest.join(', ')} get${rest.length === 1 ? 's' : ''} that same index, whatever ${rest.length === 1 ? 'it holds' : 'they hold'} now (as docker buildx imagetools create --append)` });
+  }
   try {
     const sources = opened.filter((o) => o !== existing).map((o) => ({ name: o.name, entries: o.entries }));
     const entries = combine(existing?.entries ?? [], wanted ? onlyPlatforms(sources, wanted) : sources, strategy);

@@ -175,5 +175,27 @@ describe('lapin imagetools create', () => {
       const report = (await inspectAny(`docker://${target}`, { registry: {} })) as IndexInspectReport;
       assert.equal(report.runnable, true);
     });
+
+    test('--strategy merge with several -t merges into the first one\'s index, and every -t gets that index, as buildx --append', async () => {
+      // latest holds amd64 and an older arm64 image; 2 holds this release's arm64 image.
+      const older = join(work, 'older arm64.tar');
+      const olderManifest = (await writeOciArchive(older, image('arm64', ' older'))).manifestDigest;
+      const [release, latest] = [`${registry.host}/tags/app:2`, `${registry.host}/tags/app:latest`];
+      assert.equal((await lapin(['imagetools', 'create', '-t', latest, amd64, older])).status, 0);
+      assert.equal((await lapin(['imagetools', 'create', '-t', release, arm64])).status, 0);
+      const merge = await lapin(['imagetools', 'create', '--strategy', 'merge', '-t', release, '-t', latest, amd64]);
+      assert.equal(merge.status, 0, merge.stderr);
+      assert.match(merge.stderr, new RegExp(`--strategy merge merges into the index at ${release.replace(/[.]/g, '\\.')} \\(the first -t; it holds linux/arm64\\), and ${latest.replace(/[.]/g, '\\.')} gets that same index, whatever it holds now \\(as docker buildx imagetools create --append\\)`));
+      const lines = merge.stdout.trim().split('\n');
+      assert.equal(lines.length, 2, merge.stdout);
+      const digests = lines.map((l) => l.slice(l.indexOf('@') + 1));
+      assert.equal(digests[0], digests[1]);
+      for (const tag of [release, latest]) {
+        const raw = (await skopeoInspect(tag, '--raw')) as RawIndex;
+        assert.deepEqual(raw.manifests.map((m) => [m.platform?.architecture, m.digest]), [['arm64', arm64Manifest], ['amd64', amd64Manifest]], tag);
+      }
+      // latest's older arm64 image is not in it: only the first -t's index is read.
+      assert.ok(!JSON.stringify(await skopeoInspect(latest, '--raw')).includes(olderManifest));
+    });
   });
 });
