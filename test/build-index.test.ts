@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../src/build.js';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
-import { dockerInspect, requireConsumers, servicesEnv, startServices } from './consumers/harness.js';
+import { dockerInspect, requireConsumers, servicesDir, servicesEnv, startServices } from './consumers/harness.js';
+import { makeRecordingRuntime, RECORDED_MARKER, recordingsAt } from './consumers/engines-harness.js';
 import { runProgram, type ProgramResult } from './helpers/fixtures.js';
 import { PER_PLATFORM_CONTAINERFILE, fakeElf, writePerPlatformContext } from './helpers/hand-index.js';
 import { registrySkipReason, startRegistry, type TestRegistry } from './registry/harness.js';
@@ -86,31 +87,76 @@ describe('the index through the build pipeline', () => {
     before(async () => {
       await startServices();
     });
-    test("docker gets this machine's platform under the tag, and a step line says so", async () => {
+    /** The host platform's manifest and config digests in the index archive built beside --load. */
+    async function hostEntry(archive: string, host: string): Promise<{ manifest: string; config: string; diffIds: string[] }> {
+      const report = (await inspectAny(archive)) as IndexInspectReport;
+      const entry = report.platforms.find((p) => p.platform === `linux/${host}`);
+      assert.ok(entry, `the index has linux/${host}`);
+      const blob = async (digest: string): Promise<Buffer> => {
+        const out = await new Promise<Buffer>((done, fail) => execFile('tar', ['-xOf', archive, `blobs/sha256/${digest.slice(7)}`], { encoding: 'buffer', maxBuffer: 1 << 24 }, (error, stdout) => (error ? fail(error) : done(stdout))));
+        return out;
+      };
+      const manifest = JSON.parse((await blob(entry.manifestDigest)).toString()) as { config: { digest: string } };
+      const config = JSON.parse((await blob(manifest.config.digest)).toString()) as { architecture: string; rootfs: { diff_ids: string[] } };
+      assert.equal(config.architecture, host);
+      return { manifest: entry.manifestDigest, config: manifest.config.digest, diffIds: config.rootfs.diff_ids };
+    }
+
+    test("docker gets this machine's platform under the tag (its config digest, its kernel), and it runs through the recording runtime", async () => {
       const name = `lapin-test/index-load:${unique}`;
       const env = { DOCKER_HOST: servicesEnv().dockerHost };
+      const docker = (...args: string[]): Promise<ProgramResult> => runProgram(servicesEnv().dockerBin, args, { env });
       const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      const archive = join(work, 'load docker.tar');
+      const container = `lapin-index-load-${unique}`;
       try {
-        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, '--load', context], env);
+        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, '-o', `type=oci,dest=${archive}`, '--load', context], env);
         assert.equal(result.status, 0, result.stderr);
         assert.match(result.stderr, new RegExp(`--load \\(docker\\): loading linux/${host}, this machine's platform, of the 2 built`));
         assert.match(result.stderr, new RegExp(`loaded into docker as ${name.replace(/[/.]/g, '\\$&')}`));
         const image = await dockerInspect(name);
         assert.equal(image.architecture, host);
+        // The image docker holds is the index's host entry: same config (docker's id), same layers.
+        const entry = await hostEntry(archive, host);
+        assert.equal(image.id, entry.config);
+        assert.deepEqual(image.layers, entry.diffIds);
+        // Its kernel is the host's, byte for byte (docker create runs nothing; docker cp reads the rootfs).
+        assert.equal((await docker('create', '--name', `${container}-cp`, name)).status, 0);
+        const copied = join(work, 'loaded kernel');
+        const cp = await docker('cp', `${container}-cp:/unikernel/app`, copied);
+        assert.equal(cp.status, 0, cp.stderr);
+        assert.deepEqual(await readFile(copied), fakeElf(host === 'amd64' ? 'x86-64' : 'aarch64'));
+        // docker run --runtime with the recording runtime in urunc's place (scripts/services.sh registers it).
+        const run = await docker('run', '--runtime', 'lapin-recording', '--name', container, name);
+        assert.notEqual(run.status, 0);
+        assert.match(run.stderr + run.stdout, new RegExp(RECORDED_MARKER));
+        const id = (await docker('inspect', '--format', '{{.Id}}', container)).stdout.trim();
+        const runtimeDir = join(servicesDir(), 'recording-runtime');
+        const recording = await recordingsAt(join(runtimeDir, 'runtime'), join(runtimeDir, 'recordings')).read(id);
+        assert.deepEqual(recording.spec.process?.args, ['app']);
+        // docker adds /.dockerenv, /etc/hosts and the like; the image's files are all there.
+        const files = recording.rootfs.filter((e) => e.type === 'f').map((e) => e.path);
+        for (const file of ['/etc/shared.txt', '/unikernel/app', '/urunc.json']) assert.ok(files.includes(file), `${file} in ${files.join(' ')}`);
+        assert.equal(JSON.parse(recording.uruncJson ?? '{}')['com.urunc.unikernel.binary'], Buffer.from('/unikernel/app').toString('base64'));
+        await rm(join(runtimeDir, 'recordings', id), { recursive: true, force: true });
       } finally {
-        await new Promise((done) => execFile(servicesEnv().dockerBin, ['-H', env.DOCKER_HOST, 'rmi', name], done));
+        await docker('rm', '-f', container, `${container}-cp`);
+        await docker('rmi', name);
       }
     });
 
-    test("containerd gets this machine's platform's manifest under the tag, not the index", async () => {
+    test("containerd gets this machine's platform's manifest under the tag, not the index, and ctr run hands it to the runtime", async () => {
       const { containerdAddress, snapshotter } = servicesEnv();
       const namespace = `lapin-index-load-${unique}`;
       const name = `docker.io/lapin-test/index-load:${unique}`;
       const host = process.arch === 'arm64' ? 'arm64' : 'amd64';
+      const archive = join(work, 'load containerd.tar');
       const ctr = (...args: string[]): Promise<string> =>
         new Promise((done, fail) => execFile('ctr', ['--address', containerdAddress, '--namespace', namespace, ...args], (error, stdout) => (error ? fail(error) : done(stdout))));
+      const runtime = await makeRecordingRuntime(work);
+      const id = `index-load-${unique}`;
       try {
-        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, `--load=containerd,namespace=${namespace},address=${containerdAddress},snapshotter=${snapshotter}`, context]);
+        const result = await lapin(['build', '--progress', 'plain', '--platform', 'linux/arm64,linux/amd64', '-t', name, '-o', `type=oci,dest=${archive}`, `--load=containerd,namespace=${namespace},address=${containerdAddress},snapshotter=${snapshotter}`, context]);
         assert.equal(result.status, 0, result.stderr);
         assert.match(result.stderr, new RegExp(`--load \\(containerd\\): loading linux/${host}, this machine's platform, of the 2 built`));
         const row = (await ctr('images', 'ls')).split('\n').find((line) => line.startsWith(`${name} `));
@@ -118,9 +164,20 @@ describe('the index through the build pipeline', () => {
         assert.match(row, /application\/vnd\.oci\.image\.manifest\.v1\+json/);
         assert.match(row, new RegExp(`linux/${host}`));
         assert.doesNotMatch(row, /linux\/(amd64|arm64),linux/);
+        // The manifest is the index's host entry.
+        const entry = await hostEntry(archive, host);
+        assert.ok(row.includes(entry.manifest), `${row} names ${entry.manifest}`);
+        const run = await runProgram('ctr', ['--address', containerdAddress, '--namespace', namespace, 'run', '--runc-binary', runtime.bin, '--runc-root', join(work, 'runc root'), '--snapshotter', snapshotter, name, id]);
+        assert.notEqual(run.status, 0);
+        assert.match(run.stderr + run.stdout, new RegExp(RECORDED_MARKER));
+        const recording = await runtime.read(id);
+        assert.deepEqual(recording.spec.process?.args, ['app']);
+        assert.deepEqual(recording.rootfs.filter((e) => e.type === 'f').map((e) => e.path).sort(), ['/etc/shared.txt', '/unikernel/app', '/urunc.json']);
+        assert.equal(recording.rootfs.find((e) => e.path === '/unikernel/app')?.size, fakeElf(host === 'amd64' ? 'x86-64' : 'aarch64').length);
       } finally {
+        await ctr('containers', 'rm', id).catch(() => undefined);
         await ctr('images', 'rm', name).catch(() => undefined);
-        await ctr('namespaces', 'rm', namespace).catch(() => undefined);
+        await runProgram('ctr', ['--address', containerdAddress, 'namespaces', 'rm', namespace]);
       }
     });
   });
