@@ -83,6 +83,22 @@ describe('the index through the build pipeline', () => {
     }
   });
 
+  test("--load of an index without this machine's platform: exit 2, one line, before any layer, nothing written or pushed", async () => {
+    const other = process.arch === 'arm64' ? 'linux/amd64' : 'linux/arm64';
+    const host = process.arch === 'arm64' ? 'linux/arm64' : 'linux/amd64';
+    const dest = join(work, 'no host.tar');
+    // Port 9 (discard) has no registry: a push would fail with exit 1, not 2.
+    for (const load of ['--load', '--load=containerd']) {
+      const result = await lapin(['build', '--progress', 'plain', '--platform', other, '--strategy', 'merge', '-t', '127.0.0.1:9/lapin-test/no-host:1', '--push', load, '-o', `type=oci,dest=${dest}`, context]);
+      assert.equal(result.status, 2, result.stderr);
+      const engine = load === '--load' ? 'docker' : 'containerd';
+      assert.match(result.stderr, new RegExp(`^lapin: error: --load \\(${engine}\\) loads this machine's platform \\(${host}\\), which the build does not make \\(${other}\\) \\(add ${host} to --platform, or push the index instead\\)$`, 'm'));
+      assert.equal(result.stderr.split('\n').filter((l) => l.startsWith('lapin:')).length, 1, result.stderr);
+      assert.doesNotMatch(result.stderr, /layer |pushed|wrote/);
+      assert.equal((await readdir(work)).includes('no host.tar'), false);
+    }
+  });
+
   describe('--load of an index', { skip: requireConsumers(['docker', 'ctr']) }, () => {
     before(async () => {
       await startServices();
