@@ -638,6 +638,8 @@ function setEntry<T>(record: Partial<Record<string, T>>, key: string, value: T):
 
 /** A `FROM --platform` value made of the target platform's automatic args ($TARGETPLATFORM, ${TARGETOS}/${TARGETARCH}): it follows the target. */
 const TARGET_ARG_REFERENCE = /\$\{?TARGET(PLATFORM|OS|ARCH|VARIANT)\b/;
+/** One made of the build platform's ($BUILDPLATFORM): this machine's, which BuildKit's image takes only when no --platform is given. */
+const BUILD_ARG_REFERENCE = /\$\{?BUILD(PLATFORM|OS|ARCH|VARIANT)\b/;
 
 /** bunny's values for urunc labels a Containerfile leaves out. */
 export function withBunnyDefaults(urunc: UruncInput): UruncInput {
@@ -676,6 +678,8 @@ function isSignal(value: string): boolean {
 class Compiler {
   private readonly globalArgs = new Map<string, string | undefined>();
   private readonly platformValues: Map<string, string>;
+  /** --platform was given: BuildKit's image then has the target's platform whatever the final stage's FROM --platform (its implicitTarget is false). */
+  private readonly targetGiven: boolean;
   private readonly stages: Stage[] = [];
   private current: Stage | undefined;
   /** Every `AS name`, so COPY --from can tell a later stage from an image. */
@@ -694,6 +698,7 @@ class Compiler {
     platforms: PlatformInputs,
   ) {
     this.platformValues = platformArgs(platforms, buildArgs);
+    this.targetGiven = platforms.platform !== undefined;
     for (const instruction of instructions) {
       if (instruction.keyword !== 'FROM') continue;
       const words = plainWords(instruction);
@@ -976,14 +981,16 @@ class Compiler {
     let architecture: Located<Architecture> | undefined;
     const platform = flags.get('platform');
     if (platform !== undefined) {
-      // Read as --platform is (pipeline/platform.ts): aarch64, x86_64, linux/arm64/v8, local; $BUILDPLATFORM is this machine's.
+      // Read as --platform is (pipeline/platform.ts): aarch64, x86_64, linux/arm64/v8, local.
       const value = this.expandFlag(platform, lookup);
       const arch = buildArchitecture(value);
       if (arch === undefined) {
         throw new LapinError(`unsupported platform ${value === platform.value ? value : `${value} (${platform.value})`}`, { at: platform.at, hint: BUILD_PLATFORMS_HINT });
       }
       // The target's own args name whatever is built (--platform, else the kernel's): no architecture of the file's own.
-      if (!TARGET_ARG_REFERENCE.test(platform.value)) architecture = { value: arch, at: platform.at };
+      // $BUILDPLATFORM with --platform given: BuildKit's image is the target's (the base alone is the build machine's).
+      const followsTarget = TARGET_ARG_REFERENCE.test(platform.value) || (this.targetGiven && BUILD_ARG_REFERENCE.test(platform.value));
+      if (!followsTarget) architecture = { value: arch, at: platform.at };
     }
 
     if (this.current !== undefined) this.stages.push(this.current);

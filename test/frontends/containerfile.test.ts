@@ -205,14 +205,16 @@ describe('FROM', () => {
     assert.equal(parse('ARG P\nFROM --platform=${P} scratch\n', { P: 'x86_64' }).architecture?.value, 'amd64');
   });
 
-  test('--platform on an earlier stage or from the target platform args sets no architecture; $BUILDPLATFORM is the build machine', () => {
+  test('--platform on an earlier stage or from the target platform args sets no architecture; $BUILDPLATFORM does only without --platform', () => {
     assert.equal(lines('FROM --platform=linux/arm64 scratch AS a', 'FROM scratch').architecture, undefined);
     assert.equal(lines('FROM --platform=$TARGETPLATFORM scratch').architecture, undefined);
     assert.equal(lines('FROM --platform=${TARGETOS}/${TARGETARCH} scratch').architecture, undefined);
     assert.equal(parseContainerfile('FROM --platform=$TARGETPLATFORM scratch\n', FILE, {}, { platform: 'aarch64', buildPlatform: 'linux/amd64' }).architecture, undefined);
-    // BuildKit's image for a final stage FROM --platform=$BUILDPLATFORM is the build machine's.
-    assert.deepEqual(parseContainerfile('FROM --platform=${BUILDPLATFORM} scratch\n', FILE, {}, { platform: 'linux/amd64', buildPlatform: 'linux/aarch64' }).architecture, { value: 'arm64', at: at(1, 6) });
-    assert.equal(lines('FROM --platform=${BUILDPLATFORM} scratch').architecture?.value, 'amd64');
+    // BuildKit's image for a final stage FROM --platform=$BUILDPLATFORM is the target's when --platform is given,
+    // the stage's (the build machine's) when it is not (dockerfile2llb's implicitTarget).
+    assert.equal(parseContainerfile('FROM --platform=${BUILDPLATFORM} scratch\n', FILE, {}, { platform: 'linux/amd64', buildPlatform: 'linux/aarch64' }).architecture, undefined);
+    assert.deepEqual(parseContainerfile('FROM --platform=$BUILDPLATFORM scratch\n', FILE, {}, { buildPlatform: 'linux/aarch64' }).architecture, { value: 'arm64', at: at(1, 6) });
+    assert.equal(parseContainerfile('FROM --platform=${BUILDOS}/${BUILDARCH} scratch\n', FILE, {}, { buildPlatform: 'linux/x86_64' }).architecture?.value, 'amd64');
   });
 
   test('a platform lapin cannot build is refused at the flag, with what it takes', () => {
