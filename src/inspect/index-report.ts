@@ -41,6 +41,8 @@ export function isIndexReport(report: AnyInspectReport): report is IndexInspectR
 function checkKernelPlatform(report: InspectReport, architecture: string): InspectReport {
   const binary = report.files.find((f) => f.key === 'binary');
   if (!binary?.architecture || binary.architecture === architecture) return report;
+  // inspect.ts already refused it when the image's own config says this architecture.
+  if (report.image.architecture === architecture) return report;
   return {
     ...report,
     errors: [...report.errors, { message: `the index lists this image for ${architecture}, but its kernel ${binary.path} is ${binary.architecture}`, hint: `build the ${architecture} image with a kernel built for ${architecture}` }],

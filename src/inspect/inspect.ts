@@ -283,7 +283,8 @@ function judgeValues(
   }
   const imageArchitecture = config.architecture;
   if (binary?.architecture && imageArchitecture && binary.architecture !== imageArchitecture) {
-    warnings.push({ message: `the binary is ${binary.architecture} but the image says ${imageArchitecture}`, hint: 'urunc boots it on the platform the image was pulled for' });
+    // urunc starts the monitor of the host the image was pulled for (its config's architecture): that monitor cannot boot this kernel.
+    errors.push({ message: `the image is for ${imageArchitecture}, but its kernel ${binary.path} is built for ${binary.architecture}`, hint: `give the ${imageArchitecture} image a kernel built for ${imageArchitecture}, or set its platform to linux/${binary.architecture}` });
   }
   if (binary?.solo5) for (const message of adviseSolo5(binary.solo5, set, release).warnings) warnings.push({ message });
   const initrd = files.find((f) => f.key === 'initrd');

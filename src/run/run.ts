@@ -163,6 +163,8 @@ export async function run(options: RunOptions): Promise<number> {
   let workDir: string | undefined;
   try {
     const report = await inspectSource(source);
+    // Its own words for a platform it cannot boot come before inspect's verdict, which also refuses a kernel of another architecture.
+    bootArchitecture(report);
     if (!report.runnable) refuse(report);
     const values = report.effective.values;
     const qemuProgram = values.hypervisor === 'qemu' ? await findOnPath(bootArchitecture(report) === 'arm64' ? 'qemu-system-aarch64' : 'qemu-system-x86_64') : undefined;

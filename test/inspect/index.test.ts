@@ -79,11 +79,11 @@ describe('lapin inspect: image indexes', () => {
     await writeIndexLayout(dir, made);
     const report = asIndex(await inspectAny(`oci:${dir}`));
     assert.deepEqual(report.platforms.map((p) => p.report.runnable), [true, false]);
-    assert.match(report.platforms[1]?.report.errors.map((e) => e.message).join('\n') ?? '', /lists this image for arm64, but its kernel \/unikernel\/app is amd64/);
+    assert.match(report.platforms[1]?.report.errors.map((e) => e.message).join('\n') ?? '', /the image is for arm64, but its kernel \/unikernel\/app is built for amd64/);
     assert.equal(report.runnable, false);
     const human = lapin(['inspect', `oci:${dir}`]);
     assert.equal(human.status, 1, human.stderr);
-    assert.match(human.stdout, /^ {2}linux\/arm64: urunc 0\.8 cannot run it \(1 error\)$/m);
+    assert.match(human.stdout, /^ {2}linux\/arm64: urunc 0\.8 cannot run it \(2 errors\)$/m);
     assert.match(human.stdout, /^verdict: urunc 0\.8 cannot run linux\/arm64 of this index$/m);
   });
 
