@@ -9,7 +9,8 @@ import { byteNameExtract, layerName } from '../image/layer-names.js';
 import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
 import { LayerDecompressor } from '../source/decompress.js';
 import { SourceError } from '../source/errors.js';
-import { PathTree } from '../source/path-tree.js';
+import { layerNameProblem, PathTree } from '../source/path-tree.js';
+import { ROOTFS_ENTRY_LIMIT } from '../source/rootfs.js';
 import { makeDirectories } from '../mkdirp.js';
 
 const WHITEOUT = '.wh.';
@@ -98,6 +99,9 @@ export async function readLayerRecords(input: Readable, layer: { digest: string;
     // A damaged layer fails the entry's stream too; the pipeline above reports it, once.
     stream.on('error', () => undefined);
     const handle = async (): Promise<void> => {
+      const problem = layerNameProblem(header.name, 'name') ?? layerNameProblem(header.linkname ?? '', 'link target');
+      if (problem !== undefined) throw new LapinError(`${image} has a layer ${layer.digest} with ${problem}; refusing the image`, { hint: 'a hostile or broken image; use another base' });
+      if (records.length >= ROOTFS_ENTRY_LIMIT) throw new LapinError(`${image} has a layer ${layer.digest} of more than ${ROOTFS_ENTRY_LIMIT} entries, more than lapin keeps in memory; refusing the image`, { hint: 'a hostile or broken image; use another base' });
       const entryPath = safeEntryPath(layerName(header.name), image);
       const linkname = layerName(header.linkname ?? '');
       const base = path.posix.basename(entryPath);
@@ -176,11 +180,27 @@ export function applyLayerRecords(layers: Iterable<readonly LayerRecord[]>, imag
   const tree = new Map<string, FsNode>();
   // Whiteouts and opaque directories visit only the subtree they remove (PathTree), so a layer is linear in its entries.
   const below = new PathTree('');
+  // Parents a layer leaves out still have to exist. A directory in the tree has all its parents, so the walk
+  // up stops at the first one there: a name's components cost one look-up each, not one each per component.
+  const addParents = (entryPath: string, mtime: number, added: Set<string>): void => {
+    const missing: string[] = [];
+    for (let dir = path.posix.dirname(entryPath); dir !== '.' && tree.get(dir)?.type !== 'dir'; dir = path.posix.dirname(dir)) missing.push(dir);
+    for (const dir of missing.reverse()) {
+      tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime });
+      added.add(dir);
+      below.add(dir);
+    }
+  };
   const removeBelow = (p: string, keep: Set<string>, includeSelf = true): void => {
+    const kept: FsNode[] = [];
     below.removeBelow(p, includeSelf, (key) => {
+      const node = tree.get(key);
       if (!keep.has(key)) tree.delete(key);
+      else if (node) kept.push(node);
       return !tree.has(key);
     });
+    // What this layer put below a whiteout stays, and so do its parents.
+    for (const node of kept) addParents(node.path, node.mtime, keep);
   };
   for (const records of layers) {
     const added = new Set<string>();
@@ -212,17 +232,8 @@ export function applyLayerRecords(layers: Iterable<readonly LayerRecord[]>, imag
       const entryPath = node.path;
       const existing = tree.get(entryPath);
       if (existing && existing.type === 'dir' && node.type !== 'dir') removeBelow(entryPath, new Set());
-      // Parents a layer leaves out still have to exist.
-      const parts = entryPath.split('/');
-      for (let i = 1; i < parts.length; i++) {
-        const dir = parts.slice(0, i).join('/');
-        const present = tree.get(dir);
-        if (!present || present.type !== 'dir') {
-          tree.set(dir, { type: 'dir', path: dir, mode: 0o755, uid: 0, gid: 0, mtime: node.mtime });
-          added.add(dir);
-          below.add(dir);
-        }
-      }
+      addParents(entryPath, node.mtime, added);
+      if (tree.size > ROOTFS_ENTRY_LIMIT) throw new LapinError(`${image}'s layers hold more than ${ROOTFS_ENTRY_LIMIT} paths, more than lapin keeps in memory; refusing the image`, { hint: 'a hostile or broken image; use another base' });
       tree.set(entryPath, node);
       added.add(entryPath);
       below.add(entryPath);

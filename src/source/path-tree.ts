@@ -7,7 +7,13 @@
  */
 export class PathTree {
   private readonly children = new Map<string, Set<string>>();
+  private linked = 0;
   constructor(private readonly root: '/' | '') {}
+
+  /** Paths linked into the tree, implicit parents included. */
+  get size(): number {
+    return this.linked;
+  }
 
   private parentOf(path: string): string {
     const slash = path.lastIndexOf('/');
@@ -26,6 +32,7 @@ export class PathTree {
       }
       if (set.has(child)) return;
       set.add(child);
+      this.linked += 1;
       child = parent;
     }
   }
@@ -42,8 +49,22 @@ export class PathTree {
         for (const child of [...below]) visit(child, true);
         if (below.size === 0) this.children.delete(node);
       }
-      if (gone && !this.children.has(node) && node !== this.root) this.children.get(this.parentOf(node))?.delete(node);
+      if (gone && !this.children.has(node) && node !== this.root && this.children.get(this.parentOf(node))?.delete(node)) this.linked -= 1;
     };
     visit(path, includeSelf);
   }
+}
+
+/**
+ * The longest entry name or link target lapin reads from a layer, in bytes:
+ * Linux's PATH_MAX. No runtime can unpack a longer one (containerd and
+ * docker join it to the rootfs path), and a name of a million components
+ * would cost a tree node each: 16 KiB of gzip held 2.3 GB.
+ */
+export const LAYER_NAME_LIMIT = 4096;
+
+/** Why a layer entry's name or link target (latin1, one char a byte, as byteNameExtract gives it) is refused, or undefined. */
+export function layerNameProblem(latin1: string, what: 'name' | 'link target'): string | undefined {
+  if (latin1.length <= LAYER_NAME_LIMIT) return undefined;
+  return `an entry whose ${what} is ${latin1.length} bytes, longer than the ${LAYER_NAME_LIMIT} (PATH_MAX) a runtime can unpack`;
 }

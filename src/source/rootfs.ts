@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { byteNameExtract, layerName } from '../image/layer-names.js';
 import { LayerDecompressor } from './decompress.js';
 import { SourceError } from './errors.js';
-import { PathTree } from './path-tree.js';
+import { layerNameProblem, PathTree } from './path-tree.js';
 import type { ImageSource, SourceDescriptor } from './types.js';
 
 export type EntryType = 'file' | 'directory' | 'symlink' | 'link' | 'other';
@@ -96,6 +96,8 @@ async function readLayer(
     try {
       for await (const entry of extract) {
         const header = entry.header;
+        const problem = layerNameProblem(header.name, 'name') ?? layerNameProblem(header.linkname ?? '', 'link target');
+        if (problem !== undefined) throw new SourceError(`${what}: layer ${layer + 1} has ${problem}`, 'a hostile or broken image');
         const path = normalizeImagePath(layerName(header.name));
         const linkname = layerName(header.linkname ?? '');
         const base = posix.basename(path);
@@ -148,7 +150,8 @@ async function readLayer(
         }
         entries.set(path, record);
         tree.add(path);
-        if (entries.size > maxEntries) {
+        // Implicit parents count: each costs as much as a path the layer names.
+        if (entries.size > maxEntries || tree.size > maxEntries) {
           throw new SourceError(`${what}: the image's layers hold more than ${maxEntries} paths, more than lapin keeps in memory for inspect and run`, 'a hostile or broken image');
         }
       }

@@ -108,6 +108,27 @@ describe('tar index: every field is checked, the walk only moves forward', () =>
 });
 
 describe('bounded memory', () => {
+  test('a layer name or link target longer than PATH_MAX is refused, in the library and by the CLI', async () => {
+    // A million components ("a/a/...", 2 MB) in 16 KiB of gzip held 2.3 GB and 24 s: a tree node per component.
+    const long = Array(1_000_000).fill('a').join('/');
+    for (const [what, entries] of [
+      ['name', [{ name: 'p', type: 'x', body: paxBody({ path: long }) }, { name: 'x', body: 'hi' }]],
+      ['link target', [{ name: 'p', type: 'x', body: paxBody({ linkpath: long }) }, { name: 'x', type: '2' }]],
+    ] as const) {
+      const dir = fresh('long');
+      await layoutOfBlobs(dir, [gzipSync(rawTar(entries))]);
+      const pattern = new RegExp(`layer 1 has an entry whose ${what} is 1999999 bytes, longer than the 4096`);
+      await rejectsAsSource((async () => flattenRootfs(await openSource(`oci:${dir}`)))(), pattern);
+      assertCleanFailure(lapin(['inspect', `oci:${dir}`]), pattern);
+    }
+  });
+
+  test('implicit parents count against the path limit', async () => {
+    const dir = fresh('deep');
+    await layoutOfBlobs(dir, [gzipSync(rawTar([{ name: 'p', type: 'x', body: paxBody({ path: Array(300).fill('a').join('/') }) }, { name: 'x', body: 'hi' }]))]);
+    await rejectsAsSource((async () => flattenRootfs(await openSource(`oci:${dir}`), { maxEntries: 200 }))(), /more than 200 paths/);
+  });
+
   test('a rootfs with more paths than the limit ends with one error', async () => {
     const dir = fresh('bomb');
     await layoutOfBlobs(dir, [manyEntriesLayer(3000)]);
