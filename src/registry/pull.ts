@@ -15,6 +15,7 @@ import { clientFor, type PushOptions } from './push.js';
 import { indexWhileFetching, namedFiles } from './layer-index.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 import { makeDirectories } from '../mkdirp.js';
+import { MAX_IMAGE_LAYERS } from '../source/shape.js';
 import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
@@ -184,6 +185,12 @@ function parseAnswer(bytes: Buffer, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+function checkLayerCount(layers: readonly unknown[], display: string): void {
+  if (layers.length > MAX_IMAGE_LAYERS) {
+    throw new LapinError(`${display} lists ${layers.length} layers; lapin reads images of at most ${MAX_IMAGE_LAYERS}`, { hint: 'a hostile or broken image; use another base' });
+  }
+}
+
 function checkDescriptors(descriptors: ReadonlyArray<Descriptor | undefined>, display: string): void {
   for (const descriptor of descriptors) {
     if (descriptor === undefined) continue;
@@ -280,6 +287,7 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   if (!manifest.config || !Array.isArray(manifest.layers)) {
     throw new LapinError(`${reference.display} is not an image manifest (mediaType ${manifest.mediaType ?? 'unknown'})`, where);
   }
+  checkLayerCount(manifest.layers, reference.display);
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   await cache.putVerified(manifestDigest, manifestBytes);
   emit(`pulling ${reference.display} (${manifestDigest})`);
@@ -487,6 +495,7 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
     manifest = parseAnswer(bytes, `the manifest of ${reference.display}`) as typeof manifest;
   }
   if (sha256(bytes) !== digest || !manifest.config || !Array.isArray(manifest.layers)) throw new Error('cached manifest is damaged');
+  checkLayerCount(manifest.layers, reference.display);
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
   const configBytes = await readFile(cache.blobPath(manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');

@@ -13,7 +13,7 @@ import { hostArchitecture } from '../pipeline/platform.js';
 import { SourceError } from './errors.js';
 import type { RegistryOptions } from '../registry/client.js';
 import { openRegularFile, readExactly, resolveInsideRoot } from '../regular-file.js';
-import { checkConfigShape, checkIndex, checkManifestShape } from './shape.js';
+import { checkConfigShape, checkIndex, checkLayerCount, checkManifestShape } from './shape.js';
 import { checkDigest, verifyingStream } from './verify.js';
 import { normalizeMemberName, TarFile } from './tar-file.js';
 import type { ImageSource, SourceDescriptor, SourceImageConfig, SourceManifest, SourceTransport } from './types.js';
@@ -307,6 +307,7 @@ class DockerArchiveSource implements ImageSource {
     const entry = await this.entry();
     const configMember = this.archive.member(entry.Config);
     if (!configMember) throw new SourceError(`${this.archive.path}: ${entry.Config} is missing`);
+    checkLayerCount(entry.Layers.length, `${this.archive.path}: manifest.json`);
     const layers: SourceDescriptor[] = entry.Layers.map((path) => {
       const member = this.archive.member(path);
       if (!member) throw new SourceError(`${this.archive.path}: layer ${path} is missing`);

@@ -35,10 +35,23 @@ export function checkIndex(value: unknown, what: string): SourceDescriptor[] {
   return value.manifests.map((m, i) => checkDescriptor(m, what, `manifests[${i}]`));
 }
 
+/**
+ * Layers an image may have for lapin to read it. Real images have tens (each is a
+ * lower directory of one overlay mount); 20,000 entries naming one small blob, a 3 MB
+ * manifest, kept inspect busy for 26 s of CPU, and a registry would be asked for each.
+ */
+export const MAX_IMAGE_LAYERS = 1000;
+
+/** Refuses an image of more than MAX_IMAGE_LAYERS layers. */
+export function checkLayerCount(count: number, what: string): void {
+  if (count > MAX_IMAGE_LAYERS) throw new SourceError(`${what} lists ${count} layers; lapin reads images of at most ${MAX_IMAGE_LAYERS}`, 'a hostile or broken image: real images have tens of layers');
+}
+
 export function checkManifestShape(value: unknown, what: string): SourceManifest {
   if (!isObject(value)) refuse(what, 'not a JSON object');
   checkDescriptor(value.config, what, 'config');
   if (!Array.isArray(value.layers)) refuse(what, 'layers is not a list');
+  checkLayerCount(value.layers.length, what);
   value.layers.forEach((layer, i) => checkDescriptor(layer, what, `layers[${i}]`));
   if (value.annotations !== undefined && !isStringMap(value.annotations)) refuse(what, 'annotations is not a map of strings');
   return value as unknown as SourceManifest;

@@ -123,6 +123,33 @@ describe('bounded memory', () => {
     }
   });
 
+  test('a manifest of 1001 layers (one small blob listed again and again) is refused before any is read', async () => {
+    // 20,000 listings of one blob in a 3 MB manifest kept inspect busy for 26 s of CPU.
+    const layer = gzipSync(rawTar([{ name: 'x', body: 'hi' }]));
+    const digest = `sha256:${sha256(layer)}`;
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [] } }));
+    const manifest = (count: number): Buffer =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(config)}`, size: config.length },
+          layers: Array(count).fill({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size: layer.length }),
+        }),
+      );
+    const many = fresh('many-layers');
+    await layoutOfBlobs(many, [layer], { manifestBytes: manifest(1001), configBytes: config });
+    assertCleanFailure(lapin(['inspect', `oci:${many}`]), /lists 1001 layers; lapin reads images of at most 1000/);
+    const enough = fresh('enough-layers');
+    await layoutOfBlobs(enough, [layer], { manifestBytes: manifest(1000), configBytes: config });
+    assert.equal((await flattenRootfs(await openSource(`oci:${enough}`))).layerCount, 1000);
+
+    const archive = fresh('many-layers-docker.tar');
+    const manifestJson = JSON.stringify([{ Config: 'config.json', RepoTags: ['x:1'], Layers: Array(1001).fill('l.tar') }]);
+    await writeFile(archive, rawTar([{ name: 'manifest.json', body: manifestJson }, { name: 'config.json', body: config }, { name: 'l.tar', body: rawTar([{ name: 'x', body: 'hi' }]) }]));
+    assertCleanFailure(lapin(['inspect', `docker-archive:${archive}`]), /manifest\.json lists 1001 layers/);
+  });
+
   test('implicit parents count against the path limit', async () => {
     const dir = fresh('deep');
     await layoutOfBlobs(dir, [gzipSync(rawTar([{ name: 'p', type: 'x', body: paxBody({ path: Array(300).fill('a').join('/') }) }, { name: 'x', body: 'hi' }]))]);
