@@ -11,9 +11,11 @@ const MAX_SYMLINKS = 255;
 /**
  * Resolves a context-relative path to a real path inside `root`, following
  * symlinks as if `root` were "/" (BuildKit's scoping): an absolute link or a
- * ".." never leaves the context. Returns undefined when nothing is there.
+ * ".." never leaves the context. Returns undefined when nothing is there
+ * (a name longer than the system allows cannot be there either); a symlink
+ * loop is an error at `at`.
  */
-export async function resolveInContext(root: string, relative: string): Promise<string | undefined> {
+export async function resolveInContext(root: string, relative: string, at?: SourcePosition): Promise<string | undefined> {
   const pending = splitSegments(relative);
   const resolved: string[] = [];
   let links = 0;
@@ -28,12 +30,15 @@ export async function resolveInContext(root: string, relative: string): Promise<
     try {
       stats = await lstat(fsPath(candidate));
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isNotFound(error) || (error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') return undefined;
       throw error;
     }
     if (stats.isSymbolicLink()) {
       if (++links > MAX_SYMLINKS) {
-        throw new LapinError(`too many levels of symbolic links at ${path.posix.join(...resolved, segment)}`);
+        throw new LapinError(`${JSON.stringify(relative)} leads through more than ${MAX_SYMLINKS} symbolic links in the build context, a loop (at ${JSON.stringify(path.posix.join(...resolved, segment))})`, {
+          ...(at ? { at } : {}),
+          hint: 'fix the symlinks, or name the file they should lead to',
+        });
       }
       const target = decodeName(await readlink(fsPath(candidate), { encoding: 'buffer' }));
       if (target.startsWith('/')) resolved.length = 0;
@@ -110,7 +115,7 @@ export async function expandContextGlob(root: string, pattern: string, at?: Sour
     } else {
       const regexp = globSegmentRegExp(segment, at);
       for (const base of matches) {
-        const dir = await resolveInContext(root, base);
+        const dir = await resolveInContext(root, base, at);
         if (dir === undefined) continue;
         let names: string[];
         try {

@@ -63,7 +63,7 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
   const destination = treePath(op.destination);
   const links = new Map<string, string>();
   for (const source of sources) {
-    const real = await resolveInContext(env.contextDir, source);
+    const real = await resolveInContext(env.contextDir, source, op.at);
     if (env.ignore && real !== undefined && (env.ignore.matcher.ignores(source) || env.ignore.matcher.ignores(path.relative(env.contextDir, real)))) {
       throw new LapinError(`${JSON.stringify(source)} is excluded from the build context by ${env.ignore.file}`, {
         ...where(op.at),

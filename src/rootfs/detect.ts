@@ -126,7 +126,7 @@ export async function resolveRootfsFile(plan: BuildPlan, contextDir: string): Pr
     if (check.declared !== undefined) return undefined;
     throw new LapinError(`rootfs.path ${source} is a pattern; lapin reads one file to tell its kind`, { ...(check.at ? { at: check.at } : {}), hint: 'name the file, or set rootfs.type' });
   }
-  const file = await resolveInContext(contextDir, source);
+  const file = await resolveInContext(contextDir, source, check.at);
   if (file === undefined) return undefined;
   const type = await readFileType(file).catch((error: unknown) => {
     // A FIFO or a device is refused here, at the line; an unreadable file is left to the copy to report.
