@@ -8,9 +8,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectories } from '../mkdirp.js';
+import { readRegularFile } from '../regular-file.js';
 import { writeFileAtomically } from '../temporaries.js';
 
 interface ArchiveRecord {
@@ -25,6 +26,9 @@ export function fileStamp(s: BigIntStats): string {
   return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
 }
 
+/** A record is a line of JSON; anything bigger, or not a regular file (a FIFO would block the build), is no record. */
+const RECORD_MAX_BYTES = 64 * 1024;
+
 function recordPath(recordDir: string, dest: string): string {
   const key = createHash('sha256').update(dest).digest('hex');
   return path.join(recordDir, 'v1', 'archives', `${key}.json`);
@@ -37,7 +41,7 @@ function recordPath(recordDir: string, dest: string): string {
  */
 export async function archiveUnchanged(recordDir: string, dest: string, identity: string): Promise<boolean> {
   try {
-    const record = JSON.parse(await readFile(recordPath(recordDir, dest), 'utf8')) as ArchiveRecord;
+    const record = JSON.parse((await readRegularFile(recordPath(recordDir, dest), RECORD_MAX_BYTES)).toString('utf8')) as ArchiveRecord;
     return record.identity === identity && record.file === fileStamp(await lstat(dest, { bigint: true }));
   } catch {
     return false;

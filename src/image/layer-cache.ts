@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readFile, stat } from 'node:fs/promises';
+import { lstat, open, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
@@ -16,6 +16,7 @@ import { fsPath } from './names.js';
 import { READ_SIZE, tarChunks } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 import { makeDirectories } from '../mkdirp.js';
+import { readRegularFile } from '../regular-file.js';
 
 /**
  * Bump whenever lapin would write different layer bytes for the same
@@ -41,6 +42,9 @@ interface CacheEntry {
 }
 
 /** A blob file's stamp: any write to it or replacement of it changes the ctime, which cannot be set back. */
+/** An entry is a line of JSON. */
+const ENTRY_MAX_BYTES = 64 * 1024;
+
 async function blobStamp(file: string): Promise<string | undefined> {
   const s = await lstat(file, { bigint: true }).catch(() => undefined);
   return s?.isFile() ? [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':') : undefined;
@@ -181,7 +185,8 @@ export class LayerCache {
   async lookup(key: string): Promise<(LayerBlob & { path: string }) | undefined> {
     let entry: CacheEntry;
     try {
-      entry = JSON.parse(await readFile(this.entryPath(key), 'utf8')) as CacheEntry;
+      // Not a regular file (a FIFO would block the build) or too big for an entry: a miss.
+      entry = JSON.parse((await readRegularFile(this.entryPath(key), ENTRY_MAX_BYTES)).toString('utf8')) as CacheEntry;
       digestHex(entry.digest);
       digestHex(entry.diffId);
     } catch {
@@ -268,7 +273,7 @@ async function contentHash(file: string): Promise<string> {
 async function verifyBlob(file: string, digest: string, size: number): Promise<string | undefined> {
   let handle;
   try {
-    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';

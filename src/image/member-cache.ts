@@ -129,7 +129,7 @@ export class MemberCache {
     const verified = await this.verifiedStamps();
     let handle;
     try {
-      handle = await open(this.entryPath(key), constants.O_RDONLY | constants.O_NOFOLLOW);
+      handle = await open(this.entryPath(key), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch {
       return undefined;
     }
@@ -245,7 +245,7 @@ export class MemberCache {
     this.verified ??= (async () => {
       const stamps = new Map<string, string>();
       try {
-        const handle = await open(path.join(this.dir, VERIFIED_FILE), constants.O_RDONLY | constants.O_NOFOLLOW);
+        const handle = await open(path.join(this.dir, VERIFIED_FILE), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
         let text: string;
         try {
           const info = await handle.stat();

@@ -11,13 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobCheck, FsNode, LayerMember } from '../image/tree.js';
 import { treePathProblem } from '../image/tree.js';
 import { makeDirectories } from '../mkdirp.js';
+import { readRegularFile } from '../regular-file.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
 import { temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { applyLayerRecords, checkLinkTarget, readLayerRecords, type EntryData, type LayerFile, type LayerRecord } from './extract.js';
@@ -40,6 +41,8 @@ export interface IndexOptions {
 }
 
 const INDEX_VERSION = 1;
+/** A kept index of two million entries is a few hundred MB. */
+const STORED_INDEX_MAX_BYTES = 1024 * 1024 * 1024;
 /** A kernel, not a rootfs image: larger named files are read from the layer when needed. */
 const CAPTURE_LIMIT = 256 * 1024 * 1024;
 
@@ -149,7 +152,8 @@ const isMeta = (e: readonly unknown[]): boolean => isPath(e[1]) && isCount(e[2])
 async function loadIndex(layer: IndexableLayer & { indexFile: string }, options: IndexOptions, blobCheck?: BlobCheck): Promise<LayerRecord[] | undefined> {
   let index: StoredIndex;
   try {
-    index = JSON.parse(await readFile(layer.indexFile, 'utf8')) as StoredIndex;
+    // Not a regular file (a FIFO would block the build) or bigger than any index: made again.
+    index = JSON.parse((await readRegularFile(layer.indexFile, STORED_INDEX_MAX_BYTES)).toString('utf8')) as StoredIndex;
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import { indexWhileFetching, namedFiles } from './layer-index.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 import { makeDirectories } from '../mkdirp.js';
 import { MAX_IMAGE_LAYERS } from '../source/shape.js';
+import { readRegularFile } from '../regular-file.js';
 import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
@@ -121,7 +122,9 @@ class PullCache {
   }
 
   async readRef(reference: PullReference, os: string, architecture: string): Promise<string | undefined> {
-    const text = await readFile(this.refPath(reference, os, architecture), 'utf8').catch(() => undefined);
+    const text = await readCached(this.refPath(reference, os, architecture))
+      .then((data) => data.toString('utf8'))
+      .catch(() => undefined);
     return text && /^sha256:[0-9a-f]{64}$/.test(text.trim()) ? text.trim() : undefined;
   }
 
@@ -183,6 +186,11 @@ function parseAnswer(bytes: Buffer, what: string): Record<string, unknown> {
     throw new LapinError(`${what} lists manifests that are not descriptors; refusing it`, { hint: 'a hostile or broken image; use another base' });
   }
   return value as Record<string, unknown>;
+}
+
+/** A manifest, config or ref from the cache: a regular file of at most a manifest's size (a FIFO there would block the pull). */
+function readCached(file: string): Promise<Buffer> {
+  return readRegularFile(file, MANIFEST_SIZE_LIMIT);
 }
 
 function checkLayerCount(layers: readonly unknown[], display: string): void {
@@ -361,7 +369,7 @@ async function exists(file: string): Promise<boolean> {
 }
 
 async function readConfig(cache: PullCache, descriptor: Descriptor, reference: PullReference): Promise<BaseConfig> {
-  const bytes = await readFile(cache.blobPath(descriptor.digest));
+  const bytes = await readCached(cache.blobPath(descriptor.digest));
   if (sha256(bytes) !== descriptor.digest) throw new LapinError(`the cached config of ${reference.display} is damaged`, { hint: 'pull it again (--pull=always)' });
   return parseAnswer(bytes, `the config of ${reference.display}`) as BaseConfig;
 }
@@ -482,7 +490,7 @@ async function fetchBlob(client: RegistryClient, reference: PullReference, blob:
 
 /** Reads an image back from the cache, checking that every blob it needs is there. */
 async function fromCache(cache: PullCache, reference: PullReference, manifestDigest: string, os: string, architecture: string): Promise<PulledImage> {
-  let bytes = await readFile(cache.blobPath(manifestDigest));
+  let bytes = await readCached(cache.blobPath(manifestDigest));
   let digest = manifestDigest;
   let manifest = parseAnswer(bytes, `the manifest of ${reference.display}`) as { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
   if (Array.isArray(manifest.manifests)) {
@@ -490,14 +498,14 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
     const chosen = choosePlatform(manifest.manifests, os, architecture);
     if (!chosen) throw new Error('no platform in the cached index');
     checkDescriptors([chosen], reference.display);
-    bytes = await readFile(cache.blobPath(chosen.digest));
+    bytes = await readCached(cache.blobPath(chosen.digest));
     digest = chosen.digest;
     manifest = parseAnswer(bytes, `the manifest of ${reference.display}`) as typeof manifest;
   }
   if (sha256(bytes) !== digest || !manifest.config || !Array.isArray(manifest.layers)) throw new Error('cached manifest is damaged');
   checkLayerCount(manifest.layers, reference.display);
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
-  const configBytes = await readFile(cache.blobPath(manifest.config.digest));
+  const configBytes = await readCached(cache.blobPath(manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');
   const config = parseAnswer(configBytes, `the config of ${reference.display}`) as BaseConfig;
   const diffIds = config.rootfs?.diff_ids ?? [];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
@@ -223,6 +224,16 @@ describe('the pull cache serves only what matches its digest', () => {
     flipped[600] = (flipped[600] as number) ^ 0xff;
     await writeFile(layerFile, flipped);
     await assert.rejects(pullImage(`registry.invalid/a/b@${manifestDigest}`, { cacheDir, architecture: 'amd64', policy: 'never' }), /not in the cache/);
+  });
+
+  test('a cached tag that is a FIFO is not read, and the pull does not block on it', { timeout: 20_000 }, async () => {
+    const cacheDir = await mkdtemp(path.join(work, 'cache-fifo-'));
+    await seedCache(cacheDir);
+    const reference = parsePullReference('registry.invalid/a/b:t');
+    const key = createHash('sha256').update(`${reference.domain}/${reference.path}:${reference.tag ?? ''}\nlinux/amd64`).digest('hex');
+    await mkdir(path.join(cacheDir, 'registry', 'refs'), { recursive: true });
+    assert.equal(spawnSync('mkfifo', [path.join(cacheDir, 'registry', 'refs', key)]).status, 0);
+    await assert.rejects(pullImage('registry.invalid/a/b:t', { cacheDir, architecture: 'amd64', policy: 'never' }), /not in the cache/);
   });
 
   test('a manifest whose layer digest names a path outside the cache is refused', async () => {
