@@ -199,7 +199,10 @@ class Reader {
   /** A string field that names a path or an image, expanded as `expand` does. */
   pathString(entry: Entry | undefined, name: string): Field<string> | undefined {
     const field = this.string(entry, name);
-    return field === undefined ? undefined : this.expand(field, entry?.value ?? null);
+    if (field === undefined) return undefined;
+    const expanded = this.expand(field, entry?.value ?? null);
+    if (expanded.value.includes('\0')) this.fail(`${name} contains a NUL byte, which no path can hold`, expanded.at, 'remove the \\0 escape');
+    return expanded;
   }
 
   /** A list of strings; undefined when absent. */
@@ -277,6 +280,7 @@ function parseInclude(reader: Reader, node: unknown, fallback: SourcePosition): 
     const colon = text.indexOf(':');
     const source = colon === -1 ? text : text.slice(0, colon);
     const destination = colon === -1 ? '' : text.slice(colon + 1);
+    if (text.includes('\0')) reader.fail('include entry contains a NUL byte, which no path can hold', at, 'remove the \\0 escape');
     if (source === '') reader.fail(`include entry "${text}" has an empty source`, at, 'write it as "source:destination" or "source"');
     return { from: { kind: 'local' }, source, destination: absolute(destination === '' ? source : destination), at };
   }

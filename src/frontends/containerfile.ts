@@ -1096,6 +1096,7 @@ class Compiler {
     }
     const written = this.expandWord(instruction, destinationWord, lookup);
     if (written === '') throw new LapinError(`${keyword} destination is empty after variable expansion`, { at: destinationAt });
+    if (written.includes('\0')) throw new LapinError(`${keyword} destination contains a NUL byte, which no path can hold`, { at: destinationAt, hint: 'remove it from the file or the build argument' });
     const intoDirectory = written.endsWith('/') || written === '.' || written.endsWith('/.');
     let destination = cleanPath(written.startsWith('/') ? written : `${stage.workdir}/${written}`);
     if (intoDirectory && !destination.endsWith('/')) destination += '/';

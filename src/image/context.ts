@@ -16,6 +16,8 @@ const MAX_SYMLINKS = 255;
  * loop is an error at `at`.
  */
 export async function resolveInContext(root: string, relative: string, at?: SourcePosition): Promise<string | undefined> {
+  // No file name holds a NUL byte (and the system calls refuse one).
+  if (relative.includes('\0')) return undefined;
   const pending = splitSegments(relative);
   const resolved: string[] = [];
   let links = 0;
