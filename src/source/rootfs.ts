@@ -6,6 +6,7 @@
  * or the whole file written to disk).
  */
 import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -148,6 +149,10 @@ async function readLayer(
             entry.on('error', reject);
           });
         }
+        // A later entry for the path replaces the file an earlier one was captured to: disk holds one copy
+        // a path, however often a layer repeats it.
+        const replaced = entries.get(path)?.file;
+        if (replaced !== undefined && replaced !== record.file) await rm(replaced, { force: true });
         entries.set(path, record);
         tree.add(path);
         // Implicit parents count: each costs as much as a path the layer names.

@@ -3,7 +3,7 @@
 // quote nothing from the files it refuses.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -148,6 +148,17 @@ describe('bounded memory', () => {
     const manifestJson = JSON.stringify([{ Config: 'config.json', RepoTags: ['x:1'], Layers: Array(1001).fill('l.tar') }]);
     await writeFile(archive, rawTar([{ name: 'manifest.json', body: manifestJson }, { name: 'config.json', body: config }, { name: 'l.tar', body: rawTar([{ name: 'x', body: 'hi' }]) }]));
     assertCleanFailure(lapin(['inspect', `docker-archive:${archive}`]), /manifest\.json lists 1001 layers/);
+  });
+
+  test('a path repeated in a layer leaves one captured file on disk, the last', async () => {
+    const dir = fresh('repeat');
+    const entries = Array.from({ length: 50 }, (_, i) => ({ name: 'unikernel/app', body: Buffer.alloc(4096, i) }));
+    await layoutOfBlobs(dir, [gzipSync(rawTar(entries))]);
+    const captures = fresh('captures');
+    await mkdir(captures);
+    const rootfs = await flattenRootfs(await openSource(`oci:${dir}`), { capture: (path) => (path === '/unikernel/app' ? { kind: 'file', dir: captures } : undefined) });
+    assert.equal((await readdir(captures)).length, 1);
+    assert.ok((await readFile(rootfs.entries.get('/unikernel/app')?.file as string)).equals(Buffer.alloc(4096, 49)));
   });
 
   test('implicit parents count against the path limit', async () => {
