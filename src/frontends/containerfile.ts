@@ -16,7 +16,7 @@ import { cleanPath } from '../clean-path.js';
 import { LapinError, UsageError, type SourcePosition } from '../errors.js';
 import { ExecutionNeeded } from '../plan/execution.js';
 import { closestName } from '../plan/similar.js';
-import { MAX_EXPANDED_TOTAL, checkDefinitionSize, expansionTooLarge, tooDeep } from './limits.js';
+import { MAX_EXPANDED_TOTAL, MAX_STAGES, checkDefinitionSize, expansionTooLarge, tooDeep } from './limits.js';
 import {
   emptyConfig,
   type Architecture,
@@ -994,6 +994,9 @@ class Compiler {
     }
 
     if (this.current !== undefined) this.stages.push(this.current);
+    if (this.stages.length >= MAX_STAGES) {
+      throw new LapinError(`more than ${MAX_STAGES} stages (FROM lines), lapin's limit for a Containerfile`, { at: instruction.at, hint: 'an image needs a few stages; COPY --from= what you need from fewer of them' });
+    }
     this.current = {
       index: this.stages.length,
       ...(name === undefined ? {} : { name }),

@@ -11,6 +11,8 @@ export const MAX_DEFINITION_BYTES = 1024 * 1024;
 export const MAX_EXPANDED_WORD = 1024 * 1024;
 /** All expansion results of one Containerfile together. */
 export const MAX_EXPANDED_TOTAL = 16 * 1024 * 1024;
+/** Stages (FROM lines) in one Containerfile: each is checked against the ones before it. */
+export const MAX_STAGES = 1000;
 /** Nesting of lists and sets (Nix) or sequences and mappings (YAML). */
 export const MAX_NESTING = 200;
 

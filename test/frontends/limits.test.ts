@@ -78,6 +78,18 @@ describe('definition file size', () => {
   });
 });
 
+describe('stages', () => {
+  const stages = (count: number): string => Array.from({ length: count }, (_, i) => `FROM scratch AS s${i}\n`).join('');
+  test('20,000 FROM lines (600 KB) stop at the one past 1000, at once (each was checked against all before it: 22 s)', () => {
+    const error = within(3, () => failure(parseContainerfile, stages(20_000), 'Containerfile'));
+    assert.equal(error.at?.line, 1001);
+    assert.match(error.message, /more than 1000 stages \(FROM lines\), lapin's limit for a Containerfile/);
+  });
+  test('1000 stages parse', () => {
+    assert.ok(!(outcome(parseContainerfile, stages(1000), 'Containerfile') instanceof LapinError));
+  });
+});
+
 describe('variable expansion', () => {
   const chain = (keyword: 'ARG' | 'ENV', levels: number): string =>
     `FROM scratch\n${keyword} V0=xxxxxxxxxxxxxxxx\n${Array.from({ length: levels }, (_, i) => `${keyword} V${i + 1}=$V${i}$V${i}\n`).join('')}LABEL v=$V${levels}\n`;
