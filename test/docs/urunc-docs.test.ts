@@ -111,6 +111,7 @@ after(async () => {
 /** A build context: the fixture, references pointed at the registry, and the stand-ins it names. */
 async function context(example: string): Promise<{ dir: string; file: string }> {
   const dir = path.join(work, 'contexts', example);
+  await rm(dir, { recursive: true, force: true });
   await cp(path.join(FIXTURES, example), dir, { recursive: true });
   const [name] = await readdir(dir);
   const file = path.join(dir, name as string);
@@ -327,4 +328,53 @@ describe('urunc docs: docs/tutorials/existing-container-linux.md', { skip }, () 
     assertFile(report, 'binary', 'elf');
     assertFile(report, 'initrd', 'cpio-newc');
   });
+});
+
+// The docs' own command, `docker build -f FILE -t TAG .`, typed with lapin in the example's
+// directory: no -o (the archive is named after the tag, in the current directory, inside the
+// context), then again with that archive in the context: the same image.
+describe('urunc docs: each example as the doc types its build command, twice', { skip }, () => {
+  const commands: Array<[string, string]> = [
+    ['pre-built-bunnyfile', 'urunc/prebuilt/network-mirage-hvt:test'],
+    ['pre-built-containerfile', 'urunc/prebuilt/network-mirage-hvt:test'],
+    ['pre-built-nix', ''],
+    ['package-index-containerfile', 'nubificus/urunc/nginx-unikraft-qemu:test'],
+    ['package-index-bunnyfile', 'nubificus/urunc/nginx-unikraft-qemu:test'],
+    ['package-index-nix', ''],
+    ['rootfs-initrd-bunnyfile', 'urunc/prebuilt/redis-unikraft-qemu:test'],
+    ['rootfs-raw-bunnyfile', 'urunc/prebuilt/redis-rumprun-hvt:test'],
+    ['rootfs-raw-containerfile', 'urunc/prebuilt/redis-rumprun-hvt:test'],
+    ['rootfs-raw-nix', ''],
+    ['rootfs-local-cpio-bunnyfile', 'urunc/prebuilt/chttp-unikraft-qemu:test'],
+    ['rootfs-local-cpio-containerfile', 'urunc/prebuilt/chttp-unikraft-qemu:test'],
+    ['rootfs-local-cpio-nix', ''],
+    ['reuse-bunnyfile', 'urunc/reuse/nginx-unikraft-qemu:test'],
+    ['reuse-containerfile', 'urunc/prebuilt/nginx-unikraft-qemu:test'],
+    ['linux-raw-image-kernel', 'redis/apline/linux/qemu:latest'],
+    ['linux-raw-local-kernel', 'redis/apline/linux/qemu:latest'],
+    ['linux-initrd-firecracker', 'traefik/whoami/linux/firecracker:latest'],
+  ];
+  for (const [example, tag] of commands) {
+    test(`${example}: lapin build -f FILE${tag ? ` -t ${tag}` : ''} .`, async () => {
+      const { dir, file } = await context(example);
+      const typed = path.join(path.dirname(dir), `typed ${example}`);
+      await rm(typed, { recursive: true, force: true });
+      await cp(dir, typed, { recursive: true });
+      const args = ['build', '-f', path.basename(file), ...(tag ? ['-t', tag] : []), '.'];
+      const first = await lapin(args, { env, cwd: typed });
+      assertNoStack(first.stderr);
+      assert.equal(first.status, 0, first.stderr);
+      const written = (await readdir(typed)).filter((f) => f.endsWith('.tar'));
+      assert.equal(written.length, 1, written.join(', '));
+      const name = tag ? `${(tag.split(':')[0] as string).split('/').at(-1)}-${tag.split(':')[1]}.tar` : (written[0] as string);
+      assert.deepEqual(written, [name]);
+      const digest = /digest (sha256:\w+)/.exec(first.stderr)?.[1];
+      const again = await lapin(args, { env, cwd: typed });
+      assert.equal(again.status, 0, again.stderr);
+      assert.equal(/digest (sha256:\w+)/.exec(again.stderr)?.[1], digest, 'the archive left in the context does not change the image');
+      const inspected = await lapin(['inspect', name], { env, cwd: typed });
+      assertNoStack(inspected.stderr);
+      assert.equal(inspected.status, 0, inspected.stdout + inspected.stderr);
+    });
+  }
 });
