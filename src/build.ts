@@ -16,6 +16,7 @@ import { openSink } from './export/sinks/index.js';
 import { BlobStore, type BlobTarget } from './image/blob-store.js';
 import type { ContextIgnore } from './image/dockerignore.js';
 import { builtImage, type Image } from './image/image.js';
+import { formatReference, parseReference } from './image/reference.js';
 import type { ImageIndexModel } from './image/model.js';
 import { makeDirectories } from './mkdirp.js';
 import { assemble, settleMetadata, type AssembledImage, type SettledMetadata, type StrictKernel } from './pipeline/assemble.js';
@@ -210,9 +211,11 @@ async function producePlatform(
 /** A sink per output, each checked in order before any work is done. */
 async function openSinks(outputs: readonly OutputSpec[], settings: BuildSettings, names: readonly string[], shape: ArtifactShape = { kind: 'image' }): Promise<Sink[]> {
   const sinks: Sink[] = [];
-  for (const output of outputs) {
+  for (const given of outputs) {
+    // An archive's or a load's own names (buildx's name=) are full names, as the -t names are.
+    const output = given.type !== 'registry' && given.names !== undefined ? { ...given, names: given.names.map((name) => formatReference(parseReference(name))) } : given;
     const sink = await openSink(output, { cwd: settings.cwd, haveStdout: settings.options.stdout !== undefined });
-    await sink.check(names, shape);
+    await sink.check(output.names ?? names, shape);
     sinks.push(sink);
   }
   return sinks;

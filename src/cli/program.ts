@@ -38,8 +38,12 @@ export function keyValues(values: string[], option: string, fromEnvironment = fa
   return result;
 }
 
+/** The --output fields lapin reads; buildx's `oci-mediatypes=true` is what lapin always writes. */
+const OUTPUT_FIELDS = ['type', 'dest', 'tar', 'name', 'push', 'oci-mediatypes'];
+
 /** Parses buildx's --output syntax: "type=oci,dest=x.tar", "dest=-", or a bare path. */
-export function parseOutput(spec: string): OutputSpec {
+export function parseOutput(spec: string, pushFlag = false): OutputSpec {
+  if (spec.trim() === '') throw new UsageError('--output needs a value', 'e.g. -o type=oci,dest=image.tar, -o image.tar or -o type=docker');
   if (!spec.includes('=')) {
     // buildx: a bare path is a local directory; an archive name or "-" is clearly an archive.
     if (spec === '-' || spec.endsWith('.tar')) return { type: 'oci', dest: spec };
@@ -54,26 +58,31 @@ export function parseOutput(spec: string): OutputSpec {
   const type = fields.type ?? 'oci';
   const dest = fields.dest;
   for (const key of Object.keys(fields)) {
-    if (!['type', 'dest', 'tar', 'name', 'push'].includes(key)) {
-      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest, tar, name and push');
+    if (!OUTPUT_FIELDS.includes(key)) {
+      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest, tar, name, push and oci-mediatypes');
     }
   }
-  if (type === 'registry' || type === 'image') {
-    // buildx: type=registry is type=image,push=true; name= overrides the -t names.
-    const push = type === 'registry' || (fields.push !== undefined && parseBoolean(fields.push, 'push'));
-    if (!push) throw new UsageError('--output type=image without push=true has no image store to go to', 'add push=true, or use --load');
-    const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : undefined;
-    return { type: 'registry', ...(names && names.length > 0 ? { names } : {}) };
+  if (fields['oci-mediatypes'] !== undefined && !parseBoolean(fields['oci-mediatypes'], 'oci-mediatypes')) {
+    throw new UsageError('--output oci-mediatypes=false: lapin writes OCI media types only', 'drop oci-mediatypes=false; docker 20.10, containerd, podman, skopeo and umoci all read them');
   }
-  // buildx: type=docker without dest loads into docker.
-  if (type === 'docker' && dest === undefined && fields.tar === undefined) return { type: 'load', engine: 'docker' };
-  if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
-  if (type === 'local') return { type: 'local', dest };
-  if (type !== 'oci' && type !== 'docker') {
+  // buildx: name= names the image in this output (the -t names otherwise).
+  const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : [];
+  const named = names.length > 0 ? { names } : {};
+  if (type === 'registry' || type === 'image') {
+    // buildx: type=registry is type=image,push=true (so is type=image with --push); name= overrides the -t names.
+    const push = type === 'registry' || (fields.push === undefined && pushFlag) || (fields.push !== undefined && parseBoolean(fields.push, 'push'));
+    if (!push) throw new UsageError('--output type=image without push=true has no image store to go to', 'add push=true, or use --load');
+    return { type: 'registry', ...named };
+  }
+  if (type !== 'oci' && type !== 'docker' && type !== 'local') {
     throw new UsageError(`--output type=${type} is not supported`, 'use type=oci, type=docker, type=local or type=registry');
   }
+  // buildx: type=docker without dest loads into docker.
+  if (type === 'docker' && dest === undefined && fields.tar === undefined) return { type: 'load', engine: 'docker', ...named };
+  if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
+  if (type === 'local') return { type: 'local', dest };
   const tar = fields.tar === undefined ? true : parseBoolean(fields.tar, 'tar');
-  return { type, dest, tar };
+  return { type, dest, tar, ...named };
 }
 
 function parseBoolean(text: string, name: string): boolean {
@@ -156,7 +165,7 @@ export function program(): Command {
     .option('--push', 'push the image to its registry under every -t name (same as --output type=registry)')
     .addOption(new Option('--load [engine]', 'load the image into docker (--load) or containerd (--load=containerd[,namespace=NS,address=SOCK]); repeatable').preset('docker').argParser(collect))
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', collect)
-    .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always, or never').choices(['missing', 'always', 'never']).default('missing'))
+    .addOption(new Option('--pull <mode>', 'base images: pull when not cached, always (also --pull alone, as buildx), or never').choices(['missing', 'always', 'never']).default('missing'))
     .option('--kernel-image <image>', "Containerfile Linux guest: copy /.boot/kernel from this image (default: bunny's linux-kernel-qemu or -firecracker)")
     .option('--init-image <image>', "Containerfile Linux guest: copy /urunit from this image (default: bunny's urunit)")
     .option('--builder <name>', 'builder for Containerfiles with RUN: buildah, podman or docker (default: the first installed)')
@@ -167,7 +176,7 @@ export function program(): Command {
         import('../frontends/index.js'),
         import('./progress.js'),
       ]);
-      const outputs = (opts.output ?? []).map(parseOutput);
+      const outputs = (opts.output ?? []).map((spec) => parseOutput(spec, opts.push === true));
       if (opts.push && !outputs.some((o) => o.type === 'registry')) outputs.push({ type: 'registry' });
       if (opts.load) {
         const { parseLoadSpec } = await import('../export/load.js');
@@ -307,16 +316,45 @@ function describeUnexpected(error: unknown): string {
   return `${message} (run with --debug for details)`;
 }
 
+/** buildx's boolean flags written with a value (`--push=true`, as bunny's docs do), as lapin's flags. */
+const BOOLEAN_FORMS: Record<string, string | undefined> = {
+  '--push=true': '--push',
+  '--push=false': undefined,
+  '--load=true': '--load=docker',
+  '--load=false': undefined,
+  '--no-cache=true': '--no-cache',
+  '--no-cache=false': undefined,
+  '--pull=true': '--pull=always',
+  '--pull=false': '--pull=missing',
+};
+const PULL_MODES = ['missing', 'always', 'never'];
+
 /**
  * `--load` alone means docker, as with buildx, while `--load=containerd`
  * names an engine. A bare `--load` of `lapin build` becomes `--load=docker`,
- * so it never takes the context that follows as its value.
+ * so it never takes the context that follows as its value. buildx's
+ * `--push=true`/`--push=false` (and the same of --load and --no-cache) mean
+ * the flag or its absence, and a bare `--pull` (buildx's boolean: always
+ * pull) is `--pull=always` unless a mode follows.
  */
 export function normalizeLoadFlag(argv: string[]): string[] {
   const command = argv.find((arg) => !arg.startsWith('-'));
   if (command !== 'build') return argv;
   const end = argv.indexOf('--');
-  return argv.map((arg, i) => (arg === '--load' && (end < 0 || i < end) ? '--load=docker' : arg));
+  const result: string[] = [];
+  for (const [i, arg] of argv.entries()) {
+    if (end >= 0 && i >= end) {
+      result.push(arg);
+      continue;
+    }
+    if (arg === '--load') result.push('--load=docker');
+    else if (arg === '--pull' && !PULL_MODES.includes(argv[i + 1] ?? '')) result.push('--pull=always');
+    else if (Object.hasOwn(BOOLEAN_FORMS, arg)) {
+      const flag = BOOLEAN_FORMS[arg];
+      if (flag !== undefined) result.push(flag);
+    } else result.push(arg);
+  }
+  return result;
 }
 
 /**

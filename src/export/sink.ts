@@ -96,7 +96,7 @@ export interface Sink {
 export async function writeToSinks(sinks: readonly Sink[], artifact: Artifact, names: readonly string[], context: SinkContext): Promise<void> {
   for (const sink of sinks) {
     try {
-      await sink.write(artifact, names, context);
+      await sink.write(artifact, sink.output.names ?? names, context);
     } catch (error) {
       throw context.written.length > 0 ? partialOutputError(error, sink, context.written, context.cwd) : error;
     }

@@ -14,12 +14,13 @@ import type { MergeStrategy } from '../imagetools/create.js';
 
 /** Where a build's image goes (buildx's --output). */
 export type OutputSpec =
-  | { type: 'oci' | 'docker'; dest: string; tar?: boolean }
-  | { type: 'local'; dest: string }
+  /** `names`: the image's names in this archive or layout (buildx's name=), else every -t name. */
+  | { type: 'oci' | 'docker'; dest: string; tar?: boolean; names?: string[] }
+  | { type: 'local'; dest: string; names?: undefined }
   /** Push to a registry under `names`, or every -t name when absent. */
   | { type: 'registry'; dest?: undefined; names?: string[] }
   /** Hand the image to a local engine (--load): docker's API socket, or containerd through ctr. */
-  | { type: 'load'; dest?: undefined; engine: 'docker' | 'containerd'; namespace?: string; address?: string; snapshotter?: string };
+  | { type: 'load'; dest?: undefined; engine: 'docker' | 'containerd'; namespace?: string; address?: string; snapshotter?: string; names?: string[] };
 
 export type BuildEvent =
   | { kind: 'step'; message: string }
