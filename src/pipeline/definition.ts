@@ -47,7 +47,13 @@ async function locateDefinition(contextDir: string, file: string | undefined, cw
   if (file !== undefined) {
     const resolved = path.resolve(cwd, file);
     const stats = await stat(resolved).catch(() => undefined);
-    if (!stats) throw new LapinError(`definition file ${file} not found`, { hint: 'check the -f path; it is relative to the current directory', exitCode: 2 });
+    if (!stats) {
+      // docker build's -f is relative to the current directory too; a file of that name in the context is the likely meaning.
+      const inContext = path.resolve(contextDir, file);
+      const there = inContext !== resolved && (await stat(inContext).catch(() => undefined))?.isFile() === true;
+      const hint = there ? `it is relative to the current directory, not to the context: did you mean -f ${displayPath(inContext, cwd)}?` : 'check the -f path; it is relative to the current directory';
+      throw new LapinError(`definition file ${file} not found`, { hint, exitCode: 2 });
+    }
     if (!stats.isFile()) throw new LapinError(`definition file ${file} is not a file`, { hint: 'pass the bunnyfile, Containerfile or args.nix itself to -f, and its directory as the context', exitCode: 2 });
     return resolved;
   }
