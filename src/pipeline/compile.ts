@@ -4,11 +4,11 @@
  * platform compiles on its own, as BuildKit converts once per platform.
  * What lapin does not apply itself (RUN...) runs on a real builder.
  */
-import { formatPosition } from '../errors.js';
+import { formatPosition, LapinError } from '../errors.js';
 import type { BuiltBase } from '../builder/external.js';
-import { compile } from '../frontends/index.js';
+import { compile, detectSyntax } from '../frontends/index.js';
 import { ExecutionNeeded } from '../plan/execution.js';
-import type { BuildPlan } from '../plan/types.js';
+import type { BuildPlan, Syntax } from '../plan/types.js';
 import type { Definition } from './definition.js';
 import type { BuildSettings } from './options.js';
 import { checkBuildPlatform, hostArchitecture } from './platform.js';
@@ -28,7 +28,7 @@ export async function compileDefinition(definition: Definition, settings: BuildS
   const platforms = { ...(platform ? { platform } : {}), buildPlatform: `linux/${hostArchitecture()}` };
   let builtBase: BuiltBase | undefined;
   const plan = await compile(text, displayFile, syntax, buildArgs, { ...platforms, ...(options.target === undefined ? {} : { target: options.target }) }).catch(async (error: unknown) => {
-    if (!(error instanceof ExecutionNeeded)) throw error;
+    if (!(error instanceof ExecutionNeeded)) throw options.syntax === undefined ? misnamed(error, displayFile, text, syntax) : error;
     const external = await import('../builder/external.js');
     builtBase = await external.runOnBuilder(error, { file, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(platform ? { platform } : {}), emit });
     settings.cleanups.push(builtBase.cleanup);
@@ -36,6 +36,29 @@ export async function compileDefinition(definition: Definition, settings: BuildS
   });
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
   return { plan, ...(builtBase ? { builtBase } : {}) };
+}
+
+const SYNTAX_NAMES: Record<Syntax, string> = { bunnyfile: 'a bunnyfile', containerfile: 'a Containerfile', nix: 'an args.nix' };
+
+/**
+ * A file whose name chose the syntax (build.yaml, default.nix, Dockerfile.x) but whose text is
+ * another one fails in the wrong frontend: the error then says what the text reads as.
+ */
+function misnamed(error: unknown, displayFile: string, text: string, syntax: Syntax): unknown {
+  if (!(error instanceof LapinError)) return error;
+  let content: Syntax;
+  try {
+    content = detectSyntax('', text);
+  } catch {
+    return error;
+  }
+  if (content === syntax) return error;
+  return new LapinError(error.message, {
+    ...(error.at ? { at: error.at } : {}),
+    hint: `${displayFile} was read as ${SYNTAX_NAMES[syntax]} for its name, but its text reads as ${SYNTAX_NAMES[content]}: pass --syntax ${content}`,
+    exitCode: error.exitCode,
+    cause: error,
+  });
 }
 
 /** The frontend's warnings, with their positions. */

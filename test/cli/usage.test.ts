@@ -13,6 +13,7 @@ const ROOT = path.resolve('.');
 const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
 const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 let work: string;
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'lapin usage '));
@@ -68,6 +69,24 @@ describe('odd definition files and values', () => {
     const r = lapin(['build', '-o', path.join(dir, 'out.tar'), dir]);
     assert.equal(r.status, 2, r.stderr);
     assert.equal(r.stderr, `lapin: error: ${path.relative(work, path.join(dir, 'Containerfile'))} is not a regular file (replace it with the definition file itself, or name another file with -f FILE)\n`);
+  });
+
+  test('a file whose name says one syntax and whose text is another: the error names the syntax its text reads as', async () => {
+    const dir = await mkdtemp(path.join(work, 'misnamed '));
+    const cases = [
+      ['build.yaml', 'Containerfile', 'the bunnyfile must be a mapping of keys to values', 'a bunnyfile', 'a Containerfile: pass --syntax containerfile'],
+      ['Dockerfile.unikernel', 'bunnyfile', 'unknown instruction: version:', 'a Containerfile', 'a bunnyfile: pass --syntax bunnyfile'],
+      ['bunny.yml', 'args.nix', 'YAML syntax error: Missing , or : between flow map items', 'a bunnyfile', 'an args.nix: pass --syntax nix'],
+    ] as const;
+    for (const [name, source, message, read, text] of cases) {
+      await writeFile(path.join(dir, name), execFileSync('cat', [path.join(EXAMPLE, source)]));
+      const r = lapin(['build', '-f', path.join(dir, name), '-o', path.join(dir, 'x.tar'), EXAMPLE]);
+      assert.equal(r.status, 1, r.stderr);
+      const shown = path.relative(work, path.join(dir, name));
+      assert.match(r.stderr, new RegExp(`^lapin: error: ${escapeRegExp(shown)}:\\d+:\\d+: ${escapeRegExp(message)} \\(${escapeRegExp(shown)} was read as ${read} for its name, but its text reads as ${escapeRegExp(text)}\\)\n$`), r.stderr);
+    }
+    const forced = lapin(['build', '-f', path.join(dir, 'build.yaml'), '--syntax', 'containerfile', '-o', path.join(dir, 'x.tar'), EXAMPLE]);
+    assert.equal(forced.status, 0, forced.stderr);
   });
 
   test("--platform '' is shown quoted, not as a blank", () => {
