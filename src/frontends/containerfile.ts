@@ -25,6 +25,7 @@ import {
   type ConfigPlan,
   type CopyOp,
   type FsOp,
+  type InlineFile,
   type Located,
   type PlanWarning,
   type StagePlan,
@@ -33,7 +34,7 @@ import {
 import { canMountRootfs } from '../plan/storage.js';
 import { checkUruncKey } from './urunc-names.js';
 import { shortUruncKey } from '../plan/urunc-keys.js';
-import { ShellWordError, processWord, type VariableLookup } from './shell-words.js';
+import { ShellWordError, processHeredoc, processWord, type VariableLookup } from './shell-words.js';
 import { BUILD_PLATFORMS_HINT, buildArchitecture } from '../pipeline/platform.js';
 import { platformArgs, type PlatformInputs } from './platform-args.js';
 
@@ -134,6 +135,8 @@ interface Instruction {
   args: string;
   /** Index of `args` in `line.text`. */
   argsStart: number;
+  /** The here-documents whose bodies follow the instruction (COPY, ADD, RUN), in order. */
+  heredocs: Heredoc[];
 }
 
 interface Word {
@@ -275,7 +278,7 @@ function readStructure(text: string, file: string): { escapeToken: string; instr
     structural = lines.join('\n');
     document = DockerfileParser.parse(structural);
   }
-  return { escapeToken, instructions: readInstructions(document, structural, physical, file, escapeToken) };
+  return { escapeToken, instructions: readInstructions(document, structural, physical, text.split('\n'), file, escapeToken) };
 }
 
 /**
@@ -318,6 +321,7 @@ function readInstructions(
   document: Dockerfile,
   structural: string,
   physical: string[],
+  raw: string[],
   file: string,
   escapeToken: string,
 ): Instruction[] {
@@ -334,7 +338,12 @@ function readInstructions(
       const { line, last } = joinLines(physical, start.line, start.character, continuation, file);
       consumed = last;
       // A line holding only the escape character joins nothing to the next one.
-      if (!isBlank(line.text)) instructions.push(splitInstruction(syntax, line));
+      if (!isBlank(line.text)) {
+        const instruction = splitInstruction(syntax, line);
+        // The here-document bodies follow the instruction's last line, as BuildKit's parser reads them.
+        consumed = readHeredocs(instruction, raw, consumed);
+        instructions.push(instruction);
+      }
     }
     if (end.line > consumed) {
       // dockerfile-ast read on past BuildKit's end of the instruction (here-documents, a line starting `\#`): find the rest again.
@@ -402,6 +411,7 @@ function splitInstruction(syntax: SyntaxInstruction, line: LogicalLine): Instruc
     flags: split.flags,
     args: text.slice(argsStart, end),
     argsStart,
+    heredocs: [],
   };
 }
 
@@ -525,6 +535,215 @@ function extractFlags(text: string, from: number, to: number): { flags: RawFlag[
     word += char;
   }
   return done(rest.length);
+}
+
+// ---------------------------------------------------------------------------
+// Here-documents (moby/buildkit frontend/dockerfile/parser/parser.go)
+
+/** BuildKit's reHeredoc: a file descriptor, `<<`, `-` to strip tabs, the delimiter word (Go's `\s` is ASCII). */
+const HEREDOC = /^(\d*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
+/** The instructions BuildKit reads here-documents for (heredocDirectives; ONBUILD of one of them too). */
+const HEREDOC_KEYWORDS = new Set(['ADD', 'COPY', 'RUN']);
+
+/** What a `<<WORD` says: the delimiter, whether tabs are stripped and whether the content is expanded. */
+interface HeredocWord {
+  name: string;
+  chomp: boolean;
+  /** False when any part of the delimiter is quoted (`<<"EOF"`, `<<'EOF'`, `<<E"O"F`). */
+  expand: boolean;
+}
+
+interface Heredoc extends HeredocWord {
+  /** The body lines as written, each with its line break (CR LF kept), without the terminator line. */
+  content: string;
+  /** 1-based line of the body's first line. */
+  bodyLine: number;
+}
+
+/** BuildKit's ParseHeredoc of one word; undefined when it is not a here-document (MustParseHeredoc). */
+function heredocWord(word: string): HeredocWord | undefined {
+  const match = HEREDOC.exec(word);
+  const rest = match?.[3];
+  if (match === null || rest === undefined || rest === '') return undefined;
+  const name = heredocName(rest);
+  return name === undefined ? undefined : { ...name, chomp: match[2] === '-' };
+}
+
+/**
+ * The delimiter with quotes and backslash escapes removed, as BuildKit's
+ * lexer does with no variables set (SkipUnsetEnv: `$X` stays `$X`);
+ * undefined unless it is one word. Quoting any part turns expansion off.
+ */
+function heredocName(rest: string): { name: string; expand: boolean } | undefined {
+  const words: string[] = [];
+  let word = '';
+  let quoted = false;
+  for (let position = 0; position < rest.length; position += 1) {
+    const char = rest[position] ?? '';
+    if (char === "'") {
+      const end = rest.indexOf("'", position + 1);
+      if (end < 0) return undefined;
+      word += rest.slice(position + 1, end);
+      position = end;
+      quoted = true;
+    } else if (char === '"') {
+      let inner = position + 1;
+      for (;;) {
+        const next = rest[inner];
+        if (next === undefined) return undefined;
+        if (next === '"') break;
+        const escaped = rest[inner + 1];
+        if (next === '\\' && (escaped === '"' || escaped === '$' || escaped === '\\')) {
+          word += escaped;
+          inner += 2;
+        } else {
+          word += next;
+          inner += 1;
+        }
+      }
+      position = inner;
+      quoted = true;
+    } else if (char === '\\') {
+      position += 1;
+      word += rest[position] ?? '';
+    } else if (isSpace(char)) {
+      if (word !== '') words.push(word);
+      word = '';
+    } else {
+      word += char;
+    }
+  }
+  if (word !== '') words.push(word);
+  const name = words[0];
+  return words.length === 1 && name !== undefined ? { name, expand: !quoted } : undefined;
+}
+
+/**
+ * The words of a whole instruction line as BuildKit's heredocsFromLine
+ * splits them (RawQuotes, RawEscapes): quotes and escapes kept, `<<`
+ * followed by blanks glued to the next word. Undefined for an unterminated
+ * quote, where BuildKit finds no here-documents.
+ */
+function rawWords(text: string): Array<{ text: string; index: number }> | undefined {
+  const words: Array<{ text: string; index: number }> = [];
+  let start = -1;
+  const begin = (position: number): void => {
+    if (start < 0) start = position;
+  };
+  for (let position = 0; position < text.length; position += 1) {
+    const char = text[position] ?? '';
+    if (char === "'") {
+      begin(position);
+      const end = text.indexOf("'", position + 1);
+      if (end < 0) return undefined;
+      position = end;
+    } else if (char === '"') {
+      begin(position);
+      let inner = position + 1;
+      while (text[inner] !== '"') {
+        if (inner >= text.length) return undefined;
+        inner += text[inner] === '\\' && inner + 1 < text.length ? 2 : 1;
+      }
+      position = inner;
+    } else if (char === '\\') {
+      begin(position);
+      position += 1;
+    } else if (char === '<' && text[position + 1] === '<') {
+      begin(position);
+      position += 2;
+      while (text[position] === ' ' || text[position] === '\t' || text[position] === '\r') position += 1;
+      position -= 1;
+    } else if (isSpace(char)) {
+      if (start >= 0) words.push({ text: text.slice(start, position), index: start });
+      start = -1;
+    } else {
+      begin(position);
+    }
+  }
+  if (start >= 0) words.push({ text: text.slice(start), index: start });
+  return words;
+}
+
+/** Whether the text is a JSON array of strings, BuildKit's JSON form (which reads no here-documents). */
+function isJsonForm(text: string): boolean {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('[')) return false;
+  try {
+    const parsed: unknown = JSON.parse(trimmed);
+    return Array.isArray(parsed) && parsed.every((item) => typeof item === 'string');
+  } catch {
+    return false;
+  }
+}
+
+/** BuildKit's canContainHeredoc: COPY, ADD and RUN (also behind ONBUILD), not in JSON form. */
+function canContainHeredoc(instruction: Instruction): boolean {
+  if (HEREDOC_KEYWORDS.has(instruction.keyword)) return !isJsonForm(instruction.args);
+  if (instruction.keyword !== 'ONBUILD') return false;
+  const inner = /^(\S+)\s*(.*)$/s.exec(instruction.args);
+  return inner !== null && HEREDOC_KEYWORDS.has((inner[1] ?? '').toUpperCase()) && !isJsonForm(inner[2] ?? '');
+}
+
+/** A line without its trailing CRs (and LFs), as BuildKit's trimNewline; a loop, not a regular expression, for long hostile lines. */
+function trimTrailingReturns(line: string): string {
+  let end = line.length;
+  while (end > 0 && (line[end - 1] === '\r' || line[end - 1] === '\n')) end -= 1;
+  return line.slice(0, end);
+}
+
+function leadingTabs(line: string): number {
+  let count = 0;
+  while (line[count] === '\t') count += 1;
+  return count;
+}
+
+/**
+ * Reads the bodies of the instruction's here-documents from the lines after
+ * `last` (the instruction's last line), one after the other in the order the
+ * `<<` words come: each ends at a line that is its delimiter exactly (after
+ * trailing CRs; after leading tabs too for `<<-`). Returns the last line read.
+ */
+function readHeredocs(instruction: Instruction, raw: string[], last: number): number {
+  const { line } = instruction;
+  if (!line.text.includes('<<') || !canContainHeredoc(instruction)) return last;
+  let index = last;
+  for (const word of rawWords(line.text) ?? []) {
+    const heredoc = heredocWord(word.text);
+    if (heredoc === undefined) continue;
+    const bodyLine = index + 2;
+    let content = '';
+    let terminated = false;
+    // A final line break ends the last line; the empty string after it is no line.
+    const lineCount = raw.length - (raw[raw.length - 1] === '' ? 1 : 0);
+    for (index += 1; index < lineCount; index += 1) {
+      const text = raw[index] ?? '';
+      const candidate = trimTrailingReturns(text);
+      if ((heredoc.chomp ? candidate.slice(leadingTabs(candidate)) : candidate) === heredoc.name) {
+        terminated = true;
+        break;
+      }
+      content += index < raw.length - 1 ? `${text}\n` : text;
+    }
+    if (!terminated) {
+      throw new LapinError(`unterminated here-document: ${abbreviate(word.text)} has no line ${abbreviate(heredoc.name)} to end it`, {
+        at: line.at(word.index),
+        hint: `end the here-document with a line holding only ${abbreviate(heredoc.name)}`,
+      });
+    }
+    instruction.heredocs.push({ ...heredoc, content, bodyLine });
+  }
+  return index;
+}
+
+/** `<<-`: leading tabs removed from every line (BuildKit's ChompHeredocContent), and how many went from each. */
+function chompContent(content: string): { content: string; removed: number[] } {
+  const removed: number[] = [];
+  const lines = content.split('\n').map((text) => {
+    const tabs = leadingTabs(text);
+    removed.push(tabs);
+    return text.slice(tabs);
+  });
+  return { content: lines.join('\n'), removed };
 }
 
 // ---------------------------------------------------------------------------
@@ -1075,12 +1294,18 @@ class Compiler {
     }
     const lookup = this.stageLookup(stage);
     const sources: string[] = [];
+    const inline: InlineFile[] = [];
     for (const word of words.slice(0, -1)) {
       const at = this.at(instruction, word.index);
-      if (word.text.startsWith('<<')) {
-        throw new ExecutionNeeded(`a here-document in ${keyword}`, `not supported: here-documents in ${keyword}`, {
+      const heredoc = heredocWord(word.text);
+      if (heredoc !== undefined) {
+        inline.push(this.inlineFile(instruction, word, heredoc, lookup));
+        continue;
+      }
+      if (!word.fromJson && /^\d*<<-?$/.test(word.text)) {
+        throw new LapinError(`${keyword} ${word.text} with a blank before the delimiter is no here-document: BuildKit reads the body but copies files named ${word.text} and the delimiter`, {
           at,
-          hint: 'write the file into the build context and COPY it',
+          hint: `write ${word.text}EOF, without the blank`,
         });
       }
       const source = this.expandWord(instruction, word, lookup);
@@ -1094,8 +1319,11 @@ class Compiler {
       sources.push(source);
     }
     const destinationAt = this.at(instruction, destinationWord.index);
-    if (destinationWord.text.startsWith('<<')) {
-      throw new LapinError(`${keyword} cannot take a here-document as its destination`, { at: destinationAt });
+    if (heredocWord(destinationWord.text) !== undefined) {
+      throw new LapinError(`${keyword} cannot take a here-document as its destination`, {
+        at: destinationAt,
+        hint: `write ${keyword} <<EOF <destination>`,
+      });
     }
     const written = this.expandWord(instruction, destinationWord, lookup);
     if (written === '') throw new LapinError(`${keyword} destination is empty after variable expansion`, { at: destinationAt });
@@ -1103,7 +1331,7 @@ class Compiler {
     const intoDirectory = written.endsWith('/') || written === '.' || written.endsWith('/.');
     let destination = cleanPath(written.startsWith('/') ? written : `${stage.workdir}/${written}`);
     if (intoDirectory && !destination.endsWith('/')) destination += '/';
-    if (sources.length > 1 && !destination.endsWith('/')) {
+    if (sources.length + inline.length > 1 && !destination.endsWith('/')) {
       throw new LapinError(`${keyword} with more than one source needs a directory destination ending in /`, {
         at: destinationAt,
         hint: `write ${written}/`,
@@ -1111,6 +1339,7 @@ class Compiler {
     }
 
     const op: CopyOp = { kind: 'copy', sources, destination, at: instruction.at };
+    if (inline.length > 0) op.inline = inline;
     if (isAdd) op.isAdd = true;
     const from = flags.get('from');
     if (from !== undefined) {
@@ -1122,6 +1351,56 @@ class Compiler {
     const chown = flags.get('chown');
     if (chown !== undefined) Object.assign(op, this.owner(keyword, chown, lookup));
     stage.ops.push(op);
+  }
+
+  /**
+   * The file a `<<NAME` source writes (instructions parseSourcesAndDest):
+   * the body of the instruction's last here-document of that name, `<<-`
+   * stripping leading tabs, then, unless the delimiter is quoted, variables
+   * expanded with the stage's ARG and ENV values (SourcesAndDest.ExpandRaw).
+   */
+  private inlineFile(instruction: Instruction, word: Word, heredoc: HeredocWord, lookup: VariableLookup): InlineFile {
+    const { keyword } = instruction;
+    const at = this.at(instruction, word.index);
+    const { name } = heredoc;
+    if (name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+      throw new LapinError(`${keyword} ${abbreviate(word.text)}: a here-document's delimiter is the name of its file, and ${JSON.stringify(abbreviate(name))} is not a file name`, {
+        at,
+        hint: 'use a delimiter such as EOF, and name the file in the destination',
+      });
+    }
+    const body = instruction.heredocs.findLast((candidate) => candidate.name === name);
+    if (body === undefined) {
+      // JSON form: BuildKit reads no body, yet takes the word for a here-document.
+      this.warnings.push({ message: `${keyword} in JSON form reads no here-document body, so ${abbreviate(word.text)} is an empty file ${abbreviate(name)}, as in BuildKit`, at });
+      return { name, data: '' };
+    }
+    const chomped = heredoc.chomp ? chompContent(body.content) : { content: body.content, removed: [] };
+    if (!heredoc.expand) return { name, data: chomped.content };
+    const position = (offset: number): SourcePosition => {
+      const before = chomped.content.slice(0, offset);
+      const line = before.split('\n').length - 1;
+      const column = offset - (before.lastIndexOf('\n') + 1) + (chomped.removed[line] ?? 0) + 1;
+      return { file: this.file, line: body.bodyLine + line, column };
+    };
+    let data: string;
+    try {
+      data = processHeredoc(chomped.content, lookup);
+    } catch (error) {
+      if (error instanceof ShellWordError) {
+        const message = error.message.replaceAll('\r', '\\r').replaceAll('\n', '\\n');
+        throw new LapinError(`${message} in the here-document ${abbreviate(name)}`, {
+          at: position(error.offset),
+          hint: `quote the delimiter (${keyword} <<"${abbreviate(name)}") to keep $ and \\ as they are`,
+        });
+      }
+      throw error;
+    }
+    this.expanded += data.length;
+    if (this.expanded > MAX_EXPANDED_TOTAL) {
+      throw new LapinError(expansionTooLarge(MAX_EXPANDED_TOTAL), { at: position(0), hint: 'expand fewer or shorter variables' });
+    }
+    return { name, data };
   }
 
   /** The stage a `--from` names: an earlier stage's name, or its index as a decimal string. */

@@ -38,6 +38,16 @@ export function processWord(word: string, lookup: VariableLookup, escapeToken = 
   return new WordLexer(word, lookup, escapeToken, maxLength).processStopOn(undefined, false);
 }
 
+/**
+ * Expands the variables of an unquoted here-document's content as BuildKit
+ * does (instructions SourcesAndDest.ExpandRaw: a lexer with backslash as
+ * the escape whatever the file's escape directive, and SkipProcessQuotes):
+ * quotes are plain characters, a backslash drops and keeps what follows.
+ */
+export function processHeredoc(content: string, lookup: VariableLookup, maxLength = MAX_EXPANDED_WORD): string {
+  return new WordLexer(content, lookup, '\\', maxLength, true).processStopOn(undefined, false);
+}
+
 class WordLexer {
   private position = 0;
   private rawEscapes = false;
@@ -48,6 +58,8 @@ class WordLexer {
     private readonly lookup: VariableLookup,
     private readonly escapeToken: string,
     private readonly maxLength: number,
+    /** Quotes are plain characters (here-document content). */
+    private readonly skipQuotes = false,
   ) {}
 
   /** Refuses a result past the limit as it grows, before doubling chains exhaust memory. */
@@ -79,9 +91,9 @@ class WordLexer {
         }
         if (char === '$') {
           result = this.bounded(result + this.processDollar());
-        } else if (char === "'") {
+        } else if (char === "'" && !this.skipQuotes) {
           result += this.processSingleQuote();
-        } else if (char === '"') {
+        } else if (char === '"' && !this.skipQuotes) {
           result = this.bounded(result + this.processDoubleQuote());
         } else {
           this.next();

@@ -37,6 +37,7 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
     const stage = env.stages.get(op.fromStage);
     if (!stage) throw new LapinError(`no build stage named ${JSON.stringify(op.fromStage)}`, where(op.at));
     await copyFromStage(target, stage, op, env);
+    putInline(target, op, env);
     return;
   }
   const owner: Owner = { mode: op.mode, uid: op.uid ?? 0, gid: op.gid ?? 0 };
@@ -86,6 +87,28 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
       if (op.isAdd) await refuseArchive(real, source, op.at);
       await putStat(target, real, filePath, stats, owner, env, links, op.at);
     }
+  }
+  putInline(target, op, env);
+}
+
+/**
+ * The here-document files, after the sources as BuildKit copies them
+ * (dockerfile2llb dispatchCopy: Mkfile 0644 in a scratch state, copied
+ * with --chmod and --chown): into a directory destination under their
+ * delimiter's name, else as the destination file.
+ */
+function putInline(target: ImageFilesystem, op: CopyOp, env: CopyEnvironment): void {
+  const inline = op.inline ?? [];
+  if (inline.length === 0) return;
+  const intoDirectory = op.destination.endsWith('/') || op.sources.length + inline.length > 1;
+  const destination = treePath(op.destination);
+  for (const file of inline) {
+    const data = new Uint8Array(Buffer.from(file.data, 'utf8'));
+    const filePath = intoDirectory || target.isDirectory(destination) ? joinTree(destination, file.name) : destination;
+    target.put(
+      { type: 'file', path: filePath, mode: op.mode ?? 0o644, uid: op.uid ?? 0, gid: op.gid ?? op.uid ?? 0, mtime: env.mtime, size: data.byteLength, source: { kind: 'bytes', data } },
+      op.at,
+    );
   }
 }
 

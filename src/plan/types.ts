@@ -40,7 +40,19 @@ export interface CopyOp {
   /** Owner (COPY --chown); 0:0 when absent. */
   uid?: number;
   gid?: number;
+  /**
+   * Here-documents (`COPY <<EOF /etc/motd`): files whose content is inline,
+   * written after the sources, each named `name` inside a directory
+   * destination. Mode 0644 unless `mode` is set, as BuildKit's Mkfile.
+   */
+  inline?: InlineFile[];
   at?: SourcePosition;
+}
+
+/** A here-document's file: its name (the delimiter) and its content, variables already expanded. */
+export interface InlineFile {
+  name: string;
+  data: string;
 }
 
 /**
