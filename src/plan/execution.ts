@@ -2,7 +2,7 @@ import { LapinError, type SourcePosition } from '../errors.js';
 
 /**
  * A Containerfile instruction lapin does not apply itself (RUN, ONBUILD,
- * ADD of a URL, here-documents, some COPY flags). The build hands such a
+ * ADD of a URL, RUN here-documents, some COPY flags). The build hands such a
  * file to a real builder (buildah, podman or docker) when one is installed;
  * without one this error is what the user sees.
  */
