@@ -330,26 +330,49 @@ function readInstructions(
   /** The last physical line read into an instruction. */
   let consumed = -1;
   let found = document.getInstructions();
-  for (let next = 0; next < found.length; next += 1) {
+  // After a reparse dockerfile-ast reads a segment: the directive lines and a comment, then lines [from, segmentEnd).
+  const lines = structural.split('\n');
+  // A plain comment after them ends the directives, so a `# key=value` line at a segment's start stays a comment.
+  const directives = [...lines.slice(0, document.getDirectives().length), '#'];
+  let lineShift = 0;
+  let segmentEnd = lines.length;
+  let window = MIN_SEGMENT_LINES;
+  const parseSegment = (from: number): void => {
+    segmentEnd = Math.min(lines.length, from + window);
+    found = DockerfileParser.parse([...directives, ...lines.slice(from, segmentEnd)].join('\n')).getInstructions();
+    lineShift = from - directives.length;
+  };
+  for (let next = 0; ; next += 1) {
+    if (next >= found.length) {
+      if (segmentEnd >= lines.length) break;
+      // The segment is done: read on in a longer one, so long stretches cost linear time.
+      window *= 2;
+      parseSegment(consumed + 1);
+      next = -1;
+      continue;
+    }
     const syntax = found[next];
     if (syntax === undefined) continue;
-    const { start, end } = syntax.getRange();
+    const range = syntax.getRange();
+    const start = { line: range.start.line + lineShift, character: range.start.character };
+    const end = { line: range.end.line + lineShift };
     if (start.line > consumed) {
       const { line, last } = joinLines(physical, start.line, start.character, continuation, file);
       consumed = last;
       // A line holding only the escape character joins nothing to the next one.
       if (!isBlank(line.text)) {
-        const instruction = splitInstruction(syntax, line);
+        const instruction = splitInstruction(syntax, line, lineShift);
         // The here-document bodies follow the instruction's last line, as BuildKit's parser reads them.
         consumed = readHeredocs(instruction, raw, consumed);
         instructions.push(instruction);
       }
     }
     if (end.line > consumed) {
-      // dockerfile-ast read on past BuildKit's end of the instruction (here-documents, a line starting `\#`): find the rest again.
-      const lines = structural.split('\n');
-      lines.fill('', document.getDirectives().length, consumed + 1);
-      found = DockerfileParser.parse(lines.join('\n')).getInstructions();
+      // dockerfile-ast read on past BuildKit's end of the instruction (here-documents, a line starting `\#`), or
+      // the segment cut it: find the rest again, in a short segment from there, so that each such place costs
+      // a bounded parse instead of one of the rest of the file.
+      window = MIN_SEGMENT_LINES;
+      parseSegment(consumed + 1);
       next = -1;
     }
   }
@@ -388,8 +411,11 @@ function isCommentOrBlank(line: string): boolean {
   return text === '' || text.startsWith('#');
 }
 
+/** The lines dockerfile-ast reads again after it read an instruction differently; doubled while all goes well. */
+const MIN_SEGMENT_LINES = 16;
+
 /** Splits a joined line into keyword, flags and arguments, as BuildKit's splitCommand does. */
-function splitInstruction(syntax: SyntaxInstruction, line: LogicalLine): Instruction {
+function splitInstruction(syntax: SyntaxInstruction, line: LogicalLine, lineShift: number): Instruction {
   const text = line.text;
   let start = 0;
   while (isSpace(text[start])) start += 1;
@@ -400,7 +426,7 @@ function splitInstruction(syntax: SyntaxInstruction, line: LogicalLine): Instruc
   while (keywordEnd < end && !isWordSeparator(text[keywordEnd])) keywordEnd += 1;
   let restStart = keywordEnd;
   while (restStart < end && isWordSeparator(text[restStart])) restStart += 1;
-  const split = syntaxFlags(syntax, line, restStart) ?? extractFlags(text, restStart, end);
+  const split = syntaxFlags(syntax, line, restStart, lineShift) ?? extractFlags(text, restStart, end);
   const argsStart = Math.min(split.argsStart, end);
   const written = text.slice(start, keywordEnd);
   return {
@@ -425,13 +451,14 @@ function syntaxFlags(
   syntax: SyntaxInstruction,
   line: LogicalLine,
   restStart: number,
+  lineShift: number,
 ): { flags: RawFlag[]; argsStart: number } | undefined {
   if (!(syntax instanceof Copy || syntax instanceof Add || syntax instanceof From)) return undefined;
   const flags: RawFlag[] = [];
   let previousEnd = restStart;
   for (const flag of syntax.getFlags()) {
     const { start } = flag.getRange();
-    const index = line.indexOf(start.line + 1, start.character + 1);
+    const index = line.indexOf(start.line + lineShift + 1, start.character + 1);
     const name = flag.getName();
     const value = flag.getValue();
     const written = `--${name}${value === null ? '' : `=${value}`}`;

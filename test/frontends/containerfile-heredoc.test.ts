@@ -227,6 +227,15 @@ describe('hostile here-documents stay bounded', () => {
     assert.ok(ms < 20000, `${ms} ms`);
   });
 
+  test('where dockerfile-ast reads a body BuildKit does not (an unbalanced quote), each place costs a short reparse', () => {
+    // 2000 of these took 41 s when every such place parsed the rest of the file again.
+    const text = `FROM scratch\n${"COPY <<EOF ' /d/\nLABEL a=b\nEOF\n".repeat(8000)}`;
+    const started = process.hrtime.bigint();
+    fails(text, /unterminated single quote/, 2, 12);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    assert.ok(ms < 10000, `${ms} ms`);
+  });
+
   test('a huge expansion in a body is refused at the body', () => {
     const text = `FROM scratch\nARG a=${'y'.repeat(4096)}\nCOPY <<EOF /f\n${'$a$a$a$a$a$a$a$a\n'.repeat(600)}EOF\n`;
     // At the variable that takes the content past the limit: line 35's last $a (34 lines of 8 x 4096 before it).
