@@ -5,45 +5,18 @@
 // `lapin run --platform` (qemu-system-aarch64 -M virt -cpu max under TCG, and
 // qemu-system-x86_64), as issue 13 asks: build one index, boot both.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
-import { BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, toolEnv } from './helpers/guest-boot.js';
+import { bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from './helpers/guest-boot.js';
 
-const ROOT = path.resolve('.');
-const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 const MARKER = 'LAPIN-ONE-BUILD-MARKER';
 
 const skip = bootSkip('the one-build multi-platform boot test', ['qemu-system-x86_64', 'qemu-system-aarch64', 'apt-get', 'apt-cache', 'dpkg-deb', 'dpkg']);
 
-function lapin(args: string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd, env: toolEnv });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
-async function fetchArm64(): Promise<{ kernel: string; busybox: string }> {
-  const { stdout } = await promisify(execFile)(path.resolve('scripts/fetch-boot-assets.sh'), ['arm64'], { env: toolEnv, timeout: 600_000 });
-  const value = (key: string): string => {
-    const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
-    if (!line) throw new Error(`fetch-boot-assets.sh arm64 printed no ${key}:\n${stdout}`);
-    return line.slice(key.length + 1);
-  };
-  return { kernel: value('KERNEL'), busybox: value('BUSYBOX') };
-}
 
 /** vmlinuz-ARCH and rootfs-ARCH/ (busybox, /init printing the marker and uname -m) for one platform. */
 async function platformFiles(context: string, arch: 'amd64' | 'arm64', kernel: string, busybox: string): Promise<void> {
@@ -61,7 +34,7 @@ describe('one build of both platforms boots each of them', { skip, timeout: 1_20
   let work: string;
   let index: string;
   before(async () => {
-    const [amd64, arm64] = [await fetchBootAssets(), await fetchArm64()];
+    const [amd64, arm64] = [await fetchBootAssets(), await fetchArm64BootAssets()];
     work = await mkdtemp(path.join(tmpdir(), 'lapin one build boot '));
     const context = path.join(work, 'context');
     await platformFiles(context, 'amd64', amd64.kernel, amd64.busybox);
@@ -71,7 +44,7 @@ describe('one build of both platforms boots each of them', { skip, timeout: 1_20
       'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\nkernel:\n  from: local\n  path: vmlinuz-${TARGETARCH}\nrootfs:\n  type: initrd\n  include:\n    - rootfs-${TARGETARCH}:/\ncmd: ["/init"]\n',
     );
     index = path.join(work, 'both.tar');
-    const built = await lapin(['build', '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-t', 'lapin-test/one-build:both', '-o', `type=oci,dest=${index}`, context], work);
+    const built = await lapinCli(['build', '--progress', 'plain', '--platform', 'linux/amd64,linux/arm64', '-t', 'lapin-test/one-build:both', '-o', `type=oci,dest=${index}`, context], work);
     assert.equal(built.status, 0, built.stderr);
     assert.match(built.stderr, /built index sha256:[0-9a-f]{64} \(linux\/amd64, linux\/arm64\)/);
   });
@@ -92,7 +65,7 @@ describe('one build of both platforms boots each of them', { skip, timeout: 1_20
     ['linux/amd64', 'amd64', 'x86_64', /lapin: running qemu-system-x86_64 /],
   ] as const) {
     test(`--platform ${platform} boots that platform's kernel and initrd`, async () => {
-      const result = await lapin(['run', '--platform', platform, '--accel', 'tcg', '--timeout', '170', index], work);
+      const result = await lapinCli(['run', '--platform', platform, '--accel', 'tcg', '--timeout', '170', index], work);
       assert.match(result.stderr, monitor);
       assert.ok(result.stdout.includes(`${MARKER} ${arch} ${machine}`), `no ${arch} marker:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`);
       assert.equal(result.status, 0, result.stderr);

@@ -62,6 +62,34 @@ export async function fetchBootAssets(): Promise<BootAssets> {
   return { kernel: value('KERNEL'), busybox: value('BUSYBOX'), modules: value('MODULES') };
 }
 
+/** Debian's arm64 kernel and busybox-static:arm64 (scripts/fetch-boot-assets.sh arm64, after dpkg --add-architecture arm64). */
+export async function fetchArm64BootAssets(): Promise<{ kernel: string; busybox: string }> {
+  const { stdout } = await promisify(execFile)(path.resolve('scripts/fetch-boot-assets.sh'), ['arm64'], { env: toolEnv, timeout: 600_000 });
+  const value = (key: string): string => {
+    const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
+    if (!line) throw new Error(`fetch-boot-assets.sh arm64 printed no ${key}:\n${stdout}`);
+    return line.slice(key.length + 1);
+  };
+  return { kernel: value('KERNEL'), busybox: value('BUSYBOX') };
+}
+
+/** The CLI run from source in `cwd` (with /usr/sbin on PATH), killed after a boot's time. */
+export function lapinCli(args: readonly string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const cli = ['--import', import.meta.resolve('tsx'), path.resolve('src/cli/main.ts')];
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [...cli, ...args], { cwd, env: toolEnv });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      done({ status, stdout, stderr });
+    });
+  });
+}
+
 /** The urunc values of an unpacked bundle, read the way urunc reads them: /urunc.json, base64, prefix dropped. */
 export async function uruncValues(unpacked: UmociUnpackResult): Promise<Record<string, string>> {
   const encoded = JSON.parse(await readFile(inBundle(unpacked, 'urunc.json'), 'utf8')) as Record<string, string>;

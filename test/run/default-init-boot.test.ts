@@ -4,35 +4,18 @@
 // (Debian's kernel and busybox-static, TCG) and reads the marker that /init
 // prints, so the claim holds for a real kernel, not only for the command line.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { inspect } from '../../src/inspect/inspect.js';
-import { BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, toolEnv } from '../helpers/guest-boot.js';
+import { BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
 
-const ROOT = path.resolve('.');
-const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 const MARKER = 'LAPIN-DEFAULT-INIT-MARKER';
 
 const skip = bootSkip('the default-init boot test', ['qemu-system-x86_64', 'apt-get', 'apt-cache', 'dpkg-deb']);
 
-function lapin(args: string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd, env: toolEnv });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
 describe('a Linux bunnyfile without cmd boots the kernel\'s default init', { skip, timeout: 600_000 }, () => {
   let work: string;
@@ -63,14 +46,14 @@ describe('a Linux bunnyfile without cmd boots the kernel\'s default init', { ski
     const report = await inspect(archive);
     assert.deepEqual(report.image.cmd, ['']);
     assert.equal(report.runnable, true, JSON.stringify(report.errors));
-    const printed = await lapin(['run', '--print', '--accel', 'tcg', archive], work);
+    const printed = await lapinCli(['run', '--print', '--accel', 'tcg', archive], work);
     assert.equal(printed.status, 0, printed.stderr);
     assert.match(printed.stdout, /-append /);
     assert.doesNotMatch(printed.stdout, /\b(rd)?init=/);
   });
 
   test('lapin run boots it: the kernel runs /init of the initrd as pid 1, with no args', async () => {
-    const result = await lapin(['run', '--accel', 'tcg', '--timeout', String(BOOT_TIMEOUT_MS / 1000 - 10), archive], work);
+    const result = await lapinCli(['run', '--accel', 'tcg', '--timeout', String(BOOT_TIMEOUT_MS / 1000 - 10), archive], work);
     assert.ok(result.stdout.includes(`${MARKER} pid:1 args::`), `no marker from the default init:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`);
     assert.equal(result.status, 0, result.stderr);
   });

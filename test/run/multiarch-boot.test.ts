@@ -5,36 +5,18 @@
 // --platform` boots each one under TCG (qemu-system-x86_64, and
 // qemu-system-aarch64 -M virt -cpu max) and prints each platform's marker.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { build } from '../../src/build.js';
 import { inspectAny, type IndexInspectReport } from '../../src/inspect/index-report.js';
-import { BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, toolEnv } from '../helpers/guest-boot.js';
+import { bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
 
-const ROOT = path.resolve('.');
-const CLI = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src/cli/main.ts')];
 const MARKER = 'LAPIN-PLATFORM-MARKER';
 
 const skip = bootSkip('the multi-platform boot test', ['qemu-system-x86_64', 'qemu-system-aarch64', 'apt-get', 'apt-cache', 'dpkg-deb', 'dpkg']);
 
-function lapin(args: string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { cwd, env: toolEnv });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
 /** A context with vmlinuz, a busybox rootfs whose /init prints the marker, and a bunnyfile for ARCHITECTURE. */
 async function context(dir: string, kernel: string, busybox: string, architecture: 'x86_64' | 'aarch64'): Promise<string> {
@@ -57,14 +39,14 @@ describe('lapin run --platform boots each platform of an index', { skip, timeout
   let work: string;
   let index: string;
   before(async () => {
-    const [amd64, arm64] = [await fetchBootAssets(), await fetchArm64()];
+    const [amd64, arm64] = [await fetchBootAssets(), await fetchArm64BootAssets()];
     work = await mkdtemp(path.join(tmpdir(), 'lapin multiarch boot '));
     const amd64Archive = path.join(work, 'amd64.tar');
     const arm64Archive = path.join(work, 'arm64.tar');
     await build({ context: await context(path.join(work, 'amd64'), amd64.kernel, amd64.busybox, 'x86_64'), tags: ['lapin-test/multi:amd64'], outputs: [{ type: 'oci', dest: amd64Archive }] });
     await build({ context: await context(path.join(work, 'arm64'), arm64.kernel, arm64.busybox, 'aarch64'), tags: ['lapin-test/multi:arm64'], outputs: [{ type: 'oci', dest: arm64Archive }] });
     index = path.join(work, 'multi.tar');
-    const created = await lapin(['imagetools', 'create', '-t', 'lapin-test/multi:both', '--output', `type=oci,dest=${index}`, amd64Archive, arm64Archive], work);
+    const created = await lapinCli(['imagetools', 'create', '-t', 'lapin-test/multi:both', '--output', `type=oci,dest=${index}`, amd64Archive, arm64Archive], work);
     assert.equal(created.status, 0, created.stderr);
   });
   after(async () => {
@@ -80,32 +62,23 @@ describe('lapin run --platform boots each platform of an index', { skip, timeout
   });
 
   test('--platform linux/arm64 boots the arm64 image with qemu-system-aarch64 -M virt -cpu max', async () => {
-    const result = await lapin(['run', '--platform', 'linux/arm64', '--accel', 'tcg', '--timeout', '170', index], work);
+    const result = await lapinCli(['run', '--platform', 'linux/arm64', '--accel', 'tcg', '--timeout', '170', index], work);
     assert.match(result.stderr, /lapin: running qemu-system-aarch64 .*-cpu max -accel tcg .*-M virt/);
     assert.ok(result.stdout.includes(`${MARKER} aarch64 args:aarch64:`), `no arm64 marker:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`);
     assert.equal(result.status, 0, result.stderr);
   });
 
   test('--platform linux/amd64 boots the amd64 image with qemu-system-x86_64', async () => {
-    const result = await lapin(['run', '--platform', 'linux/amd64', '--accel', 'tcg', '--timeout', '170', index], work);
+    const result = await lapinCli(['run', '--platform', 'linux/amd64', '--accel', 'tcg', '--timeout', '170', index], work);
     assert.match(result.stderr, /lapin: running qemu-system-x86_64 /);
     assert.ok(result.stdout.includes(`${MARKER} x86_64 args:x86_64:`), `no amd64 marker:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`);
     assert.equal(result.status, 0, result.stderr);
   });
 
   test('a platform the index lacks: one clean line, exit 2', async () => {
-    const result = await lapin(['run', '--platform', 'linux/riscv64', '--print', index], work);
+    const result = await lapinCli(['run', '--platform', 'linux/riscv64', '--print', index], work);
     assert.equal(result.status, 2, result.stderr);
     assert.match(result.stderr, /^lapin: error: .*has no image for linux\/riscv64 \(it has linux\/amd64, linux\/arm64\)/m);
   });
 });
 
-async function fetchArm64(): Promise<{ kernel: string; busybox: string }> {
-  const { stdout } = await promisify(execFile)(path.resolve('scripts/fetch-boot-assets.sh'), ['arm64'], { env: toolEnv, timeout: 600_000 });
-  const value = (key: string): string => {
-    const line = stdout.split('\n').find((l) => l.startsWith(`${key}=`));
-    if (!line) throw new Error(`fetch-boot-assets.sh arm64 printed no ${key}:\n${stdout}`);
-    return line.slice(key.length + 1);
-  };
-  return { kernel: value('KERNEL'), busybox: value('BUSYBOX') };
-}
