@@ -1,8 +1,8 @@
 // A block rootfs built from `include` is a layer of lapin's own staging
-// files, written in one pass while its tar is hashed (image/layer-cache.ts).
-// A second identical build must still take it from the layer cache and leave
-// the unchanged archive alone; a one-byte change must give the bytes a cold
-// build of the changed tree gives.
+// files, keyed on its tar's sha256 (image/layer-cache.ts). A second identical
+// build must take it from the layer cache and leave the unchanged archive
+// alone; a one-byte change must give the bytes a cold build of the changed
+// tree gives.
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -16,7 +16,7 @@ before(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'lapin block rebuild '));
   await mkdir(path.join(work, 'ctx/files'), { recursive: true });
   await cp(path.resolve('examples/mirage-hvt/network.hvt'), path.join(work, 'ctx/vmlinuz'));
-  // 12 MiB of distinct blocks, so that the member hashing goes to the worker thread.
+  // 12 MiB of distinct blocks: a dozen gzip members, each its own.
   const data = Buffer.alloc(12 * 1024 * 1024);
   for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
   await writeFile(path.join(work, 'ctx/files/data.bin'), data);

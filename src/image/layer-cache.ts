@@ -177,12 +177,8 @@ export class LayerCache {
     const tar = createHash('sha256');
     for await (const chunk of tarChunks(nodes)) tar.update(chunk);
     const diffId = `sha256:${tar.digest('hex')}`;
-    return { key: await this.tarKeyOf(diffId, options), diffId };
-  }
-
-  /** The key of a layer of lapin's own files whose tar hashes to `diffId` (its diff_id). */
-  async tarKeyOf(diffId: string, options: LayerOptions): Promise<string> {
-    return createHash('sha256').update(JSON.stringify(['tar', ...(await formatFields(options))])).update(diffId).digest('hex');
+    const key = createHash('sha256').update(JSON.stringify(['tar', ...(await formatFields(options))])).update(diffId).digest('hex');
+    return { key, diffId };
   }
 
   /** The cached layer for a key, when its entry and blob are both there. */
@@ -373,9 +369,19 @@ export async function writeLayerCached(
   contentKeyed: readonly string[] = [],
 ): Promise<CachedLayerResult> {
   if (!cache?.enabled) return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
-  if (LayerCache.tarKeyed(nodes, contentKeyed)) return writeStagingLayer(nodes, target, options, cache);
+  // lapin's own staging files do not change once made: hashed once, for both keys below.
   const contentHashes = new Map<string, string>();
-  const key = await cache.key(nodes, options, contentKeyed, contentHashes);
+  const byTar = LayerCache.tarKeyed(nodes, contentKeyed);
+  const stamps = byTar ? await fileStamps(nodes) : '';
+  let key: string;
+  if (byTar) {
+    const tar = await cache.tarKey(nodes, options);
+    key = tar.key;
+    // Written below from the same files: their tar hashes to this again.
+    options = { ...options, diffId: tar.diffId };
+  } else {
+    key = await cache.key(nodes, options, contentKeyed, contentHashes);
+  }
   const hit = await cache.lookup(key);
   if (hit) {
     await target.addFile(hit.digest, hit.size, hit.path);
@@ -407,69 +413,17 @@ export async function writeLayerCached(
     layer = await writeLayer(nodes, both, withMembers(options, cache));
     recordable = !both.cacheFailed();
   }
-  if (recordable && (await cache.key(nodes, options, contentKeyed, contentHashes)) === key) {
+  if (byTar && (await fileStamps(nodes)) !== stamps) {
+    // The diff_id was taken from the first read: a file that changed since makes it wrong for these bytes.
+    throw new LapinError(`a staging file of layer ${layer.digest} changed while it was written; build again`);
+  }
+  if (recordable && (byTar || (await cache.key(nodes, options, contentKeyed, contentHashes)) === key)) {
     await cache.record(key, layer).catch((error: unknown) => {
       if (!isCacheDiskError(error)) throw error;
       cache.turnOff(error);
     });
   }
   return { ...withoutPath(layer), cached: false };
-}
-
-/**
- * A layer of lapin's own staging files (a block image, an initrd), in one
- * pass: written into the cache's store while its tar is hashed, then keyed
- * on that hash (its diff_id). Reading a 1.2 GB image once instead of twice
- * (key, then layer) is what a one-file rebuild saves. A hit drops what was
- * written and hands the target the cached blob, so an archive whose every
- * blob came from the cache is still left alone when unchanged; a miss files
- * the blob, records it, and hands the target that file.
- */
-async function writeStagingLayer(nodes: readonly FsNode[], target: BlobTarget, options: LayerOptions, cache: LayerCache): Promise<CachedLayerResult> {
-  const stamps = await fileStamps(nodes);
-  let incoming: IncomingBlob;
-  try {
-    incoming = await cache.blobs.incoming();
-  } catch (error) {
-    if (!isCacheDiskError(error)) throw error;
-    cache.turnOff(error);
-    return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
-  }
-  // Filed only once the key says whether the cache already holds it.
-  let written: LayerBlob;
-  try {
-    written = await writeLayer(nodes, { write: (data) => incoming.write(data), commit: () => Promise.resolve(undefined), abort: () => incoming.abort() }, withMembers(options, cache));
-  } catch (error) {
-    await incoming.abort().catch(() => undefined);
-    if (!isCacheDiskError(error)) throw error;
-    cache.turnOff(error);
-    return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
-  }
-  if ((await fileStamps(nodes)) !== stamps) {
-    await incoming.abort();
-    throw new LapinError(`a staging file of layer ${written.digest} changed while it was written; build again`);
-  }
-  const key = await cache.tarKeyOf(written.diffId, options);
-  const hit = await cache.lookup(key);
-  if (hit && hit.digest === written.digest) {
-    await incoming.abort();
-    await target.addFile(hit.digest, hit.size, hit.path);
-    return { ...withoutPath(hit), cached: true };
-  }
-  try {
-    await incoming.commit(written.digest);
-  } catch (error) {
-    await incoming.abort().catch(() => undefined);
-    if (!isCacheDiskError(error)) throw error;
-    cache.turnOff(error);
-    return { ...withoutPath(await writeLayer(nodes, target, options)), cached: false };
-  }
-  await cache.record(key, written).catch((error: unknown) => {
-    if (!isCacheDiskError(error)) throw error;
-    cache.turnOff(error);
-  });
-  await target.addFile(written.digest, written.size, cache.blobs.pathOf(written.digest));
-  return { ...withoutPath(written), cached: false };
 }
 
 function withoutPath(layer: LayerBlob & { path?: string }): LayerBlob {
