@@ -1330,7 +1330,7 @@ class Compiler {
         continue;
       }
       if (!word.fromJson && /^\d*<<-?$/.test(word.text)) {
-        throw new LapinError(`${keyword} ${word.text} with a blank before the delimiter is no here-document: BuildKit reads the body but copies files named ${word.text} and the delimiter`, {
+        throw new LapinError(`${keyword} ${word.text} with a blank before the delimiter is no here-document: ${word.text.endsWith('-') ? 'BuildKit reads no body, so the body lines would be read as instructions' : 'BuildKit reads the body but copies files named << and the delimiter'}`, {
           at,
           hint: `write ${word.text}EOF, without the blank`,
         });
@@ -1561,6 +1561,7 @@ class Compiler {
   private workdir(instruction: Instruction, stage: Stage): void {
     this.takeFlags(instruction, {});
     const path = this.singleArgument(instruction, stage, 'a path');
+    if (path.includes('\0')) throw new LapinError('WORKDIR contains a NUL byte, which no path can hold', { at: instruction.at, hint: 'remove it from the file or the build argument' });
     stage.workdir = cleanPath(path.startsWith('/') ? path : `${stage.workdir}/${path}`);
     stage.config.workingDir = stage.workdir;
   }

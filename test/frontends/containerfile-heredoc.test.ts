@@ -176,7 +176,9 @@ describe('COPY here-document errors', () => {
 
   test('a here-document destination, a blank after <<, and delimiters that are no file names', () => {
     fails('FROM scratch\nCOPY a <<EOF\nx\nEOF\n', /COPY cannot take a here-document as its destination/, 2, 8);
-    fails('FROM scratch\nCOPY << EOF /f\nx\nEOF\n', /COPY << with a blank before the delimiter is no here-document/, 2, 6);
+    fails('FROM scratch\nCOPY << EOF /f\nx\nEOF\n', /COPY << with a blank before the delimiter is no here-document: BuildKit reads the body but copies files named << and the delimiter/, 2, 6);
+    // BuildKit's lexer joins only blanks right after << to the word; <<- then matches no here-document, and reads no body.
+    fails('FROM scratch\nCOPY <<- EOF /f\nx\nEOF\n', /COPY <<- with a blank before the delimiter is no here-document: BuildKit reads no body/, 2, 6);
     fails('FROM scratch\nCOPY <<a/b /f\nx\na/b\n', /"a\/b" is not a file name/, 2, 6);
     fails('FROM scratch\nCOPY <<.. /d/\nx\n..\n', /"\.\." is not a file name/, 2, 6);
   });

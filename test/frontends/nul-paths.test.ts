@@ -48,4 +48,13 @@ describe('NUL bytes in paths', () => {
     assert.equal(result.status, 1);
     assert.match(result.error, /Containerfile\.nul:2:18: COPY destination contains a NUL byte/);
   });
+
+  test('a Containerfile WORKDIR (a relative COPY destination joins it; alone it would be the config\'s WorkingDir)', async () => {
+    const labels = 'LABEL com.urunc.unikernel.binary=/unikernel/network.hvt com.urunc.unikernel.unikernelType=mirage com.urunc.unikernel.hypervisor=hvt\n';
+    for (const rest of ['COPY network.hvt k\n', '']) {
+      const result = await build('Containerfile.wd', Buffer.from(`FROM scratch\nWORKDIR /w\0x\nCOPY network.hvt /unikernel/network.hvt\n${rest}${labels}`));
+      assert.equal(result.status, 1);
+      assert.match(result.error, /Containerfile\.wd:2:1: WORKDIR contains a NUL byte/);
+    }
+  });
 });
