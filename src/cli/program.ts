@@ -41,6 +41,40 @@ export function keyValues(values: string[], option: string, fromEnvironment = fa
 /** The --output fields lapin reads; buildx's `oci-mediatypes=true` is what lapin always writes. */
 const OUTPUT_FIELDS = ['type', 'dest', 'tar', 'name', 'push', 'oci-mediatypes'];
 
+/**
+ * One line of CSV, as buildx reads --output (Go's encoding/csv): a field that starts
+ * with `"` runs to the closing quote, `""` inside it is one quote, so
+ * `"name=a:1,b:2"` is one field.
+ */
+export function csvFields(line: string): string[] {
+  const fields: string[] = [];
+  let i = 0;
+  for (;;) {
+    let field = '';
+    if (line[i] === '"') {
+      i++;
+      for (;;) {
+        const quote = line.indexOf('"', i);
+        if (quote < 0) throw new UsageError(`--output ${JSON.stringify(line)}: a quote is not closed`, 'close it, e.g. "name=a:1,b:2"');
+        field += line.slice(i, quote);
+        i = quote + 1;
+        if (line[i] !== '"') break;
+        field += '"';
+        i++;
+      }
+      if (i < line.length && line[i] !== ',') throw new UsageError(`--output ${JSON.stringify(line)}: text after a closing quote`, 'quote the whole field, e.g. "name=a:1,b:2"');
+    } else {
+      const comma = line.indexOf(',', i);
+      field = line.slice(i, comma < 0 ? line.length : comma);
+      if (field.includes('"')) throw new UsageError(`--output ${JSON.stringify(line)}: a quote inside a field`, 'quote the whole field, e.g. "name=a:1,b:2"');
+      i = comma < 0 ? line.length : comma;
+    }
+    fields.push(field);
+    if (i >= line.length) return fields;
+    i++;
+  }
+}
+
 /** Parses buildx's --output syntax: "type=oci,dest=x.tar", "dest=-", or a bare path. */
 export function parseOutput(spec: string, pushFlag = false): OutputSpec {
   if (spec.trim() === '') throw new UsageError('--output needs a value', 'e.g. -o type=oci,dest=image.tar, -o image.tar or -o type=docker');
@@ -50,7 +84,7 @@ export function parseOutput(spec: string, pushFlag = false): OutputSpec {
     return { type: 'local', dest: spec };
   }
   const fields: Record<string, string> = {};
-  for (const part of spec.split(',')) {
+  for (const part of csvFields(spec)) {
     const equals = part.indexOf('=');
     if (equals <= 0) throw new UsageError(`--output ${JSON.stringify(spec)}: ${JSON.stringify(part)} is not key=value`);
     fields[part.slice(0, equals).trim()] = part.slice(equals + 1).trim();
@@ -66,7 +100,7 @@ export function parseOutput(spec: string, pushFlag = false): OutputSpec {
     throw new UsageError('--output oci-mediatypes=false: lapin writes OCI media types only', 'drop oci-mediatypes=false; docker 20.10, containerd, podman, skopeo and umoci all read them');
   }
   // buildx: name= names the image in this output (the -t names otherwise).
-  const names = fields.name ? fields.name.split(/[;\s]+/).filter((n) => n !== '') : [];
+  const names = fields.name ? fields.name.split(/[,;\s]+/).filter((n) => n !== '') : [];
   const named = names.length > 0 ? { names } : {};
   if (type === 'registry' || type === 'image') {
     // buildx: type=registry is type=image,push=true (so is type=image with --push); name= overrides the -t names.
@@ -316,43 +350,60 @@ function describeUnexpected(error: unknown): string {
   return `${message} (run with --debug for details)`;
 }
 
-/** buildx's boolean flags written with a value (`--push=true`, as bunny's docs do), as lapin's flags. */
-const BOOLEAN_FORMS: Record<string, string | undefined> = {
-  '--push=true': '--push',
-  '--push=false': undefined,
-  '--load=true': '--load=docker',
-  '--load=false': undefined,
-  '--no-cache=true': '--no-cache',
-  '--no-cache=false': undefined,
-  '--pull=true': '--pull=always',
-  '--pull=false': '--pull=missing',
-};
+/** Go's strconv.ParseBool, which buildx's boolean flags use: `--push=1`, `--push=True`, `--push=false`. */
+function goBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
+}
+
+/** buildx's boolean flags, whose bare form lapin also has: what each means when true. */
+const BOOLEAN_FLAGS: Record<string, string> = { '--push': '--push', '--no-cache': '--no-cache', '--load': '--load=docker' };
 const PULL_MODES = ['missing', 'always', 'never'];
 
 /**
- * `--load` alone means docker, as with buildx, while `--load=containerd`
- * names an engine. A bare `--load` of `lapin build` becomes `--load=docker`,
- * so it never takes the context that follows as its value. buildx's
- * `--push=true`/`--push=false` (and the same of --load and --no-cache) mean
- * the flag or its absence, and a bare `--pull` (buildx's boolean: always
- * pull) is `--pull=always` unless a mode follows.
+ * buildx's forms of lapin build's flags, as lapin's own: `--load` alone means docker
+ * (so it never takes the context that follows as its value) while `--load=containerd`
+ * names an engine; `--push=true`/`=false` (any Go boolean), `--no-cache=...`,
+ * `--load=false`, the last one written winning as in buildx; a bare `--pull` is
+ * `--pull=always`, `--pull=true`/`false` are always/missing.
  */
 export function normalizeLoadFlag(argv: string[]): string[] {
   const command = argv.find((arg) => !arg.startsWith('-'));
   if (command !== 'build') return argv;
   const end = argv.indexOf('--');
+  const options = end < 0 ? argv.length : end;
+  // Each boolean flag's last occurrence decides it: what it becomes there (undefined: dropped).
+  const last = new Map<string, { at: number; becomes: string | undefined }>();
+  for (const [i, arg] of argv.slice(0, options).entries()) {
+    const equals = arg.indexOf('=');
+    const name = equals < 0 ? arg : arg.slice(0, equals);
+    const meaning = BOOLEAN_FLAGS[name];
+    if (meaning === undefined) continue;
+    if (equals < 0) {
+      last.set(name, { at: i, becomes: meaning });
+      continue;
+    }
+    const value = goBool(arg.slice(equals + 1));
+    // --load=ENGINE[,...] is a value of its own; any other non-boolean is left for the parser to refuse.
+    last.set(name, { at: i, becomes: value === undefined ? arg : value ? meaning : undefined });
+  }
   const result: string[] = [];
   for (const [i, arg] of argv.entries()) {
-    if (end >= 0 && i >= end) {
+    if (i >= options) {
       result.push(arg);
       continue;
     }
-    if (arg === '--load') result.push('--load=docker');
-    else if (arg === '--pull' && !PULL_MODES.includes(argv[i + 1] ?? '')) result.push('--pull=always');
-    else if (Object.hasOwn(BOOLEAN_FORMS, arg)) {
-      const flag = BOOLEAN_FORMS[arg];
-      if (flag !== undefined) result.push(flag);
-    } else result.push(arg);
+    const equals = arg.indexOf('=');
+    const name = equals < 0 ? arg : arg.slice(0, equals);
+    const decided = last.get(name);
+    if (decided !== undefined) {
+      if (decided.at === i && decided.becomes !== undefined) result.push(decided.becomes);
+      continue;
+    }
+    if (arg === '--pull' && !PULL_MODES.includes(argv[i + 1] ?? '')) result.push('--pull=always');
+    else if (name === '--pull' && equals > 0 && goBool(arg.slice(equals + 1)) !== undefined) result.push(goBool(arg.slice(equals + 1)) ? '--pull=always' : '--pull=missing');
+    else result.push(arg);
   }
   return result;
 }

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { normalizeLoadFlag, parseOutput } from '../../src/cli/program.js';
+import { csvFields, normalizeLoadFlag, parseOutput } from '../../src/cli/program.js';
 import { requireConsumers, servicesEnv, startServices } from '../consumers/harness.js';
 import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from '../registry/harness.js';
 import { assertNoStack, EXAMPLE, isolatedEnv, lapin } from '../registry/helpers.js';
@@ -50,6 +50,11 @@ describe('--output specs', () => {
   test('name= names the image in an archive and in a load, as in a push', () => {
     assert.deepEqual(parseOutput('type=docker,name=built-by-bunny:latest'), { type: 'load', engine: 'docker', names: ['built-by-bunny:latest'] });
     assert.deepEqual(parseOutput('type=oci,dest=x.tar,name=a:1'), { type: 'oci', dest: 'x.tar', tar: true, names: ['a:1'] });
+    // buildx reads -o as one CSV line: a quoted field holds commas, "" is a quote.
+    assert.deepEqual(parseOutput('type=oci,dest=q.tar,"name=a:1,b:2"'), { type: 'oci', dest: 'q.tar', tar: true, names: ['a:1', 'b:2'] });
+    assert.deepEqual(csvFields('a,"b,""c""",d'), ['a', 'b,"c"', 'd']);
+    assert.deepEqual(csvFields(''), ['']);
+    for (const bad of ['type=oci,"dest=x', 'type=oci,"dest=x"y', 'type=oci,de"st=x']) assert.throws(() => parseOutput(bad), (error: unknown) => error instanceof Error && /quote/.test(error.message));
   });
   test('from the command line: one line, exit 2, nothing written', async () => {
     oneLine(await lapin(['build', ...seed, '-o', 'type=foo', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output type=foo is not supported (use type=oci, type=docker, type=local or type=registry)');
@@ -74,6 +79,13 @@ describe("buildx's boolean flags with a value, and a bare --pull", () => {
     assert.deepEqual(normalizeLoadFlag(['build', '--pull', 'never', '--push=false', '--pull=true', '.']), ['build', '--pull', 'never', '--pull=always', '.']);
     assert.deepEqual(normalizeLoadFlag(['build', '.', '--pull']), ['build', '.', '--pull=always']);
     assert.deepEqual(normalizeLoadFlag(['run', 'x.tar', '--', '--push=true']), ['run', 'x.tar', '--', '--push=true']);
+    // The last one written wins, as in buildx, and any Go boolean (strconv.ParseBool) is one.
+    assert.deepEqual(normalizeLoadFlag(['build', '--push', '--push=false', '.']), ['build', '.']);
+    assert.deepEqual(normalizeLoadFlag(['build', '--push=0', '--push=True', '--no-cache=1', '--load=F', '.']), ['build', '--push', '--no-cache', '.']);
+    assert.deepEqual(normalizeLoadFlag(['build', '--load=containerd,namespace=k8s.io', '--load', '.']), ['build', '--load=docker', '.']);
+    assert.deepEqual(normalizeLoadFlag(['build', '--load', '--load=containerd', '.']), ['build', '--load=containerd', '.']);
+    assert.deepEqual(normalizeLoadFlag(['build', '--pull=1', '.']), ['build', '--pull=always', '.']);
+    assert.deepEqual(normalizeLoadFlag(['build', '.', '--', '--push']), ['build', '.', '--', '--push']);
   });
   test('--push=true pushes (without a name: the push names its missing -t), --push=false and --load=false do not', async () => {
     oneLine(await lapin(['build', ...seed, '--push=true', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: pushing needs an image name (add -t REGISTRY/NAME:TAG)');
