@@ -61,7 +61,7 @@ export function manifestNotAnImage(manifest: SourceManifest): string | undefined
 
 function blobName(digest: string): string {
   const match = /^sha256:([a-f0-9]{64})$/.exec(digest);
-  if (!match) throw new SourceError(`bad digest ${JSON.stringify(digest)}`);
+  if (!match) throw new SourceError(`the image names a blob by ${JSON.stringify(digest)}, which is not a digest (ALGORITHM:HEX, e.g. sha256:<64 hex digits>)`, 'the source is damaged or hostile; use another image');
   return `blobs/sha256/${match[1]}`;
 }
 

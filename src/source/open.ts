@@ -175,7 +175,7 @@ export function parseJson<T>(data: Buffer, what: string): T {
 
 function blobName(digest: string): string {
   const match = /^([a-z0-9]+):([a-f0-9]+)$/.exec(digest);
-  if (!match) throw new SourceError(`bad digest ${JSON.stringify(digest)}`);
+  if (!match) throw new SourceError(`the image names a blob by ${JSON.stringify(digest)}, which is not a digest (ALGORITHM:HEX, e.g. sha256:<64 hex digits>)`, 'the source is damaged or hostile; use another image');
   return `blobs/${match[1]}/${match[2]}`;
 }
 

@@ -191,6 +191,15 @@ describe('oci:DIR files: regular, inside the directory, never quoted', () => {
     assertCleanFailure(lapin(['inspect', `oci:${blobs}`], 10_000), /is a FIFO, not a regular file/);
   });
 
+  test('an index.json whose manifest digest climbs out of blobs/ is one clean line naming what a digest is', async () => {
+    const dir = fresh('climbing-digest');
+    await writeOciLayout(dir, { layers: [kernelLayer] });
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    (index.manifests[0] as { digest: string }).digest = 'sha256:../../etc/passwd';
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    assertCleanFailure(lapin(['inspect', `oci:${dir}`]), /names a blob by "sha256:\.\.\/\.\.\/etc\/passwd", which is not a digest \(ALGORITHM:HEX/);
+  });
+
   test('a bunnyfile rootfs.path that is a FIFO is refused at its line, without hanging the build', async () => {
     const context = fresh('fifo context');
     await mkdir(context);
