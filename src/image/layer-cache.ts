@@ -41,10 +41,10 @@ interface CacheEntry {
   verified?: string;
 }
 
-/** A blob file's stamp: any write to it or replacement of it changes the ctime, which cannot be set back. */
 /** An entry is a line of JSON. */
 const ENTRY_MAX_BYTES = 64 * 1024;
 
+/** A blob file's stamp: any write to it or replacement of it changes the ctime, which cannot be set back. */
 async function blobStamp(file: string): Promise<string | undefined> {
   const s = await lstat(file, { bigint: true }).catch(() => undefined);
   return s?.isFile() ? [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':') : undefined;
