@@ -5,12 +5,12 @@
 // `lapin run --platform` (qemu-system-aarch64 -M virt -cpu max under TCG, and
 // qemu-system-x86_64), as issue 13 asks: build one index, boot both.
 import assert from 'node:assert/strict';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inspectAny, type IndexInspectReport } from '../src/inspect/index-report.js';
-import { bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from './helpers/guest-boot.js';
+import { busyboxRootfs, bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from './helpers/guest-boot.js';
 
 const MARKER = 'LAPIN-ONE-BUILD-MARKER';
 
@@ -20,14 +20,9 @@ const skip = bootSkip('the one-build multi-platform boot test', ['qemu-system-x8
 
 /** vmlinuz-ARCH and rootfs-ARCH/ (busybox, /init printing the marker and uname -m) for one platform. */
 async function platformFiles(context: string, arch: 'amd64' | 'arm64', kernel: string, busybox: string): Promise<void> {
-  const tree = path.join(context, `rootfs-${arch}`);
-  await mkdir(path.join(tree, 'bin'), { recursive: true });
+  await busyboxRootfs(path.join(context, `rootfs-${arch}`), busybox, `#!/bin/sh\necho "${MARKER} ${arch} $(/bin/busybox uname -m)"\n/bin/busybox poweroff -f\n`);
+  // After the tree, which makes the directory.
   await copyFile(kernel, path.join(context, `vmlinuz-${arch}`));
-  await copyFile(busybox, path.join(tree, 'bin/busybox'));
-  await chmod(path.join(tree, 'bin/busybox'), 0o755);
-  await symlink('busybox', path.join(tree, 'bin/sh'));
-  await writeFile(path.join(tree, 'init'), `#!/bin/sh\necho "${MARKER} ${arch} $(/bin/busybox uname -m)"\n/bin/busybox poweroff -f\n`);
-  await chmod(path.join(tree, 'init'), 0o755);
 }
 
 describe('one build of both platforms boots each of them', { skip, timeout: 1_200_000 }, () => {

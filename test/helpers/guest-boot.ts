@@ -5,7 +5,7 @@
 // ext4 as modules), mounts the block image as the root and switches to it.
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -60,6 +60,16 @@ export async function fetchBootAssets(): Promise<BootAssets> {
     return line.slice(key.length + 1);
   };
   return { kernel: value('KERNEL'), busybox: value('BUSYBOX'), modules: value('MODULES') };
+}
+
+/** A busybox rootfs tree: bin/busybox, bin/sh linked to it, and an executable /init with `script`'s text. */
+export async function busyboxRootfs(tree: string, busybox: string, script: string): Promise<void> {
+  await mkdir(path.join(tree, 'bin'), { recursive: true });
+  await copyFile(busybox, path.join(tree, 'bin/busybox'));
+  await chmod(path.join(tree, 'bin/busybox'), 0o755);
+  await symlink('busybox', path.join(tree, 'bin/sh'));
+  await writeFile(path.join(tree, 'init'), script);
+  await chmod(path.join(tree, 'init'), 0o755);
 }
 
 /** Debian's arm64 kernel and busybox-static:arm64 (scripts/fetch-boot-assets.sh arm64, after dpkg --add-architecture arm64). */

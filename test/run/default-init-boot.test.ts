@@ -4,13 +4,13 @@
 // (Debian's kernel and busybox-static, TCG) and reads the marker that /init
 // prints, so the claim holds for a real kernel, not only for the command line.
 import assert from 'node:assert/strict';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { inspect } from '../../src/inspect/inspect.js';
-import { BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
+import { busyboxRootfs, BOOT_TIMEOUT_MS, bootSkip, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
 
 const MARKER = 'LAPIN-DEFAULT-INIT-MARKER';
 
@@ -23,14 +23,8 @@ describe('a Linux bunnyfile without cmd boots the kernel\'s default init', { ski
   before(async () => {
     const assets = await fetchBootAssets();
     work = await mkdtemp(path.join(tmpdir(), 'lapin default init '));
-    const tree = path.join(work, 'rootfs');
-    await mkdir(path.join(tree, 'bin'), { recursive: true });
     await copyFile(assets.kernel, path.join(work, 'vmlinuz'));
-    await copyFile(assets.busybox, path.join(tree, 'bin/busybox'));
-    await chmod(path.join(tree, 'bin/busybox'), 0o755);
-    await symlink('busybox', path.join(tree, 'bin/sh'));
-    await writeFile(path.join(tree, 'init'), `#!/bin/sh\necho "${MARKER} pid:$$ args:$*:"\n/bin/busybox poweroff -f\n`);
-    await chmod(path.join(tree, 'init'), 0o755);
+    await busyboxRootfs(path.join(work, 'rootfs'), assets.busybox, `#!/bin/sh\necho "${MARKER} pid:$$ args:$*:"\n/bin/busybox poweroff -f\n`);
     await writeFile(
       path.join(work, 'bunnyfile'),
       'version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: x86_64\nkernel:\n  from: local\n  path: vmlinuz\nrootfs:\n  type: initrd\n  include:\n    - rootfs:/\n',

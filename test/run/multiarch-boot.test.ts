@@ -5,13 +5,13 @@
 // --platform` boots each one under TCG (qemu-system-x86_64, and
 // qemu-system-aarch64 -M virt -cpu max) and prints each platform's marker.
 import assert from 'node:assert/strict';
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { build } from '../../src/build.js';
 import { inspectAny, type IndexInspectReport } from '../../src/inspect/index-report.js';
-import { bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
+import { busyboxRootfs, bootSkip, fetchArm64BootAssets, fetchBootAssets, lapinCli } from '../helpers/guest-boot.js';
 
 const MARKER = 'LAPIN-PLATFORM-MARKER';
 
@@ -20,14 +20,9 @@ const skip = bootSkip('the multi-platform boot test', ['qemu-system-x86_64', 'qe
 
 /** A context with vmlinuz, a busybox rootfs whose /init prints the marker, and a bunnyfile for ARCHITECTURE. */
 async function context(dir: string, kernel: string, busybox: string, architecture: 'x86_64' | 'aarch64'): Promise<string> {
-  const tree = path.join(dir, 'rootfs');
-  await mkdir(path.join(tree, 'bin'), { recursive: true });
+  await busyboxRootfs(path.join(dir, 'rootfs'), busybox, `#!/bin/sh\necho "${MARKER} $(/bin/busybox uname -m) args:$*:"\n/bin/busybox poweroff -f\n`);
+  // After the tree, which makes the directory.
   await copyFile(kernel, path.join(dir, 'vmlinuz'));
-  await copyFile(busybox, path.join(tree, 'bin/busybox'));
-  await chmod(path.join(tree, 'bin/busybox'), 0o755);
-  await symlink('busybox', path.join(tree, 'bin/sh'));
-  await writeFile(path.join(tree, 'init'), `#!/bin/sh\necho "${MARKER} $(/bin/busybox uname -m) args:$*:"\n/bin/busybox poweroff -f\n`);
-  await chmod(path.join(tree, 'init'), 0o755);
   await writeFile(
     path.join(dir, 'bunnyfile'),
     `version: v0.1\nplatforms:\n  framework: linux\n  monitor: qemu\n  architecture: ${architecture}\nkernel:\n  from: local\n  path: vmlinuz\nrootfs:\n  type: initrd\n  include:\n    - rootfs:/\ncmd: ["/init", "${architecture}"]\n`,
