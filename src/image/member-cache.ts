@@ -32,7 +32,7 @@ import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { parseByteSize } from '../rootfs/size.js';
+import { capFromEnv } from '../rootfs/size.js';
 import { temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { makeDirectories } from '../mkdirp.js';
 
@@ -61,10 +61,7 @@ export function sha256Block(data: Uint8Array): Buffer {
 
 /** The cap from `LAPIN_MEMBER_CACHE_SIZE`, the default without it; 0 turns member reuse off. */
 export function memberCacheCap(env: NodeJS.ProcessEnv = process.env): number {
-  const text = env.LAPIN_MEMBER_CACHE_SIZE;
-  if (text === undefined || text.trim() === '') return MEMBER_CACHE_DEFAULT_BYTES;
-  if (/^\s*0+\s*$/.test(text)) return 0;
-  return parseByteSize(text) ?? MEMBER_CACHE_DEFAULT_BYTES;
+  return capFromEnv(env.LAPIN_MEMBER_CACHE_SIZE, MEMBER_CACHE_DEFAULT_BYTES);
 }
 
 export interface MemberStats {

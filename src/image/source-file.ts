@@ -3,7 +3,7 @@
 // read. Whatever was put at that path meanwhile must not be read in its
 // place: not a symlink (it could point anywhere on the machine), and not
 // another file (a directory on the way swapped for a symlink gives one).
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, type BigIntStats } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import { copyFile, open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -27,21 +27,47 @@ export async function openSourceFile(source: PathSource): Promise<{ handle: File
   try {
     handle = await open(fsPath(source.path), constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP') throw new LapinError(`${source.path} became a symlink while lapin was building; refusing to follow it`, { hint: CHANGED_HINT });
-    if (code === 'EACCES' || code === 'EPERM') throw new LapinError(`cannot read ${source.path}: permission denied`, { hint: UNREADABLE_HINT, exitCode: 2 });
-    throw new LapinError(`cannot read ${source.path}: ${code ?? (error as Error).message}`, { hint: CHANGED_HINT });
+    throw openError(source, error);
   }
   try {
     const info = await handle.stat();
-    if (!info.isFile()) throw new LapinError(`${source.path} is no longer a regular file`, { hint: CHANGED_HINT });
-    if (source.identity && (info.dev !== source.identity.dev || info.ino !== source.identity.ino)) {
-      throw new LapinError(`${source.path} was replaced by another file while lapin was building; refusing to read it`, { hint: CHANGED_HINT });
-    }
+    checkOpened(source, info);
     return { handle, size: info.size };
   } catch (error) {
     await handle.close();
     throw error;
+  }
+}
+
+/** openSourceFile for a loop of many small reads, where a thread-pool round trip per call costs more than the call. */
+export function openSourceFileSync(source: PathSource): { fd: number; info: BigIntStats } {
+  let fd: number;
+  try {
+    fd = openSync(fsPath(source.path), constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    throw openError(source, error);
+  }
+  try {
+    const info = fstatSync(fd, { bigint: true });
+    checkOpened(source, info);
+    return { fd, info };
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
+function openError(source: PathSource, error: unknown): LapinError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ELOOP') return new LapinError(`${source.path} became a symlink while lapin was building; refusing to follow it`, { hint: CHANGED_HINT });
+  if (code === 'EACCES' || code === 'EPERM') return new LapinError(`cannot read ${source.path}: permission denied`, { hint: UNREADABLE_HINT, exitCode: 2 });
+  return new LapinError(`cannot read ${source.path}: ${code ?? (error as Error).message}`, { hint: CHANGED_HINT });
+}
+
+function checkOpened(source: PathSource, info: { isFile(): boolean; dev: number | bigint; ino: number | bigint }): void {
+  if (!info.isFile()) throw new LapinError(`${source.path} is no longer a regular file`, { hint: CHANGED_HINT });
+  if (source.identity && (Number(info.dev) !== source.identity.dev || Number(info.ino) !== source.identity.ino)) {
+    throw new LapinError(`${source.path} was replaced by another file while lapin was building; refusing to read it`, { hint: CHANGED_HINT });
   }
 }
 

@@ -23,7 +23,9 @@ import type { Architecture, BlockOp, BuildPlan, FsOp, InitrdOp, Syntax } from '.
 import { URUNC_JSON_PATH, uruncJson } from '../plan/urunc-json.js';
 import { URUNC_KEYS } from '../plan/urunc-keys.js';
 import type { PulledImage } from '../registry/pull.js';
+import { BlockImageCache, blockCacheDir } from '../rootfs/block-cache.js';
 import { resolveRootfsFile } from '../rootfs/detect.js';
+import type { KeptImages } from '../rootfs/ext.js';
 import { writeRootfsImage } from '../rootfs/image.js';
 import { count, formatBytes } from '../human.js';
 import type { Bases, RegistryModules } from './bases.js';
@@ -94,7 +96,8 @@ export async function assemble(input: AssembleInput): Promise<AssembledImage> {
   const { plan } = bases;
   const { metadata, findings } = settled;
   const baseNodes = new Set<FsNode>();
-  const rootfs = await assembleFilesystem(plan, { contextDir: settings.contextDir, ...(input.ignore ? { ignore: input.ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled: bases.pulled, ...(bases.registry ? { registry: bases.registry } : {}), baseNodes });
+  const keptImages = keptBlockImages(settings);
+  const rootfs = await assembleFilesystem(plan, { contextDir: settings.contextDir, ...(input.ignore ? { ignore: input.ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled: bases.pulled, ...(bases.registry ? { registry: bases.registry } : {}), baseNodes, ...(keptImages ? { keptImages } : {}) });
   if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
   // A Solo5 kernel's manifest names its devices; urunc's names must match (before urunc.json is written).
   const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
@@ -127,8 +130,17 @@ export async function assemble(input: AssembleInput): Promise<AssembledImage> {
   return { rootfs, baseNodes, platform };
 }
 
+/** With the cache on: block images kept from earlier builds, put back when this build ends (rootfs/block-cache.ts). */
+function keptBlockImages(settings: BuildSettings): KeptImages | undefined {
+  if (settings.cacheDir === undefined) return undefined;
+  const cache = new BlockImageCache(blockCacheDir(settings.cacheDir), { onWarning: (message) => settings.emit({ kind: 'warning', message }) });
+  return cache.enabled ? { cache, defer: (task) => settings.cleanups.push(task) } : undefined;
+}
+
 interface AssembleContext {
   contextDir: string;
+  /** Block images kept from earlier builds, when the cache is on. */
+  keptImages?: KeptImages;
   ignore?: ContextIgnore;
   mtime: number;
   staging: string;
@@ -230,7 +242,8 @@ async function applyBlock(target: ImageFilesystem, op: BlockOp, env: CopyEnviron
   } finally {
     context.emit?.({ kind: 'end', id });
   }
-  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${count(tree.size, 'entry', 'entries')}, ${formatBytes(written.size)}${op.baseImage ? `, from ${op.baseImage.value}` : ''}` });
+  const patched = written.patched ? (written.patched.files === 0 ? ", the last build's image, unchanged" : `, the last build's image with ${count(written.patched.files, 'file', 'files')} rewritten`) : '';
+  context.emit?.({ kind: 'step', message: `block rootfs ${op.destination}: ${op.filesystem}, ${count(tree.size, 'entry', 'entries')}, ${formatBytes(written.size)}${op.baseImage ? `, from ${op.baseImage.value}` : ''}${patched}` });
   target.put(
     { type: 'file', path: treePath(op.destination), mode: 0o644, uid: 0, gid: 0, mtime: context.mtime, size: written.size, source: { kind: 'path', path: written.file } },
     op.at,

@@ -10,6 +10,7 @@ import { trackTemporary, untrackTemporary } from '../export/atomic.js';
 import type { Sink } from '../export/sink.js';
 import { LayerCache } from '../image/layer-cache.js';
 import { makeDirectories } from '../mkdirp.js';
+import { blockCacheDir } from '../rootfs/block-cache.js';
 import { sweepStaleTemporaries, temporaryName } from '../temporaries.js';
 import type { BuildSettings } from './options.js';
 
@@ -41,7 +42,7 @@ function temporaryDirs(sinks: readonly Sink[], settings: BuildSettings): string[
   const dirs = [os.tmpdir()];
   if (settings.cacheDir !== undefined) {
     const cache = new LayerCache(settings.cacheDir);
-    dirs.push(path.join(cache.blobs.dir, 'sha256'), ...cache.recordDirs());
+    dirs.push(path.join(cache.blobs.dir, 'sha256'), ...cache.recordDirs(), blockCacheDir(settings.cacheDir));
   }
   for (const sink of sinks) {
     const dir = sink.temporaryDir?.();

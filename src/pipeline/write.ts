@@ -15,6 +15,7 @@ import { URUNC_JSON_PATH } from '../plan/urunc-json.js';
 import type { BuildPlan } from '../plan/types.js';
 import { formatBytes } from '../human.js';
 import { makeDirectories } from '../mkdirp.js';
+import { blockCacheDir } from '../rootfs/block-cache.js';
 import type { ImageMetadata } from './assemble.js';
 import type { RegistryModules } from './bases.js';
 import type { BuildEvent, BuildOptions } from './types.js';
@@ -71,6 +72,8 @@ export async function writeImage(input: WriteImageInput): Promise<Image> {
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
   }
   const cache = await openLayerCache(options, input.emit);
+  // Block images kept in the cache (rootfs/block-cache.ts) are lapin's own files too, under a new name each build.
+  const ownFiles = [input.staging, ...(cache ? [blockCacheDir(cache.dir)] : [])];
   for (const [index, content] of contents.entries()) {
     const total = tarSize(content.nodes);
     const progress = (done: number): void =>
@@ -80,7 +83,7 @@ export async function writeImage(input: WriteImageInput): Promise<Image> {
       ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       onProgress: progress,
     };
-    const layer = await writeLayerCached(content.nodes, target, layerOptions, cache, [input.staging]);
+    const layer = await writeLayerCached(content.nodes, target, layerOptions, cache, ownFiles);
     layers.push({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size, diffId: layer.diffId });
     const from = layer.cached ? ', cached' : layer.members?.reused ? `, ${layer.members.reused} of ${layer.members.reused + layer.members.compressed} gzip members reused` : '';
     input.emit({ kind: 'step', message: `layer ${content.description}: ${layer.digest} (${formatBytes(layer.size)}${from})` });

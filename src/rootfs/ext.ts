@@ -25,7 +25,6 @@
  *   readable by the build user (a 0000 directory is still copied).
  * The finished image is checked with `e2fsck -fn`.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { link, lstat, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -34,6 +33,9 @@ import { copySourceFile } from '../image/source-file.js';
 import { fsPath } from '../image/names.js';
 import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
 import { makeDirectories } from '../mkdirp.js';
+import type { BlockImageCache } from './block-cache.js';
+import { e2fsprogsVersion, lastLines, runTool, toolEnv } from './e2fsprogs.js';
+import { patchExtImage, sourceStamp } from './ext-patch.js';
 
 /** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
 export type ExtFlavor = 'ext2' | 'ext4';
@@ -61,8 +63,6 @@ const TYPE_BITS: Record<Exclude<FsNode['type'], 'hardlink'>, number> = { file: 0
 const FAST_SYMLINK_MAX = 59;
 /** debugfs commands per ncheck line; its command reader has a bounded line length. */
 const NCHECK_BATCH = 200;
-
-export const E2FSPROGS_HINT = 'install e2fsprogs (Debian/Ubuntu: apt-get install e2fsprogs; Fedora: dnf install e2fsprogs; Alpine: apk add e2fsprogs)';
 
 const MKE2FS_CONFIG = `[defaults]
 	base_features = sparse_super,large_file,filetype,dir_index,ext_attr
@@ -216,46 +216,6 @@ export { parseByteSize } from './size.js';
 /** The smallest image mke2fs accepts with a journal, and a floor for ext2. */
 export const MIN_EXT_BYTES = 8 * MIB;
 
-interface ToolResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runTool(file: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<ToolResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') {
-        reject(new LapinError(`building a block rootfs needs ${file} from e2fsprogs, which is not installed`, { hint: E2FSPROGS_HINT }));
-      } else {
-        reject(new LapinError(`cannot run ${file}: ${error.message}`));
-      }
-    });
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
-  });
-}
-
-/** The clock e2fsprogs runs at: the epoch, but never 0, which it takes for the wall clock. */
-export function toolClock(mtime: number): number {
-  return Math.max(1, Math.floor(mtime));
-}
-
-/** PATH with the sbin directories where Debian installs e2fsprogs, for users without them on PATH. */
-function toolEnv(mtime: number, config: string): NodeJS.ProcessEnv {
-  const pathList = (process.env.PATH ?? '').split(':').filter((p) => p !== '');
-  for (const dir of ['/usr/sbin', '/sbin']) if (!pathList.includes(dir)) pathList.push(dir);
-  return { ...process.env, PATH: pathList.join(':'), LC_ALL: 'C', E2FSPROGS_FAKE_TIME: String(toolClock(mtime)), MKE2FS_CONFIG: config };
-}
-
-function lastLines(text: string): string {
-  return text.trim().split('\n').filter((l) => l.trim() !== '' && !/^(mke2fs|debugfs|e2fsck) \d/.test(l)).slice(-3).join('; ');
-}
-
 /**
  * A UUID (version 4 layout) derived from the flavor and the epoch only, so
  * it is reproducible and stays the same when a file changes. With
@@ -346,12 +306,18 @@ async function inodeNumbers(image: string, firstIno: number, lastIno: number, en
   return numbers;
 }
 
-/**
- * Writes the tree as an ext2/ext4 image at `outFile` (which must not exist).
- * Throws LapinError when e2fsprogs is missing, the size is too small, or the
- * tree is invalid.
- */
-export async function writeExtImage(nodes: readonly FsNode[], outFile: string, options: ExtImageOptions): Promise<ExtImageResult> {
+/** What mke2fs is asked for: the checked tree, the image size and the inode count. */
+export interface ExtPlan {
+  list: FsNode[];
+  /** Bytes, a multiple of the block size; the size the image is made at first. */
+  size: number;
+  /** The size the caller gave (the image never grows past it), if any. */
+  given: number | undefined;
+  inodes: number;
+}
+
+/** Checks the tree and options and sizes the image; throws LapinError on the first problem. */
+export function planExtImage(nodes: readonly FsNode[], options: ExtImageOptions): ExtPlan {
   const list = checkExtTree(nodes);
   if (options.flavor === 'ext2') checkExt2Times(list, options.mtime);
   const given = options.size;
@@ -360,7 +326,112 @@ export async function writeExtImage(nodes: readonly FsNode[], outFile: string, o
   }
   let size = Math.max(given ?? autoExtSize(list, options.flavor), MIN_EXT_BYTES);
   size = Math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES;
-  const inodes = extInodeCount(list);
+  return { list, size, given, inodes: extInodeCount(list) };
+}
+
+/**
+ * The key of everything that decides where mke2fs puts each block: the
+ * e2fsprogs version, this file's configuration and arguments, the flavor,
+ * size, inode count and epoch, and every entry's path, type, owner, mode,
+ * time, size and link text. Two trees with the same key and the same
+ * zero blocks in each file get the same image but for file data
+ * (ext-patch.ts).
+ */
+export function extShapeKey(plan: ExtPlan, options: ExtImageOptions, e2fsprogs: string, env: NodeJS.ProcessEnv = process.env): string {
+  const hash = createHash('sha256');
+  const tunables = Object.entries(env).filter(([name]) => /^(MKE2FS|E2FSPROGS)_/.test(name)).sort(([a], [b]) => (a < b ? -1 : 1));
+  hash.update(JSON.stringify(['lapin ext shape 1', e2fsprogs, MKE2FS_CONFIG, FEATURES[options.flavor], options.flavor, plan.size, plan.given ?? null, plan.inodes, Math.floor(options.mtime), tunables]));
+  hash.update('\n');
+  for (const node of plan.list) {
+    const fields: unknown[] = [node.type, node.path, node.mode, node.uid, node.gid, Math.floor(node.mtime)];
+    if (node.type === 'file') fields.push(node.size);
+    else if (node.type === 'symlink' || node.type === 'hardlink') fields.push(node.target);
+    hash.update(JSON.stringify(fields));
+    hash.update('\n');
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Writes the tree as an ext2/ext4 image at `outFile` (which must not exist).
+ * Throws LapinError when e2fsprogs is missing, the size is too small, or the
+ * tree is invalid.
+ */
+export async function writeExtImage(nodes: readonly FsNode[], outFile: string, options: ExtImageOptions): Promise<ExtImageResult> {
+  const { size, inodes } = await buildExtImage(planExtImage(nodes, options), outFile, options);
+  return { size, inodes };
+}
+
+/** The images earlier builds kept, and how to run a task when this build ends. */
+export interface KeptImages {
+  cache: BlockImageCache;
+  /** Runs `task` once the build is done with the image (it is the layer's source until then). */
+  defer(task: () => Promise<void>): void;
+}
+
+/** The context files' stamps once mke2fs is done with them (staging by hard link changed their ctimes). */
+async function contextStamps(list: readonly FsNode[]): Promise<Map<string, string>> {
+  const stamps = new Map<string, string>();
+  for (const node of list) {
+    if (node.type !== 'file' || node.source.kind !== 'path') continue;
+    const info = await lstat(fsPath(node.source.path), { bigint: true }).catch(() => undefined);
+    if (info?.isFile()) stamps.set(node.path, sourceStamp(info));
+  }
+  return stamps;
+}
+
+/** What writeKeptExtImage did: `patched` when it rewrote an earlier build's image instead of running mke2fs. */
+export interface KeptExtImageResult extends ExtImageResult {
+  file: string;
+  patched?: { files: number; bytes: number };
+}
+
+/**
+ * Writes the tree as an ext image in the block image cache's directory:
+ * the image an earlier build kept for a tree of the same shape, with the
+ * changed files' blocks rewritten, when every file leaves the same blocks
+ * zero (ext-patch.ts); else a new one from mke2fs. Either way the image is
+ * kept for the next build when this one ends.
+ */
+export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtImageOptions, kept: KeptImages): Promise<KeptExtImageResult> {
+  const plan = planExtImage(nodes, options);
+  const env = toolEnv(options.mtime, path.join(options.workDir, 'mke2fs.conf'));
+  const key = extShapeKey(plan, options, await e2fsprogsVersion(env));
+  await makeDirectories(options.workDir);
+  const held = await kept.cache.take(key);
+  if (held) {
+    let outcome;
+    try {
+      outcome = await patchExtImage(held.file, plan, held.files, held.sources, env, options.workDir);
+    } catch (error) {
+      await kept.cache.discard(held.file);
+      throw error;
+    }
+    if (outcome.kind === 'patched') {
+      const sources = outcome.sources;
+      kept.defer(() => kept.cache.keep(key, { ...held, sources }));
+      return { file: held.file, size: (await stat(held.file)).size, inodes: plan.inodes, patched: { files: outcome.files, bytes: outcome.bytes } };
+    }
+    await kept.cache.discard(held.file);
+  }
+  const file = await kept.cache.newImagePath(key);
+  let built;
+  try {
+    built = await buildExtImage(plan, file, options);
+  } catch (error) {
+    await kept.cache.discard(file);
+    throw error;
+  }
+  const files = built.files;
+  const sources = await contextStamps(plan.list);
+  kept.defer(() => kept.cache.keep(key, { file, files, sources }));
+  return { file, size: built.size, inodes: built.inodes };
+}
+
+/** mke2fs, debugfs and e2fsck on a planned tree; also returns each regular file's inode number by path. */
+export async function buildExtImage(plan: ExtPlan, outFile: string, options: ExtImageOptions): Promise<ExtImageResult & { files: Map<string, number> }> {
+  const { list, given, inodes } = plan;
+  let size = plan.size;
   const work = options.workDir;
   const stagingRoot = path.join(work, 'tree');
   const config = path.join(work, 'mke2fs.conf');
@@ -423,7 +494,9 @@ export async function writeExtImage(nodes: readonly FsNode[], outFile: string, o
     }
     const check = await runTool('e2fsck', ['-fn', outFile], env);
     if (check.code !== 0) throw new LapinError(`e2fsck found problems in the new block rootfs: ${lastLines(check.stdout + check.stderr)}`);
-    return { size: (await stat(outFile)).size, inodes };
+    const files = new Map<string, number>();
+    for (const node of list) if (node.type === 'file') files.set(node.path, numbers.get(node.path) as number);
+    return { size: (await stat(outFile)).size, inodes, files };
   } finally {
     await rm(stagingRoot, { recursive: true, force: true });
   }

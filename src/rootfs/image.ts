@@ -13,18 +13,20 @@ import { escapeName } from '../image/context-names.js';
 import type { ImageFilesystem } from '../image/filesystem.js';
 import { hasRawBytes, nameBytes } from '../image/names.js';
 import { writeCpioNewc } from './cpio.js';
-import { writeExtImage, type ExtFlavor } from './ext.js';
+import { writeExtImage, writeKeptExtImage, type ExtFlavor, type KeptImages } from './ext.js';
 
 export type RootfsImageSpec = { kind: 'initrd' } | { kind: 'block'; filesystem: ExtFlavor; size?: number };
 
 export interface RootfsImageFile {
-  /** Where the file was written (inside `staging`). */
+  /** Where the file was written (inside `staging`, or the block image cache's directory). */
   file: string;
   size: number;
+  /** A block image rewritten from the one an earlier build kept: the files and bytes rewritten. */
+  patched?: { files: number; bytes: number };
 }
 
 /** Writes the tree as an initrd or block image in `staging`; the caller places the file in the image. */
-export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageSpec, options: { staging: string; mtime: number }): Promise<RootfsImageFile> {
+export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageSpec, options: { staging: string; mtime: number; keptImages?: KeptImages | undefined }): Promise<RootfsImageFile> {
   const id = randomBytes(6).toString('hex');
   if (spec.kind === 'initrd') {
     const file = path.join(options.staging, `initrd-${id}.cpio`);
@@ -41,12 +43,17 @@ export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageS
       });
     }
   }
-  const file = path.join(options.staging, `block-${id}.img`);
-  const { size } = await writeExtImage(tree.list(), file, {
+  const extOptions = {
     flavor: spec.filesystem,
     mtime: options.mtime,
     workDir: path.join(options.staging, `block-${id}-work`),
     ...(spec.size === undefined ? {} : { size: spec.size }),
-  });
+  };
+  if (options.keptImages?.cache.enabled) {
+    const { file, size, patched } = await writeKeptExtImage(tree.list(), extOptions, options.keptImages);
+    return { file, size, ...(patched ? { patched } : {}) };
+  }
+  const file = path.join(options.staging, `block-${id}.img`);
+  const { size } = await writeExtImage(tree.list(), file, extOptions);
   return { file, size };
 }

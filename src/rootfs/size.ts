@@ -16,3 +16,10 @@ export function parseByteSize(text: string): number | undefined {
   const bytes = Math.ceil(Number(match[1]) * unit);
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
 }
+
+/** A cache cap from an environment variable's text: the default when unset, empty or not a size; "0" turns the cache off. */
+export function capFromEnv(text: string | undefined, fallback: number): number {
+  if (text === undefined || text.trim() === '') return fallback;
+  if (/^\s*0+\s*$/.test(text)) return 0;
+  return parseByteSize(text) ?? fallback;
+}
