@@ -207,6 +207,44 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     assert.ok(own.bytes.equals(await coldBuild(nodes, 'ext4')));
   });
 
+  test('a kept image\'s record that is a FIFO, not JSON, for another key or names inodes wrongly is a miss, never a hang or a wrong image', async () => {
+    const round = join(work, 'records');
+    await mkdir(join(round, 'src'), { recursive: true });
+    const cache = new BlockImageCache(join(round, 'cache'), { maxBytes: 1 << 30 });
+    const source = join(round, 'src', 'data');
+    let fill = 1;
+    const nodes = [dir('d'), pathFile('d/data', source, 2 * BLOCK)];
+    const rebuild = async (): Promise<{ patched: boolean }> => {
+      await writeFile(source, Buffer.alloc(2 * BLOCK, fill++));
+      const built = await keptBuild(nodes, cache, 'ext4');
+      assert.ok(built.bytes.equals(await coldBuild(nodes, 'ext4')), 'the image differs from mke2fs\'s');
+      return built;
+    };
+    await rebuild();
+    assert.equal((await rebuild()).patched, true);
+    const [name] = (await readdir(cache.dir)).filter((entry) => entry.endsWith('.json'));
+    assert.ok(name);
+    const record = join(cache.dir, name);
+    const spoils: Array<[string, (text: string) => string | 'fifo']> = [
+      ['a FIFO', () => 'fifo'],
+      ['not JSON', () => '{'],
+      ['not a record', () => '[]'],
+      ['another key', (text) => text.replace(/"key":"[0-9a-f]+"/, `"key":"${'0'.repeat(64)}"`)],
+      // The stamp is right, so only debugfs can tell: it finds no such file at that inode.
+      ['a wrong inode', (text) => text.replace(/(\["d\/data",)\d+\]/, '$1999999]')],
+    ];
+    for (const [what, spoil] of spoils) {
+      const text = await readFile(record, 'utf8');
+      const bad = spoil(text);
+      assert.notEqual(bad, text, what);
+      await rm(record);
+      if (bad === 'fifo') assert.equal(spawnSync('mkfifo', [record]).status, 0);
+      else await writeFile(record, bad);
+      assert.equal((await rebuild()).patched, false, `patched with a record holding ${what}`);
+      assert.equal((await rebuild()).patched, true, `after a record holding ${what}, the next build did not keep a sound image`);
+    }
+  });
+
   test('two builds of one shape at once: the second does not share the first one\'s image', async () => {
     const round = join(work, 'concurrent');
     await mkdir(join(round, 'src'), { recursive: true });
