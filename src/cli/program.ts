@@ -192,7 +192,7 @@ export function program(): Command {
     .option('--urunc-version <version>', "the urunc release whose rules are enforced: 0.8 (default), 0.7 or pre-0.7", uruncVersion)
     .addOption(new Option('--compression <type>', 'layer compression').choices(['gzip', 'zstd', 'none']).default('gzip'))
     .option('--compression-level <n>', 'gzip 1-9 (default 1), zstd 1-19 (default 3)', integer)
-    .option('--no-cache', 'do not reuse or record layers in the layer cache')
+    .option('--no-cache', 'do not reuse or record layers, gzip members or block images in the cache')
     .option('--rootfs-size <size>', 'size of a block rootfs built from files, e.g. 64M or 1G (overrides rootfs.size)', byteSize)
     .addOption(new Option('--progress <mode>', 'auto (tty on a terminal, else plain), tty, plain (each step with its duration), quiet or rawjson (one JSON event a line, docs/progress.md)').choices([...PROGRESS_MODES]).default('auto'))
     .option('-q, --quiet', 'print only the image digest')
