@@ -23,7 +23,7 @@
  *   changes it, `0` keeps none.
  */
 import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectories } from '../mkdirp.js';
 import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
@@ -34,6 +34,8 @@ const RECORD_FORMAT = 1;
 /** A record bigger than this is not ours (an image of a million files is some 50 MB). */
 const RECORD_MAX_BYTES = 256 * 1024 * 1024;
 const EVICT_TO = 0.9;
+/** Room left on the cache's disk beyond the image, for everything else the build and the machine write. */
+const ROOM_TO_SPARE = 256n * 1024n * 1024n;
 
 /** The block image cache's directory inside a cache directory. */
 export function blockCacheDir(cacheDir: string): string {
@@ -136,9 +138,20 @@ export class BlockImageCache {
     }
   }
 
-  /** A path in the cache's directory for an image this build writes. */
-  async newImagePath(key: string): Promise<string> {
-    await makeDirectories(this.dir);
+  /**
+   * A path in the cache's directory for an image of up to `bytes` this
+   * build writes, or undefined (with one warning) when the directory cannot
+   * be made or its file system has less room than that.
+   */
+  async newImagePath(key: string, bytes: number): Promise<string | undefined> {
+    try {
+      await makeDirectories(this.dir);
+      const room = await statfs(this.dir, { bigint: true });
+      if (room.bavail * room.bsize < BigInt(bytes) + ROOM_TO_SPARE) throw Object.assign(new Error('not enough free space'), { code: 'ENOSPC' });
+    } catch (error) {
+      this.warnOnce(`block image cache: cannot keep the image in ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the next build runs mke2fs again`);
+      return undefined;
+    }
     const file = path.join(this.dir, temporaryName(`${key}.img.tmp-`));
     trackTemporary(file);
     return file;
@@ -156,11 +169,14 @@ export class BlockImageCache {
       await this.evict();
     } catch (error) {
       await this.discard(image.file);
-      if (!this.warned) {
-        this.warned = true;
-        this.options.onWarning?.(`block image cache: cannot keep the image in ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the next build runs mke2fs again`);
-      }
+      this.warnOnce(`block image cache: cannot keep the image in ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the next build runs mke2fs again`);
     }
+  }
+
+  private warnOnce(message: string): void {
+    if (this.warned) return;
+    this.warned = true;
+    this.options.onWarning?.(message);
   }
 
   /** Removes a held image. */

@@ -391,9 +391,10 @@ export interface KeptExtImageResult extends ExtImageResult {
  * the image an earlier build kept for a tree of the same shape, with the
  * changed files' blocks rewritten, when every file leaves the same blocks
  * zero (ext-patch.ts); else a new one from mke2fs. Either way the image is
- * kept for the next build when this one ends.
+ * kept for the next build when this one ends. `fallback` is where the image
+ * goes when the cache's disk cannot take it.
  */
-export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtImageOptions, kept: KeptImages): Promise<KeptExtImageResult> {
+export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtImageOptions, kept: KeptImages, fallback: string): Promise<KeptExtImageResult> {
   const plan = planExtImage(nodes, options);
   const env = toolEnv(options.mtime, path.join(options.workDir, 'mke2fs.conf'));
   const key = extShapeKey(plan, options, await e2fsprogsVersion(env));
@@ -414,7 +415,9 @@ export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtIm
     }
     await kept.cache.discard(held.file);
   }
-  const file = await kept.cache.newImagePath(key);
+  // A cache disk without room for the image (or not writable) leaves the image where the build's temporaries go, not kept.
+  const file = await kept.cache.newImagePath(key, plan.size);
+  if (file === undefined) return { file: fallback, ...(await writeExtImage(nodes, fallback, options)) };
   let built;
   try {
     built = await buildExtImage(plan, file, options);

@@ -49,11 +49,11 @@ export async function writeRootfsImage(tree: ImageFilesystem, spec: RootfsImageS
     workDir: path.join(options.staging, `block-${id}-work`),
     ...(spec.size === undefined ? {} : { size: spec.size }),
   };
-  if (options.keptImages?.cache.enabled) {
-    const { file, size, patched } = await writeKeptExtImage(tree.list(), extOptions, options.keptImages);
-    return { file, size, ...(patched ? { patched } : {}) };
-  }
   const file = path.join(options.staging, `block-${id}.img`);
+  if (options.keptImages?.cache.enabled) {
+    const kept = await writeKeptExtImage(tree.list(), extOptions, options.keptImages, file);
+    return { file: kept.file, size: kept.size, ...(kept.patched ? { patched: kept.patched } : {}) };
+  }
   const { size } = await writeExtImage(tree.list(), file, extOptions);
   return { file, size };
 }

@@ -78,7 +78,7 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
   async function keptBuild(nodes: FsNode[], cache: BlockImageCache, flavor: ExtFlavor): Promise<{ bytes: Buffer; patched: boolean; files: number }> {
     const tasks: Array<() => Promise<void>> = [];
     const kept: KeptImages = { cache, defer: (task) => tasks.push(task) };
-    const result = await writeKeptExtImage(nodes, { flavor, mtime: MTIME, workDir: join(work, `kept-work-${n++}`) }, kept);
+    const result = await writeKeptExtImage(nodes, { flavor, mtime: MTIME, workDir: join(work, `kept-work-${n++}`) }, kept, join(work, `fallback-${n++}.img`));
     const bytes = await readFile(result.file);
     for (const task of tasks) await task();
     return { bytes, patched: result.patched !== undefined, files: result.patched?.files ?? 0 };
@@ -245,6 +245,25 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     }
   });
 
+  test('a cache directory that cannot be made: the image is written where the build\'s temporaries go, with one warning', async () => {
+    const round = join(work, 'unwritable');
+    await mkdir(join(round, 'src'), { recursive: true });
+    await writeFile(join(round, 'not-a-dir'), 'x');
+    const warnings: string[] = [];
+    const cache = new BlockImageCache(join(round, 'not-a-dir', 'blocks'), { maxBytes: 1 << 30, onWarning: (message) => warnings.push(message) });
+    const source = join(round, 'src', 'data');
+    await writeFile(source, Buffer.alloc(2 * BLOCK, 1));
+    const nodes = [pathFile('data', source, 2 * BLOCK)];
+    const tasks: Array<() => Promise<void>> = [];
+    const fallback = join(round, 'fallback.img');
+    const result = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(round, 'work') }, { cache, defer: (task) => tasks.push(task) }, fallback);
+    assert.equal(result.file, fallback);
+    assert.deepEqual(tasks, []);
+    assert.ok((await readFile(fallback)).equals(await coldBuild(nodes, 'ext4')));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] as string, /block image cache: cannot keep the image in .*ENOTDIR/);
+  });
+
   test('two builds of one shape at once: the second does not share the first one\'s image', async () => {
     const round = join(work, 'concurrent');
     await mkdir(join(round, 'src'), { recursive: true });
@@ -255,8 +274,8 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     await keptBuild(nodes, cache, 'ext4');
     const tasks: Array<() => Promise<void>> = [];
     const kept: KeptImages = { cache, defer: (task) => tasks.push(task) };
-    const a = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'ca') }, kept);
-    const b = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'cb') }, kept);
+    const a = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'ca') }, kept, join(work, 'fa.img'));
+    const b = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'cb') }, kept, join(work, 'fb.img'));
     assert.ok(a.patched);
     assert.equal(b.patched, undefined);
     assert.notEqual(a.file, b.file);
