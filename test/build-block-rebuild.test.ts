@@ -1,8 +1,9 @@
 // A block rootfs built from `include` is a layer of lapin's own staging
 // files, keyed on its tar's sha256 (image/layer-cache.ts). A second identical
 // build must take it from the layer cache and leave the unchanged archive
-// alone; a one-byte change must give the bytes a cold build of the changed
-// tree gives.
+// alone; a one-byte change must patch the kept image (rootfs/ext-patch.ts)
+// and give the bytes a cold build of the changed tree gives; so must a size
+// change, which mke2fs builds anew.
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -55,6 +56,7 @@ test('a second identical block rootfs build takes the layer from the cache and l
   const before = await stat(dest, { bigint: true });
 
   const second = await run(dest, cacheDir);
+  assert.ok(second.some((s) => /^block rootfs \/\.boot\/rootfs: ext4, .*, the last build's image, unchanged$/.test(s)), second.join('\n'));
   assert.ok(second.some((s) => /^layer guest rootfs: sha256:[0-9a-f]{64} \(.*, cached\)$/.test(s)), second.join('\n'));
   assert.ok(second.some((s) => s.includes('already holds this image')), second.join('\n'));
   const after = await stat(dest, { bigint: true });
@@ -65,9 +67,17 @@ test('a second identical block rootfs build takes the layer from the cache and l
   data[5 * 1024 * 1024] = (data[5 * 1024 * 1024] as number) ^ 0xff;
   await writeFile(file, data);
   const third = await run(dest, cacheDir);
+  assert.ok(third.some((s) => /^block rootfs \/\.boot\/rootfs: .*, the last build's image with 1 file rewritten$/.test(s)), third.join('\n'));
   assert.ok(third.some((s) => /^layer guest rootfs: .*gzip members reused\)$/.test(s)), third.join('\n'));
   assert.ok(!third.some((s) => s.includes('already holds this image')), third.join('\n'));
   const cold = path.join(work, 'cold.tar');
   await run(cold, undefined);
   assert.ok((await readFile(dest)).equals(await readFile(cold)), 'the warm rebuild differs from a cold build');
+
+  // A file that grows is another shape: mke2fs runs, and the bytes are a cold build's.
+  await writeFile(path.join(work, 'ctx/files/small.txt'), 'hello, again\n');
+  const grown = await run(dest, cacheDir);
+  assert.ok(grown.some((s) => /^block rootfs \/\.boot\/rootfs: ext4, [^,]*entries, [^,]*$/.test(s)), grown.join('\n'));
+  await run(cold, undefined);
+  assert.ok((await readFile(dest)).equals(await readFile(cold)), 'the rebuild after a size change differs from a cold build');
 });
