@@ -114,6 +114,7 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
             }
             nodes.push(bytesFile('inline', render(contents[0] as Content)));
             nodes.push({ type: 'symlink', path: 'link', target: 'd/f0', mode: 0o777, uid: 0, gid: 0, mtime: MTIME });
+            nodes.push({ type: 'hardlink', path: 'other', target: 'd/f0', mode: 0o644, uid: 0, gid: 0, mtime: MTIME });
             return nodes;
           };
           const first = await keptBuild(await tree(files), cache, flavor);
