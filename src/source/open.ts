@@ -291,6 +291,10 @@ class DockerArchiveSource implements ImageSource {
     if (!entries.every((e) => typeof e === 'object' && e !== null && typeof e.Config === 'string' && Array.isArray(e.Layers) && e.Layers.every((l) => typeof l === 'string'))) {
       throw new SourceError(`${this.archive.path}: manifest.json is not docker save's format (Config and Layers)`);
     }
+    // Read when a name is asked for: a number or a list of anything there was a TypeError.
+    if (!entries.every((e) => e.RepoTags === undefined || e.RepoTags === null || (Array.isArray(e.RepoTags) && e.RepoTags.every((t) => typeof t === 'string')))) {
+      throw new SourceError(`${this.archive.path}: manifest.json is not docker save's format (RepoTags is not a list of names)`);
+    }
     let entry = entries[0] as DockerManifestEntry;
     if (this.tag !== undefined) {
       const found = entries.find((e) => (e.RepoTags ?? []).some((t) => t === this.tag || t.endsWith(`:${this.tag}`) || t.endsWith(`/${this.tag}`)));
