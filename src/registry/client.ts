@@ -369,7 +369,11 @@ export class RegistryClient {
     const service = challenge.params.service;
     const wanted = [...new Set([...scopes, ...(challenge.params.scope ? challenge.params.scope.split(' ') : [])])];
     let response: Response;
-    const url = new URL(realm);
+    // The realm is the registry's word: not a URL ("Invalid URL", a TypeError) or not HTTP(S) (file:, data:) is refused.
+    const url = URL.canParse(realm) ? new URL(realm) : undefined;
+    if (url === undefined || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+      throw new LapinError(`${this.host} named ${JSON.stringify(realm.slice(0, 100))} as its token service, which is not an HTTP(S) URL`, { hint: 'a broken or hostile registry; check the registry address' });
+    }
     if (credential && url.protocol === 'http:' && (await this.baseUrl()).startsWith('https:')) {
       throw new AuthError(`${this.host} sent its token service as plain HTTP (${url.host}); lapin will not send credentials there in clear text`);
     }

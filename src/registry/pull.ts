@@ -15,7 +15,8 @@ import { clientFor, type PushOptions } from './push.js';
 import { indexWhileFetching, namedFiles } from './layer-index.js';
 import { DEFAULT_RETRY, backoffDelay, sleep } from './retry.js';
 import { makeDirectories } from '../mkdirp.js';
-import { MAX_IMAGE_LAYERS } from '../source/shape.js';
+import { SourceError } from '../source/errors.js';
+import { checkConfigShape, checkManifestShape, MAX_IMAGE_LAYERS } from '../source/shape.js';
 import { readRegularFile } from '../regular-file.js';
 import { sweepStaleTemporaries, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 
@@ -210,6 +211,27 @@ function checkDescriptors(descriptors: ReadonlyArray<Descriptor | undefined>, di
   }
 }
 
+/**
+ * shape.ts's checks of someone else's JSON, as a pull's error: a FROM build copies the base's
+ * Env, Cmd, Labels and annotations into its image, so an Env of 5 was a TypeError and a label
+ * of 5 an image docker cannot load. The image a build names is wrong (exit 1).
+ */
+function checkedShape<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof SourceError) throw new LapinError(error.message, { hint: 'a hostile or broken image; use another base' });
+    throw error;
+  }
+}
+
+/** A config is read whole into memory: one bigger than a manifest may be is refused before it is downloaded. */
+function checkConfigSize(config: Descriptor, display: string): void {
+  if (config.size > MANIFEST_SIZE_LIMIT) {
+    throw new LapinError(`${display} lists a config of ${config.size} bytes, more than the ${MANIFEST_SIZE_LIMIT} lapin reads for one; refusing it`, { hint: 'a hostile or broken image; use another base' });
+  }
+}
+
 function sha256(data: Uint8Array): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
@@ -297,6 +319,8 @@ export async function pullImage(text: string, options: PullOptions): Promise<Pul
   }
   checkLayerCount(manifest.layers, reference.display);
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
+  checkedShape(() => checkManifestShape(manifest, `the manifest of ${reference.display}`));
+  checkConfigSize(manifest.config, reference.display);
   await cache.putVerified(manifestDigest, manifestBytes);
   emit(`pulling ${reference.display} (${manifestDigest})`);
   if (!(await cache.holds(manifest.config))) await fetchBlob(client, reference, manifest.config, cache, options);
@@ -371,7 +395,8 @@ async function exists(file: string): Promise<boolean> {
 async function readConfig(cache: PullCache, descriptor: Descriptor, reference: PullReference): Promise<BaseConfig> {
   const bytes = await readCached(cache.blobPath(descriptor.digest));
   if (sha256(bytes) !== descriptor.digest) throw new LapinError(`the cached config of ${reference.display} is damaged`, { hint: 'pull it again (--pull=always)' });
-  return parseAnswer(bytes, `the config of ${reference.display}`) as BaseConfig;
+  const what = `the config of ${reference.display}`;
+  return checkedShape(() => checkConfigShape(parseAnswer(bytes, what), what)) as BaseConfig;
 }
 
 /** A layer to index while it downloads. */
@@ -505,9 +530,11 @@ async function fromCache(cache: PullCache, reference: PullReference, manifestDig
   if (sha256(bytes) !== digest || !manifest.config || !Array.isArray(manifest.layers)) throw new Error('cached manifest is damaged');
   checkLayerCount(manifest.layers, reference.display);
   checkDescriptors([manifest.config, ...manifest.layers], reference.display);
+  checkedShape(() => checkManifestShape(manifest, `the manifest of ${reference.display}`));
   const configBytes = await readCached(cache.blobPath(manifest.config.digest));
   if (sha256(configBytes) !== manifest.config.digest) throw new Error('cached config is damaged');
-  const config = parseAnswer(configBytes, `the config of ${reference.display}`) as BaseConfig;
+  const configWhat = `the config of ${reference.display}`;
+  const config = checkedShape(() => checkConfigShape(parseAnswer(configBytes, configWhat), configWhat)) as BaseConfig;
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) {
     throw new LapinError(`${reference.display} lists ${manifest.layers.length} layers but its config has ${diffIds.length} diff_ids`);

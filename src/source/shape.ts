@@ -67,7 +67,13 @@ export function checkConfigShape(value: unknown, what: string): SourceImageConfi
       if (config[key] !== undefined && config[key] !== null && !isStringList(config[key])) refuse(what, `config.${key} is not a list of strings`);
     }
     if (config.Labels !== undefined && config.Labels !== null && !isStringMap(config.Labels)) refuse(what, 'config.Labels is not a map of strings');
-    if (config.WorkingDir !== undefined && typeof config.WorkingDir !== 'string') refuse(what, 'config.WorkingDir is not a string');
+    // A FROM build copies these into its image: a number there made a config docker cannot load.
+    for (const key of ['WorkingDir', 'User', 'StopSignal'] as const) {
+      if (config[key] !== undefined && typeof config[key] !== 'string') refuse(what, `config.${key} is not a string`);
+    }
+    for (const key of ['ExposedPorts', 'Volumes'] as const) {
+      if (config[key] !== undefined && config[key] !== null && !isObject(config[key])) refuse(what, `config.${key} is not an object`);
+    }
   }
   const rootfs = value.rootfs;
   if (rootfs !== undefined && rootfs !== null) {
