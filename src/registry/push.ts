@@ -355,6 +355,8 @@ async function uploadStreamed(
   let location = firstLocation;
   let offset = 0;
   let resumes = 0;
+  /** Chunks the registry took without saying it has more than before: each would be sent again, without end. */
+  let stuck = 0;
   let chunkLimit = limits.first;
   {
     while (offset < blob.size) {
@@ -374,6 +376,11 @@ async function uploadStreamed(
         await response.body?.cancel().catch(() => undefined);
         location = await absoluteLocation(client, response);
         offset = rangeEnd(response.headers.get('range')) ?? start + length;
+        if (offset <= start && ++stuck >= attempts) {
+          throw new LapinError(`${what} failed: ${client.host} took ${stuck} chunks from byte ${start} on and still says it has ${offset} of ${blob.size} bytes; giving up`, {
+            hint: 'a broken or hostile registry: its Range header does not move forward',
+          });
+        }
         progress(offset);
       } catch (error) {
         const transient = (error instanceof NetworkError && error.transient) || (error instanceof RegistryStatusError && error.status >= 500);
