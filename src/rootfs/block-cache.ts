@@ -22,11 +22,11 @@
  *   at most 90 % of the cap. Cap 4 GiB by default, `LAPIN_BLOCK_CACHE_SIZE`
  *   changes it, `0` keeps none.
  */
-import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, rm, statfs } from 'node:fs/promises';
+import { constants, readFileSync } from 'node:fs';
+import { lstat, open, readdir, rename, rm, statfs, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectories } from '../mkdirp.js';
-import { fsyncDirectory, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
+import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { capFromEnv } from './size.js';
 
 export const BLOCK_CACHE_DEFAULT_BYTES = 4 * 1024 * 1024 * 1024;
@@ -36,6 +36,15 @@ const RECORD_MAX_BYTES = 256 * 1024 * 1024;
 const EVICT_TO = 0.9;
 /** Room left on the cache's disk beyond the image, for everything else the build and the machine write. */
 const ROOM_TO_SPARE = 256n * 1024n * 1024n;
+
+/** This boot's id: an image kept in another boot may have been torn by a crash (it is not flushed), so it is not used. */
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+  } catch {
+    return '';
+  }
+}
 
 /** The block image cache's directory inside a cache directory. */
 export function blockCacheDir(cacheDir: string): string {
@@ -73,7 +82,7 @@ function identity(s: BigStats): string {
 }
 
 /** A record as written, or undefined when it is not one of ours. */
-function parseRecord(text: string, key: string): { stamp: string; files: Map<string, number>; sources: Map<string, string> } | undefined {
+function parseRecord(text: string, key: string): { stamp: string; boot: string; files: Map<string, number>; sources: Map<string, string> } | undefined {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -81,8 +90,8 @@ function parseRecord(text: string, key: string): { stamp: string; files: Map<str
     return undefined;
   }
   if (typeof parsed !== 'object' || parsed === null) return undefined;
-  const record = parsed as { format?: unknown; key?: unknown; stamp?: unknown; files?: unknown; sources?: unknown };
-  if (record.format !== RECORD_FORMAT || record.key !== key || typeof record.stamp !== 'string' || !Array.isArray(record.files) || !Array.isArray(record.sources)) return undefined;
+  const record = parsed as { format?: unknown; key?: unknown; stamp?: unknown; boot?: unknown; files?: unknown; sources?: unknown };
+  if (record.format !== RECORD_FORMAT || record.key !== key || typeof record.stamp !== 'string' || typeof record.boot !== 'string' || !Array.isArray(record.files) || !Array.isArray(record.sources)) return undefined;
   const files = new Map<string, number>();
   for (const item of record.files as unknown[]) {
     if (!Array.isArray(item) || item.length !== 2) return undefined;
@@ -95,7 +104,7 @@ function parseRecord(text: string, key: string): { stamp: string; files: Map<str
     if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string' || typeof item[1] !== 'string') return undefined;
     sources.set(item[0], item[1]);
   }
-  return { stamp: record.stamp, files, sources };
+  return { stamp: record.stamp, boot: record.boot, files, sources };
 }
 
 export class BlockImageCache {
@@ -119,7 +128,8 @@ export class BlockImageCache {
     const entry = this.imagePath(key);
     const recordFile = this.recordPath(key);
     const record = await this.readRecord(recordFile, key);
-    if (!record) return undefined;
+    // Kept in another boot and not flushed then: a crash may have torn it.
+    if (!record || (record.boot !== '' && record.boot !== bootId())) return undefined;
     const before = await lstat(entry, { bigint: true }).catch(() => undefined);
     if (!before?.isFile() || stamp(before) !== record.stamp) return undefined;
     const held = path.join(this.dir, temporaryName(`${key}.img.tmp-`));
@@ -128,6 +138,9 @@ export class BlockImageCache {
       await rename(entry, held);
       const after = await lstat(held, { bigint: true });
       if (!after.isFile() || identity(after) !== identity(before)) throw new Error('replaced');
+      // Held now: a build in another pid namespace judges this temporary by its age.
+      const now = new Date();
+      await utimes(held, now, now);
       // No record, no trust: a build killed from here on leaves an image nobody uses.
       await rm(recordFile, { force: true });
       await fsyncDirectory(this.dir);
@@ -144,16 +157,19 @@ export class BlockImageCache {
    * be made or its file system has less room than that.
    */
   async newImagePath(key: string, bytes: number): Promise<string | undefined> {
+    const file = path.join(this.dir, temporaryName(`${key}.img.tmp-`));
     try {
       await makeDirectories(this.dir);
       const room = await statfs(this.dir, { bigint: true });
       if (room.bavail * room.bsize < BigInt(bytes) + ROOM_TO_SPARE) throw Object.assign(new Error('not enough free space'), { code: 'ENOSPC' });
+      // Made here, so that a read-only or foreign directory is found before mke2fs runs.
+      trackTemporary(file);
+      await (await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)).close();
     } catch (error) {
-      this.warnOnce(`block image cache: cannot keep the image in ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the next build runs mke2fs again`);
+      await this.discard(file);
+      this.cannotKeep((error as NodeJS.ErrnoException).code ?? (error as Error).message);
       return undefined;
     }
-    const file = path.join(this.dir, temporaryName(`${key}.img.tmp-`));
-    trackTemporary(file);
     return file;
   }
 
@@ -161,22 +177,29 @@ export class BlockImageCache {
   async keep(key: string, image: HeldImage): Promise<void> {
     try {
       const entry = this.imagePath(key);
+      const boot = bootId();
+      // Without a boot id a crash cannot be told from a clean restart: the image is flushed instead.
+      if (boot === '') await fsyncPath(image.file);
+      const ours = await lstat(image.file, { bigint: true });
       await rename(image.file, entry);
       untrackTemporary(image.file);
       const info = await lstat(entry, { bigint: true });
-      const record = { format: RECORD_FORMAT, key, stamp: stamp(info), files: [...image.files], sources: [...image.sources] };
+      // Another build of this shape put its image there since: its record is its own to write.
+      if (info.dev !== ours.dev || info.ino !== ours.ino) return;
+      const record = { format: RECORD_FORMAT, key, stamp: stamp(info), boot, files: [...image.files], sources: [...image.sources] };
       await writeFileAtomically(this.recordPath(key), JSON.stringify(record));
       await this.evict();
     } catch (error) {
       await this.discard(image.file);
-      this.warnOnce(`block image cache: cannot keep the image in ${this.dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); the next build runs mke2fs again`);
+      this.cannotKeep((error as NodeJS.ErrnoException).code ?? (error as Error).message);
     }
   }
 
-  private warnOnce(message: string): void {
+  /** Says once that images are not kept in this build, and why. */
+  cannotKeep(why: string): void {
     if (this.warned) return;
     this.warned = true;
-    this.options.onWarning?.(message);
+    this.options.onWarning?.(`block image cache: cannot keep the image in ${this.dir} (${why}); the next build runs mke2fs again`);
   }
 
   /** Removes a held image. */

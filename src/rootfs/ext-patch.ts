@@ -21,6 +21,8 @@ import type { ExtPlan } from './ext.js';
 const BLOCK_BYTES = 4096;
 /** Blocks compared per read: 1 MiB of a file and of its blocks in the image at a time. */
 const CHUNK_BLOCKS = 256;
+/** Past this much changed data, asking mke2fs about the changed files' xattrs costs about what building the image does. */
+const PROBE_MAX_BYTES = 256 * 1024 * 1024;
 /** Bytes compared between two turns of the event loop. */
 const YIELD_BYTES = 16 * 1024 * 1024;
 const ZERO_BLOCK = Buffer.alloc(BLOCK_BYTES);
@@ -109,6 +111,22 @@ export function parseStatOutput(text: string): Map<number, FileBlocks> {
   return files;
 }
 
+/** Inodes stat'ed per debugfs run: about 600 bytes of output each, kept well under a string's limit. */
+const STAT_BATCH = 20_000;
+
+/** `debugfs stat` of each inode, in batches; anything debugfs cannot read is a mismatch (mke2fs makes a new image). */
+async function statInodes(image: string, numbers: readonly number[], env: NodeJS.ProcessEnv, workDir: string): Promise<Map<number, FileBlocks>> {
+  const blocks = new Map<number, FileBlocks>();
+  const commands = path.join(workDir, 'stat.cmd');
+  for (let first = 0; first < numbers.length; first += STAT_BATCH) {
+    await writeFile(commands, numbers.slice(first, first + STAT_BATCH).map((ino) => `stat <${ino}>\n`).join(''));
+    const listed = await runTool('debugfs', ['-f', commands, image], env);
+    if (listed.code !== 0 || lastLines(listed.stderr) !== '') throw new Mismatch(`debugfs could not read the kept image: ${lastLines(listed.stderr)}`);
+    for (const [ino, found] of parseStatOutput(listed.stdout)) blocks.set(ino, found);
+  }
+  return blocks;
+}
+
 /** Each logical block's physical block, -1 for a hole; throws Mismatch when the runs do not fit the file or the image. */
 function blockTable(blocks: FileBlocks, imageBlocks: number): Float64Array {
   const table = new Float64Array(Math.ceil(blocks.size / BLOCK_BYTES)).fill(-1);
@@ -145,9 +163,8 @@ function contentOf(node: FileNode): ContentReader {
   if (source.kind !== 'path') throw new Mismatch('a file comes from a pulled layer');
   const { fd, info } = openSourceFileSync(source);
   try {
+    // Holes need no care: mke2fs reads a source's data regions rounded out to 4 KiB and leaves a hole where a block is zero.
     if (info.size !== BigInt(node.size)) throw new Mismatch(`${node.path} changed size`);
-    // A source with holes on a file system of small blocks could leave other blocks zero than its bytes say.
-    if (info.blocks * 512n < info.size) throw new Mismatch(`${node.path} is a sparse file`);
     return { read: (buffer, position) => readFully(fd, buffer, position), close: () => closeSync(fd), stamp: sourceStamp(info) };
   } catch (error) {
     closeSync(fd);
@@ -227,7 +244,16 @@ function patchFile(image: number, node: FileNode, table: Float64Array, xattrs: b
  * regular file's path to its inode number in that image. On a mismatch
  * the image is left part-patched: the caller discards it.
  */
-export async function patchExtImage(image: string, plan: ExtPlan, inodes: ReadonlyMap<string, number>, sources: SourceStamps, env: NodeJS.ProcessEnv, workDir: string): Promise<PatchOutcome> {
+export async function patchExtImage(
+  image: string,
+  plan: ExtPlan,
+  inodes: ReadonlyMap<string, number>,
+  sources: SourceStamps,
+  env: NodeJS.ProcessEnv,
+  workDir: string,
+  /** Whether mke2fs would copy extended attributes for any of these files (ext.ts stagedXattrs). */
+  copiesXattrs: (files: readonly FileNode[]) => Promise<boolean>,
+): Promise<PatchOutcome> {
   const files = plan.list.filter((node): node is FileNode => node.type === 'file');
   try {
     const numbers: number[] = [];
@@ -237,12 +263,7 @@ export async function patchExtImage(image: string, plan: ExtPlan, inodes: Readon
       if (node.source.kind === 'layer') throw new Mismatch('a file comes from a pulled layer');
       numbers.push(ino);
     }
-    const commands = path.join(workDir, 'stat.cmd');
-    await writeFile(commands, numbers.map((ino) => `stat <${ino}>\n`).join(''));
-    const listed = await runTool('debugfs', ['-f', commands, image], env);
-    // A kept image or record debugfs cannot read is not this build's problem: mke2fs makes a new image.
-    if (listed.code !== 0 || lastLines(listed.stderr) !== '') throw new Mismatch(`debugfs could not read the kept image: ${lastLines(listed.stderr)}`);
-    const blocks = parseStatOutput(listed.stdout);
+    const blocks = await statInodes(image, numbers, env, workDir);
     const fd = openSync(image, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       const imageBlocks = Math.floor(fstatSync(fd).size / BLOCK_BYTES);
@@ -269,6 +290,12 @@ export async function patchExtImage(image: string, plan: ExtPlan, inodes: Readon
           await new Promise((resolve) => setImmediate(resolve));
         }
       }
+      // A file changed since the kept image was made (any change to its xattrs changes its ctime), or in memory:
+      // mke2fs would copy what xattrs it has now, which lapin cannot read, so mke2fs is asked on those files alone.
+      const changedSince = files.filter((node) => node.source.kind !== 'path' || stamps.get(node.path) !== sources.get(node.path));
+      const changedBytes = changedSince.reduce((sum, node) => sum + node.size, 0);
+      if (changedBytes > PROBE_MAX_BYTES) throw new Mismatch('too many files changed since the kept image was made');
+      if (changedSince.length > 0 && (await copiesXattrs(changedSince))) throw new Mismatch('a changed file has extended attributes');
       return { kind: 'patched', files: changed, bytes, sources: stamps };
     } finally {
       closeSync(fd);

@@ -31,11 +31,11 @@ import path from 'node:path';
 import { LapinError } from '../errors.js';
 import { copySourceFile } from '../image/source-file.js';
 import { fsPath } from '../image/names.js';
-import { comparePaths, type FileSource, type FsNode } from '../image/tree.js';
+import { comparePaths, type FileNode, type FileSource, type FsNode } from '../image/tree.js';
 import { makeDirectories } from '../mkdirp.js';
 import type { BlockImageCache } from './block-cache.js';
 import { e2fsprogsVersion, lastLines, runTool, toolEnv } from './e2fsprogs.js';
-import { patchExtImage, sourceStamp } from './ext-patch.js';
+import { parseStatOutput, patchExtImage, sourceStamp } from './ext-patch.js';
 
 /** ext2 for guests with old drivers (rumprun's NetBSD ext2fs); ext4 for Linux. */
 export type ExtFlavor = 'ext2' | 'ext4';
@@ -306,6 +306,24 @@ async function inodeNumbers(image: string, firstIno: number, lastIno: number, en
   return numbers;
 }
 
+/** mke2fs could not write the image file itself (a full, read-only or foreign disk), whatever the tree. */
+export class ImageDiskError extends LapinError {}
+
+/** Bump when the debugfs pass after mke2fs (what it sets, and how) changes: it is part of what a kept image holds. */
+const ATTRIBUTE_PASS = 1;
+
+/** mke2fs's arguments for the tree staged at `tree`, written to `image`. */
+function mke2fsArgs(options: ExtImageOptions, size: number, inodes: number, tree: string, image: string): string[] {
+  const uuid = extUuid(options.flavor, options.mtime);
+  return [
+    '-q', '-F', '-t', options.flavor, '-T', 'lapin', '-b', String(BLOCK_BYTES),
+    '-I', options.flavor === 'ext4' ? '256' : '128', '-N', String(inodes), '-m', '0',
+    '-O', FEATURES[options.flavor], '-U', uuid, '-E', `hash_seed=${uuid},root_owner=0:0,nodiscard`,
+    ...(options.flavor === 'ext4' ? ['-J', `size=${journalMiB(size)}`] : []),
+    '-d', tree, image, `${size / 1024}k`,
+  ];
+}
+
 /** What mke2fs is asked for: the checked tree, the image size and the inode count. */
 export interface ExtPlan {
   list: FsNode[];
@@ -331,16 +349,18 @@ export function planExtImage(nodes: readonly FsNode[], options: ExtImageOptions)
 
 /**
  * The key of everything that decides where mke2fs puts each block: the
- * e2fsprogs version, this file's configuration and arguments, the flavor,
- * size, inode count and epoch, and every entry's path, type, owner, mode,
- * time, size and link text. Two trees with the same key and the same
+ * e2fsprogs version and its environment, this file's configuration, the
+ * very arguments mke2fs gets (flavor, size, inodes, UUID, journal), the
+ * debugfs pass's version, the epoch, and every entry's path, type, owner,
+ * mode, time, size and link text. Two trees with the same key and the same
  * zero blocks in each file get the same image but for file data
  * (ext-patch.ts).
  */
 export function extShapeKey(plan: ExtPlan, options: ExtImageOptions, e2fsprogs: string, env: NodeJS.ProcessEnv = process.env): string {
   const hash = createHash('sha256');
   const tunables = Object.entries(env).filter(([name]) => /^(MKE2FS|E2FSPROGS)_/.test(name)).sort(([a], [b]) => (a < b ? -1 : 1));
-  hash.update(JSON.stringify(['lapin ext shape 1', e2fsprogs, MKE2FS_CONFIG, FEATURES[options.flavor], options.flavor, plan.size, plan.given ?? null, plan.inodes, Math.floor(options.mtime), tunables]));
+  const args = mke2fsArgs(options, plan.size, plan.inodes, '<tree>', '<image>');
+  hash.update(JSON.stringify(['lapin ext shape 2', e2fsprogs, MKE2FS_CONFIG, args, ATTRIBUTE_PASS, plan.given ?? null, Math.floor(options.mtime), tunables]));
   hash.update('\n');
   for (const node of plan.list) {
     const fields: unknown[] = [node.type, node.path, node.mode, node.uid, node.gid, Math.floor(node.mtime)];
@@ -367,6 +387,41 @@ export interface KeptImages {
   cache: BlockImageCache;
   /** Runs `task` once the build is done with the image (it is the layer's source until then). */
   defer(task: () => Promise<void>): void;
+}
+
+/**
+ * Whether mke2fs copies extended attributes for any of these files, staged
+ * as a build stages them: asked of mke2fs itself (an image of just these
+ * files, then debugfs), since Node cannot read xattrs.
+ */
+async function stagedXattrs(files: readonly FileNode[], workDir: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const tree = path.join(workDir, 'tree');
+  const image = path.join(workDir, 'xattrs.img');
+  await rm(tree, { recursive: true, force: true });
+  await makeDirectories(tree);
+  try {
+    await writeFile(path.join(workDir, 'mke2fs.conf'), MKE2FS_CONFIG);
+    const linked = new Set<string>();
+    let blocks = 0;
+    for (const [i, node] of files.entries()) {
+      const target = path.join(tree, `f${i}`);
+      if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
+      else if (node.source.kind === 'path') await stageFile(node.source, target, linked);
+      else await copySourceFile(node.source, target);
+      blocks += Math.ceil(node.size / BLOCK_BYTES) + 2;
+    }
+    const size = Math.ceil((blocks * BLOCK_BYTES * 1.25 + 16 * MIB) / MIB) * MIB;
+    const made = await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', String(BLOCK_BYTES), '-N', String(files.length + 64), '-d', tree, image, `${size / 1024}k`], env);
+    if (made.code !== 0) throw new LapinError(`mke2fs could not read the changed files' attributes: ${lastLines(made.stderr || made.stdout)}`);
+    const commands = path.join(workDir, 'xattrs.cmd');
+    const inodes = Array.from({ length: files.length + 1 }, (_, i) => 12 + i);
+    await writeFile(commands, inodes.map((ino) => `stat <${ino}>\n`).join(''));
+    const listed = await runTool('debugfs', ['-f', commands, image], env);
+    return [...parseStatOutput(listed.stdout).values()].some((found) => found.xattrs) || /^Extended attributes:/m.test(listed.stdout);
+  } finally {
+    await rm(tree, { recursive: true, force: true });
+    await rm(image, { force: true });
+  }
 }
 
 /** The context files' stamps once mke2fs is done with them (staging by hard link changed their ctimes). */
@@ -403,7 +458,7 @@ export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtIm
   if (held) {
     let outcome;
     try {
-      outcome = await patchExtImage(held.file, plan, held.files, held.sources, env, options.workDir);
+      outcome = await patchExtImage(held.file, plan, held.files, held.sources, env, options.workDir, (files) => stagedXattrs(files, options.workDir, env));
     } catch (error) {
       await kept.cache.discard(held.file);
       throw error;
@@ -423,7 +478,9 @@ export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtIm
     built = await buildExtImage(plan, file, options);
   } catch (error) {
     await kept.cache.discard(file);
-    throw error;
+    if (!(error instanceof ImageDiskError)) throw error;
+    kept.cache.cannotKeep(error.message);
+    return { file: fallback, ...(await writeExtImage(nodes, fallback, options)) };
   }
   const files = built.files;
   const sources = await contextStamps(plan.list);
@@ -445,27 +502,24 @@ export async function buildExtImage(plan: ExtPlan, outFile: string, options: Ext
     const env = toolEnv(options.mtime, config);
     // An automatic size that mke2fs finds too small (its block estimate differs from ours) grows and retries.
     for (let attempt = 0; ; attempt++) {
-      const uuid = extUuid(options.flavor, options.mtime);
-      const args = [
-        '-q', '-F', '-t', options.flavor, '-T', 'lapin', '-b', String(BLOCK_BYTES),
-        '-I', options.flavor === 'ext4' ? '256' : '128', '-N', String(inodes), '-m', '0',
-        '-O', FEATURES[options.flavor], '-U', uuid, '-E', `hash_seed=${uuid},root_owner=0:0,nodiscard`,
-        ...(options.flavor === 'ext4' ? ['-J', `size=${journalMiB(size)}`] : []),
-        '-d', stagingRoot, outFile, `${size / 1024}k`,
-      ];
       await rm(outFile, { force: true });
-      const made = await runTool('mke2fs', args, env);
+      const made = await runTool('mke2fs', mke2fsArgs(options, size, inodes, stagingRoot, outFile), env);
       if (made.code === 0) break;
-      const noSpace = /could not allocate|no free space|not enough space|no space left|too many inodes|file too big/i.test(made.stderr + made.stdout);
+      const output = made.stderr + made.stdout;
+      await rm(outFile, { force: true });
+      // The disk the image is written to (not the image) is full, read-only or not ours.
+      if (/no space left on device|read-only file system|permission denied|disk quota exceeded/i.test(output)) {
+        throw new ImageDiskError(`cannot write the block rootfs in ${path.dirname(outFile)}: ${lastLines(output)}`, { hint: 'free space there (TMPDIR, or the cache directory: LAPIN_CACHE_DIR)' });
+      }
+      const noSpace = /could not allocate|no free space|not enough space|too many inodes|file too big/i.test(output);
       if (noSpace && given === undefined && attempt < 4) {
         size = Math.ceil((size * 1.5) / MIB) * MIB;
         continue;
       }
-      await rm(outFile, { force: true });
       if (noSpace) {
-        throw new LapinError(`the files do not fit a block rootfs of ${given} bytes`, { hint: 'raise rootfs.size (or --rootfs-size), or drop it to size the image automatically' });
+        throw new LapinError(`the files do not fit a block rootfs of ${given ?? size} bytes`, { hint: 'raise rootfs.size (or --rootfs-size), or drop it to size the image automatically' });
       }
-      throw new LapinError(`mke2fs could not build the block rootfs: ${lastLines(made.stderr || made.stdout)}`);
+      throw new LapinError(`mke2fs could not build the block rootfs: ${lastLines(output)}`);
     }
 
     const numbers = await inodeNumbers(outFile, 11, 11 + list.length, env, work);

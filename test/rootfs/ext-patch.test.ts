@@ -4,7 +4,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -135,7 +135,7 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     );
   });
 
-  test('a size change, a sparse source and a kept image that was written to all build from scratch', async () => {
+  test('a size change and a kept image that was written to build from scratch; a sparse source is patched', async () => {
     const round = join(work, 'refusals');
     await mkdir(join(round, 'src'), { recursive: true });
     const cache = new BlockImageCache(join(round, 'cache'), { maxBytes: 1 << 30 });
@@ -151,12 +151,14 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     await writeFile(source, Buffer.alloc(4 * BLOCK, 7));
     assert.equal((await keptBuild(nodes(4 * BLOCK), cache, 'ext4')).patched, false);
 
-    // A source with a hole: mke2fs's zero blocks could follow the source's holes, so no patch.
+    // A source with holes: mke2fs leaves a hole where a block is zero, whatever the source's holes.
+    await writeFile(source, Buffer.concat([Buffer.alloc(BLOCK, 9), Buffer.alloc(3 * BLOCK)]));
+    assert.equal((await keptBuild(nodes(4 * BLOCK), cache, 'ext4')).patched, false, 'the zero blocks moved: mke2fs runs');
     await rm(source);
-    await writeFile(source, Buffer.alloc(BLOCK, 9));
+    await writeFile(source, Buffer.alloc(BLOCK, 8));
     await truncate(source, 4 * BLOCK);
     const sparse = await keptBuild(nodes(4 * BLOCK), cache, 'ext4');
-    assert.equal(sparse.patched, false);
+    assert.deepEqual([sparse.patched, sparse.files], [true, 1]);
     assert.ok(sparse.bytes.equals(await coldBuild(nodes(4 * BLOCK), 'ext4')));
 
     // The kept image written to behind lapin's back: its stamp changed, so it is not used.
@@ -206,6 +208,20 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     const own = await keptBuild(nodes, cache, 'ext4');
     assert.equal(own.patched, false);
     assert.ok(own.bytes.equals(await coldBuild(nodes, 'ext4')));
+
+    // Attributes given to a file that had none, with no other change (setcap on a binary): mke2fs would copy them.
+    await keptBuild(nodes, cache, 'ext4');
+    spawnSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.added", b"x" * 3000)', plain]);
+    const gained = await keptBuild(nodes, cache, 'ext4');
+    assert.equal(gained.patched, false, 'a file given attributes was patched around');
+    assert.ok(gained.bytes.equals(await coldBuild(nodes, 'ext4')));
+    // And a content change of a file without any is still patched, after asking mke2fs about it alone.
+    spawnSync('python3', ['-c', 'import os,sys; os.removexattr(sys.argv[1], "user.added")', plain]);
+    await keptBuild(nodes, cache, 'ext4');
+    await writeFile(plain, Buffer.alloc(2 * BLOCK, 5));
+    const changed = await keptBuild(nodes, cache, 'ext4');
+    assert.deepEqual([changed.patched, changed.files], [true, 1]);
+    assert.ok(changed.bytes.equals(await coldBuild(nodes, 'ext4')));
   });
 
   test('a kept image\'s record that is a FIFO, not JSON, for another key or names inodes wrongly is a miss, never a hang or a wrong image', async () => {
@@ -231,6 +247,8 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
       ['not JSON', () => '{'],
       ['not a record', () => '[]'],
       ['another key', (text) => text.replace(/"key":"[0-9a-f]+"/, `"key":"${'0'.repeat(64)}"`)],
+      // Kept before a restart, not flushed: a crash may have torn it.
+      ['another boot', (text) => text.replace(/"boot":"[^"]+"/, '"boot":"00000000-0000-0000-0000-000000000000"')],
       // The stamp is right, so only debugfs can tell: it finds no such file at that inode.
       ['a wrong inode', (text) => text.replace(/(\["d\/data",)\d+\]/, '$1999999]')],
     ];
@@ -273,11 +291,22 @@ describe('block images patched from a kept image', { skip: e2fsprogsMissing() },
     await writeFile(source, Buffer.alloc(2 * BLOCK, 1));
     const nodes = [pathFile('data', source, 2 * BLOCK)];
     await keptBuild(nodes, cache, 'ext4');
+    // An image last written days ago: once taken, it must not look like a stale temporary to another build's sweep.
+    const [entry] = (await readdir(cache.dir)).filter((name) => name.endsWith('.img'));
+    assert.ok(entry);
+    const old = new Date(Date.now() - 2 * 86_400_000);
+    await utimes(join(cache.dir, entry), old, old);
+    // The stamp (which holds the mtime) is taken again, as keep() would after a write.
+    const record = join(cache.dir, entry.replace(/\.img$/, '.json'));
+    const now = await stat(join(cache.dir, entry), { bigint: true });
+    const stamp = [now.dev, now.ino, now.size, now.mtimeNs, now.ctimeNs].join(':');
+    await writeFile(record, (await readFile(record, 'utf8')).replace(/"stamp":"[^"]+"/, `"stamp":"${stamp}"`));
     const tasks: Array<() => Promise<void>> = [];
     const kept: KeptImages = { cache, defer: (task) => tasks.push(task) };
     const a = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'ca') }, kept, join(work, 'fa.img'));
     const b = await writeKeptExtImage(nodes, { flavor: 'ext4', mtime: MTIME, workDir: join(work, 'cb') }, kept, join(work, 'fb.img'));
     assert.ok(a.patched);
+    assert.ok(Date.now() - (await stat(a.file)).mtimeMs < 600_000, 'a held image keeps its old mtime');
     assert.equal(b.patched, undefined);
     assert.notEqual(a.file, b.file);
     for (const task of tasks) await task();
