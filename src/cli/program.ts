@@ -113,9 +113,17 @@ export function parseOutput(spec: string, pushFlag = false): OutputSpec {
   }
   // buildx: type=docker without dest loads into docker.
   if (type === 'docker' && dest === undefined && fields.tar === undefined) return { type: 'load', engine: 'docker', ...named };
-  if (dest === undefined || dest === '') throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`);
+  const tar = type === 'local' || fields.tar === undefined ? true : parseBoolean(fields.tar, 'tar');
+  // buildx: an archive output without dest goes to stdout (and is refused on a terminal).
+  if (type === 'oci' && tar && (dest === undefined || dest === '')) return { type, dest: '-', tar, ...named };
+  if (dest === undefined || dest === '') {
+    throw new UsageError(`--output ${JSON.stringify(spec)} needs dest=PATH`, type === 'local' ? 'name the directory for the rootfs, e.g. dest=rootfs' : tar ? 'name the archive, e.g. dest=image.tar' : 'name the layout directory, e.g. dest=layout');
+  }
+  if (dest === '-' && (type === 'local' || !tar)) {
+    // buildx would stream the files as a tar; lapin writes them only into a directory.
+    throw new UsageError(`--output ${JSON.stringify(spec)}: ${type === 'local' ? 'type=local' : 'tar=false'} writes a directory, not stdout`, type === 'local' ? 'name a directory, e.g. dest=rootfs, or write the image archive to stdout with -o -' : 'name a directory, e.g. dest=layout, or drop tar=false for an archive on stdout');
+  }
   if (type === 'local') return { type: 'local', dest };
-  const tar = fields.tar === undefined ? true : parseBoolean(fields.tar, 'tar');
   return { type, dest, tar, ...named };
 }
 

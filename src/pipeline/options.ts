@@ -36,7 +36,13 @@ export async function resolveSettings(options: BuildOptions): Promise<BuildSetti
     options.onEvent?.(event);
   };
   const contextStats = await stat(contextDir).catch(() => undefined);
-  if (!contextStats?.isDirectory()) throw new UsageError(`build context ${contextDir} is not a directory`, 'pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR');
+  if (!contextStats?.isDirectory()) {
+    throw new UsageError(`build context ${contextDir} ${contextStats ? 'is not a directory' : 'does not exist'}`, 'pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR');
+  }
+  // buildx refuses this too: two archives on one stream would be one unreadable tar.
+  if ((options.outputs ?? []).filter((output) => output.dest === '-').length > 1) {
+    throw new UsageError('several outputs write to stdout (dest=-)', 'keep one there and write the others to files, e.g. -o image.tar');
+  }
   return {
     options,
     cwd,

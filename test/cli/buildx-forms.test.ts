@@ -4,16 +4,16 @@
 // `--pull` (buildx's boolean), and output specs lapin does not take, each one
 // line and exit 2.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { csvFields, normalizeLoadFlag, parseOutput } from '../../src/cli/program.js';
 import { requireConsumers, servicesEnv, startServices } from '../consumers/harness.js';
 import { registrySkipReason, skopeoInspect, startRegistry, type TestRegistry } from '../registry/harness.js';
-import { assertNoStack, EXAMPLE, isolatedEnv, lapin } from '../registry/helpers.js';
+import { assertNoStack, CLI, EXAMPLE, isolatedEnv, lapin } from '../registry/helpers.js';
 
 let work: string;
 let env: NodeJS.ProcessEnv;
@@ -60,6 +60,30 @@ describe('--output specs', () => {
     oneLine(await lapin(['build', ...seed, '-o', 'type=foo', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output type=foo is not supported (use type=oci, type=docker, type=local or type=registry)');
     oneLine(await lapin(['build', ...seed, '-o', '', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output needs a value (e.g. -o type=oci,dest=image.tar, -o image.tar or -o type=docker)');
     assert.deepEqual(execFileSync('ls', ['-A', work], { encoding: 'utf8' }).split('\n').filter((f) => f.endsWith('.tar')), []);
+  });
+  test("an archive type without dest goes to stdout, as buildx's (it was 'needs dest=PATH'); a directory one still needs dest", () => {
+    assert.deepEqual(parseOutput('type=oci'), { type: 'oci', dest: '-', tar: true });
+    assert.deepEqual(parseOutput('type=oci,dest=,name=a:1'), { type: 'oci', dest: '-', tar: true, names: ['a:1'] });
+    assert.deepEqual(parseOutput('type=docker'), { type: 'load', engine: 'docker' });
+    assert.throws(() => parseOutput('type=local'), /^UsageError: --output "type=local" needs dest=PATH$|needs dest=PATH/);
+    assert.throws(() => parseOutput('type=oci,tar=false'), /needs dest=PATH/);
+    assert.throws(() => parseOutput('type=local,dest=-'), /type=local writes a directory, not stdout/);
+    assert.throws(() => parseOutput('type=oci,tar=false,dest=-'), /tar=false writes a directory, not stdout/);
+  });
+  test('-o type=oci into a pipe writes the archive -o FILE writes; two outputs on stdout are exit 2 before anything is read', async () => {
+    const file = path.join(work, 'stdout-ref.tar');
+    const toFile = spawnSync(process.execPath, [...CLI, 'build', ...seed, '-t', 'urunc/net:1', '-o', file, EXAMPLE], { cwd: work, env: { ...process.env, ...env } });
+    assert.equal(toFile.status, 0, toFile.stderr.toString());
+    const piped = spawnSync(process.execPath, [...CLI, 'build', ...seed, '-t', 'urunc/net:1', '-o', 'type=oci', EXAMPLE], { cwd: work, env: { ...process.env, ...env }, maxBuffer: 1 << 24 });
+    assert.equal(piped.status, 0, piped.stderr.toString());
+    assert.ok(piped.stdout.equals(await readFile(file)), 'the archive on stdout differs from the file');
+    for (const outputs of [['-o', '-', '-o', 'type=oci'], ['-o', 'type=oci,dest=-', '-o', `type=oci,dest=${path.join(work, 'x.tar')}`, '-o', '-']]) {
+      const both = spawnSync(process.execPath, [...CLI, 'build', ...seed, ...outputs, EXAMPLE], { cwd: work, env: { ...process.env, ...env } });
+      oneLine({ status: both.status, stderr: both.stderr.toString() }, 2, 'lapin: error: several outputs write to stdout (dest=-) (keep one there and write the others to files, e.g. -o image.tar)');
+      assert.equal(both.stdout.length, 0);
+      assert.doesNotMatch(both.stderr.toString(), /=> read/);
+    }
+    oneLine(await lapin(['build', ...seed, '-o', 'type=local,dest=-', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output "type=local,dest=-": type=local writes a directory, not stdout (name a directory, e.g. dest=rootfs, or write the image archive to stdout with -o -)');
   });
   test('an archive written with name= holds the image under that name, not the -t one', async () => {
     const out = path.join(work, 'named.tar');

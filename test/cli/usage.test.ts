@@ -52,7 +52,7 @@ describe('argument errors', () => {
     [['build', '-f', 'bunnyfile', EXAMPLE], `lapin: error: definition file bunnyfile not found (it is relative to the current directory, not to the context: did you mean -f ${path.join(EXAMPLE, 'bunnyfile')}?)`],
     [['build', '-f', '.', EXAMPLE], 'lapin: error: definition file . is not a file (pass the bunnyfile, Containerfile or args.nix itself to -f, and its directory as the context)'],
     [['build'], "lapin: error: no bunnyfile, Containerfile, Dockerfile, args.nix in CWD (pass the directory that holds it as the context, as in lapin build DIR, or name the file with -f FILE)"],
-    [['build', '-f', path.join(EXAMPLE, 'bunnyfile'), 'no-such-dir'], 'lapin: error: build context CWD/no-such-dir is not a directory (pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR)'],
+    [['build', '-f', path.join(EXAMPLE, 'bunnyfile'), 'no-such-dir'], 'lapin: error: build context CWD/no-such-dir does not exist (pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR)'],
   ] as const) {
     test(`lapin ${args.join(' ')}: one line, lapin's format, exit 2`, () => {
       const r = lapin([...args]);
