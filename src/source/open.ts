@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { LapinError } from '../errors.js';
+import { formatReference, parseReference } from '../image/reference.js';
 import { hostArchitecture } from '../pipeline/platform.js';
 import { SourceError } from './errors.js';
 import type { RegistryOptions } from '../registry/client.js';
@@ -40,9 +41,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Splits "PATH:TAG" the way skopeo does for files, but keeps a path that exists with its colon. */
+/**
+ * Splits "PATH:TAG" the way skopeo does, at the first colon (the TAG may be a
+ * reference, `x.tar:urunc/net:1`), but keeps a path that exists with its colons.
+ */
 async function splitPathTag(text: string): Promise<{ path: string; tag?: string }> {
   if (await exists(text)) return { path: text };
+  for (let colon = text.indexOf(':'); colon > 0 && colon < text.length - 1; colon = text.indexOf(':', colon + 1)) {
+    if (await exists(text.slice(0, colon))) return { path: text.slice(0, colon), tag: text.slice(colon + 1) };
+  }
+  // Nothing there: the last colon, for the "no such file" of the path alone.
   const colon = text.lastIndexOf(':');
   if (colon > 0) {
     const tag = text.slice(colon + 1);
@@ -180,6 +188,15 @@ function blobName(digest: string): string {
 }
 
 
+/** `urunc/net:1` as io.containerd.image.name writes it (docker.io/urunc/net:1); undefined for no reference. */
+function normalizedName(text: string): string | undefined {
+  try {
+    return formatReference(parseReference(text));
+  } catch {
+    return undefined;
+  }
+}
+
 /** Picks the manifest named by tag, else the only one, else the host platform's. */
 async function selectManifest(files: FileReader, where: string, tag: string | undefined): Promise<SourceDescriptor> {
   const manifests = checkIndex(parseJson<unknown>(await files.read('index.json', JSON_LIMIT), `${where}: index.json`), `${where}: index.json`);
@@ -189,7 +206,7 @@ async function selectManifest(files: FileReader, where: string, tag: string | un
     candidates = manifests.filter((m) => {
       const ref = m.annotations?.['org.opencontainers.image.ref.name'];
       const name = m.annotations?.['io.containerd.image.name'];
-      return ref === tag || name === tag || (name !== undefined && name.endsWith(`:${tag}`));
+      return ref === tag || name === tag || (name !== undefined && (name.endsWith(`:${tag}`) || name === normalizedName(tag)));
     });
     if (candidates.length === 0) {
       const known = manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).filter((t) => t !== undefined);
@@ -297,8 +314,13 @@ class DockerArchiveSource implements ImageSource {
     }
     let entry = entries[0] as DockerManifestEntry;
     if (this.tag !== undefined) {
-      const found = entries.find((e) => (e.RepoTags ?? []).some((t) => t === this.tag || t.endsWith(`:${this.tag}`) || t.endsWith(`/${this.tag}`)));
-      if (!found) throw new SourceError(`${this.archive.path}: no image named ${JSON.stringify(this.tag)}`);
+      const tag = this.tag;
+      const wanted = normalizedName(tag);
+      const found = entries.find((e) => (e.RepoTags ?? []).some((t) => t === tag || t.endsWith(`:${tag}`) || t.endsWith(`/${tag}`) || (wanted !== undefined && normalizedName(t) === wanted)));
+      if (!found) {
+        const names = entries.flatMap((e) => e.RepoTags ?? []);
+        throw new SourceError(`${this.archive.path}: no image named ${JSON.stringify(tag)}`, names.length > 0 ? `names here: ${names.join(', ')}` : 'this archive names no image; leave the name out');
+      }
       entry = found;
     } else if (entries.length > 1) {
       throw new SourceError(`${this.archive.path} holds ${entries.length} images; say which`, 'add :NAME:TAG after the path');

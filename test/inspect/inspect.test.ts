@@ -3,7 +3,7 @@
 // a docker-archive; verdicts in the library, exit codes through the CLI.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -281,6 +281,37 @@ describe('lapin inspect: sources it cannot read exit 2', () => {
 });
 
 describe("lapin inspect: lapin's own seed build", () => {
+  test("skopeo's source names: PATH:REFERENCE splits at the first colon (x.tar:urunc/net:1), a path with colons is kept; skopeo reads the same names", async () => {
+    const example = join(ROOT, 'examples/mirage-hvt');
+    const out = join(work, 'named.tar');
+    const built = lapin(['build', '-q', '-f', join(example, 'bunnyfile'), '-t', 'urunc/net:1', '-o', out, example]);
+    assert.equal(built.status, 0, built.stderr);
+    const colons = join(work, 'a:b.tar');
+    await writeFile(colons, await readFile(out));
+    const skopeo = spawnSync('skopeo', ['--version']).status === 0;
+    for (const [source, transport] of [
+      [`oci-archive:${out}:urunc/net:1`, 'oci-archive'],
+      [`oci-archive:${out}:docker.io/urunc/net:1`, 'oci-archive'],
+      [`${out}:urunc/net:1`, 'oci-archive'],
+      [`docker-archive:${out}:urunc/net:1`, 'docker-archive'],
+      [`docker-archive:${out}:docker.io/urunc/net:1`, 'docker-archive'],
+      [`oci-archive:${colons}:1`, 'oci-archive'],
+      [`${colons}:urunc/net:1`, 'oci-archive'],
+    ] as const) {
+      const r = lapin(['inspect', '--json', source]);
+      assert.equal(r.status, 0, `${source}: ${r.stderr}`);
+      assert.equal((JSON.parse(r.stdout) as InspectReport).source.transport, transport, source);
+    }
+    if (skopeo) {
+      // skopeo names the docker-archive image by reference; its oci-archive names ref.name, the tag.
+      for (const source of [`docker-archive:${out}:urunc/net:1`, `oci-archive:${out}:1`]) {
+        assert.equal(spawnSync('skopeo', ['inspect', source]).status, 0, source);
+      }
+    }
+    const other = lapin(['inspect', `docker-archive:${out}:other:1`]);
+    assert.equal(other.status, 2);
+    assert.equal(other.stderr, `lapin: error: ${out}: no image named "other:1" (names here: docker.io/urunc/net:1)\n`);
+  });
   test('the seed archive is runnable: exit 0, all three sources agree', () => {
     const out = join(work, 'seed.tar');
     const example = join(ROOT, 'examples/mirage-hvt');

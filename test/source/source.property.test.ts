@@ -2,7 +2,7 @@
 // tar-stream's writer, whiteout handling against a model of the layer
 // rules, and symlink resolution on arbitrary link graphs.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -110,6 +110,24 @@ describe('source parsers (properties)', () => {
     for (const path of ['nothere.tar', 'a/b.tgz', './x', '../x/y', '/no/such', '~/img.oci', 'x.tar:v1']) {
       await assert.rejects(parseSource(path), /no such file or directory/, path);
     }
+    // skopeo's PATH:REFERENCE: the first colon after an existing path, whatever colons the path or the reference hold.
+    const colonName = fc.array(fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,8}$/), { minLength: 1, maxLength: 3 }).map((parts) => parts.join(':'));
+    const reference = fc.tuple(fc.stringMatching(/^[a-z0-9][a-z0-9._/-]{0,20}$/), fc.option(fc.stringMatching(/^[\w][\w.-]{0,10}$/), { nil: undefined })).map(([name, tag]) => (tag === undefined ? name : `${name}:${tag}`));
+    const archivePath = join(work, 'split-source.tar');
+    await writeOciArchive(archivePath, { layers: [[]] });
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(colonName, reference, fc.constantFrom('oci-archive:', 'docker-archive:', ''), async (name, ref, prefix) => {
+        const dir = join(work, `split-${run++}`);
+        await mkdir(dir);
+        const file = join(dir, `${name}.tar`);
+        await writeFile(file, await readFile(archivePath));
+        const spec = await parseSource(`${prefix}${file}:${ref}`);
+        assert.equal(spec.target, file);
+        assert.equal(spec.tag, ref);
+      }),
+      { numRuns: 60 },
+    );
     await fc.assert(
       fc.asyncProperty(fc.string({ maxLength: 60 }), async (text) => {
         try {
