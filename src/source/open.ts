@@ -251,7 +251,12 @@ class LayoutSource implements ImageSource {
 
   async manifest(): Promise<{ manifest: SourceManifest; digest: string; bytes: Buffer }> {
     if (this.manifestCache) return this.manifestCache;
-    if (!(await this.files.has('index.json'))) throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`);
+    if (!(await this.files.has('index.json'))) {
+      const hint = this.transport === 'oci'
+        ? 'name an image layout (lapin build -o type=oci,dest=DIR,tar=false writes one; -o type=local writes only the rootfs) or an archive'
+        : (await this.files.has('manifest.json')) ? `it is a docker save archive: read it as docker-archive:${this.where}` : 'name an OCI archive (lapin build -o FILE.tar writes one)';
+      throw new SourceError(`${this.where} is not an OCI image layout (no index.json)`, hint);
+    }
     const descriptor = await selectManifest(this.files, this.where, this.tag);
     if (!MEDIA_MANIFEST.has(descriptor.mediaType)) throw new SourceError(`${this.where}: unsupported manifest type ${descriptor.mediaType}`);
     const what = `${this.where}: manifest ${descriptor.digest}`;

@@ -3,7 +3,7 @@
 // a docker-archive; verdicts in the library, exit codes through the CLI.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -268,6 +268,19 @@ describe('lapin inspect: sources it cannot read exit 2', () => {
     assert.equal(registry.status, 2);
     assert.match(registry.stderr, /^lapin: error: docker:\/\/registry\.invalid\/app:1: cannot (resolve|reach) the registry host registry\.invalid|^lapin: error: docker:\/\/registry\.invalid\/app:1: cannot reach registry\.invalid/m);
     for (const r of [missing, notTar, registry]) assert.doesNotMatch(r.stderr, /^\s+at /m);
+  });
+
+  test('a rootfs directory (-o type=local) or a docker save archive read as OCI: what to name instead', async () => {
+    const rootfs = join(work, 'rootfs-out');
+    await mkdir(rootfs);
+    const dir = lapin(['inspect', rootfs]);
+    assert.equal(dir.status, 2);
+    assert.equal(dir.stderr, `lapin: error: ${rootfs} is not an OCI image layout (no index.json) (name an image layout (lapin build -o type=oci,dest=DIR,tar=false writes one; -o type=local writes only the rootfs) or an archive)\n`);
+    const saved = join(work, 'saved.tar');
+    await writeDockerArchive(saved, { layers: [kernelLayer], cmd: ['app'] });
+    const asOci = lapin(['inspect', `oci-archive:${saved}`]);
+    assert.equal(asOci.status, 2);
+    assert.equal(asOci.stderr, `lapin: error: ${saved} is not an OCI image layout (no index.json) (it is a docker save archive: read it as docker-archive:${saved})\n`);
   });
 
   test('a truncated archive is an I/O error, not a verdict', async () => {
