@@ -1,5 +1,5 @@
 /** `lapin imagetools create` (docs/multi-platform.md); kept apart from program.ts, which many hands edit. */
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { defaultCacheDir } from '../image/layer-cache.js';
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -31,12 +31,8 @@ export function imagetoolsCommand(root: Command): void {
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP; repeatable', collect)
     .action(async (sources: string[], opts: CreateOpts) => {
       const { createIndex, parseIndexOutput } = await import('../imagetools/create.js');
-      let output;
-      try {
-        output = opts.output === undefined ? undefined : parseIndexOutput(opts.output);
-      } catch (error) {
-        throw new InvalidArgumentError((error as Error).message);
-      }
+      // A UsageError, printed by main: commander prints no InvalidArgumentError thrown from an action.
+      const output = opts.output === undefined ? undefined : parseIndexOutput(opts.output);
       const debug = root.opts<{ debug?: boolean }>().debug === true;
       const created = await createIndex({
         tags: opts.tag ?? [],

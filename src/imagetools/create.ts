@@ -87,9 +87,9 @@ export function parseIndexOutput(text: string): IndexOutput {
     fields.set(part.slice(0, eq).trim(), part.slice(eq + 1));
   }
   const type = fields.get('type');
-  if (type !== 'oci') throw new UsageError(`--output: type ${JSON.stringify(type ?? '')} is not one imagetools writes`, 'use type=oci,dest=PATH (an OCI archive) or add tar=false (a layout directory)');
+  if (type !== 'oci') throw new UsageError(`--output: type ${JSON.stringify(type ?? '')} is not one imagetools writes`, 'use type=oci,dest=PATH for an OCI archive, with tar=false for a layout directory');
   const dest = fields.get('dest');
-  if (!dest) throw new UsageError('--output type=oci needs dest=PATH');
+  if (!dest) throw new UsageError('--output type=oci needs dest=PATH', 'name the archive, e.g. dest=index.tar');
   const tarValue = fields.get('tar') ?? 'true';
   if (tarValue !== 'true' && tarValue !== 'false') throw new UsageError(`--output: tar=${tarValue} is not true or false`);
   for (const key of fields.keys()) if (!['type', 'dest', 'tar'].includes(key)) throw new UsageError(`--output: unknown key ${JSON.stringify(key)}`, 'imagetools create takes type, dest and tar');
