@@ -18,7 +18,7 @@ export function parseMemory(text: string): number {
 /** `--urunc-version`: a release line lapin knows (build and inspect). */
 export function uruncVersion(text: string): UruncRelease {
   const release = parseUruncRelease(text);
-  if (release === undefined) throw new InvalidArgumentError('lapin knows urunc 0.8, 0.7 and pre-0.7 (e.g. 0.8, v0.7.0, 0.5.0)');
+  if (release === undefined) throw new InvalidArgumentError('lapin knows urunc 0.8, 0.7 and pre-0.7, also written as versions such as v0.7.0 or 0.5.0');
   return release;
 }
 

@@ -11,7 +11,27 @@ export type ProgressMode = (typeof PROGRESS_MODES)[number];
 const OTHER_TOOLS_WORDS: Record<string, string> = {
   // docker buildx imagetools inspect: lapin inspect reads an index (and judges each platform).
   "unknown command 'inspect'": 'lapin inspect SOURCE reads image indexes too',
+  // docker's and skopeo's verbs for what lapin does during a build, or leaves to them.
+  "unknown command 'push'": 'lapin build --push pushes as it builds; skopeo copy oci-archive:FILE docker://NAME pushes an archive',
+  "unknown command 'load'": 'lapin build --load loads as it builds; docker load -i FILE loads an archive',
+  "unknown command 'pull'": 'a build pulls the base images it names; lapin inspect docker://NAME reads one from its registry',
+  "unknown command 'version'": 'lapin --version prints it',
 };
+
+/**
+ * commander's "option '--memory <size>' argument '1x' is invalid. give megabytes." (or
+ * "Allowed choices are a, b.") as message and hint: the flag, the value, then what to give.
+ */
+function invalidValue(message: string): { message: string; hint: string } | undefined {
+  const option = /^option '([^']*)' argument '(.*)' is invalid\. (.*?)\.?$/s.exec(message);
+  const argument = /^command-argument value '(.*)' is invalid for argument '([^']*)'\. (.*?)\.?$/s.exec(message);
+  if (!option && !argument) return undefined;
+  const flag = option ? (option[1]?.split(/[ ,]+/).find((word) => word.startsWith('--')) ?? option[1]) : argument?.[2];
+  const value = (option ? option[2] : argument?.[1]) ?? '';
+  const reason = (option ? option[3] : argument?.[3]) ?? '';
+  const choices = /^Allowed choices are (.*)$/.exec(reason);
+  return { message: `${flag} ${JSON.stringify(value)} is invalid`, hint: choices ? `use one of ${choices[1]}` : reason };
+}
 
 /**
  * commander's error text ("error: unknown option '--tga'\n(Did you mean
@@ -24,6 +44,10 @@ export function commanderErrorLine(text: string): string {
     .map((line) => line.trim())
     .filter((line) => line !== '');
   const message = (lines[0] ?? 'wrong usage').replace(/^error: /, '');
+  const invalid = invalidValue(message);
+  if (invalid) return `lapin: error: ${invalid.message} (${invalid.hint})\n`;
+  const missing = /^option '(.*) (<[^>]*>)' argument missing$/.exec(message);
+  if (missing) return `lapin: error: ${missing[1]} needs a value (${missing[1]?.split(/[ ,]+/).at(-1)} ${missing[2]})\n`;
   const suggestion = lines.slice(1).find((line) => /^\(Did you mean .*\)$/.test(line));
   const hint = suggestion ? `did you mean ${suggestion.slice('(Did you mean '.length, -1)}` : (OTHER_TOOLS_WORDS[message] ?? 'run with --help for usage');
   return `lapin: error: ${message} (${hint})\n`;

@@ -88,10 +88,10 @@ export function checkUruncValues(
   const guest = values.unikernelType;
   const monitor = values.hypervisor;
   if (guest !== undefined && !GUESTS.includes(guest)) {
-    error('unikernelType', `unknown unikernelType ${JSON.stringify(guest)}`, `use one of ${GUESTS.join(', ')} (values are case-sensitive)`);
+    error('unikernelType', `unknown unikernelType ${JSON.stringify(guest)}`, knownValueHint(guest, GUESTS));
   }
   if (monitor !== undefined && !MONITORS.includes(monitor)) {
-    error('hypervisor', `unknown hypervisor ${JSON.stringify(monitor)}`, `use one of ${MONITORS.join(', ')} (values are case-sensitive)`);
+    error('hypervisor', `unknown hypervisor ${JSON.stringify(monitor)}`, knownValueHint(monitor, MONITORS));
   }
   const guestFrom = guest === undefined ? undefined : guestSince(guest);
   const monitorFrom = monitor === undefined ? undefined : monitorSince(monitor);
@@ -162,6 +162,12 @@ export function checkUruncValues(
   }
   findings.push(...checkStorage(values, at));
   return findings;
+}
+
+/** urunc compares these values exactly: "Mirage" is named as mirage's spelling, anything else gets the list. */
+function knownValueHint(given: string, known: readonly string[]): string {
+  const meant = known.find((value) => value === given.trim().toLowerCase());
+  return meant !== undefined ? `write ${meant}: urunc's values are case-sensitive` : `use one of ${known.join(', ')}; urunc's values are case-sensitive`;
 }
 
 function requiredHint(key: 'unikernelType' | 'hypervisor' | 'binary'): string {

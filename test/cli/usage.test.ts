@@ -44,7 +44,14 @@ describe('argument errors', () => {
   for (const [args, line] of [
     [['build', '--tga', 'x'], "lapin: error: unknown option '--tga' (did you mean --tag?)"],
     [['biuld'], "lapin: error: unknown command 'biuld' (did you mean build?)"],
-    [['build', '--progress', 'fancy'], "lapin: error: option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are auto, tty, plain, quiet, rawjson. (run with --help for usage)"],
+    // commander's "option '--progress <mode>' argument 'fancy' is invalid. Allowed choices are ... (run with --help for usage)".
+    [['build', '--progress', 'fancy'], 'lapin: error: --progress "fancy" is invalid (use one of auto, tty, plain, quiet, rawjson)'],
+    [['run', '--memory', '1x', 'x.tar'], 'lapin: error: --memory "1x" is invalid (give megabytes, e.g. 256, 512M or 1G)'],
+    [['inspect', '--urunc-version', '0.9', 'x.tar'], 'lapin: error: --urunc-version "0.9" is invalid (lapin knows urunc 0.8, 0.7 and pre-0.7, also written as versions such as v0.7.0 or 0.5.0)'],
+    [['build', '-t'], 'lapin: error: -t, --tag needs a value (--tag <name>)'],
+    // What docker and skopeo users type for what lapin does in a build.
+    [['push'], "lapin: error: unknown command 'push' (lapin build --push pushes as it builds; skopeo copy oci-archive:FILE docker://NAME pushes an archive)"],
+    [['version'], "lapin: error: unknown command 'version' (lapin --version prints it)"],
     [['inspect'], "lapin: error: missing required argument 'source' (run with --help for usage)"],
     // What a new user gets wrong first: where the definition file and the context are.
     [['build', '-f', 'nope'], 'lapin: error: definition file nope not found (check the -f path; it is relative to the current directory)'],

@@ -48,6 +48,10 @@ describe('urunc 0.8 rules', () => {
     assert.match(errors({ ...valid, hypervisor: 'HVT' })[0] ?? '', /unknown hypervisor "HVT"/);
     assert.match(errors({ ...valid, unikernelType: 'Mirage' })[0] ?? '', /unknown unikernelType "Mirage"/);
     assert.match(errors({ ...valid, hypervisor: ' hvt' })[0] ?? '', /unknown hypervisor/);
+    // The hint names the spelling urunc takes, without parentheses inside the CLI's own.
+    const hints = (values: Record<string, string>): string[] => checkUruncValues(values).filter((f) => f.severity === 'error').map((f) => f.hint ?? '');
+    assert.deepEqual(hints({ ...valid, unikernelType: 'Mirage' }), ["write mirage: urunc's values are case-sensitive"]);
+    assert.deepEqual(hints({ ...valid, hypervisor: 'kvm' }), ["use one of hvt, spt, qemu, firecracker, cloud-hypervisor, hyperlight-unikraft; urunc's values are case-sensitive"]);
   });
 
   test('path rules', () => {
