@@ -31,7 +31,7 @@ export function inspectCommand(root: Command, setExitCode: (code: number) => voi
   root
     .command('inspect')
     .description('judge whether urunc can run an image, and on which paths')
-    .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH, docker-daemon:NAME, docker://REF, or a path')
+    .argument('<source>', 'oci-archive:PATH[:TAG], oci:DIR[:TAG], docker-archive:PATH[:NAME], docker-daemon:NAME, docker://REF, or a path')
     .option('--json', 'print the report as JSON (docs/inspect.md)')
     .option('--urunc-version <version>', 'the urunc release the verdict and exit code are for: 0.8 (default), 0.7 or pre-0.7', uruncVersion)
     .option('--insecure-registry <host>', 'HOST[:PORT] may use HTTPS without certificate checks, or plain HTTP (localhost and 127.0.0.0/8 may use plain HTTP); repeatable', (value: string, previous: string[] = []) => [...previous, value])

@@ -188,7 +188,7 @@ export function program(): Command {
     .option('-f, --file <path>', 'definition file (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
     .option('--syntax <syntax>', 'bunnyfile, containerfile or nix (default: detected)')
     .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
-    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false], type=registry or type=image,push=true[,name=NAME]; dest=- writes to stdout; repeatable', collect)
+    .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false], type=registry or type=image,push=true[,name=NAME]; dest=- (or type=oci without dest) writes to stdout; repeatable', collect)
     .option('--build-arg <key=value>', 'set a Containerfile ARG; repeatable', collect)
     .option('--target <stage>', 'build the Containerfile up to this stage, which becomes the image')
     .option('--annotation <key=value>', 'add a manifest annotation; repeatable', collect)
