@@ -11,7 +11,7 @@ import type { RegistryOptions } from '../registry/client.js';
 import type { UruncRelease } from '../plan/releases.js';
 import { imagetoolsCommand } from './imagetools.js';
 import { inspectCommand, runCommand, uruncVersion } from './inspect-run.js';
-import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
+import { commanderErrorLine, PROGRESS_MODES, refuseTerminalStdin, refuseTerminalStdout, SHELLS, type ProgressMode, type Shell } from './usage.js';
 import { registerLoginCommands } from './login.js';
 
 export const VERSION = '0.1.0';
@@ -185,7 +185,7 @@ export function program(): Command {
     .command('build')
     .description('build an image from a bunnyfile, Containerfile or args.nix')
     .argument('[context]', 'build context directory', '.')
-    .option('-f, --file <path>', 'definition file (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
+    .option('-f, --file <path>', 'definition file, - for stdin (default: bunnyfile, Containerfile, Dockerfile or args.nix in the context)')
     .option('--syntax <syntax>', 'bunnyfile, containerfile or nix (default: detected)')
     .option('-t, --tag <name>', 'image name NAME[:TAG]; repeatable', collect)
     .option('-o, --output <spec>', 'type=oci|docker|local,dest=PATH[,tar=false], type=registry or type=image,push=true[,name=NAME]; dest=- (or type=oci without dest) writes to stdout; repeatable', collect)
@@ -226,6 +226,7 @@ export function program(): Command {
       }
       const toStdout = outputs.some((o) => o.dest === '-');
       refuseTerminalStdout(outputs, process.stdout.isTTY === true);
+      refuseTerminalStdin(opts.file, process.stdin.isTTY === true);
       const reporter = createReporter({ mode: opts.quiet === true ? 'quiet' : opts.progress, stream: process.stderr });
       activeReporter = reporter;
       const maxLevel = opts.compression === 'zstd' ? 19 : 9;
@@ -251,6 +252,7 @@ export function program(): Command {
         ...(opts.rootfsSize !== undefined ? { rootfsSize: opts.rootfsSize } : {}),
         cache: opts.cache,
         stdout: process.stdout,
+        ...(opts.file === '-' ? { stdin: process.stdin } : {}),
         onEvent: reporter.event,
         registry: registryOptions(opts.insecureRegistry ?? [], root.opts<{ debug?: boolean }>().debug === true),
         pull: opts.pull,

@@ -59,3 +59,10 @@ export function refuseTerminalStdout(outputs: ReadonlyArray<{ dest?: string | un
     throw new UsageError('refusing to write the image archive to a terminal (-o -)', 'redirect stdout to a file or a pipe, e.g. > image.tar, or give a file: -o image.tar');
   }
 }
+
+/** docker build -f - reads the file from stdin; a terminal there would wait for typing that never ends. */
+export function refuseTerminalStdin(file: string | undefined, stdinIsTerminal: boolean): void {
+  if (file === '-' && stdinIsTerminal) {
+    throw new UsageError('-f - reads the definition file from stdin, which is a terminal here', 'pipe it in, e.g. lapin build -f - . < Containerfile, or name the file with -f FILE');
+  }
+}

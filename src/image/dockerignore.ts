@@ -19,13 +19,13 @@ export interface ContextIgnore {
  */
 export async function loadContextIgnore(
   contextDir: string,
-  definitionFile: string,
+  definitionFile: string | undefined,
   display: (file: string) => string,
 ): Promise<ContextIgnore | undefined> {
   // The context's .dockerignore is read as a context file: a symlink resolves inside the context, never out of it.
   const inContext = await resolveInContext(contextDir, '.dockerignore');
   const candidates = [
-    { candidate: `${definitionFile}.dockerignore`, written: `${definitionFile}.dockerignore` },
+    ...(definitionFile === undefined ? [] : [{ candidate: `${definitionFile}.dockerignore`, written: `${definitionFile}.dockerignore` }]),
     ...(inContext === undefined ? [] : [{ candidate: inContext, written: path.join(contextDir, '.dockerignore') }]),
   ];
   for (const { candidate, written } of candidates) {

@@ -5,7 +5,8 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LapinError } from '../errors.js';
+import type { Readable } from 'node:stream';
+import { LapinError, UsageError } from '../errors.js';
 import { decodeDefinition } from '../frontends/decode.js';
 import { DEFAULT_FILE_NAMES, detectSyntax } from '../frontends/index.js';
 import { MAX_DEFINITION_BYTES, definitionTooLarge } from '../frontends/limits.js';
@@ -20,10 +21,38 @@ export interface Definition {
   displayFile: string;
   text: string;
   syntax: Syntax;
+  /** Read from stdin (-f -): there is no file beside which an ignore file could be. */
+  fromStdin?: boolean;
 }
+
+/** All of a stream, refused past a definition file's limit. */
+async function readBounded(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    size += buffer.length;
+    if (size > MAX_DEFINITION_BYTES) {
+      stream.destroy();
+      throw definitionTooLarge(STDIN_NAME);
+    }
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** How a definition read from stdin (-f -) is named in messages. */
+export const STDIN_NAME = '<stdin>';
 
 export async function readDefinition(settings: BuildSettings): Promise<Definition> {
   const { options, contextDir, cwd } = settings;
+  if (options.file === '-') {
+    // docker build -f -: the file comes from stdin, its syntax from its text; files still come from the context.
+    if (!options.stdin) throw new UsageError('-f - reads the definition file from stdin, and this build has none', 'pass the stdin option, or name the file with -f FILE');
+    const bytes = await readBounded(options.stdin);
+    const text = decodeDefinition(bytes, STDIN_NAME);
+    return { file: STDIN_NAME, displayFile: STDIN_NAME, text, syntax: options.syntax ?? detectSyntax(STDIN_NAME, text), fromStdin: true };
+  }
   const file = await locateDefinition(contextDir, options.file, cwd);
   const displayFile = displayPath(file, cwd);
   // Refused before it is read: a definition file is small (src/frontends/limits.ts).
@@ -38,7 +67,7 @@ export async function readDefinition(settings: BuildSettings): Promise<Definitio
 
 /** The context's .dockerignore (or the file's own ignore file), announced in a step line. */
 export async function readContextIgnore(settings: BuildSettings, definition: Definition): Promise<ContextIgnore | undefined> {
-  const ignore = await loadContextIgnore(settings.contextDir, definition.file, (p) => displayPath(p, settings.cwd));
+  const ignore = await loadContextIgnore(settings.contextDir, definition.fromStdin ? undefined : definition.file, (p) => displayPath(p, settings.cwd));
   if (ignore) settings.emit({ kind: 'step', message: `excluding what ${ignore.file} names from the build context` });
   return ignore;
 }

@@ -36,6 +36,9 @@ export async function resolveSettings(options: BuildOptions): Promise<BuildSetti
     options.onEvent?.(event);
   };
   const contextStats = await stat(contextDir).catch(() => undefined);
+  if (options.context === '-' && !contextStats) {
+    throw new UsageError('lapin reads no build context from stdin (docker build -)', 'give the context as a directory; the definition file may come from stdin: lapin build -f - DIR');
+  }
   if (!contextStats?.isDirectory()) {
     throw new UsageError(`build context ${contextDir} ${contextStats ? 'is not a directory' : 'does not exist'}`, 'pass the directory that holds the files the definition names, e.g. lapin build -f DIR/bunnyfile DIR');
   }

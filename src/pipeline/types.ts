@@ -2,7 +2,7 @@
  * The build's public types: what build() takes, reports while it runs and
  * returns. build.ts re-exports them (the public API of src/index.ts).
  */
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { SourcePosition } from '../errors.js';
 import type { Compression } from '../image/layer.js';
 import type { Descriptor, Platform } from '../image/image.js';
@@ -77,6 +77,8 @@ export interface BuildOptions {
   rootfsSize?: number;
   /** Where `dest: "-"` archives go. */
   stdout?: Writable;
+  /** Where `file: "-"` is read from (docker build -f -). */
+  stdin?: Readable;
   /** Current directory for relative paths and default outputs. */
   cwd?: string;
   onEvent?: (event: BuildEvent) => void;
