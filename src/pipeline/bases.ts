@@ -51,7 +51,7 @@ export async function pullBases(compiled: CompiledPlan, settings: BuildSettings,
     registry ??= await loadRegistry();
     const more = await registry.base.pullPlanImages(plan, pullOptions, pulled).catch((error: unknown) => {
       throw error instanceof LapinError && error.at === undefined
-        ? new LapinError(error.message, { hint: `${error.hint ? `${error.hint}; ` : ''}--kernel-image and --init-image (or LABEL lapin.kernel-image, lapin.init-image, bunny.urunit=false) choose other images` })
+        ? new LapinError(error.message, { hint: `${error.hint ? `${error.hint}; ` : ''}other images: --kernel-image, --init-image, or LABEL lapin.kernel-image, lapin.init-image, bunny.urunit=false` })
         : error;
     });
     for (const [reference, image] of more) pulled.set(reference, image);

@@ -231,7 +231,8 @@ describe('Containerfile with no urunc labels: a Linux guest with urunit and a ke
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, /harbor\.nbfc\.io\/nubificus\/urunit:latest is not in the cache/);
     assert.match(run.stderr, /Linux guest: kernel \/\.boot\/kernel from harbor\.nbfc\.io\/nubificus\/bunny\/linux-kernel-qemu:latest \(default\)/);
-    assert.match(run.stderr, /--kernel-image and --init-image/);
+    // One level of parentheses: the hint had "(or LABEL ...)" inside the CLI's own.
+    assert.match(run.stderr, /\(.*other images: --kernel-image, --init-image, or LABEL lapin\.kernel-image, lapin\.init-image, bunny\.urunit=false\)$/m);
   });
 });
 
