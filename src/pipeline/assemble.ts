@@ -285,6 +285,10 @@ async function decidePlatform(
     const info = kernel.source.kind === 'bytes' ? sniffKernel(kernel.source.data.subarray(0, KERNEL_HEADER_BYTES)) : await readKernelInfo(await sourceFilePath(kernel.source));
     detected = info.architecture;
     if (detected !== undefined) emit({ kind: 'step', message: `kernel ${binary}: ${info.detail}` });
+    // What lapin inspect warns of, said when it can still be fixed: a cpio, a gzip'd vmlinuz, a text file.
+    if (info.format === 'unknown') {
+      findings.push({ severity: 'warning', message: `the kernel ${binary} does not look like a kernel: ${info.detail}`, ...(binaryAt ? { at: binaryAt } : {}), hint: 'lapin reads ELF, x86 bzImage and arm64 Image headers; check that the file is the kernel itself' });
+    }
   }
   // In an index the image is served to hosts of its platform, which cannot boot another's kernel.
   if (chosen !== undefined && strict && detected !== undefined && detected !== chosen) {
