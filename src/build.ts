@@ -31,7 +31,7 @@ import type { BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './
 import { writeImage } from './pipeline/write.js';
 
 export type { BuildEvent, BuildOptions, BuildResult, IndexBuildResult, OutputSpec } from './pipeline/types.js';
-export { writeMetadataFile } from './pipeline/metadata.js';
+export { checkMetadataFile, writeMetadataFile } from './pipeline/metadata.js';
 
 /**
  * Builds an image from a bunnyfile, Containerfile or args.nix and writes it

@@ -109,9 +109,17 @@ describe('a later output failing', () => {
   });
 
   test('a metadata file that cannot be written says the image is complete, and where', () => {
-    const r = lapin(['build', '--progress', 'quiet', '-t', 'meta:1', '-o', 'type=oci,dest=meta.tar', '--metadata-file', 'missing-dir/meta.json', context]);
+    // /proc exists, so the check before the build passes and the write itself fails.
+    const r = lapin(['build', '--progress', 'quiet', '-t', 'meta:1', '-o', 'type=oci,dest=meta.tar', '--metadata-file', '/proc/lapin-meta.json', context]);
     assert.equal(r.status, 1, r.stderr);
-    assert.equal(r.stderr, `lapin: error: cannot write the metadata file missing-dir/meta.json (no such directory); the image itself is complete: ${path.join(work, 'meta.tar')} (fix the metadata path or free space, and build again to write it)\n`);
+    assert.equal(r.stderr, `lapin: error: cannot write the metadata file /proc/lapin-meta.json (no such directory); the image itself is complete: ${path.join(work, 'meta.tar')} (fix the metadata path or free space, and build again to write it)\n`);
+  });
+
+  test('a metadata file in a missing directory is refused before the build, nothing written', () => {
+    const r = lapin(['build', '--progress', 'quiet', '-t', 'meta:1', '-o', 'type=oci,dest=meta-early.tar', '--metadata-file', 'missing-dir/meta.json', context]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, `lapin: error: cannot write the metadata file missing-dir/meta.json: ${path.join(work, 'missing-dir')} does not exist (create it first)\n`);
+    assert.equal(spawnSync('ls', [path.join(work, 'meta-early.tar')]).status, 2);
   });
 });
 

@@ -213,7 +213,7 @@ export function program(): Command {
     .option('--builder <name>', 'builder for Containerfiles with RUN: buildah, podman or docker (default: the first installed)')
     .action(async (context: string, opts: BuildCommandOptions) => {
       // Loaded here, not at the top: --version and --help stay fast (docs/performance.md).
-      const [{ build, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
+      const [{ build, checkMetadataFile, writeMetadataFile }, { parseSyntaxName }, { createReporter }] = await Promise.all([
         import('../build.js'),
         import('../frontends/index.js'),
         import('./progress.js'),
@@ -233,6 +233,7 @@ export function program(): Command {
       if (opts.compressionLevel !== undefined && (opts.compressionLevel < 1 || opts.compressionLevel > maxLevel)) {
         throw new UsageError(`--compression-level must be between 1 and ${maxLevel} for ${opts.compression}`);
       }
+      if (opts.metadataFile !== undefined) await checkMetadataFile(opts.metadataFile);
       const written = [...outputs.flatMap((o) => (o.dest !== undefined && o.dest !== '-' ? [o.dest] : [])), ...(opts.metadataFile !== undefined ? [opts.metadataFile] : [])];
       const buildOptions: BuildOptions = {
         context,

@@ -1,9 +1,21 @@
 /** --metadata-file: buildx's keys for what was built. */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from '../errors.js';
 import { describeWritten, reasonOf } from '../export/sink.js';
 import { writeFileAtomically } from '../temporaries.js';
 import type { BuildResult, IndexBuildResult } from './types.js';
+
+/**
+ * Before the build: a metadata file whose directory is missing would fail
+ * only after the image was written, so it is refused first (as an output is).
+ */
+export async function checkMetadataFile(file: string): Promise<void> {
+  const dest = path.resolve(file);
+  const parent = await stat(path.dirname(dest)).catch(() => undefined);
+  if (!parent?.isDirectory()) throw new LapinError(`cannot write the metadata file ${file}: ${path.dirname(dest)} ${parent ? 'is not a directory' : 'does not exist'}`, { hint: 'create it first' });
+  if ((await stat(dest).catch(() => undefined))?.isDirectory()) throw new LapinError(`cannot write the metadata file ${file}: it is a directory`, { hint: 'name a file, e.g. --metadata-file meta.json' });
+}
 
 /**
  * Writes buildx-style build metadata (through a flushed temporary and a

@@ -137,7 +137,7 @@ describe('output errors', () => {
     assert.doesNotMatch(output.stderr, /ENOENT|lapin-tmp/);
     const metadata = lapin(['build', ...seed, '-o', 'seed2.tar', '--metadata-file', 'no-such-dir/meta.json', EXAMPLE]);
     assert.equal(metadata.status, 1, metadata.stderr);
-    assert.match(metadata.stderr.trim().split('\n').at(-1) ?? '', /^lapin: error: cannot write the metadata file no-such-dir\/meta\.json \(no such directory\)/);
+    assert.equal(metadata.stderr, `lapin: error: cannot write the metadata file no-such-dir/meta.json: ${path.join(work, 'no-such-dir')} does not exist (create it first)\n`);
   });
 });
 
