@@ -75,6 +75,17 @@ export function csvFields(line: string): string[] {
   }
 }
 
+/** buildx's output fields that are build-wide flags in lapin: which flag to use instead. */
+function buildxFieldHint(key: string, value: string): string | undefined {
+  if (key === 'compression' || key === 'compression-level') return `lapin compresses every output alike: use --${key} ${value}`;
+  if (key === 'force-compression') return 'lapin compresses every layer it writes as --compression says; drop it';
+  const annotation = /^annotation(?:-manifest)?(?:\[[^\]]*\])?\.(.+)$/.exec(key);
+  if (annotation) return `use --annotation ${annotation[1]}=${value}`;
+  if (key === 'registry.insecure') return 'use --insecure-registry HOST';
+  if (key === 'unpack' || key === 'store') return 'lapin keeps no image store; drop it, or use --load to hand the image to docker or containerd';
+  return undefined;
+}
+
 /** Parses buildx's --output syntax: "type=oci,dest=x.tar", "dest=-", or a bare path. */
 export function parseOutput(spec: string, pushFlag = false): OutputSpec {
   if (spec.trim() === '') throw new UsageError('--output needs a value', 'e.g. -o type=oci,dest=image.tar, -o image.tar or -o type=docker');
@@ -91,9 +102,9 @@ export function parseOutput(spec: string, pushFlag = false): OutputSpec {
   }
   const type = fields.type ?? 'oci';
   const dest = fields.dest;
-  for (const key of Object.keys(fields)) {
+  for (const [key, value] of Object.entries(fields)) {
     if (!OUTPUT_FIELDS.includes(key)) {
-      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, 'lapin understands type, dest, tar, name, push and oci-mediatypes');
+      throw new UsageError(`--output: unknown field ${JSON.stringify(key)}`, buildxFieldHint(key, value) ?? 'lapin understands type, dest, tar, name, push and oci-mediatypes');
     }
   }
   if (fields['oci-mediatypes'] !== undefined && !parseBoolean(fields['oci-mediatypes'], 'oci-mediatypes')) {

@@ -61,6 +61,21 @@ describe('--output specs', () => {
     oneLine(await lapin(['build', ...seed, '-o', '', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output needs a value (e.g. -o type=oci,dest=image.tar, -o image.tar or -o type=docker)');
     assert.deepEqual(execFileSync('ls', ['-A', work], { encoding: 'utf8' }).split('\n').filter((f) => f.endsWith('.tar')), []);
   });
+  test("buildx's output fields that are build-wide flags in lapin name the flag", () => {
+    for (const [spec, hint] of [
+      ['type=oci,dest=z.tar,compression=zstd', 'lapin compresses every output alike: use --compression zstd'],
+      ['type=image,push=true,compression-level=3', 'lapin compresses every output alike: use --compression-level 3'],
+      ['type=oci,dest=z.tar,force-compression=true', 'lapin compresses every layer it writes as --compression says; drop it'],
+      ['type=oci,dest=z.tar,annotation.org.opencontainers.image.title=net', 'use --annotation org.opencontainers.image.title=net'],
+      ['type=oci,dest=z.tar,annotation-manifest.a=b', 'use --annotation a=b'],
+      ['type=oci,dest=z.tar,annotation[linux/amd64].a=b', 'use --annotation a=b'],
+      ['type=registry,registry.insecure=true', 'use --insecure-registry HOST'],
+      ['type=image,push=true,unpack=false', 'lapin keeps no image store; drop it, or use --load to hand the image to docker or containerd'],
+      ['type=oci,dest=z.tar,xyz=1', 'lapin understands type, dest, tar, name, push and oci-mediatypes'],
+    ] as const) {
+      assert.throws(() => parseOutput(spec), (error: Error & { hint?: string }) => /^--output: unknown field "/.test(error.message) && error.hint === hint, spec);
+    }
+  });
   test("an archive type without dest goes to stdout, as buildx's (it was 'needs dest=PATH'); a directory one still needs dest", () => {
     assert.deepEqual(parseOutput('type=oci'), { type: 'oci', dest: '-', tar: true });
     assert.deepEqual(parseOutput('type=oci,dest=,name=a:1'), { type: 'oci', dest: '-', tar: true, names: ['a:1'] });
