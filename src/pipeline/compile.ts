@@ -4,7 +4,11 @@
  * platform compiles on its own, as BuildKit converts once per platform.
  * What lapin does not apply itself (RUN...) runs on a real builder.
  */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { formatPosition, LapinError } from '../errors.js';
+import { temporaryName, trackTemporary, untrackTemporary } from '../temporaries.js';
 import type { BuiltBase } from '../builder/external.js';
 import { compile, detectSyntax } from '../frontends/index.js';
 import { ExecutionNeeded } from '../plan/execution.js';
@@ -30,12 +34,27 @@ export async function compileDefinition(definition: Definition, settings: BuildS
   const plan = await compile(text, displayFile, syntax, buildArgs, { ...platforms, ...(options.target === undefined ? {} : { target: options.target }) }).catch(async (error: unknown) => {
     if (!(error instanceof ExecutionNeeded)) throw options.syntax === undefined ? misnamed(error, displayFile, text, syntax) : error;
     const external = await import('../builder/external.js');
-    builtBase = await external.runOnBuilder(error, { file, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(platform ? { platform } : {}), emit });
+    const builderFile = definition.fromStdin ? await stdinForBuilder(text, settings) : file;
+    builtBase = await external.runOnBuilder(error, { file: builderFile, context: contextDir, buildArgs: options.buildArgs ?? {}, ...(options.builder ? { builder: options.builder } : {}), ...(options.target ? { target: options.target } : {}), ...(platform ? { platform } : {}), emit });
     settings.cleanups.push(builtBase.cleanup);
     return external.packagingPlan(displayFile, builtBase.reference);
   });
   emit({ kind: 'step', message: `read ${displayFile} as ${syntax}${options.target === undefined ? '' : `, up to stage ${options.target}`}` });
   return { plan, ...(builtBase ? { builtBase } : {}) };
+}
+
+/** The builder reads a file: -f -'s text goes into a temporary one, removed when the build ends. */
+async function stdinForBuilder(text: string, settings: BuildSettings): Promise<string> {
+  const dir = path.join(os.tmpdir(), temporaryName('lapin-'));
+  trackTemporary(dir);
+  settings.cleanups.push(async () => {
+    await rm(dir, { recursive: true, force: true });
+    untrackTemporary(dir);
+  });
+  await mkdir(dir, { mode: 0o700 });
+  const file = path.join(dir, 'Containerfile');
+  await writeFile(file, text);
+  return file;
 }
 
 const SYNTAX_NAMES: Record<Syntax, string> = { bunnyfile: 'a bunnyfile', containerfile: 'a Containerfile', nix: 'an args.nix' };

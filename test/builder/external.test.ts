@@ -5,7 +5,7 @@
 // names the instruction and how to install one.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -98,6 +98,18 @@ describe('RUN goes to a real builder', { skip, timeout: 300_000 }, () => {
     assert.equal(annotations['com.urunc.unikernel.mountRootfs'], 'true');
     const inspected = await lapin(['inspect', archive], { env: builderEnv });
     assert.equal(inspected.status, 0, inspected.stdout + inspected.stderr);
+  });
+
+  test('-f -: the text from stdin is what the builder builds (it was handed "<stdin>" as a path); its temporary copy is removed', async () => {
+    const context = await mkdtemp(path.join(work, 'stdin-'));
+    const tmp = await mkdtemp(path.join(work, 'stdin tmp '));
+    const archive = path.join(context, 'out.tar');
+    const text = `FROM ${base}\nRUN echo "from stdin" > /etc/made\n`;
+    const run = await lapin(['build', '-f', '-', '--kernel-image', images.kernel, '--init-image', images.init, '-o', archive, context], { env: { ...builderEnv, TMPDIR: tmp }, cwd: os.tmpdir(), input: text });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, /<stdin>:2:1: RUN needs execution: the Dockerfile part is built by buildah/);
+    assert.equal((await imageFiles(archive)).files.get('etc/made')?.data.toString(), 'from stdin\n');
+    assert.deepEqual((await readdir(tmp)).filter((name) => name.startsWith('lapin-')), []);
   });
 
   test('the library\'s target picks the stage the builder builds', async () => {
