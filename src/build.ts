@@ -72,7 +72,7 @@ async function buildImage(settings: BuildSettings): Promise<BuildResult> {
       digest: built.image.manifest.digest,
       configDigest: built.image.config.digest,
       manifest: built.image.manifest,
-      names,
+      names: reportedNames(names, options.outputs),
       platform: built.assembled.platform,
       urunc: settled.metadata.urunc,
       outputs: context.written,
@@ -206,6 +206,12 @@ async function producePlatform(
     baseNodes: assembled.baseNodes,
   });
   return { image, assembled };
+}
+
+/** The image's names, or with no -t the outputs' own (buildx's name=), as buildx's image.name has them. */
+function reportedNames(names: string[], outputs: readonly OutputSpec[] | undefined): string[] {
+  if (names.length > 0) return names;
+  return [...new Set((outputs ?? []).flatMap((output) => (output.names ?? []).map((name) => formatReference(parseReference(name)))))];
 }
 
 /** A sink per output, each checked in order before any work is done. */

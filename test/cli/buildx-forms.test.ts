@@ -100,6 +100,13 @@ describe('--output specs', () => {
     }
     oneLine(await lapin(['build', ...seed, '-o', 'type=local,dest=-', EXAMPLE], { env, cwd: work }), 2, 'lapin: error: --output "type=local,dest=-": type=local writes a directory, not stdout (name a directory, e.g. dest=rootfs, or write the image archive to stdout with -o -)');
   });
+  test('with no -t, the result line and --metadata-file name the image by the outputs\' name= (it was "built (no name)", image.name "")', async () => {
+    const meta = path.join(work, 'named-meta.json');
+    const built = await lapin(['build', ...seed, '--progress', 'plain', '--metadata-file', meta, '-o', `type=oci,dest=${path.join(work, 'only-named.tar')},name=a:1`, EXAMPLE], { env, cwd: work });
+    assert.equal(built.status, 0, built.stderr);
+    assert.match(built.stderr, /^=> built docker\.io\/library\/a:1 for linux\/amd64$/m);
+    assert.equal((JSON.parse(await readFile(meta, 'utf8')) as Record<string, string>)['image.name'], 'docker.io/library/a:1');
+  });
   test('an archive written with name= holds the image under that name, not the -t one', async () => {
     const out = path.join(work, 'named.tar');
     const built = await lapin(['build', ...seed, '-t', 'urunc/other:1', '-o', `type=oci,dest=${out},name=named:1`, EXAMPLE], { env, cwd: work });
