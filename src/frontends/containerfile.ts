@@ -1002,7 +1002,8 @@ class Compiler {
   dispatch(instruction: Instruction): void {
     const { keyword } = instruction;
     if (!KEYWORDS.has(keyword)) {
-      throw new LapinError(`unknown instruction: ${instruction.written}`, { at: instruction.at });
+      const close = closestName(keyword, KEYWORDS);
+      throw new LapinError(`unknown instruction: ${instruction.written}`, { at: instruction.at, ...(close !== undefined ? { hint: `did you mean ${close}?` } : {}) });
     }
     if (keyword === 'RUN') {
       throw new ExecutionNeeded('RUN', 'not supported: RUN executes commands; lapin packages pre-built artifacts', {

@@ -661,6 +661,11 @@ describe('refused instructions', () => {
 
   test('unknown instructions are named', () => {
     fails('FROM scratch\n  COPYY a /a\n', /unknown instruction: COPYY/, 2, 3);
+    // BuildKit's "(did you mean label?)": the instruction a typo is closest to.
+    for (const [typo, meant] of [['LABLE', 'LABEL'], ['cmd2', 'CMD'], ['ENTRYPIONT', 'ENTRYPOINT'], ['Form', 'FROM']] as const) {
+      assert.equal(fails(`FROM scratch\n${typo} x\n`, /unknown instruction/, 2, 1).hint, `did you mean ${meant}?`, typo);
+    }
+    assert.equal(fails('FROM scratch\nhello x\n', /unknown instruction: hello/).hint, undefined);
   });
 
   test('errors on continuation lines point at the right line', () => {
