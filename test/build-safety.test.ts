@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, cp, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -99,7 +100,7 @@ describe('a later output failing', () => {
       assert.equal(r.status, 1, r.stderr);
       assert.equal(
         r.stderr,
-        `lapin: error: writing the OCI layout directory full/layout failed (no space left on the device); nothing of it was left, and the earlier output is complete and kept: first.tar (fix that output and build again)\n`,
+        `lapin: error: writing the OCI layout directory full/layout failed: no space left on the device; nothing of it was left, and the earlier output is complete and kept: first.tar (fix that output and build again)\n`,
       );
       assert.deepEqual(await readdir(full), []);
       assert.ok((await readArchive(path.join(work, 'first.tar'))).names.includes('index.json'));
@@ -113,6 +114,17 @@ describe('a later output failing', () => {
     const r = lapin(['build', '--progress', 'quiet', '-t', 'meta:1', '-o', 'type=oci,dest=meta.tar', '--metadata-file', '/proc/lapin-meta.json', context]);
     assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stderr, `lapin: error: cannot write the metadata file /proc/lapin-meta.json (no such directory); the image itself is complete: ${path.join(work, 'meta.tar')} (fix the metadata path or free space, and build again to write it)\n`);
+  });
+
+  test('a push that fails after an archive: its own hint last, not in parentheses inside the sentence', async () => {
+    // A loopback port nothing listens on.
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    const r = lapin(['build', '--progress', 'quiet', '-t', `127.0.0.1:${port}/team/net:1`, '--push', '-o', 'type=oci,dest=kept.tar', context]);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, `lapin: error: the push failed: cannot connect to 127.0.0.1:${port}: connection refused; nothing of it was left, and the earlier output is complete and kept: kept.tar (is the registry running, and is the host:port right?)\n`);
   });
 
   test('a metadata file in a missing directory is refused before the build, nothing written', () => {

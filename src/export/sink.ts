@@ -8,7 +8,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { LapinError, UsageError } from '../errors.js';
+import { formatPosition, LapinError, UsageError } from '../errors.js';
 import { requireFreshDirectory } from './atomic.js';
 import type { BlobTarget } from '../image/blob-store.js';
 import type { ImageIndexModel, ImageModel, ImageParts } from '../image/model.js';
@@ -157,9 +157,11 @@ function partialOutputError(error: unknown, sink: Sink, written: readonly Writte
   const output = sink.output;
   const failed = output.dest !== undefined && output.dest !== '-' ? ` ${displayPath(path.resolve(cwd, output.dest), cwd)}` : '';
   const done = written.map((o) => (o.type === 'registry' || o.type === 'load' ? describeWritten(o) : displayPath(o.dest, cwd))).join(', ');
-  return new LapinError(`writing the ${sink.description}${failed} failed (${reasonOf(error)}); nothing of it was left, and the earlier output${written.length > 1 ? 's are' : ' is'} complete and kept: ${done}`, {
-    hint: 'fix that output and build again',
-  });
+  const what = output.type === 'registry' ? 'the push' : output.type === 'load' ? `the load into ${sink.description}` : `writing the ${sink.description}${failed}`;
+  // The failure's own hint says what to do; it goes last, not in parentheses inside this sentence.
+  const reason = error instanceof LapinError ? `${error.at ? `${formatPosition(error.at)}: ` : ''}${error.message}` : reasonOf(error);
+  const hint = error instanceof LapinError && error.hint !== undefined ? error.hint : 'fix that output and build again';
+  return new LapinError(`${what} failed: ${reason}; nothing of it was left, and the earlier output${written.length > 1 ? 's are' : ' is'} complete and kept: ${done}`, { hint });
 }
 
 /** A file or directory output: dest=- only for archives with a stdout; the parent must exist; a directory must be new. */
