@@ -13,6 +13,8 @@ import { comparePaths, type FsNode } from './tree.js';
 export interface CopyEnvironment {
   /** Absolute path of the build context. */
   contextDir: string;
+  /** The definition file's directory, when it is not the context (for the not-found hint). */
+  definitionDir?: { path: string; shown: string };
   /** Filesystems of earlier stages, by name and by index. */
   stages: ReadonlyMap<string, ImageFilesystem>;
   /** Time written on every entry (SOURCE_DATE_EPOCH). */
@@ -72,9 +74,12 @@ export async function applyCopy(target: ImageFilesystem, op: CopyOp, env: CopyEn
       });
     }
     if (real === undefined) {
+      const beside = source !== '' && env.definitionDir !== undefined && (await lstat(path.join(env.definitionDir.path, source)).then(() => true, () => false));
       throw new LapinError(`${JSON.stringify(source === '' ? '.' : source)} not found in the build context ${env.contextDir}`, {
         ...where(op.at),
-        hint: 'check the path; it is relative to the context, not to the definition file',
+        hint: beside
+          ? `paths are relative to the context, and this one is beside the definition file: pass its directory as the context, lapin build -f ${shellWord(op.at?.file ?? 'FILE')} ${shellWord(env.definitionDir?.shown ?? '')}`
+          : 'check the path; it is relative to the context, not to the definition file',
       });
     }
     const stats = await lstat(fsPath(real));
@@ -278,4 +283,9 @@ function matchTree(stage: ImageFilesystem, pattern: string, at?: SourcePosition)
       if (parts.length !== segments.length) return false;
       return parts.every((part, i) => (regexps[i] ? (regexps[i]?.test(part) ?? false) : part === segments[i]));
     });
+}
+
+/** A path as one shell word, for a command to copy. */
+function shellWord(text: string): string {
+  return /^[\w./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }

@@ -29,7 +29,7 @@ import type { KeptImages } from '../rootfs/ext.js';
 import { writeRootfsImage } from '../rootfs/image.js';
 import { count, formatBytes } from '../human.js';
 import type { Bases, RegistryModules } from './bases.js';
-import type { BuildSettings } from './options.js';
+import { displayPath, type BuildSettings } from './options.js';
 import { BUILD_PLATFORMS_HINT, buildArchitecture } from './platform.js';
 import type { BuildEvent } from './types.js';
 
@@ -97,7 +97,8 @@ export async function assemble(input: AssembleInput): Promise<AssembledImage> {
   const { metadata, findings } = settled;
   const baseNodes = new Set<FsNode>();
   const keptImages = keptBlockImages(settings);
-  const rootfs = await assembleFilesystem(plan, { contextDir: settings.contextDir, ...(input.ignore ? { ignore: input.ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled: bases.pulled, ...(bases.registry ? { registry: bases.registry } : {}), baseNodes, ...(keptImages ? { keptImages } : {}) });
+  const definitionDir = definitionDirectory(settings);
+  const rootfs = await assembleFilesystem(plan, { contextDir: settings.contextDir, ...(definitionDir ? { definitionDir } : {}), ...(input.ignore ? { ignore: input.ignore } : {}), mtime, staging, ...(options.rootfsSize !== undefined ? { rootfsSize: options.rootfsSize } : {}), emit, pulled: bases.pulled, ...(bases.registry ? { registry: bases.registry } : {}), baseNodes, ...(keptImages ? { keptImages } : {}) });
   if (rootfs.get(URUNC_JSON_PATH)) emit({ kind: 'warning', message: '/urunc.json from the input is replaced by the one lapin writes' });
   // A Solo5 kernel's manifest names its devices; urunc's names must match (before urunc.json is written).
   const kernelNode = metadata.urunc.binary === undefined ? undefined : rootfs.resolve(metadata.urunc.binary);
@@ -137,10 +138,19 @@ function keptBlockImages(settings: BuildSettings): KeptImages | undefined {
   return cache.enabled ? { cache, defer: (task) => settings.cleanups.push(task) } : undefined;
 }
 
+/** -f's directory when it is not the context: a path the file names may be there instead (docker build's slip). */
+function definitionDirectory(settings: BuildSettings): { path: string; shown: string } | undefined {
+  const file = settings.options.file;
+  if (file === undefined || file === '-') return undefined;
+  const dir = path.dirname(path.resolve(settings.cwd, file));
+  return dir === settings.contextDir ? undefined : { path: dir, shown: displayPath(dir, settings.cwd) };
+}
+
 interface AssembleContext {
   contextDir: string;
   /** Block images kept from earlier builds, when the cache is on. */
   keptImages?: KeptImages;
+  definitionDir?: { path: string; shown: string };
   ignore?: ContextIgnore;
   mtime: number;
   staging: string;
@@ -162,7 +172,7 @@ function requireRegistry(context: AssembleContext): RegistryModules {
 /** Runs the plan's stages and final operations into an in-memory tree. */
 async function assembleFilesystem(plan: BuildPlan, context: AssembleContext): Promise<ImageFilesystem> {
   const stages = new Map<string, ImageFilesystem>();
-  const env: CopyEnvironment = { contextDir: context.contextDir, stages, mtime: context.mtime, ...(context.ignore ? { ignore: context.ignore } : {}) };
+  const env: CopyEnvironment = { contextDir: context.contextDir, ...(context.definitionDir ? { definitionDir: context.definitionDir } : {}), stages, mtime: context.mtime, ...(context.ignore ? { ignore: context.ignore } : {}) };
   const baseData = path.join(context.staging, 'base');
   const copiedImages = copySourceImages(plan);
   for (const [reference, image] of context.pulled ?? []) {

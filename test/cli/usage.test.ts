@@ -96,6 +96,20 @@ describe('odd definition files and values', () => {
     assert.equal(forced.status, 0, forced.stderr);
   });
 
+  test('-f DIR/FILE without DIR as the context (docker build\'s slip): a file beside the definition is named, with the command that builds it', () => {
+    const file = path.join(EXAMPLE, 'bunnyfile');
+    const r = lapin(['build', '-f', file, '-o', 'slip.tar']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('lapin:')).join('\n'), `lapin: error: ${file}:11:9: "network.hvt" not found in the build context ${work} (paths are relative to the context, and this one is beside the definition file: pass its directory as the context, lapin build -f ${file} ${EXAMPLE})`);
+    // A path found nowhere keeps the plain hint.
+    const dir = path.join(work, 'elsewhere');
+    execFileSync('mkdir', ['-p', dir]);
+    execFileSync('sh', ['-c', `sed 's/network.hvt/nothere.hvt/' '${file}' > '${dir}/bunnyfile'`]);
+    const nowhere = lapin(['build', '-f', path.join(dir, 'bunnyfile'), '-o', 'slip.tar', EXAMPLE]);
+    assert.equal(nowhere.status, 1, nowhere.stderr);
+    assert.match(nowhere.stderr, /"nothere\.hvt" not found in the build context .* \(check the path; it is relative to the context, not to the definition file\)$/m);
+  });
+
   test("--platform '' is shown quoted, not as a blank", () => {
     const r = lapin(['build', '--platform', '', '-o', path.join(work, 'x.tar'), EXAMPLE]);
     assert.equal(r.status, 2, r.stderr);
