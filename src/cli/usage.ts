@@ -56,7 +56,7 @@ export function commanderErrorLine(text: string): string {
 /** buildx refuses to write an archive into a terminal; so does lapin. */
 export function refuseTerminalStdout(outputs: ReadonlyArray<{ dest?: string | undefined }>, stdoutIsTerminal: boolean): void {
   if (stdoutIsTerminal && outputs.some((output) => output.dest === '-')) {
-    throw new UsageError('refusing to write the image archive to a terminal (-o -)', 'redirect stdout to a file or a pipe, e.g. > image.tar, or give a file: -o image.tar');
+    throw new UsageError('refusing to write the image archive to stdout, which is a terminal', 'redirect stdout to a file or a pipe, e.g. > image.tar, or give a file: -o image.tar');
   }
 }
 

@@ -103,11 +103,13 @@ describe('lapin build on a terminal', { skip: haveTmux ? false : 'tmux is missin
     assert.doesNotMatch(final, /\^C|layer kernel \[/, final);
   });
 
-  test('-o - on a terminal is refused (exit 2) and writes nothing into it', async () => {
-    startInTmux(['build', '-o', '-', '.'], work);
-    const final = await waitFor((text) => /EXIT=\d+/.test(text), 60_000);
-    assert.match(final, /EXIT=2/, final);
-    assert.match(final, /^lapin: error: refusing to write the image archive to a terminal \(-o -\) \(redirect stdout/m, final);
-    assert.doesNotMatch(final, /oci-layout|ustar|=> read/, final);
-  });
+  for (const output of ['-', 'type=oci']) {
+    test(`-o ${output} on a terminal is refused (exit 2) and writes nothing into it`, async () => {
+      startInTmux(['build', '-o', output, '.'], work);
+      const final = await waitFor((text) => /EXIT=\d+/.test(text), 60_000);
+      assert.match(final, /EXIT=2/, final);
+      assert.match(final, /^lapin: error: refusing to write the image archive to stdout, which is a terminal \(redirect stdout/m, final);
+      assert.doesNotMatch(final, /oci-layout|ustar|=> read/, final);
+    });
+  }
 });
