@@ -286,6 +286,6 @@ function matchTree(stage: ImageFilesystem, pattern: string, at?: SourcePosition)
 }
 
 /** A path as one shell word, for a command to copy. */
-function shellWord(text: string): string {
+export function shellWord(text: string): string {
   return /^[\w./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { shellWord } from '../../src/image/copy.js';
 
 const ROOT = path.resolve('.');
 const EXAMPLE = path.join(ROOT, 'examples/mirage-hvt');
@@ -100,7 +101,7 @@ describe('odd definition files and values', () => {
     const file = path.join(EXAMPLE, 'bunnyfile');
     const r = lapin(['build', '-f', file, '-o', 'slip.tar']);
     assert.equal(r.status, 1, r.stderr);
-    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('lapin:')).join('\n'), `lapin: error: ${file}:11:9: "network.hvt" not found in the build context ${work} (paths are relative to the context, and this one is beside the definition file: pass its directory as the context, lapin build -f ${file} ${EXAMPLE})`);
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('lapin:')).join('\n'), `lapin: error: ${file}:11:9: "network.hvt" not found in the build context ${work} (paths are relative to the context, and this one is beside the definition file: pass its directory as the context, lapin build -f ${shellWord(file)} ${shellWord(EXAMPLE)})`);
     // A path found nowhere keeps the plain hint.
     const dir = path.join(work, 'elsewhere');
     execFileSync('mkdir', ['-p', dir]);
