@@ -6,7 +6,7 @@
  * open without blocking, fstat the descriptor, refuse what is not a regular
  * file, and read no more than the size the descriptor declares.
  */
-import { constants, type Stats } from 'node:fs';
+import { constants, type BigIntStats, type Stats } from 'node:fs';
 import { open, realpath, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { LapinError } from './errors.js';
@@ -77,6 +77,17 @@ export async function readExactly(handle: FileHandle, length: number, position: 
     filled += bytesRead;
   }
   return data;
+}
+
+/**
+ * A file's stamp: device, inode, size, mtime and ctime (ns). Any write to
+ * the file or replacement of it changes the ctime, which cannot be set
+ * back, so caches trust what they wrote while its stamp holds. A file with
+ * no name left (replaced meanwhile) is no stamp.
+ */
+export function fileStamp(s: BigIntStats): string {
+  if (!s.isFile() || s.nlink === 0n) return 'not a file';
+  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
 }
 
 /** The whole file, refused past `maxBytes`, read no further than its fstat size. */

@@ -7,11 +7,10 @@
  * the index archive (imagetools/create.ts).
  */
 import { createHash } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectories } from '../mkdirp.js';
-import { readRegularFile } from '../regular-file.js';
+import { fileStamp, readRegularFile } from '../regular-file.js';
 import { writeFileAtomically } from '../temporaries.js';
 
 interface ArchiveRecord {
@@ -20,11 +19,7 @@ interface ArchiveRecord {
   file: string;
 }
 
-/** Device, inode, size, mtime and ctime; a file with no name left (replaced meanwhile) is no stamp. */
-export function fileStamp(s: BigIntStats): string {
-  if (!s.isFile() || s.nlink === 0n) return 'not a file';
-  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
-}
+export { fileStamp } from '../regular-file.js';
 
 /** A record is a line of JSON; anything bigger, or not a regular file (a FIFO would block the build), is no record. */
 const RECORD_MAX_BYTES = 64 * 1024;

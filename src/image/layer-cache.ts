@@ -16,7 +16,7 @@ import { fsPath } from './names.js';
 import { READ_SIZE, tarChunks } from './tar-writer.js';
 import type { FsNode } from './tree.js';
 import { makeDirectories } from '../mkdirp.js';
-import { readRegularFile } from '../regular-file.js';
+import { readRegularFile, fileStamp } from '../regular-file.js';
 
 /**
  * Bump whenever lapin would write different layer bytes for the same
@@ -47,7 +47,7 @@ const ENTRY_MAX_BYTES = 64 * 1024;
 /** A blob file's stamp: any write to it or replacement of it changes the ctime, which cannot be set back. */
 async function blobStamp(file: string): Promise<string | undefined> {
   const s = await lstat(file, { bigint: true }).catch(() => undefined);
-  return s?.isFile() ? [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':') : undefined;
+  return s?.isFile() ? fileStamp(s) : undefined;
 }
 
 /** Kept with its pid: the start-up snapshot carries module state from the process that made it. */

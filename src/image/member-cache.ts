@@ -35,6 +35,7 @@ import path from 'node:path';
 import { capFromEnv } from '../rootfs/size.js';
 import { temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { makeDirectories } from '../mkdirp.js';
+import { fileStamp as stamp } from '../regular-file.js';
 
 /** Bump when an entry's layout, or the way a member is made, changes. */
 const MEMBER_FORMAT = 1;
@@ -73,10 +74,6 @@ export interface MemberStats {
   checked?: number;
 }
 
-/** An entry's stamp: any write to it or replacement of it changes the ctime. */
-function stamp(s: { dev: bigint; ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string {
-  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
-}
 
 export class MemberCache {
   private writable = true;

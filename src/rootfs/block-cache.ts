@@ -22,10 +22,11 @@
  *   at most 90 % of the cap. Cap 4 GiB by default, `LAPIN_BLOCK_CACHE_SIZE`
  *   changes it, `0` keeps none.
  */
-import { constants, readFileSync } from 'node:fs';
+import { constants, readFileSync, type BigIntStats } from 'node:fs';
 import { lstat, open, readdir, rename, rm, statfs, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectories } from '../mkdirp.js';
+import { fileStamp as stamp, readRegularFile } from '../regular-file.js';
 import { fsyncDirectory, fsyncPath, temporaryName, trackTemporary, untrackTemporary, writeFileAtomically } from '../temporaries.js';
 import { capFromEnv } from './size.js';
 
@@ -64,20 +65,8 @@ export interface HeldImage {
   sources: ReadonlyMap<string, string>;
 }
 
-interface BigStats {
-  dev: bigint;
-  ino: bigint;
-  size: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-}
-
-function stamp(s: BigStats): string {
-  return [s.dev, s.ino, s.size, s.mtimeNs, s.ctimeNs].join(':');
-}
-
 /** The stamp without the ctime, which the rename that takes an image changes. */
-function identity(s: BigStats): string {
+function identity(s: BigIntStats): string {
   return [s.dev, s.ino, s.size, s.mtimeNs].join(':');
 }
 
@@ -234,19 +223,10 @@ export class BlockImageCache {
     }
   }
 
+  /** A FIFO, a symlink or anything bigger than a record is no record. */
   private async readRecord(file: string, key: string): Promise<ReturnType<typeof parseRecord>> {
-    try {
-      const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      try {
-        const info = await handle.stat();
-        if (!info.isFile() || info.size > RECORD_MAX_BYTES) return undefined;
-        return parseRecord(await handle.readFile('utf8'), key);
-      } finally {
-        await handle.close();
-      }
-    } catch {
-      return undefined;
-    }
+    const bytes = await readRegularFile(file, RECORD_MAX_BYTES).catch(() => undefined);
+    return bytes === undefined ? undefined : parseRecord(bytes.toString('utf8'), key);
   }
 
   private imagePath(key: string): string {

@@ -259,6 +259,13 @@ async function stageFile(source: Extract<FileSource, { kind: 'path' }>, target: 
   await copySourceFile(source, target);
 }
 
+/** Puts a regular file's bytes at `target` for mke2fs: written from memory, staged from the context, or taken from a layer. */
+async function stageFileNode(node: FileNode, target: string, linked: Set<string>): Promise<void> {
+  if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
+  else if (node.source.kind === 'path') await stageFile(node.source, target, linked);
+  else await copySourceFile(node.source, target);
+}
+
 /** Writes the tree under `root` with the right types and contents; modes, owners and times come later. */
 async function materialize(list: readonly FsNode[], root: string): Promise<void> {
   await makeDirectories(root);
@@ -270,9 +277,7 @@ async function materialize(list: readonly FsNode[], root: string): Promise<void>
         await mkdir(target);
         break;
       case 'file':
-        if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
-        else if (node.source.kind === 'path') await stageFile(node.source, target, linked);
-        else await copySourceFile(node.source, target);
+        await stageFileNode(node, target, linked);
         break;
       case 'symlink':
         await symlink(node.target, target);
@@ -405,9 +410,7 @@ async function stagedXattrs(files: readonly FileNode[], workDir: string, env: No
     let blocks = 0;
     for (const [i, node] of files.entries()) {
       const target = path.join(tree, `f${i}`);
-      if (node.source.kind === 'bytes') await writeFile(target, node.source.data);
-      else if (node.source.kind === 'path') await stageFile(node.source, target, linked);
-      else await copySourceFile(node.source, target);
+      await stageFileNode(node, target, linked);
       blocks += Math.ceil(node.size / BLOCK_BYTES) + 2;
     }
     const size = Math.ceil((blocks * BLOCK_BYTES * 1.25 + 16 * MIB) / MIB) * MIB;
@@ -472,7 +475,11 @@ export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtIm
   }
   // A cache disk without room for the image (or not writable) leaves the image where the build's temporaries go, not kept.
   const file = await kept.cache.newImagePath(key, plan.size);
-  if (file === undefined) return { file: fallback, ...(await writeExtImage(nodes, fallback, options)) };
+  const inTemporaries = async (): Promise<KeptExtImageResult> => {
+    const { size, inodes } = await buildExtImage(plan, fallback, options);
+    return { file: fallback, size, inodes };
+  };
+  if (file === undefined) return inTemporaries();
   let built;
   try {
     built = await buildExtImage(plan, file, options);
@@ -480,7 +487,7 @@ export async function writeKeptExtImage(nodes: readonly FsNode[], options: ExtIm
     await kept.cache.discard(file);
     if (!(error instanceof ImageDiskError)) throw error;
     kept.cache.cannotKeep(error.message);
-    return { file: fallback, ...(await writeExtImage(nodes, fallback, options)) };
+    return inTemporaries();
   }
   const files = built.files;
   const sources = await contextStamps(plan.list);
